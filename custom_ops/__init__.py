@@ -1,0 +1,1 @@
+"""Manual CS231n operators: autograd Functions with hand-written backward passes."""

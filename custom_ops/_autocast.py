@@ -1,0 +1,55 @@
+"""Mixed precision for the manual operators.
+
+A custom ``autograd.Function`` is opaque to ``torch.autocast``: its forward would run on whatever dtypes
+arrive and its backward outside the autocast region, with mismatched dtypes. So every functional wrapper
+calls :func:`apply`, which does for the Function what autocast does for its built-in twin: cast the
+floating-point arguments per the op's policy, then run the Function with autocast disabled. The casts are
+ordinary differentiable ``.to()`` calls, so gradients reach the original dtypes as they do for built-ins.
+
+Policies, as PyTorch's autocast op lists and kernels behave:
+- ``"lower"``: under autocast, run in the autocast dtype (float16/bfloat16): linear, conv2d.
+- ``"fp32"``: under autocast, run in float32 and return float32: the losses.
+- ``"fp32_internal"``: always compute in float32 when the input is float16/bfloat16 and return the input's
+  dtype, as the built-in normalisation kernels accumulate in float32: batch_norm, layer_norm.
+- ``"same"``: run in the input's dtype: relu, dropout, max_pool2d.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+
+Policy = Literal["lower", "fp32", "fp32_internal", "same"]
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def _cast(dtype: torch.dtype, args: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(
+        a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args
+    )
+
+
+def apply(function: type[torch.autograd.Function], policy: Policy, *args: Any) -> Any:
+    """Run ``function.apply(*args)`` with the dtype handling of ``policy`` (``args[0]`` is the input)."""
+    x = args[0]
+    device_type = x.device.type
+    autocasting = torch.is_autocast_enabled(device_type)
+    out_dtype = None
+    if autocasting and policy == "lower":
+        args = _cast(torch.get_autocast_dtype(device_type), args)
+    elif autocasting and policy == "fp32":
+        args = _cast(torch.float32, args)
+    elif policy == "fp32_internal" and x.dtype in _LOW_PRECISION:
+        out_dtype = x.dtype
+        args = _cast(torch.float32, args)
+    if not autocasting:
+        out = function.apply(*args)
+    else:
+        with torch.autocast(device_type, enabled=False):
+            out = function.apply(*args)
+    if out_dtype is None:
+        return out
+    if isinstance(out, tuple):
+        return (out[0].to(out_dtype), *out[1:])
+    return out.to(out_dtype)

@@ -1,0 +1,139 @@
+"""Batch normalisation, 1-D ``(N, C)`` and spatial ``(N, C, H, W)`` (CS231n ``batchnorm_*`` and
+``spatial_batchnorm_*``): statistics per channel ``C`` over the ``M`` values of all other dims.
+
+Forward (training):  mu, var = mean and biased variance over M;  s = 1 / sqrt(var + eps)
+                     xhat = (x - mu) * s;  out = gamma * xhat + beta
+Backward (the simplified closed form of the CS231n ``batchnorm_backward_alt``):
+                     dbeta = sum(dout);  dgamma = sum(dout * xhat)
+                     dx = gamma * s * (dout - dbeta / M - xhat * dgamma / M)
+In evaluation mu, var are the running statistics (constants), so dx = gamma * s * dout.
+
+Running statistics. PyTorch (default, ``convention="torch"``): ``momentum`` is the weight of the *new*
+batch, ``running = (1 - momentum) * running + momentum * batch``, and the running variance uses the
+*unbiased* batch variance (``var * M / (M - 1)``) — exactly what ``nn.BatchNorm*`` does.
+CS231n (``convention="cs231n"``): ``momentum`` (0.9 in the assignment) is the weight of the *old* value,
+``running = momentum * running + (1 - momentum) * batch``, with the *biased* variance.
+
+Saved for backward: xhat (the size of x), s and gamma (C each) — the same as the built-in kernel saves.
+The backward uses xhat as a constant, so it is ``once_differentiable`` (no double backward).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from . import _autocast
+from ._checks import check_floating, check_ndim, check_same_dtype, check_shape
+
+
+def _channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
+    """``(C,)`` -> ``(1, C, 1, ...)`` broadcastable against an ``ndim``-D input."""
+    return t.view(1, -1, *([1] * (ndim - 2)))
+
+
+class BatchNormFunction(torch.autograd.Function):
+    """x ``(N, C, *)``, weight/bias ``(C,)`` or None, mean/var ``(C,)`` (used only in eval) ->
+    training: ``(out, batch_mean, batch_biased_var)``; eval: ``out``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, training: bool, eps: float):
+        dims = [d for d in range(x.dim()) if d != 1]
+        if training:
+            var, mean = torch.var_mean(x, dim=dims, correction=0)
+        else:
+            mean, var = running_mean, running_var
+        invstd = torch.rsqrt(var + eps)
+        xhat = (x - _channel_view(mean, x.dim())) * _channel_view(invstd, x.dim())
+        out = xhat
+        if weight is not None:
+            out = out * _channel_view(weight, x.dim())
+        if bias is not None:
+            out = out + _channel_view(bias, x.dim())
+        elif weight is None:
+            out = out.clone()  # never return a saved tensor as the output
+        ctx.save_for_backward(xhat, invstd, weight)
+        ctx.training = training
+        ctx.has_bias = bias is not None
+        if not training:
+            return out
+        ctx.mark_non_differentiable(mean, var)
+        return out, mean, var
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, *_):
+        xhat, invstd, weight = ctx.saved_tensors
+        ndim = xhat.dim()
+        dims = [d for d in range(ndim) if d != 1]
+        dbeta = dout.sum(dims)
+        dgamma = (dout * xhat).sum(dims)
+        scale = invstd if weight is None else invstd * weight
+        dx = None
+        if ctx.needs_input_grad[0]:
+            if ctx.training:
+                m = dout.numel() // dout.shape[1]
+                dx = (dout - _channel_view(dbeta / m, ndim) - xhat * _channel_view(dgamma / m, ndim)) * (
+                    _channel_view(scale, ndim)
+                )
+            else:
+                dx = dout * _channel_view(scale, ndim)
+        dw = dgamma if weight is not None and ctx.needs_input_grad[1] else None
+        db = dbeta if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return dx, dw, db, None, None, None, None
+
+
+def batch_norm(
+    input: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None = None,
+    bias: torch.Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    *,
+    convention: Literal["torch", "cs231n"] = "torch",
+) -> torch.Tensor:
+    """Manual twin of :func:`torch.nn.functional.batch_norm`.
+
+    Shapes: input ``(N, C)``, ``(N, C, L)`` or ``(N, C, H, W)``; running_mean, running_var, weight, bias
+    ``(C,)``. In training the batch statistics normalise the input and, when given, the running statistics
+    are updated in place (see the module docstring for ``convention``); in eval the running statistics
+    normalise the input.
+    """
+    check_floating("input", input)
+    check_ndim("input", input, (2, 3, 4), "(N, C), (N, C, L) or (N, C, H, W)")
+    check_same_dtype(input, weight=weight, bias=bias)
+    channels = input.shape[1]
+    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                    ("bias", bias)):
+        check_shape(name, t, (channels,), f"one value per channel, input has C={channels}")
+    if convention not in ("torch", "cs231n"):
+        raise ValueError(f"convention must be 'torch' or 'cs231n', got {convention!r}")
+    if training:
+        count = input.numel() // channels
+        if count <= 1:
+            raise ValueError(
+                f"batch_norm in training needs more than 1 value per channel, got input shape "
+                f"{tuple(input.shape)}"
+            )
+        out, mean, var = _autocast.apply(
+            BatchNormFunction, "fp32_internal", input, weight, bias, None, None, True, eps
+        )
+        new_weight = momentum if convention == "torch" else 1.0 - momentum
+        with torch.no_grad():
+            if running_mean is not None:
+                running_mean.lerp_(mean.to(running_mean.dtype), new_weight)
+            if running_var is not None:
+                if convention == "torch":
+                    var = var * (count / (count - 1))
+                running_var.lerp_(var.to(running_var.dtype), new_weight)
+        return out
+    if running_mean is None or running_var is None:
+        raise ValueError("running_mean and running_var are required when training=False")
+    return _autocast.apply(
+        BatchNormFunction, "fp32_internal", input, weight, bias, running_mean, running_var, False, eps
+    )

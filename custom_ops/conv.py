@@ -1,0 +1,212 @@
+"""2-D convolution (CS231n ``conv_forward`` / ``conv_backward``), grouped and depthwise included.
+
+Forward:  out[n, o, y, z] = b[o] + sum_{c, i, j} w[o, c, i, j] * xpad[n, g(o)*Cg + c, y*s + i*d, z*s + j*d]
+          (s stride, d dilation, Cg = C_in / groups input channels per group, g(o) the group of o).
+
+Two backward strategies, selected by ``strategy``:
+
+``"im2col"`` — the readable reference, the CS231n ``fast_layers`` idea. The forward is a matmul of the
+weight with the columns of input patches (``unfold``); the backward is the affine backward on those
+columns, then ``fold`` (col2im) scatters the column gradients back to the image:
+          cols = unfold(x)                    (N, G, Cg*kh*kw, L)      L = H_out * W_out
+          out  = W @ cols + b                 W: (G, O/G, Cg*kh*kw)
+          dW   = sum_n dout @ cols^T,  dcols = W^T @ dout,  dx = fold(dcols),  db = sum dout
+The columns are recomputed in backward rather than saved (they are kh*kw times larger than x).
+
+``"fast"`` (default) — both gradients are themselves convolutions, run by the fast forward kernels:
+          dx = conv_transpose2d(dout, w)      (output_padding restores rows the forward never reached)
+          dw = correlation of x with dout over the batch: a convolution in which the batch plays the
+               channel role, with stride and dilation swapped.
+
+Both backwards are differentiable functions of the saved x and w, so double backward works.
+Saved for backward: x and w (what the built-in saves).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from . import _autocast
+from ._checks import check_floating, check_ndim, check_same_dtype, check_shape, pair
+
+Pair = tuple[int, int]
+Strategy = Literal["fast", "im2col"]
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    """Output length along one spatial dim: ``floor((size + 2p - d(k-1) - 1) / s) + 1``."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def conv2d_input_grad(dout, weight, input_hw: Pair, stride: Pair, padding: Pair, dilation: Pair,
+                      groups: int) -> torch.Tensor:
+    """dx as the transposed convolution of ``dout`` ``(N, O, Ho, Wo)`` with ``weight``."""
+    output_padding = tuple(
+        size - ((o - 1) * s - 2 * p + d * (k - 1) + 1)
+        for size, o, s, p, d, k in zip(input_hw, dout.shape[2:], stride, padding, dilation, weight.shape[2:])
+    )
+    return torch.conv_transpose2d(dout, weight, None, stride, padding, output_padding, groups, dilation)
+
+
+def conv2d_weight_grad(x, dout, weight_shape: Sequence[int], stride: Pair, padding: Pair, dilation: Pair,
+                       groups: int) -> torch.Tensor:
+    """dw[o, c, i, j] = sum_{n, y, z} dout[n, o, y, z] * xpad[n, c, y*s + i*d, z*s + j*d].
+
+    That is a convolution of x (batch as channels) with dout (batch as input channels), stride d and
+    dilation s, one group per conv group; it can cover more than (kh, kw), the extra taps are cropped.
+    """
+    n, c, h, w = x.shape
+    o, cg, kh, kw = weight_shape
+    if groups == 1:
+        xg, dg = x.transpose(0, 1), dout.transpose(0, 1)
+    else:
+        og = o // groups
+        xg = x.reshape(n, groups, cg, h, w).permute(2, 1, 0, 3, 4).reshape(cg, groups * n, h, w)
+        dg = dout.reshape(n, groups, og, *dout.shape[2:]).permute(1, 2, 0, 3, 4)
+        dg = dg.reshape(o, n, *dout.shape[2:])
+    dw = torch.conv2d(xg, dg, None, dilation, padding, stride, groups)  # (Cg, O, >=kh, >=kw)
+    return dw[:, :, :kh, :kw].transpose(0, 1)
+
+
+class Conv2dFunction(torch.autograd.Function):
+    """``"fast"`` strategy. x ``(N, C, H, W)``, weight ``(O, C/groups, kh, kw)``, bias ``(O,)`` or None
+    -> ``(N, O, Ho, Wo)``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride: Pair, padding: Pair, dilation: Pair, groups: int):
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (stride, padding, dilation, groups)
+        ctx.has_bias = bias is not None
+        return torch.conv2d(x, weight, bias, stride, padding, dilation, groups)
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conf
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dx = conv2d_input_grad(dout, weight, x.shape[2:], stride, padding, dilation, groups)
+        if ctx.needs_input_grad[1]:
+            dw = conv2d_weight_grad(x, dout, weight.shape, stride, padding, dilation, groups)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            db = dout.sum((0, 2, 3))
+        return dx, dw, db, None, None, None, None
+
+
+class Conv2dIm2colFunction(torch.autograd.Function):
+    """``"im2col"`` strategy; same shapes as :class:`Conv2dFunction`."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, stride: Pair, padding: Pair, dilation: Pair, groups: int):
+        n, _, h, w = x.shape
+        o, cg, kh, kw = weight.shape
+        ho = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
+        wo = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
+        cols = F.unfold(x, (kh, kw), dilation, padding, stride).view(n, groups, cg * kh * kw, ho * wo)
+        out = torch.matmul(weight.view(groups, o // groups, cg * kh * kw), cols).view(n, o, ho, wo)
+        if bias is not None:
+            out = out + bias.view(1, o, 1, 1)
+        ctx.save_for_backward(x, weight)
+        ctx.conf = (stride, padding, dilation, groups)
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, weight = ctx.saved_tensors
+        stride, padding, dilation, groups = ctx.conf
+        n, c, h, w = x.shape
+        o, cg, kh, kw = weight.shape
+        d = dout.reshape(n, groups, o // groups, -1)  # (N, G, O/G, L)
+        w_mat = weight.view(groups, o // groups, cg * kh * kw)
+        dx = dw = db = None
+        if ctx.needs_input_grad[0]:
+            dcols = torch.matmul(w_mat.transpose(1, 2), d).view(n, c * kh * kw, -1)
+            dx = F.fold(dcols, (h, w), (kh, kw), dilation, padding, stride)
+        if ctx.needs_input_grad[1]:
+            cols = F.unfold(x, (kh, kw), dilation, padding, stride).view(n, groups, cg * kh * kw, -1)
+            dw = torch.einsum("ngol,ngkl->gok", d, cols).reshape(weight.shape)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            db = dout.sum((0, 2, 3))
+        return dx, dw, db, None, None, None, None
+
+
+_STRATEGIES: dict[str, type[torch.autograd.Function]] = {
+    "fast": Conv2dFunction,
+    "im2col": Conv2dIm2colFunction,
+}
+
+
+def _resolve_padding(padding: str | int | Sequence[int], kernel: Pair, stride: Pair, dilation: Pair) -> Pair:
+    if not isinstance(padding, str):
+        pad = pair("padding", padding)
+        if min(pad) < 0:
+            raise ValueError(f"padding must be non-negative, got {padding!r}")
+        return pad
+    if padding == "valid":
+        return 0, 0
+    if padding != "same":
+        raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+    if stride != (1, 1):
+        raise ValueError(f"padding='same' needs stride=1, got stride={stride}")
+    totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    if any(t % 2 for t in totals):
+        raise ValueError(
+            f"padding='same' with kernel {kernel} and dilation {dilation} needs asymmetric padding, "
+            "which the manual conv2d does not support; pad the input explicitly instead"
+        )
+    return totals[0] // 2, totals[1] // 2
+
+
+def conv2d(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int | Sequence[int] = 1,
+    padding: str | int | Sequence[int] = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    *,
+    strategy: Strategy = "fast",
+) -> torch.Tensor:
+    """Manual twin of :func:`torch.nn.functional.conv2d`.
+
+    Shapes: input ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``; weight ``(C_out, C_in / groups, kh,
+    kw)``; bias ``(C_out,)``; output ``(N, C_out, H_out, W_out)``. ``strategy`` picks the backward (see
+    the module docstring): ``"fast"`` (transposed convolution + correlation) or ``"im2col"``.
+    """
+    check_floating("input", input)
+    check_ndim("input", input, (3, 4), "(N, C_in, H, W) or (C_in, H, W)")
+    check_same_dtype(input, weight=weight, bias=bias)
+    check_ndim("weight", weight, (4,), "(C_out, C_in / groups, kh, kw)")
+    if strategy not in _STRATEGIES:
+        raise ValueError(f"strategy must be one of {sorted(_STRATEGIES)}, got {strategy!r}")
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    unbatched = input.dim() == 3
+    x = input.unsqueeze(0) if unbatched else input
+    out_channels, group_channels, kh, kw = weight.shape
+    if x.shape[1] != group_channels * groups:
+        raise ValueError(
+            f"input has {x.shape[1]} channels but weight {tuple(weight.shape)} with groups={groups} "
+            f"expects C_in = {group_channels} * {groups} = {group_channels * groups}"
+        )
+    if out_channels % groups:
+        raise ValueError(f"weight's C_out={out_channels} must be divisible by groups={groups}")
+    check_shape("bias", bias, (out_channels,), "C_out")
+    stride_, dilation_ = pair("stride", stride), pair("dilation", dilation)
+    if min(stride_) < 1 or min(dilation_) < 1:
+        raise ValueError(f"stride and dilation must be positive, got stride={stride}, dilation={dilation}")
+    padding_ = _resolve_padding(padding, (kh, kw), stride_, dilation_)
+    for dim, size, k, p, d in zip("HW", x.shape[2:], (kh, kw), padding_, dilation_):
+        if d * (k - 1) + 1 > size + 2 * p:
+            raise ValueError(
+                f"kernel extent {d * (k - 1) + 1} along {dim} (kernel {k}, dilation {d}) is larger than "
+                f"the padded input ({size} + 2*{p} = {size + 2 * p})"
+            )
+    out = _autocast.apply(_STRATEGIES[strategy], "lower", x, weight, bias, stride_, padding_, dilation_, groups)
+    return out.squeeze(0) if unbatched else out

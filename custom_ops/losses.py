@@ -1,0 +1,89 @@
+"""Classification losses with CS231n semantics (``softmax_loss`` and ``svm_loss`` in ``layers.py``):
+the mean over the batch of a per-example loss of the scores ``(N, C)`` and integer labels ``y`` ``(N,)``.
+
+Softmax (cross-entropy):
+    L = 1/N sum_i [log sum_j exp(s_ij) - s_{i,y_i}]          (== F.cross_entropy(scores, y))
+    dL/ds_ij = (softmax(s_i)_j - [j == y_i]) / N
+Multiclass SVM (hinge, margin 1, summed over the wrong classes):
+    L = 1/N sum_i sum_{j != y_i} max(0, s_ij - s_{i,y_i} + 1)   (== F.multi_margin_loss(scores, y) * C)
+    dL/ds_ij = [margin_ij > 0] / N for j != y_i;  dL/ds_{i,y_i} = -(number of positive margins of i) / N
+Both backwards are differentiable (the softmax one recomputes the probabilities from the saved scores,
+the SVM one scales a constant 0/1 pattern), so double backward works.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from . import _autocast
+from ._checks import check_floating, check_ndim
+
+
+class SoftmaxLossFunction(torch.autograd.Function):
+    """scores ``(N, C)``, y ``(N,)`` int64 -> scalar."""
+
+    @staticmethod
+    def forward(ctx, scores, y):
+        shifted = scores - scores.amax(1, keepdim=True)  # softmax is shift-invariant; avoids overflow
+        log_z = shifted.exp().sum(1).log()
+        loss = (log_z - shifted.gather(1, y[:, None]).squeeze(1)).mean()
+        ctx.save_for_backward(scores, y)
+        return loss
+
+    @staticmethod
+    def backward(ctx, dloss):
+        scores, y = ctx.saved_tensors
+        probs = (scores - scores.amax(1, keepdim=True).detach()).exp()
+        probs = probs / probs.sum(1, keepdim=True)
+        dscores = (probs - F.one_hot(y, scores.shape[1]).to(probs.dtype)) * (dloss / scores.shape[0])
+        return dscores, None
+
+
+class SVMLossFunction(torch.autograd.Function):
+    """scores ``(N, C)``, y ``(N,)`` int64 -> scalar."""
+
+    @staticmethod
+    def forward(ctx, scores, y):
+        margins = (scores - scores.gather(1, y[:, None]) + 1.0).clamp_min(0.0)
+        margins.scatter_(1, y[:, None], 0.0)
+        ctx.save_for_backward(margins > 0, y)
+        return margins.sum() / scores.shape[0]
+
+    @staticmethod
+    def backward(ctx, dloss):
+        positive, y = ctx.saved_tensors
+        coeff = positive.to(dloss.dtype)
+        coeff.scatter_(1, y[:, None], -coeff.sum(1, keepdim=True))
+        return coeff * (dloss / positive.shape[0]), None
+
+
+def _check_scores_labels(scores: torch.Tensor, y: torch.Tensor) -> None:
+    check_floating("scores", scores)
+    check_ndim("scores", scores, (2,), "(N, C)")
+    if not isinstance(y, torch.Tensor) or y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        got = y.dtype if isinstance(y, torch.Tensor) else type(y).__name__
+        raise TypeError(f"y must be an integer tensor of class indices, got {got}")
+    if y.shape != scores.shape[:1]:
+        raise ValueError(f"y must have shape (N,) = ({scores.shape[0]},) to match scores, got {tuple(y.shape)}")
+    if scores.shape[0] == 0:
+        raise ValueError("scores must hold at least one example, got N=0")
+    # The value check reads y on the host: done for CPU tensors only (no device sync per step on CUDA,
+    # where an out-of-range label trips the gather's device-side assert), and not while tracing.
+    if y.device.type == "cpu" and not torch.compiler.is_compiling() and (
+        int(y.min()) < 0 or int(y.max()) >= scores.shape[1]
+    ):
+        raise ValueError(f"y must hold class indices in [0, C={scores.shape[1]}), got values in "
+                         f"[{int(y.min())}, {int(y.max())}]")
+
+
+def softmax_loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean softmax (cross-entropy) loss of scores ``(N, C)`` for labels ``y`` ``(N,)``; a scalar."""
+    _check_scores_labels(scores, y)
+    return _autocast.apply(SoftmaxLossFunction, "fp32", scores, y.long())
+
+
+def svm_loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean multiclass SVM loss (margin 1, sum over wrong classes) of scores ``(N, C)``; a scalar."""
+    _check_scores_labels(scores, y)
+    return _autocast.apply(SVMLossFunction, "fp32", scores, y.long())

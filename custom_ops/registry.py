@@ -1,0 +1,315 @@
+"""The one registry pairing each manual operator and module with its built-in twin.
+
+Tests and benchmarks iterate over :data:`OP_CASES` and :data:`MODULE_CASES` instead of repeating
+themselves. An :class:`OpCase` holds a manual and a built-in callable with the *same* call signature and a
+factory of example inputs; ``manual(*case.make_inputs(dtype, device))`` and ``builtin(...)`` on the same
+inputs must agree. Inputs are built deterministically (same values on every call) and chosen away from
+the ReLU kink and from max-pool ties, so finite differences are valid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as TF
+from torch import nn
+
+from . import functional as F
+from . import nn as mnn
+
+InputFactory = Callable[[torch.dtype, torch.device], tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class OpCase:
+    """One example of an operator.
+
+    Attributes:
+        op: operator name (a function of :mod:`custom_ops.functional`).
+        label: what this example exercises, e.g. ``"stride2-pad1"``.
+        manual, builtin: callables taking the tensors of ``make_inputs`` positionally.
+        make_inputs: ``(dtype, device) -> args``; floating args are cast to ``dtype``.
+        grad_inputs: positions in ``args`` that are differentiable (inputs and parameters).
+        double_backward: whether the manual backward is itself differentiable.
+        random: the op draws from the global RNG (dropout): seed it before each call; masks then match
+            the built-in's on CPU (same Bernoulli stream), and are only statistically alike on CUDA.
+        spatial: the first input is ``(N, C, H, W)``, so a ``channels_last`` variant makes sense.
+        tags: free-form markers, e.g. ``"bench"`` for benchmark shapes.
+    """
+
+    op: str
+    label: str
+    manual: Callable[..., torch.Tensor]
+    builtin: Callable[..., torch.Tensor]
+    make_inputs: InputFactory
+    grad_inputs: tuple[int, ...] = (0,)
+    double_backward: bool = True
+    random: bool = False
+    spatial: bool = False
+    tags: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def id(self) -> str:
+        return f"{self.op}[{self.label}]"
+
+    def inputs(
+        self, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu", requires_grad: bool = True
+    ) -> list[Any]:
+        """Fresh example inputs; the ``grad_inputs`` require grad when ``requires_grad``."""
+        args = list(self.make_inputs(dtype, torch.device(device)))
+        if requires_grad:
+            for i in self.grad_inputs:
+                args[i].requires_grad_(True)
+        return args
+
+
+@dataclass(frozen=True)
+class ModuleCase:
+    """A manual module class, its built-in twin, constructor arguments and an input shape."""
+
+    manual: type[nn.Module]
+    builtin: type[nn.Module]
+    args: tuple[Any, ...]
+    input_shape: tuple[int, ...]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.builtin.__name__}{self.args}"
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _randn(shape: Sequence[int], dtype: torch.dtype, device: torch.device, seed: int) -> torch.Tensor:
+    return torch.randn(*shape, generator=_gen(seed), dtype=torch.float64).to(device=device, dtype=dtype)
+
+
+def _away_from_zero(shape: Sequence[int], dtype: torch.dtype, device: torch.device, seed: int) -> torch.Tensor:
+    """Normal values pushed at least 0.1 away from 0 (no ReLU kink within finite-difference reach)."""
+    x = torch.randn(*shape, generator=_gen(seed), dtype=torch.float64)
+    return (x + 0.1 * torch.sign(x)).to(device=device, dtype=dtype)
+
+
+def _distinct(shape: Sequence[int], dtype: torch.dtype, device: torch.device, seed: int) -> torch.Tensor:
+    """A random permutation of a 0.05-spaced grid: no two values tie (no max-pool ties)."""
+    n = 1
+    for s in shape:
+        n *= s
+    x = torch.randperm(n, generator=_gen(seed)).to(torch.float64).mul(0.05).sub(0.025 * n)
+    return x.view(*shape).to(device=device, dtype=dtype)
+
+
+def _positive(shape: Sequence[int], dtype: torch.dtype, device: torch.device, seed: int) -> torch.Tensor:
+    return torch.rand(*shape, generator=_gen(seed), dtype=torch.float64).add(0.5).to(device=device, dtype=dtype)
+
+
+def _labels(n: int, classes: int, device: torch.device, seed: int) -> torch.Tensor:
+    return torch.randint(0, classes, (n,), generator=_gen(seed)).to(device)
+
+
+# ----------------------------------------------------------------------------------------------- cases
+def _linear_cases() -> list[OpCase]:
+    def make(x_shape, out, bias=True):
+        def inputs(dtype, device):
+            w = _randn((out, x_shape[-1]), dtype, device, 1)
+            b = _randn((out,), dtype, device, 2) if bias else None
+            return (_randn(x_shape, dtype, device, 0), w, b)
+        return inputs
+
+    return [
+        OpCase("linear", "2d", F.linear, TF.linear, make((4, 5), 3), (0, 1, 2)),
+        OpCase("linear", "3d-leading", F.linear, TF.linear, make((2, 3, 5), 4), (0, 1, 2)),
+        OpCase("linear", "no-bias", lambda x, w, b: F.linear(x, w), lambda x, w, b: TF.linear(x, w),
+               make((4, 5), 3, bias=False), (0, 1)),
+    ]
+
+
+def _relu_cases() -> list[OpCase]:
+    return [
+        OpCase("relu", "2d", F.relu, TF.relu, lambda dt, dev: (_away_from_zero((6, 7), dt, dev, 0),)),
+        OpCase("relu", "4d", F.relu, TF.relu, lambda dt, dev: (_away_from_zero((2, 3, 4, 5), dt, dev, 0),),
+               spatial=True),
+    ]
+
+
+def _batch_norm_cases() -> list[OpCase]:
+    def make(shape, affine=True):
+        c = shape[1]
+
+        def inputs(dtype, device):
+            w = _randn((c,), dtype, device, 1) if affine else None
+            b = _randn((c,), dtype, device, 2) if affine else None
+            return (_randn(shape, dtype, device, 0), _randn((c,), dtype, device, 3),
+                    _positive((c,), dtype, device, 4), w, b)
+        return inputs
+
+    def fns(training):
+        def manual(x, rm, rv, w, b):
+            return F.batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5)
+
+        def builtin(x, rm, rv, w, b):
+            return TF.batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5)
+        return manual, builtin
+
+    cases = []
+    for training in (True, False):
+        mode = "train" if training else "eval"
+        manual, builtin = fns(training)
+        for label, shape, spatial in (("1d", (6, 4), False), ("1d-seq", (4, 3, 5), False),
+                                      ("spatial", (3, 4, 5, 6), True)):
+            cases.append(OpCase("batch_norm", f"{mode}-{label}", manual, builtin, make(shape), (0, 3, 4),
+                                double_backward=False, spatial=spatial))
+        cases.append(OpCase("batch_norm", f"{mode}-no-affine", manual, builtin, make((3, 4, 5, 6), False),
+                            (0,), double_backward=False, spatial=True))
+    return cases
+
+
+def _layer_norm_cases() -> list[OpCase]:
+    def make(shape, normalized, affine=True):
+        def inputs(dtype, device):
+            w = _randn(normalized, dtype, device, 1) if affine else None
+            b = _randn(normalized, dtype, device, 2) if affine else None
+            return (_randn(shape, dtype, device, 0), w, b)
+
+        def manual(x, w, b):
+            return F.layer_norm(x, normalized, w, b, 1e-5)
+
+        def builtin(x, w, b):
+            return TF.layer_norm(x, normalized, w, b, 1e-5)
+        return manual, builtin, inputs
+
+    cases = []
+    for label, shape, normalized, affine in (("last-dim", (6, 5), (5,), True),
+                                             ("3-dims", (2, 3, 4, 5), (3, 4, 5), True),
+                                             ("no-affine", (4, 6), (6,), False)):
+        manual, builtin, inputs = make(shape, normalized, affine)
+        cases.append(OpCase("layer_norm", label, manual, builtin, inputs, (0, 1, 2) if affine else (0,),
+                            double_backward=False, spatial=len(shape) == 4))
+    return cases
+
+
+def _dropout_cases() -> list[OpCase]:
+    def fns(p):
+        return (lambda x: F.dropout(x, p, True)), (lambda x: TF.dropout(x, p, True))
+
+    cases = []
+    for label, shape, p in (("p0.5", (8, 10), 0.5), ("p0.2-4d", (2, 3, 4, 5), 0.2)):
+        manual, builtin = fns(p)
+        cases.append(OpCase("dropout", label, manual, builtin,
+                            lambda dt, dev, shape=shape: (_randn(shape, dt, dev, 0),),
+                            random=True, spatial=len(shape) == 4))
+    return cases
+
+
+def _conv_cases() -> list[OpCase]:
+    # (label, x shape, weight shape, stride, padding, dilation, groups)
+    grid = [
+        ("3x3", (2, 3, 7, 7), (4, 3, 3, 3), 1, 1, 1, 1),
+        ("stride2-pad1", (2, 3, 8, 8), (4, 3, 3, 3), 2, 1, 1, 1),
+        ("nonsquare", (2, 2, 7, 9), (3, 2, 3, 2), (2, 1), (1, 0), 1, 1),
+        ("dilation2", (1, 2, 9, 8), (3, 2, 3, 3), 1, 2, 2, 1),
+        ("stride3-leftover", (2, 2, 10, 8), (3, 2, 3, 3), 3, 0, 1, 1),
+        ("1x1", (2, 4, 5, 5), (6, 4, 1, 1), 1, 0, 1, 1),
+        ("1x1-stride2", (2, 4, 5, 5), (6, 4, 1, 1), 2, 0, 1, 1),
+        ("groups2", (2, 4, 6, 6), (6, 2, 3, 3), 1, 1, 1, 2),
+        ("depthwise", (2, 4, 7, 7), (4, 1, 3, 3), 2, 1, 1, 4),
+        ("depthwise-mult2", (1, 3, 6, 5), (6, 1, 3, 3), 1, 1, 1, 3),
+        ("7x7-stride2", (1, 3, 16, 16), (4, 3, 7, 7), 2, 3, 1, 1),
+    ]
+    cases = []
+    for strategy in ("fast", "im2col"):
+        for label, xs, ws, stride, padding, dilation, groups in grid:
+            def manual(x, w, b, s=stride, p=padding, d=dilation, g=groups, st=strategy):
+                return F.conv2d(x, w, b, s, p, d, g, strategy=st)
+
+            def builtin(x, w, b, s=stride, p=padding, d=dilation, g=groups):
+                return TF.conv2d(x, w, b, s, p, d, g)
+
+            def inputs(dtype, device, xs=xs, ws=ws):
+                return (_randn(xs, dtype, device, 0), _randn(ws, dtype, device, 1),
+                        _randn(ws[:1], dtype, device, 2))
+            cases.append(OpCase("conv2d", f"{strategy}-{label}", manual, builtin, inputs, (0, 1, 2),
+                                spatial=True))
+    return cases
+
+
+def _max_pool_cases() -> list[OpCase]:
+    # (label, x shape, kernel, stride, padding, ceil_mode)
+    grid = [
+        ("2x2", (2, 3, 8, 8), 2, 2, 0, False),
+        ("3x3-s2-p1-overlap", (2, 3, 9, 9), 3, 2, 1, False),
+        ("odd-size", (1, 2, 7, 5), 2, 2, 0, False),
+        ("ceil-mode", (1, 2, 7, 5), 2, 2, 0, True),
+        ("nonsquare", (1, 2, 9, 8), (3, 2), (2, 1), (1, 0), False),
+        ("stride1-overlap", (1, 2, 5, 5), 3, 1, 1, False),
+    ]
+    cases = []
+    for label, xs, k, s, p, ceil in grid:
+        def manual(x, k=k, s=s, p=p, ceil=ceil):
+            return F.max_pool2d(x, k, s, p, ceil)
+
+        def builtin(x, k=k, s=s, p=p, ceil=ceil):
+            return TF.max_pool2d(x, k, s, p, ceil_mode=ceil)
+        cases.append(OpCase("max_pool2d", label, manual, builtin,
+                            lambda dt, dev, xs=xs: (_distinct(xs, dt, dev, 0),), spatial=True))
+    return cases
+
+
+def _loss_cases() -> list[OpCase]:
+    def inputs(n, c):
+        return lambda dt, dev: (_randn((n, c), dt, dev, 0), _labels(n, c, dev, 1))
+
+    def svm_builtin(scores, y):
+        return TF.multi_margin_loss(scores, y) * scores.shape[1]
+
+    return [
+        OpCase("softmax_loss", "10-classes", F.softmax_loss, TF.cross_entropy, inputs(8, 10)),
+        OpCase("softmax_loss", "large-scores", F.softmax_loss, TF.cross_entropy,
+               lambda dt, dev: (_randn((5, 4), dt, dev, 0) * 50, _labels(5, 4, dev, 1))),
+        OpCase("svm_loss", "10-classes", F.svm_loss, svm_builtin, inputs(8, 10)),
+        OpCase("svm_loss", "3-classes", F.svm_loss, svm_builtin, inputs(6, 3)),
+    ]
+
+
+OP_CASES: tuple[OpCase, ...] = (
+    *_linear_cases(), *_relu_cases(), *_batch_norm_cases(), *_layer_norm_cases(), *_dropout_cases(),
+    *_conv_cases(), *_max_pool_cases(), *_loss_cases(),
+)
+"""Every example of every manual operator, paired with its built-in twin."""
+
+OPS: tuple[str, ...] = tuple(dict.fromkeys(case.op for case in OP_CASES))
+"""Names of the registered operators, in registry order."""
+
+MODULE_CASES: tuple[ModuleCase, ...] = (
+    ModuleCase(mnn.Linear, nn.Linear, (5, 3), (4, 5)),
+    ModuleCase(mnn.Linear, nn.Linear, (5, 3), (4, 5), {"bias": False}),
+    ModuleCase(mnn.ReLU, nn.ReLU, (), (4, 5)),
+    ModuleCase(mnn.BatchNorm1d, nn.BatchNorm1d, (5,), (8, 5)),
+    ModuleCase(mnn.BatchNorm1d, nn.BatchNorm1d, (5,), (8, 5), {"momentum": None}),
+    ModuleCase(mnn.BatchNorm2d, nn.BatchNorm2d, (3,), (4, 3, 5, 5)),
+    ModuleCase(mnn.BatchNorm2d, nn.BatchNorm2d, (3,), (4, 3, 5, 5), {"affine": False}),
+    ModuleCase(mnn.BatchNorm2d, nn.BatchNorm2d, (3,), (4, 3, 5, 5), {"track_running_stats": False}),
+    ModuleCase(mnn.LayerNorm, nn.LayerNorm, ((4, 5),), (3, 4, 5)),
+    ModuleCase(mnn.LayerNorm, nn.LayerNorm, (5,), (3, 5), {"elementwise_affine": False}),
+    ModuleCase(mnn.Dropout, nn.Dropout, (0.3,), (6, 7)),
+    ModuleCase(mnn.Conv2d, nn.Conv2d, (3, 4, 3), (2, 3, 8, 8), {"stride": 2, "padding": 1}),
+    ModuleCase(mnn.Conv2d, nn.Conv2d, (4, 4, 3), (2, 4, 6, 6), {"groups": 4, "bias": False}),
+    ModuleCase(mnn.Conv2d, nn.Conv2d, (3, 4, 3), (2, 3, 6, 6), {"padding": "same"}),
+    ModuleCase(mnn.Conv2d, nn.Conv2d, (3, 4, 3), (2, 3, 6, 6), {"padding": 1, "padding_mode": "reflect"}),
+    ModuleCase(mnn.MaxPool2d, nn.MaxPool2d, (3, 2, 1), (2, 3, 9, 9)),
+    ModuleCase(mnn.MaxPool2d, nn.MaxPool2d, (2,), (2, 3, 7, 7), {"ceil_mode": True}),
+)
+"""Every manual module with its built-in twin and example constructor arguments."""
+
+
+def cases_for(op: str) -> list[OpCase]:
+    """All registered cases of one operator."""
+    found = [case for case in OP_CASES if case.op == op]
+    if not found:
+        raise KeyError(f"unknown op {op!r}; registered: {', '.join(OPS)}")
+    return found

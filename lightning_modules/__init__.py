@@ -1,0 +1,1 @@
+"""Lightning modules, data modules and the command line of torch-cs231n."""
