@@ -25,9 +25,7 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
 
 def _cast(dtype: torch.dtype, args: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(
-        a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args
-    )
+    return tuple(a.to(dtype) if isinstance(a, torch.Tensor) and a.is_floating_point() else a for a in args)
 
 
 def apply(function: type[torch.autograd.Function], policy: Policy, *args: Any) -> Any:

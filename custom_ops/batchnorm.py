@@ -108,8 +108,12 @@ def batch_norm(
     check_ndim("input", input, (2, 3, 4), "(N, C), (N, C, L) or (N, C, H, W)")
     check_same_dtype(input, weight=weight, bias=bias)
     channels = input.shape[1]
-    for name, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
-                    ("bias", bias)):
+    for name, t in (
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+        ("weight", weight),
+        ("bias", bias),
+    ):
         check_shape(name, t, (channels,), f"one value per channel, input has C={channels}")
     if convention not in ("torch", "cs231n"):
         raise ValueError(f"convention must be 'torch' or 'cs231n', got {convention!r}")

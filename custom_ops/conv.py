@@ -42,8 +42,9 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def conv2d_input_grad(dout, weight, input_hw: Pair, stride: Pair, padding: Pair, dilation: Pair,
-                      groups: int) -> torch.Tensor:
+def conv2d_input_grad(
+    dout, weight, input_hw: Pair, stride: Pair, padding: Pair, dilation: Pair, groups: int
+) -> torch.Tensor:
     """dx as the transposed convolution of ``dout`` ``(N, O, Ho, Wo)`` with ``weight``."""
     output_padding = tuple(
         size - ((o - 1) * s - 2 * p + d * (k - 1) + 1)
@@ -52,14 +53,15 @@ def conv2d_input_grad(dout, weight, input_hw: Pair, stride: Pair, padding: Pair,
     return torch.conv_transpose2d(dout, weight, None, stride, padding, output_padding, groups, dilation)
 
 
-def conv2d_weight_grad(x, dout, weight_shape: Sequence[int], stride: Pair, padding: Pair, dilation: Pair,
-                       groups: int) -> torch.Tensor:
+def conv2d_weight_grad(
+    x, dout, weight_shape: Sequence[int], stride: Pair, padding: Pair, dilation: Pair, groups: int
+) -> torch.Tensor:
     """dw[o, c, i, j] = sum_{n, y, z} dout[n, o, y, z] * xpad[n, c, y*s + i*d, z*s + j*d].
 
     That is a convolution of x (batch as channels) with dout (batch as input channels), stride d and
     dilation s, one group per conv group; it can cover more than (kh, kw), the extra taps are cropped.
     """
-    n, c, h, w = x.shape
+    n, _, h, w = x.shape
     o, cg, kh, kw = weight_shape
     if groups == 1:
         xg, dg = x.transpose(0, 1), dout.transpose(0, 1)
@@ -208,5 +210,7 @@ def conv2d(
                 f"kernel extent {d * (k - 1) + 1} along {dim} (kernel {k}, dilation {d}) is larger than "
                 f"the padded input ({size} + 2*{p} = {size + 2 * p})"
             )
-    out = _autocast.apply(_STRATEGIES[strategy], "lower", x, weight, bias, stride_, padding_, dilation_, groups)
+    out = _autocast.apply(
+        _STRATEGIES[strategy], "lower", x, weight, bias, stride_, padding_, dilation_, groups
+    )
     return out.squeeze(0) if unbatched else out

@@ -71,7 +71,7 @@ def layer_norm(
     """
     check_floating("input", input)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if len(shape) == 0 or input.dim() < len(shape) or tuple(input.shape[-len(shape):]) != shape:
+    if len(shape) == 0 or input.dim() < len(shape) or tuple(input.shape[-len(shape) :]) != shape:
         raise ValueError(
             f"input must have shape (*, {', '.join(map(str, shape))}) to match normalized_shape={shape}, "
             f"got {tuple(input.shape)}"

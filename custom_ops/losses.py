@@ -65,16 +65,22 @@ def _check_scores_labels(scores: torch.Tensor, y: torch.Tensor) -> None:
         got = y.dtype if isinstance(y, torch.Tensor) else type(y).__name__
         raise TypeError(f"y must be an integer tensor of class indices, got {got}")
     if y.shape != scores.shape[:1]:
-        raise ValueError(f"y must have shape (N,) = ({scores.shape[0]},) to match scores, got {tuple(y.shape)}")
+        raise ValueError(
+            f"y must have shape (N,) = ({scores.shape[0]},) to match scores, got {tuple(y.shape)}"
+        )
     if scores.shape[0] == 0:
         raise ValueError("scores must hold at least one example, got N=0")
     # The value check reads y on the host: done for CPU tensors only (no device sync per step on CUDA,
     # where an out-of-range label trips the gather's device-side assert), and not while tracing.
-    if y.device.type == "cpu" and not torch.compiler.is_compiling() and (
-        int(y.min()) < 0 or int(y.max()) >= scores.shape[1]
+    if (
+        y.device.type == "cpu"
+        and not torch.compiler.is_compiling()
+        and (int(y.min()) < 0 or int(y.max()) >= scores.shape[1])
     ):
-        raise ValueError(f"y must hold class indices in [0, C={scores.shape[1]}), got values in "
-                         f"[{int(y.min())}, {int(y.max())}]")
+        raise ValueError(
+            f"y must hold class indices in [0, C={scores.shape[1]}), got values in "
+            f"[{int(y.min())}, {int(y.max())}]"
+        )
 
 
 def softmax_loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -103,8 +103,9 @@ class Conv2d(nn.Conv2d):
         if self.padding_mode != "zeros":  # non-zero padding is a separate op, as in torch.nn.Conv2d
             input = nn.functional.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             padding = 0
-        return F.conv2d(input, weight, bias, self.stride, padding, self.dilation, self.groups,
-                        strategy=self.strategy)
+        return F.conv2d(
+            input, weight, bias, self.stride, padding, self.dilation, self.groups, strategy=self.strategy
+        )
 
     def extra_repr(self) -> str:
         text = super().extra_repr()

@@ -30,8 +30,8 @@ class MaxPool2dFunction(torch.autograd.Function):
         out, index = F.max_pool2d(x, kernel_size, stride, padding, 1, ceil_mode, return_indices=True)
         ctx.save_for_backward(index)
         ctx.input_shape = x.shape
-        ctx.channels_last = x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(
-            memory_format=torch.channels_last
+        ctx.channels_last = (
+            x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
         )
         ctx.mark_non_differentiable(index)
         return out
@@ -71,7 +71,8 @@ def max_pool2d(
     for dim, size, k, p in zip("HW", input.shape[-2:], kernel, padding_):
         if k > size + 2 * p:
             raise ValueError(
-                f"kernel_size {k} along {dim} is larger than the padded input ({size} + 2*{p} = {size + 2 * p})"
+                f"kernel_size {k} along {dim} is larger than the padded input "
+                f"({size} + 2*{p} = {size + 2 * p})"
             )
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input

@@ -56,7 +56,10 @@ class OpCase:
         return f"{self.op}[{self.label}]"
 
     def inputs(
-        self, dtype: torch.dtype = torch.float64, device: torch.device | str = "cpu", requires_grad: bool = True
+        self,
+        dtype: torch.dtype = torch.float64,
+        device: torch.device | str = "cpu",
+        requires_grad: bool = True,
     ) -> list[Any]:
         """Fresh example inputs; the ``grad_inputs`` require grad when ``requires_grad``."""
         args = list(self.make_inputs(dtype, torch.device(device)))
@@ -89,7 +92,9 @@ def _randn(shape: Sequence[int], dtype: torch.dtype, device: torch.device, seed:
     return torch.randn(*shape, generator=_gen(seed), dtype=torch.float64).to(device=device, dtype=dtype)
 
 
-def _away_from_zero(shape: Sequence[int], dtype: torch.dtype, device: torch.device, seed: int) -> torch.Tensor:
+def _away_from_zero(
+    shape: Sequence[int], dtype: torch.dtype, device: torch.device, seed: int
+) -> torch.Tensor:
     """Normal values pushed at least 0.1 away from 0 (no ReLU kink within finite-difference reach)."""
     x = torch.randn(*shape, generator=_gen(seed), dtype=torch.float64)
     return (x + 0.1 * torch.sign(x)).to(device=device, dtype=dtype)
@@ -105,7 +110,9 @@ def _distinct(shape: Sequence[int], dtype: torch.dtype, device: torch.device, se
 
 
 def _positive(shape: Sequence[int], dtype: torch.dtype, device: torch.device, seed: int) -> torch.Tensor:
-    return torch.rand(*shape, generator=_gen(seed), dtype=torch.float64).add(0.5).to(device=device, dtype=dtype)
+    return (
+        torch.rand(*shape, generator=_gen(seed), dtype=torch.float64).add(0.5).to(device=device, dtype=dtype)
+    )
 
 
 def _labels(n: int, classes: int, device: torch.device, seed: int) -> torch.Tensor:
@@ -119,21 +126,34 @@ def _linear_cases() -> list[OpCase]:
             w = _randn((out, x_shape[-1]), dtype, device, 1)
             b = _randn((out,), dtype, device, 2) if bias else None
             return (_randn(x_shape, dtype, device, 0), w, b)
+
         return inputs
 
     return [
         OpCase("linear", "2d", F.linear, TF.linear, make((4, 5), 3), (0, 1, 2)),
         OpCase("linear", "3d-leading", F.linear, TF.linear, make((2, 3, 5), 4), (0, 1, 2)),
-        OpCase("linear", "no-bias", lambda x, w, b: F.linear(x, w), lambda x, w, b: TF.linear(x, w),
-               make((4, 5), 3, bias=False), (0, 1)),
+        OpCase(
+            "linear",
+            "no-bias",
+            lambda x, w, b: F.linear(x, w),
+            lambda x, w, b: TF.linear(x, w),
+            make((4, 5), 3, bias=False),
+            (0, 1),
+        ),
     ]
 
 
 def _relu_cases() -> list[OpCase]:
     return [
         OpCase("relu", "2d", F.relu, TF.relu, lambda dt, dev: (_away_from_zero((6, 7), dt, dev, 0),)),
-        OpCase("relu", "4d", F.relu, TF.relu, lambda dt, dev: (_away_from_zero((2, 3, 4, 5), dt, dev, 0),),
-               spatial=True),
+        OpCase(
+            "relu",
+            "4d",
+            F.relu,
+            TF.relu,
+            lambda dt, dev: (_away_from_zero((2, 3, 4, 5), dt, dev, 0),),
+            spatial=True,
+        ),
     ]
 
 
@@ -144,8 +164,14 @@ def _batch_norm_cases() -> list[OpCase]:
         def inputs(dtype, device):
             w = _randn((c,), dtype, device, 1) if affine else None
             b = _randn((c,), dtype, device, 2) if affine else None
-            return (_randn(shape, dtype, device, 0), _randn((c,), dtype, device, 3),
-                    _positive((c,), dtype, device, 4), w, b)
+            return (
+                _randn(shape, dtype, device, 0),
+                _randn((c,), dtype, device, 3),
+                _positive((c,), dtype, device, 4),
+                w,
+                b,
+            )
+
         return inputs
 
     def fns(training):
@@ -154,18 +180,42 @@ def _batch_norm_cases() -> list[OpCase]:
 
         def builtin(x, rm, rv, w, b):
             return TF.batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5)
+
         return manual, builtin
 
     cases = []
     for training in (True, False):
         mode = "train" if training else "eval"
         manual, builtin = fns(training)
-        for label, shape, spatial in (("1d", (6, 4), False), ("1d-seq", (4, 3, 5), False),
-                                      ("spatial", (3, 4, 5, 6), True)):
-            cases.append(OpCase("batch_norm", f"{mode}-{label}", manual, builtin, make(shape), (0, 3, 4),
-                                double_backward=False, spatial=spatial))
-        cases.append(OpCase("batch_norm", f"{mode}-no-affine", manual, builtin, make((3, 4, 5, 6), False),
-                            (0,), double_backward=False, spatial=True))
+        for label, shape, spatial in (
+            ("1d", (6, 4), False),
+            ("1d-seq", (4, 3, 5), False),
+            ("spatial", (3, 4, 5, 6), True),
+        ):
+            cases.append(
+                OpCase(
+                    "batch_norm",
+                    f"{mode}-{label}",
+                    manual,
+                    builtin,
+                    make(shape),
+                    (0, 3, 4),
+                    double_backward=False,
+                    spatial=spatial,
+                )
+            )
+        cases.append(
+            OpCase(
+                "batch_norm",
+                f"{mode}-no-affine",
+                manual,
+                builtin,
+                make((3, 4, 5, 6), False),
+                (0,),
+                double_backward=False,
+                spatial=True,
+            )
+        )
     return cases
 
 
@@ -181,15 +231,28 @@ def _layer_norm_cases() -> list[OpCase]:
 
         def builtin(x, w, b):
             return TF.layer_norm(x, normalized, w, b, 1e-5)
+
         return manual, builtin, inputs
 
     cases = []
-    for label, shape, normalized, affine in (("last-dim", (6, 5), (5,), True),
-                                             ("3-dims", (2, 3, 4, 5), (3, 4, 5), True),
-                                             ("no-affine", (4, 6), (6,), False)):
+    for label, shape, normalized, affine in (
+        ("last-dim", (6, 5), (5,), True),
+        ("3-dims", (2, 3, 4, 5), (3, 4, 5), True),
+        ("no-affine", (4, 6), (6,), False),
+    ):
         manual, builtin, inputs = make(shape, normalized, affine)
-        cases.append(OpCase("layer_norm", label, manual, builtin, inputs, (0, 1, 2) if affine else (0,),
-                            double_backward=False, spatial=len(shape) == 4))
+        cases.append(
+            OpCase(
+                "layer_norm",
+                label,
+                manual,
+                builtin,
+                inputs,
+                (0, 1, 2) if affine else (0,),
+                double_backward=False,
+                spatial=len(shape) == 4,
+            )
+        )
     return cases
 
 
@@ -200,9 +263,17 @@ def _dropout_cases() -> list[OpCase]:
     cases = []
     for label, shape, p in (("p0.5", (8, 10), 0.5), ("p0.2-4d", (2, 3, 4, 5), 0.2)):
         manual, builtin = fns(p)
-        cases.append(OpCase("dropout", label, manual, builtin,
-                            lambda dt, dev, shape=shape: (_randn(shape, dt, dev, 0),),
-                            random=True, spatial=len(shape) == 4))
+        cases.append(
+            OpCase(
+                "dropout",
+                label,
+                manual,
+                builtin,
+                lambda dt, dev, shape=shape: (_randn(shape, dt, dev, 0),),
+                random=True,
+                spatial=len(shape) == 4,
+            )
+        )
     return cases
 
 
@@ -224,6 +295,7 @@ def _conv_cases() -> list[OpCase]:
     cases = []
     for strategy in ("fast", "im2col"):
         for label, xs, ws, stride, padding, dilation, groups in grid:
+
             def manual(x, w, b, s=stride, p=padding, d=dilation, g=groups, st=strategy):
                 return F.conv2d(x, w, b, s, p, d, g, strategy=st)
 
@@ -231,10 +303,15 @@ def _conv_cases() -> list[OpCase]:
                 return TF.conv2d(x, w, b, s, p, d, g)
 
             def inputs(dtype, device, xs=xs, ws=ws):
-                return (_randn(xs, dtype, device, 0), _randn(ws, dtype, device, 1),
-                        _randn(ws[:1], dtype, device, 2))
-            cases.append(OpCase("conv2d", f"{strategy}-{label}", manual, builtin, inputs, (0, 1, 2),
-                                spatial=True))
+                return (
+                    _randn(xs, dtype, device, 0),
+                    _randn(ws, dtype, device, 1),
+                    _randn(ws[:1], dtype, device, 2),
+                )
+
+            cases.append(
+                OpCase("conv2d", f"{strategy}-{label}", manual, builtin, inputs, (0, 1, 2), spatial=True)
+            )
     return cases
 
 
@@ -250,13 +327,23 @@ def _max_pool_cases() -> list[OpCase]:
     ]
     cases = []
     for label, xs, k, s, p, ceil in grid:
+
         def manual(x, k=k, s=s, p=p, ceil=ceil):
             return F.max_pool2d(x, k, s, p, ceil)
 
         def builtin(x, k=k, s=s, p=p, ceil=ceil):
             return TF.max_pool2d(x, k, s, p, ceil_mode=ceil)
-        cases.append(OpCase("max_pool2d", label, manual, builtin,
-                            lambda dt, dev, xs=xs: (_distinct(xs, dt, dev, 0),), spatial=True))
+
+        cases.append(
+            OpCase(
+                "max_pool2d",
+                label,
+                manual,
+                builtin,
+                lambda dt, dev, xs=xs: (_distinct(xs, dt, dev, 0),),
+                spatial=True,
+            )
+        )
     return cases
 
 
@@ -269,16 +356,27 @@ def _loss_cases() -> list[OpCase]:
 
     return [
         OpCase("softmax_loss", "10-classes", F.softmax_loss, TF.cross_entropy, inputs(8, 10)),
-        OpCase("softmax_loss", "large-scores", F.softmax_loss, TF.cross_entropy,
-               lambda dt, dev: (_randn((5, 4), dt, dev, 0) * 50, _labels(5, 4, dev, 1))),
+        OpCase(
+            "softmax_loss",
+            "large-scores",
+            F.softmax_loss,
+            TF.cross_entropy,
+            lambda dt, dev: (_randn((5, 4), dt, dev, 0) * 50, _labels(5, 4, dev, 1)),
+        ),
         OpCase("svm_loss", "10-classes", F.svm_loss, svm_builtin, inputs(8, 10)),
         OpCase("svm_loss", "3-classes", F.svm_loss, svm_builtin, inputs(6, 3)),
     ]
 
 
 OP_CASES: tuple[OpCase, ...] = (
-    *_linear_cases(), *_relu_cases(), *_batch_norm_cases(), *_layer_norm_cases(), *_dropout_cases(),
-    *_conv_cases(), *_max_pool_cases(), *_loss_cases(),
+    *_linear_cases(),
+    *_relu_cases(),
+    *_batch_norm_cases(),
+    *_layer_norm_cases(),
+    *_dropout_cases(),
+    *_conv_cases(),
+    *_max_pool_cases(),
+    *_loss_cases(),
 )
 """Every example of every manual operator, paired with its built-in twin."""
 
