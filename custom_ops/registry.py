@@ -383,6 +383,188 @@ OP_CASES: tuple[OpCase, ...] = (
 OPS: tuple[str, ...] = tuple(dict.fromkeys(case.op for case in OP_CASES))
 """Names of the registered operators, in registry order."""
 
+
+def _bench_cases() -> list[OpCase]:
+    """Benchmark shapes: CS231n-sized (tag ``"cs231n"``) and ResNet-18-sized at 224x224, batch 8
+    (tag ``"resnet"``). Built-in twins as in the test cases; only forward/backward speed and memory
+    are measured on these, so the inputs are plain normal samples."""
+
+    def tensors(*shapes: Sequence[int]) -> InputFactory:
+        return lambda dt, dev: tuple(_randn(s, dt, dev, i) for i, s in enumerate(shapes))
+
+    def case(op, size, label, manual, builtin, make, grad=(0,), spatial=False, double=True, random=False):
+        return OpCase(
+            op,
+            f"{size}-{label}",
+            manual,
+            builtin,
+            make,
+            grad,
+            double_backward=double,
+            random=random,
+            spatial=spatial,
+            tags=frozenset({"bench", size}),
+        )
+
+    def linear(size, n, d, o):
+        return case(
+            "linear", size, f"{n}x{d}-{o}", F.linear, TF.linear, tensors((n, d), (o, d), (o,)), (0, 1, 2)
+        )
+
+    def relu(size, shape):
+        label = "x".join(map(str, shape))
+        return case("relu", size, label, F.relu, TF.relu, tensors(shape), spatial=len(shape) == 4)
+
+    def batch_norm(size, shape):
+        c = shape[1]
+
+        def make(dt, dev):
+            return (
+                _randn(shape, dt, dev, 0),
+                torch.zeros(c, dtype=dt, device=dev),
+                torch.ones(c, dtype=dt, device=dev),
+                _randn((c,), dt, dev, 1),
+                _randn((c,), dt, dev, 2),
+            )
+
+        return case(
+            "batch_norm",
+            size,
+            "train-" + "x".join(map(str, shape)),
+            lambda x, rm, rv, w, b: F.batch_norm(x, rm, rv, w, b, True),
+            lambda x, rm, rv, w, b: TF.batch_norm(x, rm, rv, w, b, True),
+            make,
+            (0, 3, 4),
+            spatial=len(shape) == 4,
+            double=False,
+        )
+
+    def layer_norm(size, shape, normalized):
+        return case(
+            "layer_norm",
+            size,
+            "x".join(map(str, shape)) + "-over-" + "x".join(map(str, normalized)),
+            lambda x, w, b: F.layer_norm(x, normalized, w, b),
+            lambda x, w, b: TF.layer_norm(x, normalized, w, b),
+            tensors(shape, normalized, normalized),
+            (0, 1, 2),
+            spatial=len(shape) == 4,
+            double=False,
+        )
+
+    def dropout(size, shape):
+        return case(
+            "dropout",
+            size,
+            "p0.5-" + "x".join(map(str, shape)),
+            lambda x: F.dropout(x, 0.5, True),
+            lambda x: TF.dropout(x, 0.5, True),
+            tensors(shape),
+            spatial=len(shape) == 4,
+            random=True,
+        )
+
+    def conv(size, n, c, hw, o, k, stride, padding):
+        cases = []
+        for strategy in ("fast", "im2col"):
+            cases.append(
+                case(
+                    "conv2d",
+                    size,
+                    f"{strategy}-{c}to{o}-k{k}s{stride}-{n}x{hw}x{hw}",
+                    lambda x, w, b, st=strategy: F.conv2d(x, w, b, stride, padding, strategy=st),
+                    lambda x, w, b: TF.conv2d(x, w, b, stride, padding),
+                    tensors((n, c, hw, hw), (o, c, k, k), (o,)),
+                    (0, 1, 2),
+                    spatial=True,
+                )
+            )
+        return cases
+
+    def max_pool(size, shape, k, stride, padding):
+        return case(
+            "max_pool2d",
+            size,
+            f"k{k}s{stride}-" + "x".join(map(str, shape)),
+            lambda x: F.max_pool2d(x, k, stride, padding),
+            lambda x: TF.max_pool2d(x, k, stride, padding),
+            tensors(shape),
+            spatial=True,
+        )
+
+    def losses(size, n, c):
+        def make(dt, dev):
+            return (_randn((n, c), dt, dev, 0), _labels(n, c, dev, 1))
+
+        return [
+            case("softmax_loss", size, f"{n}x{c}", F.softmax_loss, TF.cross_entropy, make),
+            case(
+                "svm_loss",
+                size,
+                f"{n}x{c}",
+                F.svm_loss,
+                lambda s, y: TF.multi_margin_loss(s, y) * s.shape[1],
+                make,
+            ),
+        ]
+
+    def unary_spatial(size, example, shape):
+        return case(
+            example.op,
+            size,
+            f"{example.label}-" + "x".join(map(str, shape)),
+            example.manual,
+            example.builtin,
+            tensors(shape),
+            spatial=True,
+            double=example.double_backward,
+            random=example.random,
+        )
+
+    explicit = [
+        linear("cs231n", 128, 3072, 100),
+        relu("cs231n", (128, 3072)),
+        relu("cs231n", (64, 32, 32, 32)),
+        batch_norm("cs231n", (128, 100)),
+        batch_norm("cs231n", (64, 32, 16, 16)),
+        layer_norm("cs231n", (128, 100), (100,)),
+        layer_norm("cs231n", (64, 32, 16, 16), (32, 16, 16)),
+        dropout("cs231n", (128, 3072)),
+        *conv("cs231n", 64, 3, 32, 32, 3, 1, 1),
+        *conv("cs231n", 64, 32, 16, 64, 3, 1, 1),
+        max_pool("cs231n", (64, 32, 32, 32), 2, 2, 0),
+        *losses("cs231n", 128, 10),
+        linear("resnet", 8, 512, 1000),
+        relu("resnet", (8, 64, 56, 56)),
+        batch_norm("resnet", (8, 64, 56, 56)),
+        layer_norm("resnet", (8, 3136, 64), (64,)),
+        dropout("resnet", (8, 64, 56, 56)),
+        *conv("resnet", 8, 3, 224, 64, 7, 2, 3),
+        *conv("resnet", 8, 64, 56, 64, 3, 1, 1),
+        *conv("resnet", 8, 256, 14, 256, 3, 1, 1),
+        *conv("resnet", 8, 64, 56, 128, 1, 2, 0),
+        max_pool("resnet", (8, 64, 112, 112), 3, 2, 1),
+        *losses("resnet", 8, 1000),
+    ]
+    # Any other operator with a one-tensor spatial example (activations, pooling): its callables on
+    # CS231n- and ResNet-sized feature maps.
+    covered = {c.op for c in explicit}
+    cpu = torch.device("cpu")
+    for op in OPS:
+        example = next(
+            (c for c in OP_CASES if c.op == op and c.spatial and len(c.make_inputs(torch.float32, cpu)) == 1),
+            None,
+        )
+        if op not in covered and example is not None:
+            explicit.append(unary_spatial("cs231n", example, (64, 32, 16, 16)))
+            explicit.append(unary_spatial("resnet", example, (8, 64, 56, 56)))
+    return explicit
+
+
+BENCH_CASES: tuple[OpCase, ...] = tuple(_bench_cases())
+"""Benchmark-sized examples of every operator (tags ``"bench"`` and ``"cs231n"`` or ``"resnet"``).
+Kept apart from :data:`OP_CASES`, whose small inputs the correctness tests iterate over."""
+
 MODULE_CASES: tuple[ModuleCase, ...] = (
     ModuleCase(mnn.Linear, nn.Linear, (5, 3), (4, 5)),
     ModuleCase(mnn.Linear, nn.Linear, (5, 3), (4, 5), {"bias": False}),

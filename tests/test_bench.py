@@ -1,0 +1,46 @@
+"""Smoke test of the benchmark: it runs on tiny shapes and reports every registered operator."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from custom_ops.registry import OPS
+from torch_cs231n import bench
+
+
+def test_bench_tiny_reports_every_op_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bench.json"
+    status = bench.main(["--tiny", "--repeats", "1", "--no-e2e", "--json", str(path)])
+    assert status == 0, f"bench.main returned {status}"
+    payload = json.loads(path.read_text())
+    rows = payload["rows"]
+    missing = set(OPS) - {row["name"] for row in rows}
+    assert not missing, f"ops missing from the benchmark output: {sorted(missing)}"
+    conv_labels = {row["label"].split("-")[0] for row in rows if row["name"] == "conv2d"}
+    assert {"fast", "im2col"} <= conv_labels, f"both conv strategies must appear, got {conv_labels}"
+    for row in rows:
+        for key in ("fwd_manual", "fwd_builtin", "fwdbwd_manual", "fwdbwd_builtin"):
+            assert row[key] > 0, f"{row['name']}[{row['label']}]: {key} is {row[key]!r}, expected a time > 0"
+        assert set(row["ratios"]) >= {"fwd", "fwdbwd", "saved"}, f"ratios missing in {row}"
+    table = capsys.readouterr().out
+    assert all(op in table for op in OPS), "the terminal table must name every op"
+
+
+def test_bench_json_to_stdout_and_e2e_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    status = bench.main(
+        ["--tiny", "--repeats", "1", "--ops", "relu", "--e2e-models", "fc_net", "--json", "-"]
+    )
+    assert status == 0, f"bench.main returned {status}"
+    payload = json.loads(capsys.readouterr().out)
+    kinds = [(row["kind"], row["name"]) for row in payload["rows"]]
+    assert ("e2e", "fc_net") in kinds, f"expected an fc_net end-to-end row, got {kinds}"
+    assert all(name == "relu" for kind, name in kinds if kind == "op"), f"--ops relu ignored: {kinds}"
+
+
+def test_bench_rejects_unknown_op(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        bench.main(["--ops", "not_an_op"])
+    assert "unknown op not_an_op" in capsys.readouterr().err

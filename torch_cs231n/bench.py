@@ -1,0 +1,410 @@
+"""Benchmark of the manual operators against their built-in twins (``cs231n bench``).
+
+For every case of the registry (:data:`custom_ops.registry.BENCH_CASES` at CS231n and ResNet-18 sizes,
+or the small test cases of :data:`custom_ops.registry.OP_CASES` with ``--tiny``) it measures, manual and
+built-in interleaved in one process with :class:`torch.utils.benchmark.Timer`:
+
+* ``fwd``: the forward with autograd recording (inputs require grad), as in training;
+* ``fwd+bwd``: that forward, then ``torch.autograd.grad`` of the output against a fixed random
+  cotangent w.r.t. every differentiable input (no ``.grad`` accumulation is timed);
+* ``saved``: bytes saved for backward (rule in :mod:`torch_cs231n.memory`: distinct storages, activation
+  input and output counted, parameters and buffers not).
+
+Times are medians over every timed run; ``ratio`` is manual / built-in. End-to-end rows time one SGD
+training step (forward, loss, backward, update) of the fully connected net, the three-layer conv net and a
+torchvision ResNet-18 on 32x32 inputs, built with manual or built-in layers, optionally under
+``torch.compile``. Targets of the issue (forward+backward ratios) are printed next to each row.
+
+Usage::
+
+    python -m torch_cs231n.bench --sizes cs231n,resnet --compile --json bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch.utils import benchmark
+
+from custom_ops.registry import BENCH_CASES, OP_CASES, OPS, OpCase
+
+from .memory import saved_memory
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+SIZES = ("cs231n", "resnet")
+E2E_MODELS = ("fc_net", "three_layer_convnet", "resnet18")
+
+# Issue targets: manual / built-in, forward+backward, and saved memory.
+TIME_TARGETS = {
+    "linear": 1.2,
+    "relu": 1.2,
+    "dropout": 1.2,
+    "layer_norm": 1.2,
+    "batch_norm": 1.2,
+    "conv2d[fast]": 1.5,
+    "max_pool2d": 1.5,
+    "e2e[fc_net]": 1.1,
+}
+MEMORY_TARGET = 1.0
+
+
+@dataclass
+class Row:
+    """One benchmark row. Times in seconds (medians), memory in bytes, ratios manual / built-in."""
+
+    kind: str  # "op" or "e2e"
+    name: str  # op name or model name
+    label: str
+    device: str
+    dtype: str
+    fwd_manual: float | None = None
+    fwd_builtin: float | None = None
+    fwdbwd_manual: float | None = None
+    fwdbwd_builtin: float | None = None
+    saved_manual: int | None = None
+    saved_builtin: int | None = None
+    saved_extra_manual: int | None = None
+    saved_extra_builtin: int | None = None
+    compiled: bool = False
+    target: float | None = None
+    ratios: dict[str, float | None] = field(default_factory=dict)
+
+    def finish(self) -> Row:
+        """Fill ``ratios`` from the measured values."""
+        for key in ("fwd", "fwdbwd", "saved", "saved_extra"):
+            manual, builtin = getattr(self, f"{key}_manual"), getattr(self, f"{key}_builtin")
+            if manual is None or builtin is None:
+                continue
+            self.ratios[key] = manual / builtin if builtin else (1.0 if manual == builtin else None)
+        return self
+
+
+def _target_key(case: OpCase) -> str:
+    if case.op == "conv2d":
+        return "conv2d[fast]" if "fast" in case.label.split("-") else "conv2d[im2col]"
+    return case.op
+
+
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]], repeats: int, min_run_time: float, device: torch.device
+) -> dict[str, float]:
+    """Median seconds per call of each function; the functions take turns, ``repeats`` times each
+    (order reversed every other round), each turn a ``blocked_autorange(min_run_time)``."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for fn in fns.values():  # warm-up (first-call allocations, lazy init, compilation)
+        fn()
+    for r in range(repeats):
+        order = list(fns) if r % 2 == 0 else list(reversed(fns))
+        for name in order:
+            timer = benchmark.Timer(
+                stmt="fn()",
+                globals={"fn": fns[name]},
+                num_threads=torch.get_num_threads(),
+                label=name,
+            )
+            measurement = timer.blocked_autorange(min_run_time=min_run_time)
+            samples[name].extend(measurement.times)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return {name: statistics.median(times) for name, times in samples.items()}
+
+
+def _fwd_bwd(fn: Callable[..., torch.Tensor], args: list[Any], grad_positions: Sequence[int]):
+    """(forward, forward+backward) closures of ``fn`` on ``args``."""
+    grad_inputs = [args[i] for i in grad_positions]
+    with torch.no_grad():
+        out = fn(*args)
+    cotangent = torch.randn(out.shape, generator=torch.Generator().manual_seed(0)).to(out.device, out.dtype)
+
+    def forward() -> torch.Tensor:
+        return fn(*args)
+
+    def forward_backward() -> tuple[torch.Tensor, ...]:
+        return torch.autograd.grad(fn(*args), grad_inputs, cotangent)
+
+    return forward, forward_backward
+
+
+def bench_case(
+    case: OpCase, device: torch.device, dtype: torch.dtype, repeats: int, min_run_time: float
+) -> Row:
+    """Time and measure one registry case, manual vs built-in."""
+    args = case.inputs(dtype, device, requires_grad=True)
+    manual_fwd, manual_fb = _fwd_bwd(case.manual, args, case.grad_inputs)
+    builtin_fwd, builtin_fb = _fwd_bwd(case.builtin, args, case.grad_inputs)
+    fwd = time_interleaved({"manual": manual_fwd, "builtin": builtin_fwd}, repeats, min_run_time, device)
+    fb = time_interleaved({"manual": manual_fb, "builtin": builtin_fb}, repeats, min_run_time, device)
+    params = [a for a in args[1:] if isinstance(a, torch.Tensor)]
+    mem = {
+        name: saved_memory(fn, args, exclude=params, activations=[args[0]])
+        for name, fn in (("manual", case.manual), ("builtin", case.builtin))
+    }
+    return Row(
+        kind="op",
+        name=case.op,
+        label=case.label,
+        device=str(device),
+        dtype=str(dtype).removeprefix("torch."),
+        fwd_manual=fwd["manual"],
+        fwd_builtin=fwd["builtin"],
+        fwdbwd_manual=fb["manual"],
+        fwdbwd_builtin=fb["builtin"],
+        saved_manual=mem["manual"].bytes,
+        saved_builtin=mem["builtin"].bytes,
+        saved_extra_manual=mem["manual"].extra_bytes,
+        saved_extra_builtin=mem["builtin"].extra_bytes,
+        target=TIME_TARGETS.get(_target_key(case)),
+    ).finish()
+
+
+# ------------------------------------------------------------------------------------------ end to end
+def _build_model(name: str, ops: str, tiny: bool) -> torch.nn.Module:
+    from . import models
+
+    if name == "fc_net":
+        hidden = [20] if tiny else [100, 100]
+        return models.build_fc_net(hidden, dropout_keep_ratio=0.5, normalization="batchnorm", ops=ops)
+    if name == "three_layer_convnet":
+        if tiny:
+            return models.build_three_layer_convnet(num_filters=4, filter_size=3, hidden_dim=10, ops=ops)
+        return models.build_three_layer_convnet(ops=ops)
+    if name == "resnet18":
+        from torchvision.models import resnet18
+
+        model = resnet18(num_classes=10)
+        if ops == "manual":
+            from . import swap
+
+            converted = swap.to_manual(model)
+            model = converted[0] if isinstance(converted, tuple) else converted
+        return model
+    raise ValueError(f"unknown end-to-end model {name!r}; expected one of {E2E_MODELS}")
+
+
+def _train_step(model: torch.nn.Module, ops: str, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
+    """A closure running one SGD step: forward, softmax loss, backward, update."""
+    from custom_ops.functional import softmax_loss
+
+    loss_fn = softmax_loss if ops == "manual" else torch.nn.functional.cross_entropy
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+    def step() -> None:
+        optimizer.zero_grad(set_to_none=True)
+        loss_fn(model(x), y).backward()
+        optimizer.step()
+
+    return step
+
+
+def bench_e2e(
+    name: str,
+    device: torch.device,
+    dtype: torch.dtype,
+    repeats: int,
+    min_run_time: float,
+    compiled: bool,
+    tiny: bool,
+) -> Row:
+    """Time one training step of model ``name`` built with manual vs built-in layers."""
+    batch = 4 if tiny else (32 if name == "resnet18" else 64)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, 32, 32, generator=gen).to(device, dtype)
+    y = torch.randint(0, 10, (batch,), generator=gen).to(device)
+    steps = {}
+    for ops in ("manual", "builtin"):
+        torch.manual_seed(0)
+        model = _build_model(name, ops, tiny).to(device, dtype).train()
+        if compiled:
+            model = torch.compile(model)
+        steps[ops] = _train_step(model, ops, x, y)
+    times = time_interleaved(steps, repeats, min_run_time, device)
+    return Row(
+        kind="e2e",
+        name=name,
+        label=f"train-step-batch{batch}",
+        device=str(device),
+        dtype=str(dtype).removeprefix("torch."),
+        fwdbwd_manual=times["manual"],
+        fwdbwd_builtin=times["builtin"],
+        compiled=compiled,
+        target=TIME_TARGETS.get(f"e2e[{name}]"),
+    ).finish()
+
+
+# ---------------------------------------------------------------------------------------------- output
+def _ms(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds * 1e3:.3f}"
+
+
+def _mib(n: int | None) -> str:
+    return "" if n is None else f"{n / 2**20:.2f}"
+
+
+def _ratio(value: float | None, target: float | None = None) -> str:
+    if value is None:
+        return ""
+    mark = "" if target is None else (" ok" if value <= target else " MISS")
+    return f"{value:.2f}x{mark}"
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """The rows as an aligned plain-text table (ms, MiB, manual/built-in ratios; ``MISS`` marks a ratio
+    above its target)."""
+    header = (
+        "case",
+        "fwd man ms",
+        "fwd blt ms",
+        "fwd ratio",
+        "f+b man ms",
+        "f+b blt ms",
+        "f+b ratio",
+        "target",
+        "saved man MiB",
+        "saved blt MiB",
+        "saved ratio",
+    )
+    lines = [header]
+    for row in rows:
+        name = f"{row.name}[{row.label}]" + (" compiled" if row.compiled else "")
+        if row.kind == "e2e":
+            name = f"e2e {name}"
+        lines.append(
+            (
+                name,
+                _ms(row.fwd_manual),
+                _ms(row.fwd_builtin),
+                _ratio(row.ratios.get("fwd")),
+                _ms(row.fwdbwd_manual),
+                _ms(row.fwdbwd_builtin),
+                _ratio(row.ratios.get("fwdbwd"), row.target),
+                "" if row.target is None else f"<={row.target}x",
+                _mib(row.saved_manual),
+                _mib(row.saved_builtin),
+                _ratio(row.ratios.get("saved"), MEMORY_TARGET if row.kind == "op" else None),
+            )
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = []
+    for k, line in enumerate(lines):
+        cells = [cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths))]
+        out.append("  ".join(cells).rstrip())
+        if k == 0:
+            out.append("  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+def _csv(choices: Sequence[str], what: str) -> Callable[[str], list[str]]:
+    def parse(text: str) -> list[str]:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        unknown = [item for item in items if item not in choices]
+        if unknown or not items:
+            raise argparse.ArgumentTypeError(
+                f"unknown {what} {', '.join(unknown) or repr(text)}; choose from {', '.join(choices)}"
+            )
+        return items
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``cs231n bench``."""
+    parser = argparse.ArgumentParser(
+        prog="cs231n bench",
+        description="Manual vs built-in operators: forward and forward+backward time, saved memory, "
+        "end-to-end training steps.",
+    )
+    parser.add_argument("--ops", type=_csv(OPS, "op"), default=list(OPS), help="comma-separated ops (all)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
+    parser.add_argument(
+        "--sizes", type=_csv(SIZES, "size"), default=list(SIZES), help="comma-separated: cs231n,resnet"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="interleaved turns per implementation (default 3)"
+    )
+    parser.add_argument(
+        "--min-run-time", type=float, default=0.2, help="seconds of timing per turn (default 0.2)"
+    )
+    parser.add_argument(
+        "--e2e", action=argparse.BooleanOptionalAction, default=True, help="end-to-end training-step rows"
+    )
+    parser.add_argument(
+        "--e2e-models",
+        type=_csv(E2E_MODELS, "model"),
+        default=list(E2E_MODELS),
+        help="comma-separated end-to-end models",
+    )
+    parser.add_argument(
+        "--compile", action="store_true", help="also time the end-to-end steps under torch.compile"
+    )
+    parser.add_argument("--json", metavar="PATH", help="write the rows as JSON to PATH ('-': stdout)")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="the small test cases and tiny models, for smoke tests (timings meaningless)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the table (and JSON if asked). Returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1, got {args.repeats}")
+    if args.min_run_time <= 0:
+        parser.error(f"--min-run-time must be positive, got {args.min_run_time}")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+    device, dtype = torch.device(args.device), DTYPES[args.dtype]
+    min_run_time = 1e-3 if args.tiny else args.min_run_time
+    if args.tiny:  # the first small case of each op, and of each conv strategy
+        firsts: dict[tuple[str, str], OpCase] = {}
+        for case in OP_CASES:
+            strategy = case.label.split("-")[0] if case.op == "conv2d" else ""
+            firsts.setdefault((case.op, strategy), case)
+        cases = [case for case in firsts.values() if case.op in args.ops]
+    else:
+        cases = [c for c in BENCH_CASES if c.op in args.ops and any(size in c.tags for size in args.sizes)]
+    log = sys.stderr if args.json == "-" else sys.stdout
+    rows = []
+    for case in cases:
+        print(f"bench {case.id} ...", file=sys.stderr, flush=True)
+        rows.append(bench_case(case, device, dtype, args.repeats, min_run_time))
+    if args.e2e:
+        for compiled in (False, True) if args.compile else (False,):
+            for name in args.e2e_models:
+                print(f"bench e2e {name} compiled={compiled} ...", file=sys.stderr, flush=True)
+                rows.append(bench_e2e(name, device, dtype, args.repeats, min_run_time, compiled, args.tiny))
+    print(
+        f"torch {torch.__version__}, {args.device}, {args.dtype}, {torch.get_num_threads()} threads", file=log
+    )
+    print(format_table(rows), file=log)
+    if args.json:
+        payload = {
+            "torch": torch.__version__,
+            "device": args.device,
+            "dtype": args.dtype,
+            "threads": torch.get_num_threads(),
+            "argv": sys.argv[1:] if argv is None else list(argv),
+            "rows": [asdict(row) for row in rows],
+        }
+        text = json.dumps(payload, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            with open(args.json, "w", encoding="utf-8") as f:
+                f.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
