@@ -1,5 +1,7 @@
 """The manual operators, with the argument names and defaults of :mod:`torch.nn.functional`."""
 
+from .activations import hardsigmoid, hardswish, relu6, sigmoid, silu
+from .adaptive_pool import adaptive_avg_pool2d
 from .batchnorm import batch_norm
 from .conv import conv2d
 from .dropout import dropout
@@ -10,13 +12,19 @@ from .pool import max_pool2d
 from .relu import relu
 
 __all__ = [
+    "adaptive_avg_pool2d",
     "batch_norm",
     "conv2d",
     "dropout",
+    "hardsigmoid",
+    "hardswish",
     "layer_norm",
     "linear",
     "max_pool2d",
     "relu",
+    "relu6",
+    "sigmoid",
+    "silu",
     "softmax_loss",
     "svm_loss",
 ]

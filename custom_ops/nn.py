@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from . import functional as F
+from .adaptive_pool import is_global as is_global_pool
 from .conv import Strategy
 
 
@@ -127,4 +128,70 @@ class MaxPool2d(nn.MaxPool2d):
         return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode)
 
 
-__all__ = ["BatchNorm1d", "BatchNorm2d", "Conv2d", "Dropout", "LayerNorm", "Linear", "MaxPool2d", "ReLU"]
+class ReLU6(nn.ReLU6):
+    """Twin of :class:`torch.nn.ReLU6`; ``inplace`` is accepted for compatibility but ignored."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.relu6(input)
+
+
+class Hardsigmoid(nn.Hardsigmoid):
+    """Twin of :class:`torch.nn.Hardsigmoid`; ``inplace`` is accepted for compatibility but ignored."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.hardsigmoid(input)
+
+
+class Hardswish(nn.Hardswish):
+    """Twin of :class:`torch.nn.Hardswish`; ``inplace`` is accepted for compatibility but ignored."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.hardswish(input)
+
+
+class Sigmoid(nn.Sigmoid):
+    """Twin of :class:`torch.nn.Sigmoid`."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.sigmoid(input)
+
+
+class SiLU(nn.SiLU):
+    """Twin of :class:`torch.nn.SiLU` (swish); ``inplace`` is accepted for compatibility but ignored."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.silu(input)
+
+
+class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
+    """Twin of :class:`torch.nn.AdaptiveAvgPool2d` for global pooling (``output_size`` 1 or ``(1, 1)``):
+    ``(N, C, H, W) -> (N, C, 1, 1)``."""
+
+    def __init__(self, output_size: int | tuple[int, int]):
+        super().__init__(output_size)
+        if not is_global_pool(output_size):
+            raise ValueError(
+                "the manual AdaptiveAvgPool2d is global average pooling: output_size must be 1 or (1, 1), "
+                f"got {output_size!r}"
+            )
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(input, self.output_size)
+
+
+__all__ = [
+    "AdaptiveAvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "Conv2d",
+    "Dropout",
+    "Hardsigmoid",
+    "Hardswish",
+    "LayerNorm",
+    "Linear",
+    "MaxPool2d",
+    "ReLU",
+    "ReLU6",
+    "SiLU",
+    "Sigmoid",
+]

@@ -368,6 +368,53 @@ def _loss_cases() -> list[OpCase]:
     ]
 
 
+def _activation_cases() -> list[OpCase]:
+    def away_from_kinks(shape, kinks):
+        """Normal values scaled by 4, pushed at least 0.1 away from every kink in ``kinks``."""
+
+        def inputs(dtype, device):
+            x = torch.randn(*shape, generator=_gen(0), dtype=torch.float64) * 4
+            for k in kinks:
+                near = (x - k).abs() < 0.1
+                x = torch.where(near, k + 0.1 * torch.sign(x - k + 1e-12), x)
+            return (x.to(device=device, dtype=dtype),)
+
+        return inputs
+
+    cases = []
+    for op, manual, builtin, kinks in (
+        ("relu6", F.relu6, TF.relu6, (0.0, 6.0)),
+        ("hardsigmoid", F.hardsigmoid, TF.hardsigmoid, (-3.0, 3.0)),
+        ("hardswish", F.hardswish, TF.hardswish, (-3.0, 3.0)),
+        ("sigmoid", F.sigmoid, torch.sigmoid, ()),
+        ("silu", F.silu, TF.silu, ()),
+    ):
+        cases.append(OpCase(op, "2d", manual, builtin, away_from_kinks((6, 7), kinks)))
+        cases.append(OpCase(op, "4d", manual, builtin, away_from_kinks((2, 3, 4, 5), kinks), spatial=True))
+    return cases
+
+
+def _adaptive_pool_cases() -> list[OpCase]:
+    def inputs(shape):
+        return lambda dt, dev: (_randn(shape, dt, dev, 0),)
+
+    return [
+        OpCase(
+            "adaptive_avg_pool2d",
+            label,
+            lambda x, size=size: F.adaptive_avg_pool2d(x, size),
+            lambda x, size=size: TF.adaptive_avg_pool2d(x, size),
+            inputs(shape),
+            spatial=len(shape) == 4,
+        )
+        for label, shape, size in (
+            ("global", (2, 3, 5, 4), 1),
+            ("global-pair", (2, 3, 7, 7), (1, 1)),
+            ("unbatched", (3, 4, 6), 1),
+        )
+    ]
+
+
 OP_CASES: tuple[OpCase, ...] = (
     *_linear_cases(),
     *_relu_cases(),
@@ -377,6 +424,8 @@ OP_CASES: tuple[OpCase, ...] = (
     *_conv_cases(),
     *_max_pool_cases(),
     *_loss_cases(),
+    *_activation_cases(),
+    *_adaptive_pool_cases(),
 )
 """Every example of every manual operator, paired with its built-in twin."""
 
@@ -583,6 +632,13 @@ MODULE_CASES: tuple[ModuleCase, ...] = (
     ModuleCase(mnn.Conv2d, nn.Conv2d, (3, 4, 3), (2, 3, 6, 6), {"padding": 1, "padding_mode": "reflect"}),
     ModuleCase(mnn.MaxPool2d, nn.MaxPool2d, (3, 2, 1), (2, 3, 9, 9)),
     ModuleCase(mnn.MaxPool2d, nn.MaxPool2d, (2,), (2, 3, 7, 7), {"ceil_mode": True}),
+    ModuleCase(mnn.ReLU6, nn.ReLU6, (), (4, 5)),
+    ModuleCase(mnn.Hardsigmoid, nn.Hardsigmoid, (), (2, 3, 4, 4)),
+    ModuleCase(mnn.Hardswish, nn.Hardswish, (), (2, 3, 4, 4)),
+    ModuleCase(mnn.Sigmoid, nn.Sigmoid, (), (4, 5)),
+    ModuleCase(mnn.SiLU, nn.SiLU, (), (2, 3, 4, 4)),
+    ModuleCase(mnn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool2d, (1,), (2, 3, 5, 5)),
+    ModuleCase(mnn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool2d, ((1, 1),), (2, 3, 4, 6)),
 )
 """Every manual module with its built-in twin and example constructor arguments."""
 
