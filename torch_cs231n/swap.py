@@ -1,0 +1,205 @@
+"""Swap the built-in layers of any model for their manual twins from :mod:`custom_ops.nn`, and back.
+
+The manual classes subclass their built-in twins with the same attributes, so a swap is a change of the
+module's class, in place: parameters, buffers, hooks, train/eval mode, device and dtype are untouched
+(the very same tensors), the model's structure and ``state_dict`` keys do not change, and an optimizer
+built before the swap still holds the right parameters. Only layers whose type is *exactly* a built-in
+with a twin are swapped; subclasses that override ``forward`` (e.g. a third-party "same padding" conv)
+and layers without a twin are kept and listed in the :class:`SwapReport`. Functional calls inside a
+model's ``forward`` (``torch.flatten``, ``x + identity``, ``F.adaptive_avg_pool2d``) are not layers and
+stay built-in.
+
+>>> model = to_manual(torchvision.models.resnet18(num_classes=10))
+>>> model, report = to_manual(torchvision.models.mobilenet_v3_small(), report=True)
+>>> print(report)
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, overload
+
+from torch import nn
+
+from custom_ops import nn as mnn
+from custom_ops.adaptive_pool import is_global
+from custom_ops.conv import Strategy
+
+_log = logging.getLogger(__name__)
+
+# built-in type -> manual twin; a twin subclasses its built-in and adds no state except the extras below
+TWINS: dict[type[nn.Module], type[nn.Module]] = {
+    nn.Linear: mnn.Linear,
+    nn.Conv2d: mnn.Conv2d,
+    nn.BatchNorm1d: mnn.BatchNorm1d,
+    nn.BatchNorm2d: mnn.BatchNorm2d,
+    nn.LayerNorm: mnn.LayerNorm,
+    nn.ReLU: mnn.ReLU,
+    nn.ReLU6: mnn.ReLU6,
+    nn.Hardsigmoid: mnn.Hardsigmoid,
+    nn.Hardswish: mnn.Hardswish,
+    nn.Sigmoid: mnn.Sigmoid,
+    nn.SiLU: mnn.SiLU,
+    nn.MaxPool2d: mnn.MaxPool2d,
+    nn.AdaptiveAvgPool2d: mnn.AdaptiveAvgPool2d,
+    nn.Dropout: mnn.Dropout,
+}
+"""Every built-in layer type that has a manual twin."""
+
+BUILTINS: dict[type[nn.Module], type[nn.Module]] = {manual: builtin for builtin, manual in TWINS.items()}
+"""Every manual layer type and its built-in twin."""
+
+# Attributes a manual twin adds to its built-in (set on the way to manual, removed on the way back).
+_EXTRA_ATTRIBUTES: dict[type[nn.Module], tuple[str, ...]] = {
+    mnn.Conv2d: ("strategy",),
+    mnn.Dropout: ("generator",),
+}
+
+# Configurations a twin does not support: a reason string, or None when the layer can be swapped.
+_UNSUPPORTED: dict[type[nn.Module], Callable[[nn.Module], str | None]] = {
+    nn.MaxPool2d: lambda m: (
+        None
+        if m.dilation in (1, (1, 1)) and not m.return_indices
+        else f"dilation={m.dilation}, return_indices={m.return_indices} (manual: dilation 1, no indices)"
+    ),
+    nn.AdaptiveAvgPool2d: lambda m: (
+        None if is_global(m.output_size) else f"output_size={m.output_size} (manual: global pooling only)"
+    ),
+}
+
+# Leaf layers that do no arithmetic (reshapes, identity): listed apart from the layers missing a twin.
+_NO_MATH = (nn.Identity, nn.Flatten, nn.Unflatten)
+
+
+@dataclass
+class SwapReport:
+    """What a swap did. Entries are ``(qualified name, type name, detail)``.
+
+    Attributes:
+        direction: ``"manual"`` (built-in -> manual) or ``"builtin"``.
+        swapped: layers whose class changed; detail is the new class's qualified name.
+        kept: leaf layers that do arithmetic but were not swapped, with the reason (no twin, or a
+            configuration the twin does not support).
+        no_math: leaf layers with no arithmetic to swap (``Identity``, ``Flatten``).
+    """
+
+    direction: Literal["manual", "builtin"]
+    swapped: list[tuple[str, str, str]] = field(default_factory=list)
+    kept: list[tuple[str, str, str]] = field(default_factory=list)
+    no_math: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def swapped_counts(self) -> Counter[str]:
+        """Number of swapped layers per original type name."""
+        return Counter(type_name for _, type_name, _ in self.swapped)
+
+    def kept_counts(self) -> Counter[str]:
+        """Number of kept layers per type name."""
+        return Counter(type_name for _, type_name, _ in self.kept)
+
+    def __str__(self) -> str:
+        lines = [f"to_{self.direction}: swapped {len(self.swapped)} layers"]
+        lines += [f"  {name}: {count}" for name, count in sorted(self.swapped_counts().items())]
+        lines.append(f"kept {len(self.kept)} layers (no {self.direction} twin or unsupported configuration)")
+        reasons = Counter((type_name, reason) for _, type_name, reason in self.kept)
+        lines += [f"  {name}: {count} ({reason})" for (name, reason), count in sorted(reasons.items())]
+        if self.no_math:
+            counts = Counter(type_name for _, type_name, _ in self.no_math)
+            lines.append("no arithmetic: " + ", ".join(f"{n} x{c}" for n, c in sorted(counts.items())))
+        return "\n".join(lines)
+
+
+def _qualname(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _why_kept(module: nn.Module, table: dict[type[nn.Module], type[nn.Module]]) -> str:
+    """Reason a leaf layer of a type missing from ``table`` has no twin."""
+    for base in type(module).__mro__[1:]:
+        if base in table:
+            return f"subclass of {base.__name__} with its own forward"
+    return "no twin"
+
+
+def _swap(
+    model: nn.Module,
+    table: dict[type[nn.Module], type[nn.Module]],
+    direction: Literal["manual", "builtin"],
+    strategy: Strategy,
+) -> SwapReport:
+    report = SwapReport(direction)
+    already = set(BUILTINS) if direction == "manual" else set(TWINS)  # the target side: nothing to do
+    for name, module in model.named_modules():
+        cls = type(module)
+        label = name or "<root>"
+        if cls in table:
+            problem = _UNSUPPORTED.get(cls, lambda m: None)(module)
+            if problem is not None:
+                report.kept.append((label, cls.__name__, problem))
+                continue
+            new_cls = table[cls]
+            for attribute in _EXTRA_ATTRIBUTES.get(cls, ()):  # leaving manual: drop its extra state
+                module.__dict__.pop(attribute, None)
+            module.__class__ = new_cls
+            if new_cls is mnn.Conv2d:
+                module.strategy = strategy
+            elif new_cls is mnn.Dropout:
+                module.generator = None
+            report.swapped.append((label, cls.__name__, _qualname(new_cls)))
+        elif cls in already or next(module.children(), None) is not None:
+            continue
+        elif isinstance(module, _NO_MATH):
+            report.no_math.append((label, cls.__name__, "no arithmetic"))
+        else:
+            report.kept.append((label, cls.__name__, _why_kept(module, table)))
+    _log.info("%s", report)
+    return report
+
+
+@overload
+def to_manual(model: nn.Module, *, report: Literal[False] = ..., strategy: Strategy = ...) -> nn.Module: ...
+@overload
+def to_manual(
+    model: nn.Module, *, report: Literal[True], strategy: Strategy = ...
+) -> tuple[nn.Module, SwapReport]: ...
+def to_manual(
+    model: nn.Module, *, report: bool = False, strategy: Strategy = "fast"
+) -> nn.Module | tuple[nn.Module, SwapReport]:
+    """Swap every built-in layer of ``model`` that has a manual twin for that twin, in place.
+
+    Args:
+        model: any module (the root itself may be a layer).
+        report: also return the :class:`SwapReport` (it is logged at INFO level either way).
+        strategy: backward strategy of the manual ``Conv2d`` layers, ``"fast"`` or ``"im2col"``.
+
+    Returns:
+        ``model`` (the same object, converted), or ``(model, report)`` when ``report`` is True.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if strategy not in ("fast", "im2col"):
+        raise ValueError(f"strategy must be 'fast' or 'im2col', got {strategy!r}")
+    swap_report = _swap(model, TWINS, "manual", strategy)
+    return (model, swap_report) if report else model
+
+
+@overload
+def to_builtin(model: nn.Module, *, report: Literal[False] = ...) -> nn.Module: ...
+@overload
+def to_builtin(model: nn.Module, *, report: Literal[True]) -> tuple[nn.Module, SwapReport]: ...
+def to_builtin(model: nn.Module, *, report: bool = False) -> nn.Module | tuple[nn.Module, SwapReport]:
+    """Swap every manual layer of ``model`` back to its built-in twin, in place (the reverse of
+    :func:`to_manual`). Returns ``model``, or ``(model, report)`` when ``report`` is True."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    swap_report = _swap(model, BUILTINS, "builtin", "fast")
+    return (model, swap_report) if report else model
+
+
+def count_layers(model: nn.Module) -> dict[str, int]:
+    """``{"manual": n, "builtin": m}``: how many layers of ``model`` are manual, and how many are
+    built-ins that have a manual twin (0 after a complete :func:`to_manual`)."""
+    types = [type(m) for m in model.modules()]
+    return {"manual": sum(t in BUILTINS for t in types), "builtin": sum(t in TWINS for t in types)}
