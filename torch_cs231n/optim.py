@@ -14,7 +14,7 @@ CS231n                    here                torch.optim
 ``decay_rate``            ``decay_rate``      ``RMSprop(alpha=...)``
 ``beta1``, ``beta2``      ``betas``           ``Adam(betas=...)``
 ``epsilon``               ``eps``             ``eps``
-``velocity``              state ``velocity``  state ``momentum_buffer`` (``= -velocity / lr``)
+``velocity``              state ``velocity``  ``momentum_buffer`` (constant lr: ``-velocity/lr``)
 ``cache``                 state ``cache``     state ``square_avg`` (RMSprop), ``sum`` (Adagrad)
 ``m``, ``v``, ``t``       state ``m, v, t``   state ``exp_avg, exp_avg_sq, step``
 ``lr_decay`` (Solver)     :class:`LRDecay`    ``ExponentialLR(gamma=...)``
@@ -40,7 +40,7 @@ __all__ = ["SGD", "Adagrad", "Adam", "LRDecay", "RMSProp", "SGDMomentum"]
 def _check_range(
     owner: str, name: str, value: Any, low: float, high: float, *, low_open: bool, high_open: bool
 ) -> None:
-    """Raise ``ValueError`` unless ``value`` is a real number in the interval ``low .. high``."""
+    """Raise ``TypeError`` unless ``value`` is a real number, ``ValueError`` unless it is in range."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"{owner}: {name} must be a float, got {type(value).__name__} {value!r}")
     above = value > low if low_open else value >= low
@@ -76,9 +76,11 @@ class _CS231nOptimizer(Optimizer):
         super().add_param_group(param_group)
 
     def _check_group(self, group: dict[str, Any]) -> None:
+        """Raise a clear error if a hyper-parameter of ``group`` is invalid (implemented by every rule)."""
         raise NotImplementedError
 
     def _update(self, param: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
+        """Apply the rule in place to ``param`` given its ``grad`` (same shape) and its ``state`` dict."""
         raise NotImplementedError
 
     @torch.no_grad()
