@@ -1,0 +1,137 @@
+"""The shared ``LightningModule`` of the CS231n classifiers: loss, L2 regularisation, metrics, optimizer.
+
+Objective (CS231n): ``loss = data_loss(scores, y) + 0.5 * reg * sum_W ||W||^2`` over the weights of the
+affine and conv layers (not biases, not normalisation parameters). ``data_loss`` is the softmax
+(cross-entropy) or multiclass SVM loss: :mod:`custom_ops.functional` for ``ops="manual"``, the
+:mod:`torch.nn.functional` twins for ``ops="builtin"``.
+
+Logged: ``train/loss`` (the full objective, per step and per epoch), ``train/acc``, ``val/loss``,
+``val/acc``, ``test/loss``, ``test/acc`` (``val/loss`` and ``test/loss`` are the data loss alone, comparable
+across ``reg``).
+The optimizer and the optional scheduler are injected (``OptimizerCallable``), so configs choose any
+``torch.optim`` or :mod:`torch_cs231n.optim` rule; the scheduler steps once per epoch (CS231n ``lr_decay``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as TF
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+from torchmetrics.classification import MulticlassAccuracy
+
+import custom_ops.functional as F
+from torch_cs231n.models import OPS, Ops
+from torch_cs231n.optim import SGD
+
+LossName = Literal["softmax", "svm"]
+LOSSES: tuple[str, ...] = ("softmax", "svm")
+
+
+def _builtin_svm_loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # multi_margin_loss averages over the C classes as well; CS231n sums over the wrong classes.
+    return TF.multi_margin_loss(scores, y) * scores.shape[1]
+
+
+def data_loss_fn(loss: LossName, ops: Ops) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``(scores (N, C), y (N,)) -> scalar`` for ``loss`` in ``("softmax", "svm")`` and ``ops``."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if ops not in OPS:
+        raise ValueError(f"ops must be one of {OPS}, got {ops!r}")
+    if ops == "manual":
+        return F.softmax_loss if loss == "softmax" else F.svm_loss
+    return TF.cross_entropy if loss == "softmax" else _builtin_svm_loss
+
+
+class ImageClassifier(pl.LightningModule):
+    """Base class: subclasses set ``self.net`` (images ``(N, C, H, W)`` -> scores ``(N, num_classes)``).
+
+    Args:
+        num_classes: number of classes.
+        loss: ``"softmax"`` or ``"svm"``.
+        reg: L2 strength; the penalty is ``0.5 * reg * sum ||W||^2`` over affine/conv weights.
+        ops: ``"manual"`` or ``"builtin"``; chooses the layers (in subclasses) and the data loss.
+        optimizer: builds the optimizer from the parameters (default: CS231n SGD, lr 1e-2).
+        lr_scheduler: builds an epoch-wise scheduler from the optimizer, e.g. ``torch_cs231n.optim.LRDecay``.
+    """
+
+    net: nn.Module
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        loss: LossName = "softmax",
+        reg: float = 0.0,
+        ops: Ops = "manual",
+        optimizer: OptimizerCallable = SGD,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ):
+        super().__init__()
+        if not reg >= 0:
+            raise ValueError(f"reg must be >= 0, got {reg!r}")
+        self.data_loss = data_loss_fn(loss, ops)
+        self.reg = float(reg)
+        self.ops = ops
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Images ``(N, C, H, W)`` -> class scores ``(N, num_classes)``."""
+        return self.net(x)
+
+    def regularized_weights(self) -> Iterator[nn.Parameter]:
+        """The weights of the affine and conv layers (the L2-regularised parameters)."""
+        for module in self.net.modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                yield module.weight
+
+    def reg_loss(self) -> torch.Tensor:
+        """``0.5 * reg * sum ||W||^2``; a scalar (0 when ``reg == 0``)."""
+        if self.reg == 0.0:
+            return torch.zeros((), device=self.device)
+        return 0.5 * self.reg * sum(w.square().sum() for w in self.regularized_weights())
+
+    def loss(self, scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The training objective: data loss of scores ``(N, C)`` and labels ``(N,)`` plus the L2 penalty."""
+        return self.data_loss(scores, y) + self.reg_loss()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        scores = self(x)
+        loss = self.loss(scores, y)
+        self.train_acc(scores.detach(), y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return loss
+
+    def _evaluate(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str, metric: MulticlassAccuracy):
+        x, y = batch
+        scores = self(x)
+        metric(scores, y)
+        self.log(f"{stage}/loss", self.data_loss(scores, y), prog_bar=stage == "val")
+        self.log(f"{stage}/acc", metric, prog_bar=stage == "val")
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val", self.val_acc)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test", self.test_acc)
+
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Predicted class indices ``(B,)``."""
+        return self(batch[0]).argmax(1)
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = self.lr_scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

@@ -1,0 +1,61 @@
+"""CS231n weight initialisation, shared by the manual and the built-in models.
+
+Both model variants are built from the same layer types (the manual layers subclass their ``torch.nn``
+twins) and then re-initialised here, in module order, from the global RNG: the same seed gives the same
+parameters whichever ops the model computes with.
+
+Schemes for a weight ``W`` with ``fan_in`` inputs per output unit (``in_features`` for an affine layer,
+``C * kh * kw`` for a convolution):
+    gaussian: W ~ N(0, weight_scale^2)           (the CS231n assignments)
+    xavier:   W ~ N(0, 1 / fan_in)
+    kaiming:  W ~ N(0, 2 / fan_in)               (He et al., for ReLU nets)
+Biases start at 0, normalisation layers at gamma = 1, beta = 0.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+from torch import nn
+
+InitScheme = Literal["gaussian", "xavier", "kaiming"]
+INIT_SCHEMES: tuple[str, ...] = ("gaussian", "xavier", "kaiming")
+
+
+def weight_std(init: InitScheme, fan_in: int, weight_scale: float) -> float:
+    """Standard deviation of the weights of one layer under ``init``."""
+    if init == "gaussian":
+        return float(weight_scale)
+    if init == "xavier":
+        return 1.0 / math.sqrt(fan_in)
+    if init == "kaiming":
+        return math.sqrt(2.0 / fan_in)
+    raise ValueError(f"init must be one of {INIT_SCHEMES}, got {init!r}")
+
+
+@torch.no_grad()
+def init_weights_(model: nn.Module, init: InitScheme = "gaussian", weight_scale: float = 1e-2) -> nn.Module:
+    """Re-initialise every affine/conv layer and normalisation layer of ``model`` in place.
+
+    Affine and conv weights get ``N(0, std^2)`` with ``std`` from :func:`weight_std`, biases 0; batch/layer
+    norm get ``gamma = 1, beta = 0``. Layers are visited in ``model.modules()`` order, so two models with the
+    same structure draw the same numbers from the same RNG state. Returns ``model``.
+    """
+    if init not in INIT_SCHEMES:
+        raise ValueError(f"init must be one of {INIT_SCHEMES}, got {init!r}")
+    if init == "gaussian" and not weight_scale > 0:
+        raise ValueError(f"weight_scale must be > 0 for init='gaussian', got {weight_scale!r}")
+    for module in model.modules():
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            fan_in = module.weight[0].numel()  # in_features, or C_in/groups * kh * kw
+            module.weight.normal_(0.0, weight_std(init, fan_in, weight_scale))
+            if module.bias is not None:
+                module.bias.zero_()
+        elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)):
+            if module.weight is not None:
+                module.weight.fill_(1.0)
+            if module.bias is not None:
+                module.bias.zero_()
+    return model
