@@ -15,6 +15,7 @@ import torch
 
 from . import _autocast
 from ._checks import check_floating, check_ndim
+from ._layout import memory_format
 
 
 class GlobalAvgPool2dFunction(torch.autograd.Function):
@@ -23,11 +24,7 @@ class GlobalAvgPool2dFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.input_shape = x.shape
-        ctx.memory_format = (
-            torch.channels_last
-            if not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-            else torch.contiguous_format
-        )
+        ctx.memory_format = memory_format(x)
         return x.mean(dim=(2, 3), keepdim=True)
 
     @staticmethod

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 
 from . import _autocast
 from ._checks import check_floating, check_ndim, check_same_dtype, check_shape, pair
+from ._layout import memory_format
 
 Pair = tuple[int, int]
 Strategy = Literal["fast", "im2col"]
@@ -112,6 +113,7 @@ class Conv2dIm2colFunction(torch.autograd.Function):
         out = torch.matmul(weight.view(groups, o // groups, cg * kh * kw), cols).view(n, o, ho, wo)
         if bias is not None:
             out = out + bias.view(1, o, 1, 1)
+        out = out.contiguous(memory_format=memory_format(x))  # a channels_last input stays channels_last
         ctx.save_for_backward(x, weight)
         ctx.conf = (stride, padding, dilation, groups)
         ctx.has_bias = bias is not None
@@ -129,6 +131,7 @@ class Conv2dIm2colFunction(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             dcols = torch.matmul(w_mat.transpose(1, 2), d).view(n, c * kh * kw, -1)
             dx = F.fold(dcols, (h, w), (kh, kw), dilation, padding, stride)
+            dx = dx.contiguous(memory_format=memory_format(x))
         if ctx.needs_input_grad[1]:
             cols = F.unfold(x, (kh, kw), dilation, padding, stride).view(n, groups, cg * kh * kw, -1)
             dw = torch.einsum("ngol,ngkl->gok", d, cols).reshape(weight.shape)

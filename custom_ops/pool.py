@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from . import _autocast
 from ._checks import check_floating, check_ndim, pair
+from ._layout import memory_format
 
 Pair = tuple[int, int]
 
@@ -30,10 +31,7 @@ class MaxPool2dFunction(torch.autograd.Function):
         out, index = F.max_pool2d(x, kernel_size, stride, padding, 1, ceil_mode, return_indices=True)
         ctx.save_for_backward(index)
         ctx.input_shape = x.shape
-        ctx.channels_last = (
-            x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
-        )
-        ctx.mark_non_differentiable(index)
+        ctx.memory_format = memory_format(x)
         return out
 
     @staticmethod
@@ -42,9 +40,7 @@ class MaxPool2dFunction(torch.autograd.Function):
         n, c, h, w = ctx.input_shape
         zeros = dout.new_zeros(n, c, h * w)
         dx = zeros.scatter_add(2, index.flatten(2), dout.flatten(2)).view(n, c, h, w)
-        if ctx.channels_last:
-            dx = dx.contiguous(memory_format=torch.channels_last)
-        return dx, None, None, None, None
+        return dx.contiguous(memory_format=ctx.memory_format), None, None, None, None
 
 
 def max_pool2d(
