@@ -1,11 +1,12 @@
 """Batch normalisation, 1-D ``(N, C)`` and spatial ``(N, C, H, W)`` (CS231n ``batchnorm_*`` and
 ``spatial_batchnorm_*``): statistics per channel ``C`` over the ``M`` values of all other dims.
 
-Forward (training):  mu, var = mean and biased variance over M;  s = 1 / sqrt(var + eps)
-                     xhat = (x - mu) * s;  out = gamma * xhat + beta
-Backward (the simplified closed form of the CS231n ``batchnorm_backward_alt``):
-                     dbeta = sum(dout);  dgamma = sum(dout * xhat)
+Forward (training):  mu = mean over M;  xc = x - mu;  var = mean(xc^2) over M (two-pass, stable)
+                     s = 1 / sqrt(var + eps);  xhat = xc * s;  out = xc * (gamma * s) + beta
+Backward (the simplified closed form of the CS231n ``batchnorm_backward_alt``, with xhat = xc * s):
+                     dbeta = sum(dout);  dgamma = sum(dout * xhat) = s * sum(dout * xc)
                      dx = gamma * s * (dout - dbeta / M - xhat * dgamma / M)
+                        = (gamma * s) * dout - (xc * (gamma * s^2 * dgamma / (s * M)) + gamma * s * dbeta / M)
 In evaluation mu, var are the running statistics (constants), so dx = gamma * s * dout.
 
 Running statistics. PyTorch (default, ``convention="torch"``): ``momentum`` is the weight of the *new*
@@ -14,8 +15,10 @@ batch, ``running = (1 - momentum) * running + momentum * batch``, and the runnin
 CS231n (``convention="cs231n"``): ``momentum`` (0.9 in the assignment) is the weight of the *old* value,
 ``running = momentum * running + (1 - momentum) * batch``, with the *biased* variance.
 
-Saved for backward: xhat (the size of x), s and gamma (C each) — the same as the built-in kernel saves.
-The backward uses xhat as a constant, so it is ``once_differentiable`` (no double backward).
+Saved for backward: the centred input xc (the size of x), s and gamma (C each) — the built-in kernel
+saves x, mu and s, the same bytes. Every full-size step is one plain elementwise op or reduction (the
+per-channel scalars are folded first). The backward uses xc as a constant, so it is
+``once_differentiable`` (no double backward).
 """
 
 from __future__ import annotations
@@ -40,21 +43,19 @@ class BatchNormFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, training: bool, eps: float):
-        dims = [d for d in range(x.dim()) if d != 1]
-        if training:
-            var, mean = torch.var_mean(x, dim=dims, correction=0)
-        else:
-            mean, var = running_mean, running_var
+        ndim = x.dim()
+        dims = [d for d in range(ndim) if d != 1]
+        m = x.numel() // x.shape[1]
+        mean = x.mean(dims) if training else running_mean
+        xc = x - _channel_view(mean, ndim)
+        # Two-pass variance: mean of the squared centred values (var_mean's Welford kernel is far slower).
+        var = (xc * xc).sum(dims).div_(m) if training else running_var
         invstd = torch.rsqrt(var + eps)
-        xhat = (x - _channel_view(mean, x.dim())) * _channel_view(invstd, x.dim())
-        out = xhat
-        if weight is not None:
-            out = out * _channel_view(weight, x.dim())
+        scale = invstd if weight is None else invstd * weight
+        out = xc * _channel_view(scale, ndim)
         if bias is not None:
-            out = out + _channel_view(bias, x.dim())
-        elif weight is None:
-            out = out.clone()  # never return a saved tensor as the output
-        ctx.save_for_backward(xhat, invstd, weight)
+            out += _channel_view(bias, ndim)
+        ctx.save_for_backward(xc, invstd, weight)
         ctx.training = training
         ctx.has_bias = bias is not None
         if not training:
@@ -65,21 +66,21 @@ class BatchNormFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, *_):
-        xhat, invstd, weight = ctx.saved_tensors
-        ndim = xhat.dim()
+        xc, invstd, weight = ctx.saved_tensors
+        ndim = xc.dim()
         dims = [d for d in range(ndim) if d != 1]
         dbeta = dout.sum(dims)
-        dgamma = (dout * xhat).sum(dims)
+        dgamma = (dout * xc).sum(dims).mul_(invstd)
         scale = invstd if weight is None else invstd * weight
         dx = None
         if ctx.needs_input_grad[0]:
+            dx = dout * _channel_view(scale, ndim)
             if ctx.training:
                 m = dout.numel() // dout.shape[1]
-                dx = (dout - _channel_view(dbeta / m, ndim) - xhat * _channel_view(dgamma / m, ndim)) * (
-                    _channel_view(scale, ndim)
-                )
-            else:
-                dx = dout * _channel_view(scale, ndim)
+                # dx = scale * dout - (xc * scale * s * dgamma / M + scale * dbeta / M)
+                correction = xc * _channel_view(scale * invstd * dgamma / m, ndim)
+                correction += _channel_view(scale * dbeta / m, ndim)
+                dx -= correction
         dw = dgamma if weight is not None and ctx.needs_input_grad[1] else None
         db = dbeta if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dw, db, None, None, None, None

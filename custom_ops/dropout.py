@@ -27,12 +27,12 @@ class DropoutFunction(torch.autograd.Function):
         scale = 1.0 / (1.0 - p)
         ctx.save_for_backward(mask)
         ctx.scale = scale
-        return x * mask * scale
+        return (x * mask).mul_(scale)
 
     @staticmethod
     def backward(ctx, dout: torch.Tensor):
         (mask,) = ctx.saved_tensors
-        return dout * mask * ctx.scale, None, None
+        return (dout * mask).mul_(ctx.scale), None, None
 
 
 def dropout(

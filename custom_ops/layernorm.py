@@ -1,16 +1,19 @@
 """Layer normalisation (CS231n ``layernorm_forward`` / ``layernorm_backward``): statistics per sample
 over the ``D`` values of the trailing ``normalized_shape`` dims.
 
-Forward:   mu, var = mean and biased variance over D;  s = 1 / sqrt(var + eps)
-           xhat = (x - mu) * s;  out = gamma * xhat + beta      (gamma, beta of shape normalized_shape)
+Forward:   mu = mean over D;  xc = x - mu;  var = |xc|^2 / D (two-pass, stable);  s = 1 / sqrt(var + eps)
+           xhat = xc * s;  out = gamma * xhat + beta      (gamma, beta of shape normalized_shape)
 Backward:  g = dout * gamma
            dx = s * (g - mean_D(g) - xhat * mean_D(g * xhat))
            dgamma = sum over leading dims of dout * xhat;  dbeta = sum over leading dims of dout
-Saved for backward: xhat (the size of x), s (one per sample) and gamma. ``once_differentiable``.
+Saved for backward: xhat (the size of x), s (one per sample) and gamma — the built-in saves x, mu and
+s, the same bytes. Every full-size step is one plain elementwise op or reduction on a fresh temporary.
+``once_differentiable``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -26,16 +29,18 @@ class LayerNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, normalized_ndim: int, weight, bias, eps: float):
         dims = tuple(range(x.dim() - normalized_ndim, x.dim()))
-        var, mean = torch.var_mean(x, dim=dims, correction=0, keepdim=True)
+        d = math.prod(x.shape[x.dim() - normalized_ndim :])
+        xhat = x - x.mean(dims, keepdim=True)
+        # Two-pass variance |xc|^2 / D (var_mean's Welford kernel is far slower); then xhat = xc * s in place.
+        var = torch.linalg.vector_norm(xhat, 2, dims, keepdim=True).square_().div_(max(d, 1))
         invstd = torch.rsqrt(var + eps)
-        xhat = (x - mean) * invstd
-        out = xhat
+        xhat *= invstd
         if weight is not None:
-            out = out * weight
-        if bias is not None:
-            out = out + bias
-        elif weight is None:
-            out = out.clone()  # never return a saved tensor as the output
+            out = xhat * weight
+            if bias is not None:
+                out += bias
+        else:
+            out = xhat + bias if bias is not None else xhat.clone()  # never return a saved tensor
         ctx.save_for_backward(xhat, invstd, weight)
         ctx.dims = dims
         ctx.has_bias = bias is not None
@@ -47,14 +52,23 @@ class LayerNormFunction(torch.autograd.Function):
         xhat, invstd, weight = ctx.saved_tensors
         dims = ctx.dims
         leading = tuple(range(xhat.dim() - len(dims)))
-        g = dout if weight is None else dout * weight
         dx = dw = db = None
-        if ctx.needs_input_grad[0]:
-            dx = invstd * (g - g.mean(dims, keepdim=True) - xhat * (g * xhat).mean(dims, keepdim=True))
+        # Few full-size temporaries (fresh large allocations cost as much as a pass): p = dout * xhat
+        # gives dgamma, then becomes g * xhat in place; dx is built in place in g = dout * gamma.
+        p = dout * xhat
         if weight is not None and ctx.needs_input_grad[2]:
-            dw = (dout * xhat).sum(leading)
+            dw = p.sum(leading)
         if ctx.has_bias and ctx.needs_input_grad[3]:
             db = dout.sum(leading)
+        if ctx.needs_input_grad[0]:
+            if weight is not None:
+                p *= weight
+                g = dout * weight
+            else:
+                g = dout.clone()
+            # dx = s * (g - mean(g) - xhat * mean(g * xhat))
+            dx = g.sub_(g.mean(dims, keepdim=True)).addcmul_(xhat, p.mean(dims, keepdim=True), value=-1)
+            dx *= invstd
         return dx, None, dw, db, None
 
 
