@@ -93,13 +93,19 @@ def _target_key(case: OpCase) -> str:
 
 
 def time_interleaved(
-    fns: dict[str, Callable[[], Any]], repeats: int, min_run_time: float, device: torch.device
+    fns: dict[str, Callable[[], Any]],
+    repeats: int,
+    min_run_time: float,
+    device: torch.device,
+    warmup: int = 1,
 ) -> dict[str, float]:
     """Median seconds per call of each function; the functions take turns, ``repeats`` times each
-    (order reversed every other round), each turn a ``blocked_autorange(min_run_time)``."""
+    (order reversed every other round), each turn a ``blocked_autorange(min_run_time)``, after
+    ``warmup`` untimed calls of each."""
     samples: dict[str, list[float]] = {name: [] for name in fns}
-    for fn in fns.values():  # warm-up (first-call allocations, lazy init, compilation)
-        fn()
+    for fn in fns.values():  # first-call allocations, lazy init, compilation (and recompilation)
+        for _ in range(warmup):
+            fn()
     for r in range(repeats):
         order = list(fns) if r % 2 == 0 else list(reversed(fns))
         for name in order:
@@ -180,10 +186,9 @@ def _build_model(name: str, ops: str, tiny: bool) -> torch.nn.Module:
 
         model = resnet18(num_classes=10)
         if ops == "manual":
-            from . import swap
+            from .swap import to_manual
 
-            converted = swap.to_manual(model)
-            model = converted[0] if isinstance(converted, tuple) else converted
+            model = to_manual(model)
         return model
     raise ValueError(f"unknown end-to-end model {name!r}; expected one of {E2E_MODELS}")
 
@@ -224,7 +229,7 @@ def bench_e2e(
         if compiled:
             model = torch.compile(model)
         steps[ops] = _train_step(model, ops, x, y)
-    times = time_interleaved(steps, repeats, min_run_time, device)
+    times = time_interleaved(steps, repeats, min_run_time, device, warmup=3)
     return Row(
         kind="e2e",
         name=name,
@@ -345,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--compile", action="store_true", help="also time the end-to-end steps under torch.compile"
     )
+    parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice)")
     parser.add_argument("--json", metavar="PATH", help="write the rows as JSON to PATH ('-': stdout)")
     parser.add_argument(
         "--tiny",
@@ -364,6 +370,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--min-run-time must be positive, got {args.min_run_time}")
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda: no CUDA device is available (torch.cuda.is_available() is False)")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     min_run_time = 1e-3 if args.tiny else args.min_run_time
     if args.tiny:  # the first small case of each op, and of each conv strategy
