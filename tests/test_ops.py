@@ -27,7 +27,7 @@ def ids(cases: list[OpCase]) -> list[str]:
 
 
 def call(case: OpCase, fn: Callable[..., torch.Tensor], args: list[Any], seed: int = 0) -> torch.Tensor:
-    """Call ``fn``; random ops get the same global-RNG state on every call (forked, so tests stay isolated)."""
+    """Call ``fn``; random ops get the same global-RNG state on every call (forked: tests stay isolated)."""
     if not case.random:
         return fn(*args)
     devices = [args[0].device] if args[0].device.type == "cuda" else []
@@ -36,7 +36,9 @@ def call(case: OpCase, fn: Callable[..., torch.Tensor], args: list[Any], seed: i
         return fn(*args)
 
 
-def differentiable(case: OpCase, args: list[Any]) -> tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]:
+def differentiable(
+    case: OpCase, args: list[Any]
+) -> tuple[Callable[..., torch.Tensor], tuple[torch.Tensor, ...]]:
     """``fn(*grad_tensors)`` calling the manual op with the other arguments fixed, and the grad tensors."""
 
     def fn(*grad_tensors: torch.Tensor) -> torch.Tensor:
@@ -84,7 +86,7 @@ def test_once_differentiable_ops_refuse_double_backward(case: OpCase) -> None:
     fn, inputs = differentiable(case, case.inputs(torch.float64))
     out = fn(*inputs)
     (grad,) = torch.autograd.grad(out.sum() if out.dim() else out, inputs[0], create_graph=True)
-    with pytest.raises(RuntimeError, match="once_differentiable|does not require grad|doesn't require"):
+    with pytest.raises(RuntimeError, match=r"once_differentiable|does not require grad|doesn't require"):
         torch.autograd.grad(grad.sum(), inputs[0])
 
 
@@ -119,10 +121,15 @@ def _noncontiguous(t: torch.Tensor) -> torch.Tensor:
 def test_layouts_match_contiguous(case: OpCase, layout: str) -> None:
     if layout == "channels_last" and not case.spatial:
         pytest.skip("channels_last applies to (N, C, H, W) inputs only")
+
     def with_layout() -> list[Any]:
         args = case.inputs(torch.float64, requires_grad=False)
         x = args[0]
-        args[0] = _noncontiguous(x) if layout == "noncontiguous" else x.contiguous(memory_format=torch.channels_last)
+        args[0] = (
+            _noncontiguous(x)
+            if layout == "noncontiguous"
+            else x.contiguous(memory_format=torch.channels_last)
+        )
         for i in case.grad_inputs:
             args[i].requires_grad_(True)
         return args
