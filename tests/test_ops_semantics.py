@@ -1,0 +1,162 @@
+"""Behaviour the registry-driven parity tests cannot express: conventions, RNG, equalities, the rules."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as TF
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import custom_ops.functional as F
+from custom_ops.registry import OP_CASES, OpCase
+
+
+# ------------------------------------------------------------------------------------------ batch norm
+def test_batch_norm_cs231n_convention() -> None:
+    """CS231n: running = momentum * running + (1 - momentum) * batch, with the biased variance."""
+    x = torch.randn(16, 3, dtype=torch.float64)
+    rm, rv = torch.randn(3, dtype=torch.float64), torch.rand(3, dtype=torch.float64) + 0.5
+    expected_mean = 0.9 * rm + 0.1 * x.mean(0)
+    expected_var = 0.9 * rv + 0.1 * x.var(0, unbiased=False)
+    F.batch_norm(x, rm, rv, training=True, momentum=0.9, convention="cs231n")
+    torch.testing.assert_close(rm, expected_mean, msg="CS231n running mean")
+    torch.testing.assert_close(rv, expected_var, msg="CS231n running var (biased)")
+
+
+def test_batch_norm_torch_convention_is_the_default() -> None:
+    """PyTorch: running = (1 - momentum) * running + momentum * batch, with the unbiased variance."""
+    x = torch.randn(8, 3, 4, 4, dtype=torch.float64)
+    rm, rv = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    F.batch_norm(x, rm, rv, training=True, momentum=0.25)
+    torch.testing.assert_close(rm, 0.25 * x.mean((0, 2, 3)), msg="torch running mean")
+    torch.testing.assert_close(rv, 0.75 + 0.25 * x.var((0, 2, 3), unbiased=True), msg="torch running var")
+
+
+def test_batch_norm_training_output_is_normalised() -> None:
+    out = F.batch_norm(torch.randn(64, 5) * 3 + 7, None, None, training=True)
+    torch.testing.assert_close(out.mean(0), torch.zeros(5), atol=1e-5, rtol=0, msg="per-feature mean")
+    torch.testing.assert_close(
+        out.var(0, unbiased=False), torch.ones(5), atol=1e-3, rtol=0, msg="per-feature var"
+    )
+
+
+# --------------------------------------------------------------------------------------------- dropout
+def test_dropout_generator_makes_the_mask_reproducible() -> None:
+    x = torch.randn(100, 100)
+    a = F.dropout(x, 0.5, True, torch.Generator().manual_seed(3))
+    b = F.dropout(x, 0.5, True, torch.Generator().manual_seed(3))
+    c = F.dropout(x, 0.5, True, torch.Generator().manual_seed(4))
+    assert torch.equal(a, b), "same generator seed must give the same mask"
+    assert not torch.equal(a, c), "different seeds should give different masks"
+
+
+def test_dropout_statistics_and_inverted_scaling() -> None:
+    x = torch.ones(400, 500)
+    out = F.dropout(x, 0.3, True, torch.Generator().manual_seed(0))
+    kept = out != 0
+    assert abs(kept.float().mean().item() - 0.7) < 0.01, "keep fraction should be 1 - p"
+    torch.testing.assert_close(
+        out[kept], torch.full_like(out[kept], 1 / 0.7), msg="kept units scaled by 1/(1-p)"
+    )
+    assert abs(out.mean().item() - 1.0) < 0.02, "inverted dropout keeps the expected activation"
+
+
+@pytest.mark.parametrize(("p", "training"), [(0.5, False), (0.0, True)])
+def test_dropout_identity_cases(p: float, training: bool) -> None:
+    x = torch.randn(4, 5, requires_grad=True)
+    assert F.dropout(x, p, training) is x, "eval mode and p=0 return the input itself, like torch"
+
+
+def test_dropout_backward_uses_the_forward_mask() -> None:
+    x = torch.randn(50, 40, requires_grad=True)
+    out = F.dropout(x, 0.4, True, torch.Generator().manual_seed(1))
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(grad, (out != 0).float() / 0.6, msg="dx = mask / (1 - p)")
+
+
+# ---------------------------------------------------------------------------------------------- losses
+def test_losses_equal_their_builtin_formulations() -> None:
+    scores, y = torch.randn(32, 10, dtype=torch.float64), torch.randint(0, 10, (32,))
+    torch.testing.assert_close(F.softmax_loss(scores, y), TF.cross_entropy(scores, y))
+    torch.testing.assert_close(F.svm_loss(scores, y), TF.multi_margin_loss(scores, y) * 10)
+
+
+def test_loss_values_at_known_points() -> None:
+    y = torch.tensor([0, 3, 7])
+    uniform = torch.zeros(3, 10)
+    assert math.isclose(F.softmax_loss(uniform, y).item(), math.log(10), rel_tol=1e-6), (
+        "uniform scores: ln(C)"
+    )
+    assert math.isclose(F.svm_loss(uniform, y).item(), 9.0, rel_tol=1e-6), "equal scores: C - 1 margins of 1"
+    confident = torch.full((3, 10), -5.0).scatter(1, y[:, None], 5.0)
+    assert F.svm_loss(confident, y).item() == 0.0, "all margins satisfied: zero SVM loss"
+
+
+def test_softmax_loss_is_stable_for_huge_scores() -> None:
+    scores = torch.tensor([[1000.0, 0.0], [0.0, -1000.0]], requires_grad=True)
+    loss = F.softmax_loss(scores, torch.tensor([1, 0]))
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(scores.grad).all(), "overflow in the softmax loss"
+    torch.testing.assert_close(loss, torch.tensor(500.0))
+
+
+# ------------------------------------------------------------------------------------------------ conv
+def test_conv_strategies_agree_with_each_other() -> None:
+    x, w, b = torch.randn(3, 4, 11, 9), torch.randn(6, 2, 3, 5), torch.randn(6)
+    grads = {}
+    for strategy in ("fast", "im2col"):
+        leaves = [t.clone().requires_grad_() for t in (x, w, b)]
+        out = F.conv2d(*leaves, stride=(2, 1), padding=(1, 2), dilation=(1, 2), groups=2, strategy=strategy)
+        out.pow(2).sum().backward()
+        grads[strategy] = [out, *(leaf.grad for leaf in leaves)]
+    for name, a, b_ in zip(("output", "dx", "dw", "db"), grads["fast"], grads["im2col"]):
+        torch.testing.assert_close(a, b_, rtol=1e-4, atol=1e-4, msg=f"fast and im2col {name} differ")
+
+
+def test_conv_unbatched_and_same_padding() -> None:
+    x, w = torch.randn(3, 8, 7), torch.randn(5, 3, 3, 3)
+    torch.testing.assert_close(F.conv2d(x, w, padding="same"), TF.conv2d(x, w, padding="same"))
+    torch.testing.assert_close(F.conv2d(x, w, padding="valid"), TF.conv2d(x, w, padding="valid"))
+
+
+def test_max_pool_unbatched() -> None:
+    x = torch.randn(3, 9, 9)
+    torch.testing.assert_close(F.max_pool2d(x, 3, 2, 1), TF.max_pool2d(x, 3, 2, 1))
+
+
+# ------------------------------------------------------------------------------------ the rules of play
+class _RecordOps(TorchDispatchMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.names: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+        self.names.append(func.__name__)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("case", OP_CASES, ids=[c.id for c in OP_CASES])
+def test_backward_uses_no_aten_backward_kernel(case: OpCase) -> None:
+    """The hand-written backward is made of forward math only: no ``*_backward`` aten kernel runs."""
+    args: list[Any] = case.inputs(torch.float32)
+    torch.manual_seed(0)
+    out = case.manual(*args)
+    leaves = [args[i] for i in case.grad_inputs]
+    with _RecordOps() as recorder:
+        torch.autograd.grad(out.sum(), leaves)
+    offending = sorted({name for name in recorder.names if "backward" in name})
+    assert recorder.names, f"{case.id}: no op recorded in backward"
+    assert not offending, f"{case.id}: backward called built-in gradient kernels {offending}"
+
+
+def test_the_recorder_does_see_builtin_backward_kernels() -> None:
+    """Guard for the test above: the same recorder catches the built-ins' gradient kernels."""
+    x, w = torch.randn(2, 3, 6, 6, requires_grad=True), torch.randn(4, 3, 3, 3, requires_grad=True)
+    out = TF.max_pool2d(TF.relu(TF.conv2d(x, w)), 2)
+    with _RecordOps() as recorder:
+        torch.autograd.grad(out.sum(), [x, w])
+    seen = {name for name in recorder.names if "backward" in name}
+    assert {"convolution_backward.default", "threshold_backward.default"} <= seen, f"recorded only {seen}"
