@@ -16,7 +16,9 @@ The columns are recomputed in backward rather than saved (they are kh*kw times l
 ``"fast"`` (default) — both gradients are themselves convolutions, run by the fast forward kernels:
           dx = conv_transpose2d(dout, w)      (output_padding restores rows the forward never reached)
           dw = correlation of x with dout over the batch: a convolution in which the batch plays the
-               channel role, with stride and dilation swapped.
+               channel role, with stride and dilation swapped; or, for 1x1 kernels and few input taps
+               (C_in*kh*kw <= 160, e.g. an RGB first layer), where that convolution is slow, the im2col
+               product dw = sum_n dout_n @ unfold(x)_n^T, with the columns made only for this.
 
 Both backwards are differentiable functions of the saved x and w, so double backward works.
 Saved for backward: x and w (what the built-in saves).
@@ -54,6 +56,11 @@ def conv2d_input_grad(
     return torch.conv_transpose2d(dout, weight, None, stride, padding, output_padding, groups, dilation)
 
 
+# Below this many input taps per output channel (C_in * kh * kw), and for 1x1 kernels, the weight gradient
+# as an im2col matmul beats the batch-as-channels correlation (measured on CPU: 3->32 3x3, 3->64 7x7, 1x1).
+_UNFOLD_MAX_TAPS = 160
+
+
 def conv2d_weight_grad(
     x, dout, weight_shape: Sequence[int], stride: Pair, padding: Pair, dilation: Pair, groups: int
 ) -> torch.Tensor:
@@ -64,6 +71,10 @@ def conv2d_weight_grad(
     """
     n, _, h, w = x.shape
     o, cg, kh, kw = weight_shape
+    if groups == 1 and (kh * kw == 1 or cg * kh * kw <= _UNFOLD_MAX_TAPS):
+        cols = F.unfold(x, (kh, kw), dilation, padding, stride)  # (N, C*kh*kw, L)
+        dw = torch.matmul(dout.reshape(n, o, -1), cols.transpose(1, 2)).sum(0)  # (O, C*kh*kw)
+        return dw.view(weight_shape)
     if groups == 1:
         xg, dg = x.transpose(0, 1), dout.transpose(0, 1)
     else:
