@@ -7,18 +7,30 @@
 
 Models and data modules are given in subclass mode (``class_path`` + ``init_args``), so any
 ``LightningModule`` / ``LightningDataModule`` works. Every run saves two checkpoints, the best by ``val/acc``
-and the last (``--checkpoint.*`` configures them), logs the learning rate, and writes CSV logs to
+and the last (``--checkpoint.*`` configures them), logs the learning rate and the training time per
+epoch (``time/epoch_s``), and writes CSV logs to
 ``lightning_logs/`` unless the config chooses another logger (e.g. TensorBoard).
 """
 
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 
-from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+
+class EpochTimer(Callback):
+    """Logs ``time/epoch_s``: wall seconds of each training epoch (its batches, without validation)."""
+
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        pl_module.log("time/epoch_s", time.perf_counter() - self._start, on_step=False, on_epoch=True)
 
 
 class CS231nCLI(LightningCLI):
@@ -50,7 +62,7 @@ def run_lightning(args: Sequence[str]) -> CS231nCLI:
                 "class_path": "lightning.pytorch.loggers.CSVLogger",
                 "init_args": {"save_dir": "lightning_logs"},
             },
-            "callbacks": [LearningRateMonitor(logging_interval="epoch")],
+            "callbacks": [LearningRateMonitor(logging_interval="epoch"), EpochTimer()],
         },
         save_config_kwargs={"overwrite": True},
         args=list(args),
