@@ -1,0 +1,134 @@
+"""to_manual / to_builtin: parity on torchvision models, what is kept, and that only the class changes."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torchvision
+from torch import nn
+
+from custom_ops import nn as mnn
+from torch_cs231n.swap import BUILTINS, TWINS, count_layers, to_builtin, to_manual
+
+MODELS = ["resnet18", "mobilenet_v3_small"]
+
+
+def _model(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    return torchvision.models.get_model(name, weights=None, num_classes=10)
+
+
+def _batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(4, 3, 32, 32, generator=g), torch.randint(0, 10, (4,), generator=g)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_eval_logits_match(name: str) -> None:
+    builtin = _model(name).eval()
+    manual = to_manual(copy.deepcopy(builtin))
+    assert count_layers(manual)["builtin"] == 0, f"{name}: built-in layers with a twin left after to_manual"
+    x, _ = _batch()
+    with torch.no_grad():
+        torch.testing.assert_close(manual(x), builtin(x), rtol=1e-4, atol=1e-5, msg=f"{name}: eval logits")
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_training_step_matches(name: str) -> None:
+    """Same loss, same parameter gradients and same BatchNorm running-stat updates after a step."""
+    builtin = _model(name).train()
+    manual = to_manual(copy.deepcopy(builtin))
+    x, y = _batch()
+    losses = {}
+    for label, model in (("builtin", builtin), ("manual", manual)):
+        torch.manual_seed(1)  # same dropout masks
+        losses[label] = nn.functional.cross_entropy(model(x), y)
+        losses[label].backward()
+    torch.testing.assert_close(losses["manual"], losses["builtin"], rtol=1e-4, atol=1e-5)
+    for (pname, p_manual), p_builtin in zip(manual.named_parameters(), builtin.parameters()):
+        # float32 through ~20 layers (BatchNorm over 4 values at the last stage): compare against the
+        # gradient's own scale, elementwise tolerances would flag harmless rounding in tiny entries
+        error = (p_manual.grad - p_builtin.grad).abs().max().item()
+        scale = p_builtin.grad.abs().max().item()
+        assert error <= 1e-3 * scale + 1e-6, (
+            f"{name}: gradient of {pname}: max error {error:.2e}, scale {scale:.2e}"
+        )
+    for (bname, b_manual), b_builtin in zip(manual.named_buffers(), builtin.buffers()):
+        torch.testing.assert_close(b_manual, b_builtin, rtol=1e-4, atol=1e-6, msg=f"{name}: buffer {bname}")
+
+
+def test_swap_keeps_tensors_mode_device_dtype_and_hooks() -> None:
+    model = _model("resnet18").double()
+    model.layer1.eval()
+    params = {n: p for n, p in model.named_parameters()}
+    buffers = {n: b for n, b in model.named_buffers()}
+    calls = []
+    model.fc.register_forward_hook(lambda module, args, out: calls.append(type(module)))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+
+    same = to_manual(model)
+
+    assert same is model, "to_manual must convert in place and return the same model"
+    assert type(model.fc) is mnn.Linear and type(model.layer1[0].bn1) is mnn.BatchNorm2d
+    assert all(p is params[n] for n, p in model.named_parameters()), "parameters were replaced"
+    assert all(b is buffers[n] for n, b in model.named_buffers()), "buffers were replaced"
+    assert not model.layer1[0].bn1.training and model.layer2[0].bn1.training, "train/eval mode changed"
+    assert model.conv1.strategy == "fast"
+    x, y = _batch()
+    loss = nn.functional.cross_entropy(model(x.double()), y)
+    assert loss.dtype == torch.float64
+    loss.backward()
+    optimizer.step()  # the optimizer built before the swap still owns the parameters
+    assert calls == [mnn.Linear], "forward hook lost or not called once"
+
+    to_builtin(model)
+    assert all(type(m) not in BUILTINS for m in model.modules()), "manual layers left after to_builtin"
+    assert not hasattr(model.conv1, "strategy"), "to_builtin left the manual-only attribute 'strategy'"
+    assert type(model.fc) is nn.Linear and all(p is params[n] for n, p in model.named_parameters())
+
+
+def test_conv_strategy_and_root_layer() -> None:
+    conv = nn.Conv2d(3, 4, 3, groups=1)
+    assert to_manual(conv, strategy="im2col") is conv and type(conv) is mnn.Conv2d
+    assert conv.strategy == "im2col"
+    with pytest.raises(ValueError, match="strategy"):
+        to_manual(nn.Conv2d(3, 4, 3), strategy="winograd")
+    with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module"):
+        to_manual("resnet18")  # type: ignore[call-overload]
+
+
+def test_report_lists_swapped_and_kept_layers() -> None:
+    class SamePadConv(nn.Conv2d):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(nn.functional.pad(x, (0, 1, 0, 1)))
+
+    model = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.GELU(),
+        SamePadConv(4, 4, 2),
+        nn.MaxPool2d(2, dilation=2),
+        nn.AdaptiveAvgPool2d(2),
+        nn.Hardswish(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    )
+    _, report = to_manual(model, report=True)
+    swapped = {name for name, _, _ in report.swapped}
+    kept = {name: (type_name, reason) for name, type_name, reason in report.kept}
+    assert swapped == {"0", "5", "6", "8"}, f"swapped: {report.swapped}"
+    assert kept["1"] == ("GELU", "no twin")
+    assert kept["2"] == ("SamePadConv", "subclass of Conv2d with its own forward")
+    assert "dilation" in kept["3"][1] and "global pooling only" in kept["4"][1], f"kept: {report.kept}"
+    assert [name for name, _, _ in report.no_math] == ["7"]
+    text = str(report)
+    assert "swapped 4 layers" in text and "GELU: 1 (no twin)" in text, text
+    _, back = to_builtin(model, report=True)
+    assert {name for name, _, _ in back.swapped} == swapped
+
+
+def test_twin_table_is_consistent() -> None:
+    for builtin, manual in TWINS.items():
+        assert issubclass(manual, builtin) and manual.__module__ == "custom_ops.nn", f"{manual} vs {builtin}"

