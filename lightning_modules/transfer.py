@@ -131,6 +131,7 @@ class TransferLearning(ImageClassifier):
         return [m for _, modules in self.blocks() for m in modules]
 
     def backbone_parameters(self) -> Iterator[nn.Parameter]:
+        """Every parameter of the network except the head's, frozen or not."""
         head = {id(p) for p in self.head.parameters()}
         return (p for p in self.net.parameters() if id(p) not in head)
 
