@@ -17,7 +17,8 @@ CS231n (``convention="cs231n"``): ``momentum`` (0.9 in the assignment) is the we
 
 Saved for backward: the centred input xc (the size of x), s and gamma (C each) — the built-in kernel
 saves x, mu and s, the same bytes. Every full-size step is one plain elementwise op or reduction (the
-per-channel scalars are folded first). The backward uses xc as a constant, so it is
+per-channel scalars are folded first), and full-size temporaries are reused: xc^2 becomes the output,
+dout * xc becomes dx. The backward uses xc as a constant, so it is
 ``once_differentiable`` (no double backward).
 """
 
@@ -37,6 +38,18 @@ def _channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
     return t.view(1, -1, *([1] * (ndim - 2)))
 
 
+def _affine(t: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor | None, out: torch.Tensor | None):
+    """``t * scale + shift`` per channel (``scale``, ``shift`` of shape ``(C,)``), into ``out`` if given.
+
+    One fused ``addcmul`` for ``(N, C)``; for spatial inputs a multiply then an in-place add, because
+    addcmul's CPU kernel is several times slower when its first operand broadcasts along the inner dims.
+    """
+    if shift is not None and t.dim() == 2:
+        return torch.addcmul(shift, t, scale, out=out)
+    res = torch.mul(t, _channel_view(scale, t.dim()), out=out)
+    return res if shift is None else res.add_(_channel_view(shift, t.dim()))
+
+
 class BatchNormFunction(torch.autograd.Function):
     """x ``(N, C, *)``, weight/bias ``(C,)`` or None, mean/var ``(C,)`` (used only in eval) ->
     training: ``(out, batch_mean, batch_biased_var)``; eval: ``out``."""
@@ -45,16 +58,19 @@ class BatchNormFunction(torch.autograd.Function):
     def forward(ctx, x, weight, bias, running_mean, running_var, training: bool, eps: float):
         ndim = x.dim()
         dims = [d for d in range(ndim) if d != 1]
-        m = x.numel() // x.shape[1]
-        mean = x.mean(dims) if training else running_mean
-        xc = x - _channel_view(mean, ndim)
-        # Two-pass variance: mean of the squared centred values (var_mean's Welford kernel is far slower).
-        var = (xc * xc).sum(dims).div_(m) if training else running_var
-        invstd = torch.rsqrt(var + eps)
-        scale = invstd if weight is None else invstd * weight
-        out = xc * _channel_view(scale, ndim)
-        if bias is not None:
-            out += _channel_view(bias, ndim)
+        buffer = None
+        if training:
+            mean = x.mean(dims)
+            xc = x - _channel_view(mean, ndim)
+            # Two-pass variance: mean of the squared centred values (var_mean's Welford kernel is far
+            # slower); the full-size square is then reused as the output buffer.
+            buffer = xc * xc
+            var = buffer.sum(dims).mul_(1.0 / (x.numel() // x.shape[1]))
+        else:
+            xc = x - _channel_view(running_mean, ndim)
+            var = running_var
+        invstd = (var + eps).rsqrt_()
+        out = _affine(xc, invstd if weight is None else invstd * weight, bias, buffer)
         ctx.save_for_backward(xc, invstd, weight)
         ctx.training = training
         ctx.has_bias = bias is not None
@@ -69,18 +85,22 @@ class BatchNormFunction(torch.autograd.Function):
         xc, invstd, weight = ctx.saved_tensors
         ndim = xc.dim()
         dims = [d for d in range(ndim) if d != 1]
-        dbeta = dout.sum(dims)
-        dgamma = (dout * xc).sum(dims).mul_(invstd)
+        buffer = dgamma = None
+        if ctx.training or (weight is not None and ctx.needs_input_grad[1]):
+            # One full-size temporary: dout * xc gives dgamma, then holds dx.
+            buffer = dout * xc
+            dgamma = buffer.sum(dims).mul_(invstd)
+        dbeta = dout.sum(dims) if ctx.training or ctx.has_bias else None
         scale = invstd if weight is None else invstd * weight
         dx = None
         if ctx.needs_input_grad[0]:
-            dx = dout * _channel_view(scale, ndim)
             if ctx.training:
-                m = dout.numel() // dout.shape[1]
                 # dx = scale * dout - (xc * scale * s * dgamma / M + scale * dbeta / M)
-                correction = xc * _channel_view(scale * invstd * dgamma / m, ndim)
-                correction += _channel_view(scale * dbeta / m, ndim)
-                dx -= correction
+                neg_inv_m = -1.0 / (dout.numel() // dout.shape[1])
+                dx = _affine(dout, scale, (scale * dbeta).mul_(neg_inv_m), buffer)
+                dx.addcmul_(xc, _channel_view((scale * invstd).mul_(dgamma).mul_(neg_inv_m), ndim))
+            else:
+                dx = _affine(dout, scale, None, buffer)
         dw = dgamma if weight is not None and ctx.needs_input_grad[1] else None
         db = dbeta if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dw, db, None, None, None, None
