@@ -7,8 +7,9 @@ Backward:  g = dout * gamma
            dx = s * (g - mean_D(g) - xhat * mean_D(g * xhat))
            dgamma = sum over leading dims of dout * xhat;  dbeta = sum over leading dims of dout
 Saved for backward: xhat (the size of x), s (one per sample) and gamma — the built-in saves x, mu and
-s, the same bytes. Every full-size step is one plain elementwise op or reduction on a fresh temporary.
-``once_differentiable``.
+s, the same bytes. Every full-size step is one plain elementwise op or reduction; the backward allocates
+one full-size temporary (dout * xhat, later overwritten by dx), and with gamma the per-sample means
+mean_D(g) and mean_D(g * xhat) are matrix-vector products with gamma. ``once_differentiable``.
 """
 
 from __future__ import annotations
@@ -29,20 +30,22 @@ class LayerNormFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, normalized_ndim: int, weight, bias, eps: float):
         dims = tuple(range(x.dim() - normalized_ndim, x.dim()))
-        d = math.prod(x.shape[x.dim() - normalized_ndim :])
+        d = max(math.prod(x.shape[x.dim() - normalized_ndim :]), 1)
         xhat = x - x.mean(dims, keepdim=True)
-        # Two-pass variance |xc|^2 / D (var_mean's Welford kernel is far slower); then xhat = xc * s in place.
-        var = torch.linalg.vector_norm(xhat, 2, dims, keepdim=True).square_().div_(max(d, 1))
-        invstd = torch.rsqrt(var + eps)
+        # Two-pass variance |xc|^2 / D (var_mean's Welford kernel is far slower); s = 1 / sqrt(var + eps)
+        # on the small per-sample tensor in place; then xhat = xc * s in place.
+        sq_norm = torch.linalg.vector_norm(xhat, 2, dims, keepdim=True).square_()
+        invstd = sq_norm.mul_(1.0 / d).add_(eps).rsqrt_()
         xhat *= invstd
         if weight is not None:
-            out = xhat * weight
-            if bias is not None:
-                out += bias
+            if bias is None:
+                out = xhat * weight
+            else:  # into an empty_like buffer: an output allocated by addcmul would lose channels_last
+                out = torch.addcmul(bias, xhat, weight, out=torch.empty_like(xhat))
         else:
             out = xhat + bias if bias is not None else xhat.clone()  # never return a saved tensor
         ctx.save_for_backward(xhat, invstd, weight)
-        ctx.dims = dims
+        ctx.normalized_ndim = normalized_ndim
         ctx.has_bias = bias is not None
         return out
 
@@ -50,11 +53,10 @@ class LayerNormFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dout):
         xhat, invstd, weight = ctx.saved_tensors
-        dims = ctx.dims
-        leading = tuple(range(xhat.dim() - len(dims)))
+        k = ctx.normalized_ndim
+        leading, dims = tuple(range(xhat.dim() - k)), tuple(range(xhat.dim() - k, xhat.dim()))
         dx = dw = db = None
-        # Few full-size temporaries (fresh large allocations cost as much as a pass): p = dout * xhat
-        # gives dgamma, then becomes g * xhat in place; dx is built in place in g = dout * gamma.
+        # One full-size temporary: p = dout * xhat gives dgamma and mean_D(g * xhat), then holds dx.
         p = dout * xhat
         if weight is not None and ctx.needs_input_grad[2]:
             dw = p.sum(leading)
@@ -62,13 +64,17 @@ class LayerNormFunction(torch.autograd.Function):
             db = dout.sum(leading)
         if ctx.needs_input_grad[0]:
             if weight is not None:
-                p *= weight
-                g = dout * weight
+                # mean_D(g) and mean_D(g * xhat) for g = dout * gamma: matrix-vector products with gamma.
+                gamma = weight.flatten()
+                scale = -1.0 / gamma.numel()
+                neg_mean_g = (dout.flatten(-k) @ gamma).mul_(scale).view(invstd.shape)
+                neg_mean_gx = (p.flatten(-k) @ gamma).mul_(scale).view(invstd.shape)
+                dx = torch.addcmul(neg_mean_g, dout, weight, out=p)
             else:
-                g = dout.clone()
+                neg_mean_gx = p.mean(dims, keepdim=True).neg_()
+                dx = torch.sub(dout, dout.mean(dims, keepdim=True), out=p)
             # dx = s * (g - mean(g) - xhat * mean(g * xhat))
-            dx = g.sub_(g.mean(dims, keepdim=True)).addcmul_(xhat, p.mean(dims, keepdim=True), value=-1)
-            dx *= invstd
+            dx.addcmul_(xhat, neg_mean_gx).mul_(invstd)
         return dx, None, dw, db, None
 
 
