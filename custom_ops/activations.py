@@ -11,6 +11,9 @@ SiLU (swish): out = x * s                             dx = dout * s * (1 + x * (
 The kink conventions (which side a boundary point belongs to) are PyTorch's, so gradients match the
 built-ins exactly, boundaries included.
 Saved for backward: the output where it determines the derivative (ReLU6, Sigmoid), else the input.
+Each forward and backward allocates one or two full-size tensors and works in place on them; the masks
+of the derivatives come from float-only kernels (clamp, sign), which on CPU are many times faster than
+comparisons producing bool masks mixed with float tensors.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ class ReLU6Function(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout: torch.Tensor) -> torch.Tensor:
         (out,) = ctx.saved_tensors
-        return dout * ((out > 0) & (out < 6))
+        # [0 < out < 6] = sign(out * (6 - out)) for out in [0, 6]: float-only kernels, no bool mask.
+        return torch.rsub(out, 6).mul_(out).sign_().mul_(dout)
 
 
 class HardsigmoidFunction(torch.autograd.Function):
@@ -42,12 +46,13 @@ class HardsigmoidFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
-        return (x / 6 + 0.5).clamp(0, 1)
+        return (x / 6).add_(0.5).clamp_(0, 1)
 
     @staticmethod
     def backward(ctx, dout: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        return dout * ((x > -3) & (x < 3)) / 6
+        # -[|x| < 3] = min(sign(|x| - 3), 0): float-only kernels, no bool mask.
+        return x.abs().sub_(3).sign_().clamp_max_(0).mul_(dout).div_(-6)
 
 
 class HardswishFunction(torch.autograd.Function):
@@ -56,13 +61,16 @@ class HardswishFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
-        return x * (x + 3).clamp(0, 6) / 6
+        return (x + 3).clamp_(0, 6).mul_(x).div_(6)
 
     @staticmethod
     def backward(ctx, dout: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        slope = torch.where(x < -3, 0.0, torch.where(x <= 3, x / 3 + 0.5, 1.0))
-        return dout * slope
+        # With c = clamp(x, -3, 3): slope = c / 3 + 1/2 - sign(x - c) / 2, which is 0 below -3 and 1 above 3
+        # (float-only kernels; a where-chain over bool masks is many times slower on CPU).
+        c = x.clamp(-3, 3)
+        beyond = torch.sub(x, c).sign_()
+        return c.div_(3).add_(0.5).sub_(beyond, alpha=0.5).mul_(dout)
 
 
 class SigmoidFunction(torch.autograd.Function):
@@ -77,7 +85,7 @@ class SigmoidFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout: torch.Tensor) -> torch.Tensor:
         (s,) = ctx.saved_tensors
-        return dout * s * (1 - s)
+        return torch.rsub(s, 1).mul_(s).mul_(dout)
 
 
 class SiLUFunction(torch.autograd.Function):
@@ -86,13 +94,14 @@ class SiLUFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
-        return x * torch.sigmoid(x)
+        return torch.sigmoid(x).mul_(x)
 
     @staticmethod
     def backward(ctx, dout: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
         s = torch.sigmoid(x)
-        return dout * s * (1 + x * (1 - s))
+        # 1 + x * (1 - s) = (x - x * s) + 1, then times s and dout, in place on a fresh temporary.
+        return torch.addcmul(x, x, s, value=-1).add_(1).mul_(s).mul_(dout)
 
 
 def relu6(input: torch.Tensor) -> torch.Tensor:
