@@ -26,6 +26,10 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 class EpochTimer(Callback):
     """Logs ``time/epoch_s``: wall seconds of each training epoch (its batches, without validation)."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self._start = 0.0
+
     def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start = time.perf_counter()
 
