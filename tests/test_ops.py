@@ -116,11 +116,17 @@ def _noncontiguous(t: torch.Tensor) -> torch.Tensor:
     return view
 
 
-@pytest.mark.parametrize("layout", ["noncontiguous", "channels_last"])
-@pytest.mark.parametrize("case", OP_CASES, ids=ids(OP_CASES))
+# channels_last applies to (N, C, H, W) inputs only
+LAYOUTS = [
+    (case, layout)
+    for case in OP_CASES
+    for layout in ("noncontiguous", "channels_last")
+    if layout == "noncontiguous" or case.spatial
+]
+
+
+@pytest.mark.parametrize(("case", "layout"), LAYOUTS, ids=[f"{c.id}-{layout}" for c, layout in LAYOUTS])
 def test_layouts_match_contiguous(case: OpCase, layout: str) -> None:
-    if layout == "channels_last" and not case.spatial:
-        pytest.skip("channels_last applies to (N, C, H, W) inputs only")
 
     def with_layout() -> list[Any]:
         args = case.inputs(torch.float64, requires_grad=False)
