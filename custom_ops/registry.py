@@ -19,6 +19,7 @@ from torch import nn
 
 from . import functional as F
 from . import nn as mnn
+from .losses import builtin_svm_loss
 
 InputFactory = Callable[[torch.dtype, torch.device], tuple[Any, ...]]
 
@@ -351,9 +352,6 @@ def _loss_cases() -> list[OpCase]:
     def inputs(n, c):
         return lambda dt, dev: (_randn((n, c), dt, dev, 0), _labels(n, c, dev, 1))
 
-    def svm_builtin(scores, y):
-        return TF.multi_margin_loss(scores, y) * scores.shape[1]
-
     return [
         OpCase("softmax_loss", "10-classes", F.softmax_loss, TF.cross_entropy, inputs(8, 10)),
         OpCase(
@@ -363,8 +361,8 @@ def _loss_cases() -> list[OpCase]:
             TF.cross_entropy,
             lambda dt, dev: (_randn((5, 4), dt, dev, 0) * 50, _labels(5, 4, dev, 1)),
         ),
-        OpCase("svm_loss", "10-classes", F.svm_loss, svm_builtin, inputs(8, 10)),
-        OpCase("svm_loss", "3-classes", F.svm_loss, svm_builtin, inputs(6, 3)),
+        OpCase("svm_loss", "10-classes", F.svm_loss, builtin_svm_loss, inputs(8, 10)),
+        OpCase("svm_loss", "3-classes", F.svm_loss, builtin_svm_loss, inputs(6, 3)),
     ]
 
 
@@ -552,7 +550,7 @@ def _bench_cases() -> list[OpCase]:
                 size,
                 f"{n}x{c}",
                 F.svm_loss,
-                lambda s, y: TF.multi_margin_loss(s, y) * s.shape[1],
+                builtin_svm_loss,
                 make,
             ),
         ]

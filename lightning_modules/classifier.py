@@ -25,16 +25,12 @@ from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
 import custom_ops.functional as F
+from custom_ops.losses import builtin_svm_loss
 from torch_cs231n.models import OPS, Ops
 from torch_cs231n.optim import SGD
 
 LossName = Literal["softmax", "svm"]
 LOSSES: tuple[str, ...] = ("softmax", "svm")
-
-
-def _builtin_svm_loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    # multi_margin_loss averages over the C classes as well; CS231n sums over the wrong classes.
-    return TF.multi_margin_loss(scores, y) * scores.shape[1]
 
 
 def data_loss_fn(loss: LossName, ops: Ops) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -45,7 +41,7 @@ def data_loss_fn(loss: LossName, ops: Ops) -> Callable[[torch.Tensor, torch.Tens
         raise ValueError(f"ops must be one of {OPS}, got {ops!r}")
     if ops == "manual":
         return F.softmax_loss if loss == "softmax" else F.svm_loss
-    return TF.cross_entropy if loss == "softmax" else _builtin_svm_loss
+    return TF.cross_entropy if loss == "softmax" else builtin_svm_loss
 
 
 class ImageClassifier(pl.LightningModule):
