@@ -16,16 +16,26 @@ def check_floating(name: str, tensor: torch.Tensor) -> None:
 
 
 def check_same_dtype(input: torch.Tensor, **others: torch.Tensor | None) -> None:
-    """Raise ``TypeError`` if any of ``others`` (a floating tensor) has a dtype other than ``input``'s."""
+    """Raise ``TypeError`` if any of ``others`` (a floating tensor) has a dtype other than ``input``'s,
+    unless autocast is on for the input's device (the op's autocast policy then casts them to one dtype)."""
+    autocasting = torch.is_autocast_enabled(input.device.type)
     for name, tensor in others.items():
         if tensor is None:
             continue
         check_floating(name, tensor)
-        if tensor.dtype != input.dtype:
+        if tensor.dtype != input.dtype and not autocasting:
             raise TypeError(
                 f"{name} has dtype {tensor.dtype} but input has dtype {input.dtype}; "
                 "cast them to one dtype (or run under torch.autocast)"
             )
+
+
+def check_norm_params_dtype(input: torch.Tensor, **params: torch.Tensor | None) -> None:
+    """Like :func:`check_same_dtype`, but also accept float32 parameters with a float16/bfloat16 input
+    (the built-in normalisation kernels' "mixed dtype" rule, met under autocast: conv -> bf16 -> BN)."""
+    if input.dtype in (torch.float16, torch.bfloat16):
+        params = {k: v for k, v in params.items() if v is None or v.dtype != torch.float32}
+    check_same_dtype(input, **params)
 
 
 def check_ndim(name: str, tensor: torch.Tensor, allowed: Sequence[int], shape_hint: str) -> None:

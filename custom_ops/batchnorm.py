@@ -30,7 +30,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from . import _autocast
-from ._checks import check_floating, check_ndim, check_same_dtype, check_shape
+from ._checks import check_floating, check_ndim, check_norm_params_dtype, check_shape
 
 
 def _channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -127,7 +127,7 @@ def batch_norm(
     """
     check_floating("input", input)
     check_ndim("input", input, (2, 3, 4), "(N, C), (N, C, L) or (N, C, H, W)")
-    check_same_dtype(input, weight=weight, bias=bias)
+    check_norm_params_dtype(input, weight=weight, bias=bias)
     channels = input.shape[1]
     for name, t in (
         ("running_mean", running_mean),

@@ -21,7 +21,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from . import _autocast
-from ._checks import check_floating, check_same_dtype, check_shape
+from ._checks import check_floating, check_norm_params_dtype, check_shape
 
 
 class LayerNormFunction(torch.autograd.Function):
@@ -96,7 +96,7 @@ def layer_norm(
             f"input must have shape (*, {', '.join(map(str, shape))}) to match normalized_shape={shape}, "
             f"got {tuple(input.shape)}"
         )
-    check_same_dtype(input, weight=weight, bias=bias)
+    check_norm_params_dtype(input, weight=weight, bias=bias)
     check_shape("weight", weight, shape, "normalized_shape")
     check_shape("bias", bias, shape, "normalized_shape")
     return _autocast.apply(LayerNormFunction, "fp32_internal", input, len(shape), weight, bias, eps)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from . import _autocast
 from ._checks import check_floating, check_same_dtype, check_shape
 
 
@@ -54,4 +55,4 @@ def linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
             f"{tuple(weight.shape)}, got {tuple(input.shape)}"
         )
     check_shape("bias", bias, (weight.shape[0],), "out_features")
-    return LinearFunction.apply(input, weight, bias)
+    return _autocast.apply(LinearFunction, "lower", input, weight, bias)

@@ -60,6 +60,8 @@ class TransferLearning(ImageClassifier):
         unfreeze_at_epoch, unfreeze_every: the ``"gradual"`` schedule.
         ops: ``"builtin"`` or ``"manual"`` (:func:`torch_cs231n.swap.to_manual` on backbone and head, and
             the manual softmax loss).
+        channels_last: keep weights and activations in ``torch.channels_last`` (NHWC) memory format,
+            faster for convolutions on CPU (oneDNN) and on CUDA with mixed precision.
         loss: ``"softmax"`` or ``"svm"``.
         optimizer: builds the optimizer (default AdamW, lr 1e-3); its ``lr`` is the head's.
         lr_scheduler: optional epoch-wise scheduler factory.
@@ -78,6 +80,7 @@ class TransferLearning(ImageClassifier):
         unfreeze_at_epoch: int = 1,
         unfreeze_every: int = 1,
         ops: Ops = "builtin",
+        channels_last: bool = False,
         loss: LossName = "softmax",
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -109,6 +112,8 @@ class TransferLearning(ImageClassifier):
         self.unfreeze_every = unfreeze_every
         if ops == "manual":
             to_manual(self.net)
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.net.to(memory_format=self.memory_format)
         if strategy != "full":
             self.set_trainable(self.backbone_modules(), False)
         if strategy == "last_blocks":
@@ -161,7 +166,7 @@ class TransferLearning(ImageClassifier):
         if tuple(x.shape[-2:]) != size:
             shrink = x.shape[-1] > self.resolution or x.shape[-2] > self.resolution
             x = TF.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
-        return self.net((x - self.mean) / self.std)
+        return self.net(((x - self.mean) / self.std).contiguous(memory_format=self.memory_format))
 
     def configure_optimizers(self) -> Any:
         """Head at the optimizer's ``lr``; trainable backbone parameters at ``backbone_lr_factor * lr``."""

@@ -112,6 +112,37 @@ def test_swapping_a_trained_builtin_network_keeps_its_function() -> None:
     torch.testing.assert_close(manual(x), builtin(x), msg="manual twin network gives different logits")
 
 
+def test_mixed_precision_training_step_matches_builtin() -> None:
+    """Under CPU bf16 autocast a conv feeds bfloat16 into BatchNorm's float32 parameters, and the backward
+    runs outside autocast (as in Lightning's ``bf16-mixed``): the manual network must follow the built-in."""
+    from custom_ops import nn as mnn
+
+    def net(lib) -> nn.Sequential:
+        torch.manual_seed(0)
+        return nn.Sequential(
+            lib.Conv2d(3, 8, 3, padding=1),
+            lib.BatchNorm2d(8),
+            lib.ReLU(),
+            nn.Flatten(),
+            lib.LayerNorm(8 * 6 * 6),
+            lib.Linear(8 * 6 * 6, 10),
+        )
+
+    x = torch.randn(4, 3, 6, 6)
+    results = []
+    for model in (net(mnn), net(nn)):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+        out.float().square().mean().backward()
+        results.append((out, [p.grad for p in model.parameters()]))
+    (out, grads), (ref, ref_grads) = results
+    assert out.dtype == ref.dtype == torch.bfloat16, f"output dtypes {out.dtype} / {ref.dtype}"
+    torch.testing.assert_close(out, ref, rtol=2e-2, atol=2e-2, msg="bf16 autocast logits differ")
+    for i, (g, r) in enumerate(zip(grads, ref_grads)):
+        assert g.dtype == torch.float32, f"parameter #{i} gradient has dtype {g.dtype}, expected float32"
+        torch.testing.assert_close(g, r, rtol=5e-2, atol=5e-2, msg=f"parameter #{i} gradient differs")
+
+
 def test_conv_strategy_in_repr_and_rejected_when_unknown() -> None:
     from custom_ops import nn as mnn
 

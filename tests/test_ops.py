@@ -5,6 +5,7 @@ All tests iterate over ``custom_ops.registry.OP_CASES``; a new case there is che
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -50,9 +51,16 @@ def differentiable(
     return fn, tuple(args[i] for i in case.grad_inputs)
 
 
-def run_and_grad(case: OpCase, fn: Callable[..., torch.Tensor], args: list[Any]) -> tuple[torch.Tensor, list]:
-    """Output of ``fn`` and the gradients of a fixed random projection of it w.r.t. the grad inputs."""
-    out = call(case, fn, args)
+def run_and_grad(
+    case: OpCase,
+    fn: Callable[..., torch.Tensor],
+    args: list[Any],
+    forward_context: contextlib.AbstractContextManager | None = None,
+) -> tuple[torch.Tensor, list]:
+    """Output of ``fn`` and the gradients of a fixed random projection of it w.r.t. the grad inputs.
+    Only the forward runs in ``forward_context`` (autocast: the backward runs outside, as in training)."""
+    with forward_context or contextlib.nullcontext():
+        out = call(case, fn, args)
     values = torch.randn(out.shape, generator=torch.Generator().manual_seed(7))
     weight = torch.empty_like(out).copy_(values)  # same memory format as the output
     grads = torch.autograd.grad((out * weight).sum(), [args[i] for i in case.grad_inputs])
@@ -192,8 +200,7 @@ def test_autocast_close_to_builtin(case: OpCase, device: str, dtype: torch.dtype
     results = []
     for fn in (case.manual, case.builtin):
         args = case.inputs(torch.float32, device)
-        with torch.autocast(device, dtype=dtype):
-            out, grads = run_and_grad(case, fn, args)
+        out, grads = run_and_grad(case, fn, args, torch.autocast(device, dtype=dtype))
         results.append((out, grads, [args[i] for i in case.grad_inputs]))
     (out, grads, leaves), (ref, ref_grads, _) = results
     assert out.dtype == ref.dtype, f"{case.id}: autocast output dtype {out.dtype}, built-in gives {ref.dtype}"

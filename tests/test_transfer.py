@@ -211,6 +211,27 @@ def test_gradual_unfreezing_at_the_configured_epoch() -> None:
 
 
 @pytest.mark.parametrize("ops", ["builtin", "manual"])
+def test_channels_last_gives_the_same_model(ops: str) -> None:
+    """``channels_last`` changes only the memory layout: same logits, same gradients, NHWC weights."""
+    default, nhwc = _resnet(ops=ops, strategy="full"), _resnet(ops=ops, strategy="full", channels_last=True)
+    conv = nhwc.net.conv1.weight
+    assert conv.is_contiguous(memory_format=torch.channels_last), "conv weight not in channels_last"
+    x = next(iter(_loader()))[0]
+    outs = []
+    for model in (default, nhwc):
+        out = model(x)
+        out.square().sum().backward()
+        outs.append((out, model.net.conv1.weight.grad))
+    (out, grad), (ref, ref_grad) = outs
+    # only the summation order differs: float32 rounding, relative to the values' scale
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4, msg=f"{ops}: channels_last changes the logits")
+    scale = float(ref_grad.abs().max())
+    torch.testing.assert_close(
+        grad, ref_grad, rtol=1e-4, atol=1e-4 * scale, msg=f"{ops}: channels_last changes conv1's gradient"
+    )
+
+
+@pytest.mark.parametrize("ops", ["builtin", "manual"])
 def test_checkpoint_round_trip(tmp_path: Path, ops: str) -> None:
     model = _resnet(strategy="full", ops=ops)
     trainer = _trainer()
