@@ -35,9 +35,10 @@ class SoftmaxLossFunction(torch.autograd.Function):
     def backward(ctx, dloss):
         scores, y = ctx.saved_tensors
         probs = (scores - scores.amax(1, keepdim=True).detach()).exp()
-        probs = probs / probs.sum(1, keepdim=True)
-        dscores = (probs - F.one_hot(y, scores.shape[1]).to(probs.dtype)) * (dloss / scores.shape[0])
-        return dscores, None
+        scale = dloss / scores.shape[0]
+        # (softmax - onehot(y)) * dloss / N: the -1 of the one-hot added at the labels only (scatter_add)
+        dscores = probs * (scale / probs.sum(1, keepdim=True))
+        return dscores.scatter_add(1, y[:, None], (-scale).expand(y.shape[0], 1)), None
 
 
 class SVMLossFunction(torch.autograd.Function):
@@ -72,14 +73,12 @@ def _check_scores_labels(scores: torch.Tensor, y: torch.Tensor) -> None:
         raise ValueError("scores must hold at least one example, got N=0")
     # The value check reads y on the host: done for CPU tensors only (no device sync per step on CUDA,
     # where an out-of-range label trips the gather's device-side assert), and not while tracing.
-    if (
-        y.device.type == "cpu"
-        and not torch.compiler.is_compiling()
-        and (int(y.min()) < 0 or int(y.max()) >= scores.shape[1])
-    ):
+    if y.device.type != "cpu" or torch.compiler.is_compiling():
+        return
+    low, high = (int(v) for v in torch.aminmax(y))
+    if low < 0 or high >= scores.shape[1]:
         raise ValueError(
-            f"y must hold class indices in [0, C={scores.shape[1]}), got values in "
-            f"[{int(y.min())}, {int(y.max())}]"
+            f"y must hold class indices in [0, C={scores.shape[1]}), got values in [{low}, {high}]"
         )
 
 

@@ -231,4 +231,21 @@ class GradualUnfreezing(BaseFinetuning):
         modules = [m for _, block in chosen for m in block]
         lr = optimizer.param_groups[0]["lr"] * self.lr_factor
         self.unfreeze_and_add_param_group(modules, optimizer, lr=lr, train_bn=True)
+        self.join_schedulers(pl_module.trainer.lr_scheduler_configs, optimizer)
         pl_module.train(pl_module.training)  # the unfrozen BatchNorm layers leave eval mode
+
+    def join_schedulers(self, configs: list[Any], optimizer: Optimizer) -> None:
+        """Give the new param group a base lr in every scheduler of ``optimizer`` that keeps one per group
+        (e.g. ``CosineAnnealingLR`` zips ``base_lrs`` with the groups: a group it does not know would keep
+        a constant lr). The base lr is ``lr_factor`` times the head's, so the group follows the schedule."""
+        group = optimizer.param_groups[-1]
+        for config in configs:
+            scheduler = config.scheduler
+            base_lrs = getattr(scheduler, "base_lrs", None)
+            if (
+                scheduler.optimizer is optimizer
+                and base_lrs is not None
+                and len(base_lrs) < len(optimizer.param_groups)
+            ):
+                group.setdefault("initial_lr", base_lrs[0] * self.lr_factor)
+                base_lrs.append(group["initial_lr"])

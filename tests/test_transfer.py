@@ -210,6 +210,28 @@ def test_gradual_unfreezing_at_the_configured_epoch() -> None:
     assert torch.equal(after["net.layer3.1.bn1.running_mean"], before["net.layer3.1.bn1.running_mean"])
 
 
+def test_gradual_unfreezing_group_follows_the_lr_schedule() -> None:
+    """Groups added from epoch 1 on keep lr = factor * head lr under a CosineAnnealingLR created before them,
+    also past T_max, where the scheduler reads its per-group ``base_lrs``."""
+    model = _resnet(
+        strategy="gradual",
+        unfreeze_at_epoch=1,
+        backbone_lr_factor=0.1,
+        lr_scheduler=lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=2),
+    )
+    seen: list[tuple[int, float, float]] = []  # (epoch, added group's lr, 0.1 * head lr)
+
+    class Spy(pl.Callback):
+        def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+            head, *added = trainer.optimizers[0].param_groups
+            seen.extend((trainer.current_epoch, group["lr"], 0.1 * head["lr"]) for group in added)
+
+    _trainer(max_epochs=5, callbacks=[Spy()]).fit(model, _loader(), _loader())
+    assert {epoch for epoch, _, _ in seen} == {2, 3, 4}, f"(epoch, lr, expected lr) seen: {seen}"
+    for epoch, lr, expected in seen:
+        assert lr == pytest.approx(expected, abs=1e-12), f"epoch {epoch}: added group lr {lr} != {expected}"
+
+
 @pytest.mark.parametrize("ops", ["builtin", "manual"])
 def test_channels_last_gives_the_same_model(ops: str) -> None:
     """``channels_last`` changes only the memory layout: same logits, same gradients, NHWC weights."""
