@@ -17,6 +17,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
@@ -35,6 +36,23 @@ class EpochTimer(Callback):
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         pl_module.log("time/epoch_s", time.perf_counter() - self._start, on_step=False, on_epoch=True)
+
+
+class LearningRateLogger(LearningRateMonitor):
+    """``LearningRateMonitor`` that stands aside when the trainer has no logger (``--trainer.logger false``)
+    instead of failing the run: the learning rates are then simply not recorded."""
+
+    def on_train_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_start(trainer, *args, **kwargs)
+
+    def on_train_batch_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_batch_start(trainer, *args, **kwargs)
+
+    def on_train_epoch_start(self, trainer: Trainer, *args: Any, **kwargs: Any) -> None:
+        if trainer.loggers:
+            super().on_train_epoch_start(trainer, *args, **kwargs)
 
 
 class CS231nCLI(LightningCLI):
@@ -66,7 +84,7 @@ def run_lightning(args: Sequence[str]) -> CS231nCLI:
                 "class_path": "lightning.pytorch.loggers.CSVLogger",
                 "init_args": {"save_dir": "lightning_logs"},
             },
-            "callbacks": [LearningRateMonitor(logging_interval="epoch"), EpochTimer()],
+            "callbacks": [LearningRateLogger(logging_interval="epoch"), EpochTimer()],
         },
         save_config_kwargs={"overwrite": True},
         args=list(args),

@@ -60,6 +60,17 @@ def test_every_config_runs_a_tiny_fit(config, npz, tmp_path):
     assert Path(cli.trainer.checkpoint_callback.best_model_path).is_file(), "no best checkpoint written"
 
 
+def test_fit_without_a_logger(npz, tmp_path):
+    """``--trainer.logger false`` trains and checkpoints; only the learning-rate log is skipped."""
+    config = next(c for c in CONFIGS if c.name == "two_layer_tuned.yaml")
+    args = tiny_args(
+        config, npz, tmp_path, "--trainer.logger=false", f"--trainer.default_root_dir={tmp_path}"
+    )
+    cli = run_lightning(["fit", *args])
+    assert cli.trainer.global_step == 2 and not cli.trainer.loggers, "expected 2 steps and no logger"
+    assert Path(cli.trainer.checkpoint_callback.last_model_path).is_file(), "no last.ckpt written"
+
+
 @pytest.fixture(scope="module")
 def fitted(npz, tmp_path_factory) -> tuple[Path, Path, Path]:
     """One tiny Adam + LRDecay fit: (log dir, last checkpoint, npz)."""
