@@ -35,7 +35,13 @@ from torch.optim import Optimizer
 
 from lightning_modules.classifier import ImageClassifier, LossName
 from torch_cs231n.models import Ops
-from torch_cs231n.pretrained import backbone_blocks, load_pretrained, replace_head
+from torch_cs231n.pretrained import (
+    backbone_blocks,
+    load_exact,
+    load_pretrained,
+    read_state_dict,
+    replace_head,
+)
 from torch_cs231n.swap import to_manual
 
 Strategy = Literal["feature_extraction", "last_blocks", "full", "gradual"]
@@ -62,6 +68,10 @@ class TransferLearning(ImageClassifier):
             the manual softmax loss).
         channels_last: keep weights and activations in ``torch.channels_last`` (NHWC) memory format,
             faster for convolutions on CPU (oneDNN) and on CUDA with mixed precision.
+        init_weights: a checkpoint (or state dict) of a ``TransferLearning`` model of the same backbone and
+            ``num_classes`` to start from, loaded with ``weights_only=True`` after the pretrained backbone:
+            a second fine-tuning stage with a new optimizer and schedule (``--ckpt_path`` would instead
+            resume the old ones). Every key must match.
         loss: ``"softmax"`` or ``"svm"``.
         optimizer: builds the optimizer (default AdamW, lr 1e-3); its ``lr`` is the head's.
         lr_scheduler: optional epoch-wise scheduler factory.
@@ -81,6 +91,7 @@ class TransferLearning(ImageClassifier):
         unfreeze_every: int = 1,
         ops: Ops = "builtin",
         channels_last: bool = False,
+        init_weights: str | None = None,
         loss: LossName = "softmax",
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
@@ -114,6 +125,8 @@ class TransferLearning(ImageClassifier):
             to_manual(self.net)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
+        if init_weights is not None:
+            load_exact(self, read_state_dict(init_weights), f"init_weights '{init_weights}'")
         if strategy != "full":
             self.set_trainable(self.backbone_modules(), False)
         if strategy == "last_blocks":

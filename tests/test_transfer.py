@@ -269,6 +269,22 @@ def test_checkpoint_round_trip(tmp_path: Path, ops: str) -> None:
         torch.testing.assert_close(restored(x), model(x), msg="logits differ after checkpoint round trip")
 
 
+def test_second_stage_starts_from_a_checkpoint(tmp_path: Path) -> None:
+    """``init_weights`` starts a new fit from a fine-tuned checkpoint's weights; a wrong one is refused."""
+    model = _resnet(strategy="full")
+    trainer = _trainer()
+    trainer.fit(model, _loader(), _loader())
+    path = tmp_path / "stage1.ckpt"
+    trainer.save_checkpoint(path)
+    stage2 = _resnet(strategy="full", ops="manual", init_weights=str(path))
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(
+            stage2.state_dict()[key], value, msg=f"{key} not loaded from the checkpoint"
+        )
+    with pytest.raises(WeightsMismatchError, match="shapes"):
+        _resnet(num_classes=5, init_weights=str(path))
+
+
 # ------------------------------------------------------------------------------------------- configs
 CONFIGS = {
     "transfer_resnet18.yaml": ["--trainer.accelerator", "cpu", "--trainer.precision", "32-true"],
