@@ -249,8 +249,9 @@ class GradualUnfreezing(BaseFinetuning):
 
     def join_schedulers(self, configs: list[Any], optimizer: Optimizer) -> None:
         """Give the new param group a base lr in every scheduler of ``optimizer`` that keeps one per group
-        (e.g. ``CosineAnnealingLR`` zips ``base_lrs`` with the groups: a group it does not know would keep
-        a constant lr). The base lr is ``lr_factor`` times the head's, so the group follows the schedule."""
+        (``CosineAnnealingLR`` zips ``base_lrs`` strictly with the groups past ``T_max`` and would fail on a
+        group it does not know). The base lr is ``lr_factor`` times the head's, so the group follows the
+        schedule in step with the head."""
         group = optimizer.param_groups[-1]
         for config in configs:
             scheduler = config.scheduler
