@@ -77,6 +77,7 @@ class BatchNormFunction(torch.autograd.Function):
         if not training:
             return out
         ctx.mark_non_differentiable(mean, var)
+        ctx.set_materialize_grads(False)  # no zero-filled gradients for mean and var: backward ignores them
         return out, mean, var
 
     @staticmethod
