@@ -83,6 +83,8 @@ class BatchNormFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, *_):
+        if dout is None:  # gradients are not materialised: an undefined output gradient means zero
+            return None, None, None, None, None, None, None
         xc, invstd, weight = ctx.saved_tensors
         ndim = xc.dim()
         dims = [d for d in range(ndim) if d != 1]
