@@ -4,19 +4,24 @@ Each class subclasses its built-in twin and only replaces the computation, so co
 parameters, buffers, ``state_dict`` keys, ``reset_parameters`` (initialisation) and ``extra_repr`` are the
 built-in's own: ``load_state_dict`` works in both directions, and ``isinstance(m, torch.nn.Conv2d)`` still
 holds (code that special-cases built-in layers, e.g. Lightning's ``BaseFinetuning`` freezing BatchNorm,
-keeps working). Use ``type(m)`` to tell a manual layer from a built-in one.
+keeps working). Use ``type(m)`` to tell a manual layer from a built-in one. The exception is
+:class:`SyncBatchNorm`, which cannot be a ``torch.nn.SyncBatchNorm`` and still run under DDP on CPU.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from . import functional as F
 from .adaptive_pool import is_global as is_global_pool
 from .conv import Strategy
+from .sync_batchnorm import sync_batch_norm
 
 
 class Linear(nn.Linear):
@@ -34,8 +39,10 @@ class ReLU(nn.ReLU):
         return F.relu(input)
 
 
-def _batch_norm_forward(bn: nn.modules.batchnorm._BatchNorm, input: torch.Tensor) -> torch.Tensor:
-    """``_BatchNorm.forward`` of PyTorch, running the manual ``batch_norm``."""
+def _batch_norm_forward(
+    bn: _BatchNorm, input: torch.Tensor, batch_norm: Callable[..., torch.Tensor] = F.batch_norm
+) -> torch.Tensor:
+    """``_BatchNorm.forward`` of PyTorch, running the manual ``batch_norm`` (or ``sync_batch_norm``)."""
     bn._check_input_dim(input)
     factor = 0.0 if bn.momentum is None else bn.momentum
     if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
@@ -44,7 +51,7 @@ def _batch_norm_forward(bn: nn.modules.batchnorm._BatchNorm, input: torch.Tensor
             factor = 1.0 / float(bn.num_batches_tracked)
     use_batch_stats = bn.training or (bn.running_mean is None and bn.running_var is None)
     use_buffers = not bn.training or bn.track_running_stats
-    return F.batch_norm(
+    return batch_norm(
         input,
         bn.running_mean if use_buffers else None,
         bn.running_var if use_buffers else None,
@@ -68,6 +75,127 @@ class BatchNorm2d(nn.BatchNorm2d):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return _batch_norm_forward(self, input)
+
+
+def _rebuild_batch_norm(module: _BatchNorm, cls: type[_BatchNorm], **kwargs: Any) -> _BatchNorm:
+    """A ``cls`` layer with the hyper-parameters of ``module``, sharing its parameters and buffers (the
+    same tensors), its train/eval mode and ``qconfig``; ``kwargs`` go to the constructor."""
+    if module.affine and module.bias is None:  # an affine layer built with bias=False (recent torch)
+        kwargs["bias"] = False
+    rebuilt = cls(
+        module.num_features,
+        eps=module.eps,
+        momentum=module.momentum,
+        affine=module.affine,
+        track_running_stats=module.track_running_stats,
+        **kwargs,
+    )
+    if module.affine:
+        with torch.no_grad():
+            rebuilt.weight = module.weight
+            rebuilt.bias = module.bias
+    rebuilt.running_mean = module.running_mean
+    rebuilt.running_var = module.running_var
+    rebuilt.num_batches_tracked = module.num_batches_tracked
+    rebuilt.training = module.training
+    if hasattr(module, "qconfig"):
+        rebuilt.qconfig = module.qconfig
+    return rebuilt
+
+
+class SyncBatchNorm(_BatchNorm):
+    r"""Twin of :class:`torch.nn.SyncBatchNorm`: batch norm whose training statistics are those of the
+    global batch, all the local batches of ``process_group`` together (data-parallel training).
+
+    Same constructor, parameters, buffers, ``state_dict`` keys and repr as the built-in, whose base class
+    (``_BatchNorm``) it shares. It is the one twin that does *not* subclass its built-in:
+    ``DistributedDataParallel`` refuses any ``torch.nn.SyncBatchNorm`` instance in a CPU module
+    ("SyncBatchNorm layers only work with GPU modules"), and this layer synchronises CPU tensors too (gloo).
+
+    In training, with an initialised process group of more than one process, it runs the manual
+    :func:`~custom_ops.sync_batchnorm.sync_batch_norm` (all-reduced statistics, hand-written backward); in
+    eval mode, or in a single process, it computes as the manual :class:`BatchNorm2d` (no communication).
+
+    Args:
+        num_features: C, the number of channels.
+        eps: added to the variance. Default: 1e-5
+        momentum: weight of the new batch in the running statistics; None: cumulative average.
+            Default: 0.1
+        affine: learnable ``weight`` and ``bias``. Default: True
+        track_running_stats: keep ``running_mean``, ``running_var`` and ``num_batches_tracked``.
+            Default: True
+        process_group: the ranks whose batches are normalised together; None: the whole world.
+        device, dtype, kwargs: as :class:`torch.nn.SyncBatchNorm` (``bias`` where torch has it).
+
+    Shape:
+        - Input: ``(N, C)``, ``(N, C, L)`` or ``(N, C, H, W)``; this rank's N, which may differ between
+          ranks.
+        - Output: same shape as the input.
+
+    Examples::
+
+        >>> model = custom_ops.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # keeps manual layers manual
+        >>> bn = custom_ops.nn.SyncBatchNorm(64)
+        >>> out = bn(torch.randn(8, 64, 16, 16))  # this rank's 8 images; statistics of the global batch
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        process_group: Any = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, **kwargs)
+        self.process_group = process_group
+
+    # torch.nn.SyncBatchNorm's input checks (they look at the input only)
+    _check_input_dim = nn.SyncBatchNorm._check_input_dim
+    _check_non_zero_input_channels = nn.SyncBatchNorm._check_non_zero_input_channels
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(input)
+        self._check_non_zero_input_channels(input)
+        if not self.training:  # no synchronisation in eval mode, as torch.nn.SyncBatchNorm
+            return _batch_norm_forward(self, input)
+        return _batch_norm_forward(self, input, partial(sync_batch_norm, process_group=self.process_group))
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module: nn.Module, process_group: Any = None) -> nn.Module:
+        r"""Convert every batch norm layer of ``module`` to a synchronised one, as
+        :meth:`torch.nn.SyncBatchNorm.convert_sync_batchnorm` but keeping manual layers manual: the manual
+        :class:`BatchNorm1d`, :class:`BatchNorm2d` (and :class:`SyncBatchNorm`) become this class, the
+        built-in ``torch.nn.BatchNorm*`` (and any other ``_BatchNorm``) become
+        :class:`torch.nn.SyncBatchNorm`. Parameters and buffers are shared (the same tensors), and the
+        train/eval mode and ``requires_grad`` flags are kept.
+
+        Args:
+            module: a model, or a single batch norm layer.
+            process_group: the ranks to synchronise over; None: the whole world.
+
+        Returns:
+            ``module`` with its batch norm layers replaced; a new layer if ``module`` is itself one.
+
+        Examples::
+
+            >>> net = nn.Sequential(custom_ops.nn.Linear(20, 100), custom_ops.nn.BatchNorm1d(100))
+            >>> net = custom_ops.nn.SyncBatchNorm.convert_sync_batchnorm(net)
+            >>> type(net[1])
+            <class 'custom_ops.nn.SyncBatchNorm'>
+        """
+        converted = module
+        if isinstance(module, _BatchNorm):
+            manual = isinstance(module, (BatchNorm1d, BatchNorm2d, SyncBatchNorm))
+            target = cls if manual else nn.SyncBatchNorm
+            converted = _rebuild_batch_norm(module, target, process_group=process_group)
+        for name, child in module.named_children():
+            converted.add_module(name, cls.convert_sync_batchnorm(child, process_group))
+        return converted
 
 
 class LayerNorm(nn.LayerNorm):
@@ -194,4 +322,5 @@ __all__ = [
     "ReLU6",
     "SiLU",
     "Sigmoid",
+    "SyncBatchNorm",
 ]

@@ -7,7 +7,8 @@ affine and conv layers (not biases, not normalisation parameters). ``data_loss``
 
 Logged: ``train/loss`` (the full objective, per step and per epoch), ``train/acc``, ``val/loss``,
 ``val/acc``, ``test/loss``, ``test/acc`` (``val/loss`` and ``test/loss`` are the data loss alone, comparable
-across ``reg``).
+across ``reg``). Under DDP the losses are averaged over the processes (``sync_dist``) and the accuracies
+are torchmetrics states reduced over them, so every process logs the whole batch's numbers.
 The optimizer and the optional scheduler are injected (``OptimizerCallable``), so configs choose any
 ``torch.optim`` or :mod:`torch_cs231n.optim` rule; the scheduler steps once per epoch (CS231n ``lr_decay``).
 """
@@ -104,7 +105,7 @@ class ImageClassifier(pl.LightningModule):
         scores = self(x)
         loss = self.loss(scores, y)
         self.train_acc(scores.detach(), y)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, sync_dist=True)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
@@ -112,7 +113,7 @@ class ImageClassifier(pl.LightningModule):
         x, y = batch
         scores = self(x)
         metric(scores, y)
-        self.log(f"{stage}/loss", self.data_loss(scores, y), prog_bar=stage == "val")
+        self.log(f"{stage}/loss", self.data_loss(scores, y), prog_bar=stage == "val", sync_dist=True)
         self.log(f"{stage}/acc", metric, prog_bar=stage == "val")
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
@@ -122,8 +123,8 @@ class ImageClassifier(pl.LightningModule):
         self._evaluate(batch, "test", self.test_acc)
 
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Predicted class indices ``(B,)``."""
-        return self(batch[0]).argmax(1)
+        """Class probabilities ``(B, num_classes)`` (softmax of the scores) of a batch ``(images, ids)``."""
+        return self(batch[0]).softmax(1)
 
     def configure_optimizers(self) -> Any:
         optimizer = self.optimizer_factory(self.parameters())

@@ -16,12 +16,24 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins import CheckpointIO
+
+from torch_cs231n.checkpoint import CheckpointError, load_checkpoint, state_dict_mismatch
+
+from .checkpointing import ChecksummedCheckpointIO, find_last_checkpoint
+from .layer_sync import trainer_kwargs_with_manual_sync
+from .prediction import PredictionWriter
+from .seeding import EpochSeeding
 
 
 class EpochTimer(Callback):
@@ -55,8 +67,34 @@ class LearningRateLogger(LearningRateMonitor):
             super().on_train_epoch_start(trainer, *args, **kwargs)
 
 
+class CheckpointMismatchError(ValueError):
+    """The checkpoint given with ``--ckpt_path`` was written by another model class or does not fit the
+    model the arguments describe."""
+
+
+class MissingCheckpointError(ValueError):
+    """``validate`` / ``test`` / ``predict`` without ``--ckpt_path``: they would evaluate random weights."""
+
+
+EVALUATION_SUBCOMMANDS = ("validate", "test", "predict")
+
+
 class CS231nCLI(LightningCLI):
-    """LightningCLI with a configurable best/last checkpoint callback under ``checkpoint``."""
+    """LightningCLI with a best/last checkpoint callback under ``checkpoint``, and checkpoints that cannot
+    silently override the user.
+
+    With ``--ckpt_path``:
+        - the arguments and config files the user gives win; the checkpoint's saved hyper-parameters
+          (model and data) fill in only what they leave unset (LightningCLI alone applies the checkpoint's
+          on top of everything the user typed);
+        - a checkpoint of another model or data class than the one given, or whose ``state_dict`` does not
+          fit the model, is refused with a :class:`CheckpointMismatchError` naming both;
+        - ``last`` is the newest ``last.ckpt`` of the run's experiment folder (``--checkpoint.dirpath``, or
+          the logger's ``save_dir/name``), an error when there is none;
+        - the file is read with ``weights_only=True`` and its tensor checksum verified
+          (:mod:`torch_cs231n.checkpoint`).
+    ``validate``, ``test`` and ``predict`` require ``--ckpt_path`` (:class:`MissingCheckpointError`).
+    """
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
@@ -70,9 +108,135 @@ class CS231nCLI(LightningCLI):
             }
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Parse as LightningCLI does, and also keep what the user gave explicitly (no defaults).
 
-def run_lightning(args: Sequence[str]) -> CS231nCLI:
-    """Run a LightningCLI subcommand (``fit``, ``validate``, ``test``, ``predict``) with ``args``."""
+        ``args`` given from Python (:func:`run_lightning`) is this CLI's documented API, so LightningCLI's
+        warning against combining it with ``sys.argv`` (which then holds the caller's own options) is
+        silenced."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+            super().parse_arguments(parser, args)
+        if isinstance(args, (dict, Namespace)):
+            self.given = parser.parse_object(args, defaults=False)
+        else:
+            self.given = parser.parse_args(args, defaults=False)
+
+    def _parse_ckpt_path(self) -> None:
+        """Resolve ``--ckpt_path``, verify the file, and fill in only the hyper-parameters left unset."""
+        subcommand = self.config.get("subcommand")
+        if not subcommand:
+            return
+        config = self.config[subcommand]
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path is None:
+            if subcommand in EVALUATION_SUBCOMMANDS:
+                raise MissingCheckpointError(
+                    f"cs231n {subcommand} needs --ckpt_path: without it the model would be evaluated with "
+                    "freshly initialised (random) weights. Pass --ckpt_path PATH (a .ckpt written by `cs231n "
+                    "fit`) or --ckpt_path last (the newest last.ckpt of this config's experiment)."
+                )
+            return
+        if ckpt_path == "last":
+            ckpt_path = str(find_last_checkpoint(self._experiment_dirs(config)))
+            config["ckpt_path"] = ckpt_path
+            print(f"cs231n {subcommand}: --ckpt_path last is {ckpt_path}", flush=True)
+        self.checkpoint = load_checkpoint(ckpt_path)
+        given = self.given.get(subcommand) or Namespace()
+        for key, saved_key in (("model", "hyper_parameters"), ("data", "datamodule_hyper_parameters")):
+            self._fill_from_checkpoint(subcommand, key, given.get(key), saved_key, ckpt_path)
+
+    def _fill_from_checkpoint(
+        self, subcommand: str, key: str, given: Namespace | None, saved_key: str, ckpt_path: str
+    ) -> None:
+        saved = dict(self.checkpoint.get(saved_key) or {})
+        saved.pop("_instantiator", None)
+        saved_class = saved.pop("_class_path", None)
+        current = self.config[subcommand].get(key)
+        user_class = current.class_path if given is not None and given.get("class_path") else None
+        if saved_class and user_class and user_class != saved_class:
+            raise CheckpointMismatchError(
+                f"--ckpt_path {ckpt_path} holds a {saved_class}, but the arguments give {key} "
+                f"{user_class}. Use a checkpoint of {user_class.rsplit('.', 1)[-1]}, or the "
+                f"config the checkpoint was trained with."
+            )
+        given_args = set((given.get("init_args") or Namespace()).keys()) if given is not None else set()
+        unset = {name: value for name, value in saved.items() if name not in given_args}
+        class_path = saved_class or (current.class_path if current is not None else None)
+        if class_path is None or (not unset and current is not None):
+            return
+        update = {subcommand: {key: {"class_path": class_path, "init_args": unset}}}
+        try:
+            self.config = self.parser.parse_object(update, self.config)
+        except SystemExit:
+            sys.stderr.write(f"the {key} hyper-parameters saved in {ckpt_path} do not fit {class_path}\n")
+            raise
+
+    @staticmethod
+    def _experiment_dirs(config: Namespace) -> list[Path]:
+        """Where a run of ``config`` writes its checkpoints: ``--checkpoint.dirpath``, or the loggers'
+        ``save_dir/name`` folders (or ``default_root_dir`` without a logger)."""
+        if config.get("checkpoint") and config.checkpoint.get("dirpath"):
+            return [Path(config.checkpoint.dirpath)]
+        loggers = config.trainer.get("logger")
+        loggers = loggers if isinstance(loggers, list) else [loggers]
+        dirs = []
+        for logger in loggers:
+            init_args = logger.get("init_args") if isinstance(logger, (dict, Namespace)) else None
+            if init_args is not None and init_args.get("save_dir") is not None:
+                dirs.append(Path(init_args.get("save_dir")) / str(init_args.get("name") or "lightning_logs"))
+        return dirs or [Path(config.trainer.get("default_root_dir") or ".")]
+
+    def after_instantiate_classes(self) -> None:
+        """Refuse a checkpoint whose ``state_dict`` does not fit the instantiated model."""
+        checkpoint = getattr(self, "checkpoint", None)
+        if checkpoint is None or "state_dict" not in checkpoint:
+            return
+        problems = state_dict_mismatch(self.model.state_dict(), checkpoint["state_dict"])
+        if problems:
+            saved = checkpoint.get("hyper_parameters") or {}
+            differ = [
+                f"{name}: checkpoint {saved[name]!r}, arguments {value!r}"
+                for name, value in self.model.hparams.items()
+                if name in saved and saved[name] != value
+            ]
+            ckpt_path = self.config[self.subcommand].ckpt_path
+            raise CheckpointMismatchError(
+                "\n".join(
+                    [
+                        f"the weights in --ckpt_path {ckpt_path} do not fit the model "
+                        f"{type(self.model).__name__} built from the arguments:",
+                        *problems,
+                        *(["hyper-parameters that differ: " + "; ".join(differ)] if differ else []),
+                        "Drop the arguments that change the architecture (the checkpoint fills in what is "
+                        "left unset), or use a checkpoint trained with them.",
+                    ]
+                )
+            )
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
+        """LightningCLI's trainer, plus: checkpoints with checksums, TensorBoard next to a CSV log, and
+        ``sync_batchnorm`` that keeps manual batch norm manual (:mod:`lightning_modules.layer_sync`)."""
+        plugins = config.get("plugins")
+        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, list) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):
+            plugins.append(ChecksummedCheckpointIO())
+        config["plugins"] = plugins
+        config["logger"] = with_tensorboard(config.get("logger"))
+        return super()._instantiate_trainer(trainer_kwargs_with_manual_sync(config), callbacks)
+
+
+def with_tensorboard(logger: Any) -> Any:
+    """A single ``CSVLogger`` becomes ``[that logger, a TensorBoardLogger writing into the same run
+    folder]``; anything else (no logger, several, another kind) is left as configured."""
+    if not isinstance(logger, CSVLogger):
+        return logger
+    return [logger, TensorBoardLogger(logger.save_dir, logger.name, logger.version, default_hp_metric=False)]
+
+
+def run_lightning(args: Sequence[str] | None = None) -> CS231nCLI:
+    """Run a LightningCLI subcommand (``fit``, ``validate``, ``test``, ``predict``) with ``args``
+    (``None``: the command line)."""
     return CS231nCLI(
         LightningModule,
         LightningDataModule,
@@ -84,25 +248,70 @@ def run_lightning(args: Sequence[str]) -> CS231nCLI:
                 "class_path": "lightning.pytorch.loggers.CSVLogger",
                 "init_args": {"save_dir": "lightning_logs"},
             },
-            "callbacks": [LearningRateLogger(logging_interval="epoch"), EpochTimer()],
+            "callbacks": [
+                LearningRateLogger(logging_interval="epoch"),
+                EpochTimer(),
+                EpochSeeding(),
+                PredictionWriter(),  # predictions.csv for `predict`
+            ],
         },
         save_config_kwargs={"overwrite": True},
-        args=list(args),
+        args=None if args is None else list(args),
+    )
+
+
+# Subcommand -> one line of help. LightningCLI runs fit, validate, test and predict; main() dispatches the
+# others to their modules.
+COMMANDS: dict[str, str] = {
+    "fit": "train a model (resume with --ckpt_path PATH|last)",
+    "validate": "evaluate a checkpoint on the validation split",
+    "test": "evaluate a checkpoint on the test split",
+    "predict": "predict with a checkpoint; writes predictions.csv into the run folder",
+    "plot": "the CS231n Solver figures (loss, accuracy, first-layer weights) of a run",
+    "bench": "manual vs built-in ops: speed and saved memory",
+}
+
+
+def usage() -> str:
+    """The top-level help: every subcommand with a line each."""
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+    return "\n".join(
+        [
+            f"usage: cs231n {{{','.join(COMMANDS)}}} ...",
+            "",
+            "The CS231n layers as PyTorch operators, trained with Lightning.",
+            "",
+            "subcommands:",
+            *lines,
+            "",
+            "`cs231n SUBCOMMAND --help` lists the options of one, e.g. cs231n fit --help.",
+        ]
     )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``cs231n`` console script; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if args and args[0] == "plot":
+    if not args or args[0] in ("-h", "--help"):
+        print(usage(), file=sys.stdout if args else sys.stderr, flush=True)
+        return 0 if args else 2
+    if args[0] not in COMMANDS and not args[0].startswith("-"):
+        print(f"{usage()}\n\ncs231n: error: unknown subcommand {args[0]!r}", file=sys.stderr, flush=True)
+        return 2
+    if args[0] == "plot":
         from torch_cs231n.plotting import main as plot_main
 
         return plot_main(args[1:])
-    if args and args[0] == "bench":
+    if args[0] == "bench":
         from torch_cs231n import bench  # imported lazily: `fit` must not depend on the benchmark module
 
         return bench.main(args[1:])
-    run_lightning(args)
+    try:
+        run_lightning(None if argv is None else args)
+    except (CheckpointError, CheckpointMismatchError, MissingCheckpointError, FileNotFoundError) as err:
+        print(f"cs231n {args[0]}: error: {err}", file=sys.stderr, flush=True)
+        return 2
     return 0
 
 

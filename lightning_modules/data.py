@@ -7,7 +7,9 @@ Sources (the first that applies):
     2. The official python batches in ``data_dir/cifar-10-batches-py`` (``data_batch_1..5``, ``test_batch``),
        downloaded and checksum-verified by :class:`torchvision.datasets.CIFAR10` when ``download=True``.
 A missing ``npz_path`` falls back to (2) only when ``download=True`` (with a warning); otherwise it is an
-error, so that a typo does not silently train on other data.
+error, so that a typo does not silently train on other data. Relative paths are resolved against the
+working directory; every "not found" message gives the absolute path looked for and that directory. A
+failed download is one error with its cause, and removes the files and folders the attempt created.
 
 Splits, CS231n style: the validation set is the LAST ``val_size`` training images (1,000 of 50,000 by
 default), the training set the images before it (optionally only the first ``num_train`` of them).
@@ -22,11 +24,24 @@ normalised by the batch transform:
     none:        x in [0, 1]
 The statistics are computed once on the training split and saved in checkpoints (``state_dict``), so
 ``validate``/``test``/``predict`` and a resumed run use the same numbers.
+
+Prediction (``predict``) batches are ``(images, ids)``: the normalised images and one identifier per
+image, from the first source that applies:
+    1. ``predict_images``: image files (PNG/JPEG/WebP/GIF of any size and mode, or glob patterns), decoded
+       to RGB, the shorter side resized to 32 (antialiased) and centre-cropped to 32x32, normalised with
+       the training statistics of the checkpoint; ids are the absolute file paths (a list of ``str``). The
+       training data is not loaded for this (nor downloaded) unless no checkpoint provides the statistics.
+    2. the test split, when the data has one; ids are the split indices (an int64 tensor).
+    3. otherwise the validation split (as ``validate`` sees it), with its split indices.
 """
 
 from __future__ import annotations
 
+import glob
+import os
 import pickle
+import random
+import shutil
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -36,8 +51,12 @@ from typing import Any, ClassVar, Literal
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
+from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
+
+from .seeding import EpochShuffle
 
 NormalizationMode = Literal["per_channel", "mean_image", "none"]
 NORMALIZATIONS: tuple[str, ...] = ("per_channel", "mean_image", "none")
@@ -52,6 +71,18 @@ IMAGE_SHAPE = (32, 32, 3)
 
 class CIFAR10DataError(ValueError):
     """A CIFAR-10 file exists but is corrupt or does not hold what is expected."""
+
+
+def looked_for(path: str | Path) -> str:
+    """Where a (possibly relative) ``path`` was looked for, for "not found" messages.
+
+    Args:
+        path: the path as given (relative paths are relative to the working directory).
+
+    Returns:
+        ``'/abs/path' (working directory: /cwd)``.
+    """
+    return f"'{Path(path).resolve()}' (working directory: {Path.cwd()})"
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -77,8 +108,8 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {name: archive[name] for name in archive.files}
-    except FileNotFoundError:
-        raise
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"{path}: no such .npz file; looked for {looked_for(path)}") from err
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
         raise CIFAR10DataError(f"{path}: not a readable .npz archive ({err})") from err
     missing = [name for name in ("x_train", "y_train") if name not in arrays]
@@ -139,7 +170,7 @@ def load_official_batches(folder: str | Path) -> dict[str, np.ndarray]:
     folder = Path(folder)
     missing = [name for name in TRAIN_BATCHES if not (folder / name).is_file()]
     if missing:
-        raise FileNotFoundError(f"{folder}: missing CIFAR-10 batch file(s) {missing}")
+        raise FileNotFoundError(f"missing CIFAR-10 batch file(s) {missing} in {looked_for(folder)}")
     xs, ys = zip(*(_load_batch(folder / name) for name in TRAIN_BATCHES))
     out = {"x_train": np.concatenate(xs), "y_train": np.concatenate(ys)}
     if (folder / TEST_BATCH).is_file():
@@ -147,26 +178,95 @@ def load_official_batches(folder: str | Path) -> dict[str, np.ndarray]:
     return out
 
 
+def expand_image_paths(patterns: Sequence[str]) -> list[Path]:
+    """The image files named by ``patterns``.
+
+    Args:
+        patterns: file paths or glob patterns (``~`` and ``**`` allowed).
+
+    Returns:
+        The files in the order of ``patterns``, each pattern's matches sorted, duplicates dropped.
+
+    Raises:
+        FileNotFoundError: a pattern matches no file, or a path does not exist or is a folder.
+    """
+    paths: dict[Path, None] = {}
+    for pattern in patterns:
+        expanded = os.path.expanduser(pattern)
+        if glob.has_magic(expanded):
+            matches = sorted(Path(m) for m in glob.glob(expanded, recursive=True) if Path(m).is_file())
+            if not matches:
+                raise FileNotFoundError(
+                    f"predict_images (--data.init_args.predict_images): the pattern '{pattern}' matches no "
+                    f"file; looked for {looked_for(expanded)}"
+                )
+        elif Path(expanded).is_file():
+            matches = [Path(expanded)]
+        else:
+            what = (
+                "is a folder (give a pattern such as folder/*.jpg)"
+                if Path(expanded).is_dir()
+                else "not found"
+            )
+            raise FileNotFoundError(
+                f"predict_images (--data.init_args.predict_images): '{pattern}' {what}; looked for "
+                f"{looked_for(expanded)}"
+            )
+        paths.update(dict.fromkeys(matches))
+    return list(paths)
+
+
+def load_image(path: str | Path, size: int = 32) -> torch.Tensor:
+    """Read an image the way the model sees CIFAR-10: RGB, ``size`` x ``size``.
+
+    Args:
+        path: a PNG, JPEG, WebP or GIF file of any size; grey, RGB or with alpha; 8 or 16 bit.
+        size: side of the square output.
+
+    Returns:
+        uint8 ``(3, size, size)``: the shorter side resized to ``size`` (antialiased), then the centre crop.
+
+    Raises:
+        ValueError: the file cannot be read or decoded as an image.
+    """
+    try:
+        data = torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
+        image = decode_image(data, mode=ImageReadMode.RGB)
+    except (OSError, RuntimeError) as err:
+        raise ValueError(
+            f"predict_images (--data.init_args.predict_images): cannot read {looked_for(path)} as an image "
+            f"(PNG, JPEG, WebP or GIF): {err}"
+        ) from err
+    image = v2.functional.to_dtype(image, torch.uint8, scale=True)  # 16-bit PNGs decode to uint16
+    image = v2.functional.resize(image, size, antialias=True)
+    return v2.functional.center_crop(image, [size, size])
+
+
 # ------------------------------------------------------------------------------------------ batching
 class _ArrayDataset(Dataset):
-    """Images ``(N, 3, 32, 32)`` uint8 and labels ``(N,)``; ``__getitems__`` fetches a batch in one index."""
+    """Images ``(N, 3, 32, 32)`` uint8 and one target per image: labels ``(N,)`` for training and
+    evaluation, identifiers for prediction (split indices ``(N,)``, or a list of file paths).
+    ``__getitems__`` fetches a batch in one index."""
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor):
-        self.images, self.labels = images, labels
+    def __init__(self, images: torch.Tensor, targets: torch.Tensor | list[str]):
+        self.images, self.targets = images, targets
 
     def __len__(self) -> int:
-        return self.labels.shape[0]
+        return self.images.shape[0]
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.images[index], self.labels[index]
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, Any]:
+        return self.images[index], self.targets[index]
 
-    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitems__(self, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor | list[str]]:
         index = torch.as_tensor(indices, dtype=torch.long)
-        return self.images[index], self.labels[index]
+        if isinstance(self.targets, torch.Tensor):
+            return self.images[index], self.targets[index]
+        return self.images[index], [self.targets[i] for i in indices]
 
 
 class BatchTransform:
-    """The collate function: uint8 batch ``(B, 3, 32, 32)`` -> augmented, normalised float32 batch.
+    """The collate function: uint8 batch ``(B, 3, 32, 32)`` -> augmented, normalised float32 batch; the
+    batch's second element (labels, or prediction identifiers) passes through unchanged.
 
     ``x = (scale * images / 255 - mean) / std``; ``mean``/``std`` broadcast against ``(3, 32, 32)``
     (``(3, 1, 1)`` per channel, ``(3, 32, 32)`` for the mean image); ``None`` skips that step.
@@ -190,8 +290,8 @@ class BatchTransform:
             else None
         )
 
-    def __call__(self, batch: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        images, labels = batch
+    def __call__(self, batch: tuple[torch.Tensor, Any]) -> tuple[torch.Tensor, Any]:
+        images, targets = batch
         if self.augment is not None:
             images = torch.stack([self.augment(image) for image in images])
         x = images.to(torch.float32).mul_(self.scale / 255.0)
@@ -199,12 +299,13 @@ class BatchTransform:
             x.sub_(self.mean)
         if self.std is not None:
             x.div_(self.std)
-        return x, labels
+        return x, targets
 
 
 # -------------------------------------------------------------------------------------- data module
 class CIFAR10DataModule(pl.LightningDataModule):
-    """CIFAR-10 with the CS231n train/val split; batches ``(B, 3, 32, 32)`` float32 and ``(B,)`` int64.
+    """CIFAR-10 with the CS231n train/val split; batches ``(B, 3, 32, 32)`` float32 and ``(B,)`` int64
+    (labels; for ``predict``, identifiers: see the module doc).
 
     Args:
         data_dir: folder holding (or receiving) ``cifar-10-batches-py``.
@@ -218,7 +319,13 @@ class CIFAR10DataModule(pl.LightningDataModule):
         normalization: ``"per_channel"``, ``"mean_image"`` (CS231n) or ``"none"`` (values in [0, 1]).
         augment: random crop (``crop_padding`` pixels of zero padding) and horizontal flip in training.
         crop_padding: padding of the random crop.
-        seed: seed of the training shuffle and augmentation generator (``None``: the global RNG).
+        seed: seed of the training shuffle (``None``: the run's ``seed_everything`` value, else a random
+            one). Each epoch's order is a function of (seed, epoch) (:class:`~lightning_modules.seeding.
+            EpochShuffle`), and the seed is saved in checkpoints, so a resumed run shuffles as the
+            uninterrupted one. Augmentation draws from the global RNG, which the CLI's
+            :class:`~lightning_modules.seeding.EpochSeeding` reseeds per epoch.
+        predict_images: image files or glob patterns (a list, or one string) to run ``predict`` on instead
+            of the test or validation split (module doc); not saved as a hyper-parameter of the run.
     """
 
     num_classes = len(CLASSES)
@@ -238,6 +345,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         augment: bool = False,
         crop_padding: int = 4,
         seed: int | None = None,
+        predict_images: list[str] | str | None = None,
     ):
         super().__init__()
         if normalization not in NORMALIZATIONS:
@@ -250,9 +358,21 @@ class CIFAR10DataModule(pl.LightningDataModule):
         for name, value in positive.items():
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if isinstance(predict_images, (str, Path)):
+            predict_images = [predict_images]
+        if predict_images is not None and (
+            not isinstance(predict_images, Sequence)
+            or not predict_images
+            or not all(isinstance(p, (str, Path)) and str(p) for p in predict_images)
+        ):
+            raise ValueError(
+                "predict_images (--data.init_args.predict_images) must be an image file or glob pattern, or "
+                f"a non-empty list of them, e.g. '[photo.jpg, photos/*.png]', got {predict_images!r}"
+            )
         # `normalization` is also a FullyConnectedNet argument (with another meaning); Lightning refuses to
         # log two different values under one key, so it is kept in the checkpoint state instead.
-        self.save_hyperparameters(ignore=["normalization"])
+        # `predict_images` belongs to one `predict` call, not to the trained run.
+        self.save_hyperparameters(ignore=["normalization", "predict_images"])
         self.data_dir = Path(data_dir)
         self.npz_path = Path(npz_path) if npz_path is not None else None
         self.download = download
@@ -265,8 +385,11 @@ class CIFAR10DataModule(pl.LightningDataModule):
         self.augment = augment
         self.crop_padding = crop_padding
         self.seed = seed
+        self._shuffle_seed = seed
+        self.predict_images = None if predict_images is None else [str(p) for p in predict_images]
         self.stats: dict[str, torch.Tensor] = {}
         self._splits: dict[str, _ArrayDataset] = {}
+        self._predict_files: _ArrayDataset | None = None
         self._source_description = ""
 
     # ----------------------------------------------------------------------------------- sources
@@ -282,30 +405,54 @@ class CIFAR10DataModule(pl.LightningDataModule):
             return True
         if not self.download:
             raise FileNotFoundError(
-                f"npz_path '{self.npz_path}' does not exist (working directory: {Path.cwd()}). Point "
+                f"npz_path '{self.npz_path}' does not exist; looked for {looked_for(self.npz_path)}. Point "
                 "npz_path (--data.init_args.npz_path) at an .npz with x_train, y_train [, x_test, y_test], "
                 "or set npz_path null and download true to use the official dataset in data_dir."
             )
         warnings.warn(
-            f"npz_path '{self.npz_path}' does not exist; using the official CIFAR-10 in '{self.batches_dir}' "
-            "(download=True)",
+            f"npz_path '{self.npz_path}' does not exist (looked for {looked_for(self.npz_path)}); using the "
+            f"official CIFAR-10 in '{self.batches_dir.resolve()}' (download=True)",
             stacklevel=2,
         )
         return False
 
+    def _predicting_images(self) -> bool:
+        """``predict`` with ``predict_images``: the data set itself is not needed."""
+        return self.predict_images is not None and self.trainer is not None and self.trainer.predicting
+
     def prepare_data(self) -> None:
-        """Download the official dataset when it is the source, ``download=True`` and it is not there yet."""
-        if self._use_npz() or not self.download or self._has_official_train():
+        """Download the official dataset when it is the source, ``download=True`` and it is not there yet.
+
+        Raises:
+            RuntimeError: the download failed; the message gives the cause and the options to use instead.
+                The files and folders the attempt created are removed first (files that were there before
+                stay).
+        """
+        if self._predicting_images() or self._use_npz() or not self.download or self._has_official_train():
             return
         from torchvision.datasets import CIFAR10
 
+        created = [p for p in (self.data_dir, *self.data_dir.parents) if not p.exists()]
+        existing = set(self.data_dir.rglob("*")) if self.data_dir.is_dir() else set()
         try:
             CIFAR10(str(self.data_dir), train=True, download=True)  # verifies the archive's md5
-        except (OSError, RuntimeError) as err:
+        except BaseException as err:
+            _remove_new_paths(self.data_dir, existing, created)
+            if not isinstance(err, Exception):  # Ctrl-C: cleaned up, and stays an interrupt
+                raise
+            missing_npz = (
+                f" (npz_path '{self.npz_path}' does not exist, so the official dataset was to be downloaded; "
+                f"looked for {looked_for(self.npz_path)})"
+                if self.npz_path is not None
+                else ""
+            )
             raise RuntimeError(
-                f"Could not download CIFAR-10 into '{self.data_dir}' ({err}). Without network, copy the "
-                f"official 'cifar-10-python.tar.gz' (extracted) into '{self.batches_dir}', or set npz_path "
-                "(--data.init_args.npz_path) to an .npz such as ../shared/data/cifar10_train.npz."
+                f"Could not download CIFAR-10 into {looked_for(self.data_dir)}{missing_npz}: "
+                f"{type(err).__name__}: {err}. The files and folders this attempt created were removed. "
+                "Instead, use an .npz with x_train, y_train (--data.init_args.npz_path FILE, e.g. "
+                "../shared/data/cifar10_train.npz), or the official python batches already on disk "
+                "(--data.init_args.download false --data.init_args.data_dir FOLDER, where FOLDER holds "
+                f"'{BATCHES_FOLDER}' extracted from cifar-10-python.tar.gz)."
             ) from err
 
     def _has_official_train(self) -> bool:
@@ -318,8 +465,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         if not self._has_official_train():
             raise FileNotFoundError(
                 "CIFAR-10 not found: expected the official python batches (data_batch_1..5[, test_batch]) "
-                f"in "
-                f"'{self.batches_dir.resolve()}'. Set download=True (--data.init_args.download true) to "
+                f"in {looked_for(self.batches_dir)}. Set download=True (--data.init_args.download true) to "
                 "download them, data_dir (--data.init_args.data_dir) to the folder holding "
                 f"'{BATCHES_FOLDER}', or npz_path (--data.init_args.npz_path) to an .npz with x_train, "
                 "y_train, e.g. ../shared/data/cifar10_train.npz."
@@ -329,7 +475,20 @@ class CIFAR10DataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------------------------- setup
     def setup(self, stage: str | None = None) -> None:
-        """Load the data once, carve the validation split and compute the normalisation statistics."""
+        """Load the data once, carve the validation split and compute the normalisation statistics; for
+        ``predict`` with ``predict_images``, read those images instead (the statistics then come from the
+        checkpoint)."""
+        if stage == "predict" and self.predict_images is not None:
+            if self._predict_files is None:
+                paths = [path.resolve() for path in expand_image_paths(self.predict_images)]
+                images = torch.stack([load_image(path) for path in paths])
+                self._predict_files = _ArrayDataset(images, [str(path) for path in paths])
+            return
+        self._load_splits()
+        if stage == "test":
+            self._require_test()
+
+    def _load_splits(self) -> None:
         if self._splits:
             return
         arrays = self._load_arrays()
@@ -354,8 +513,6 @@ class CIFAR10DataModule(pl.LightningDataModule):
             self._splits["test"] = _ArrayDataset(x_test, torch.from_numpy(arrays["y_test"]))
         if not self.stats:
             self.stats = compute_stats(self._splits["train"].images, self.normalization)
-        if stage == "test":
-            self._require_test()
 
     def _require_test(self) -> None:
         if "test" not in self._splits:
@@ -376,19 +533,34 @@ class CIFAR10DataModule(pl.LightningDataModule):
             self.stats.get("mean"), self.stats.get("std"), self.augment and train, self.crop_padding, scale
         )
 
-    def _loader(self, split: str, train: bool) -> DataLoader:
-        if not self._splits:
+    def _loader(self, split: str | _ArrayDataset, train: bool) -> DataLoader:
+        if isinstance(split, str) and not self._splits:
             raise RuntimeError("call setup() before requesting a dataloader")
-        generator = torch.Generator().manual_seed(self.seed) if self.seed is not None and train else None
+        dataset = self._splits[split] if isinstance(split, str) else split
+        sampler = None
+        if train:  # a resumed run starts at the checkpoint's epoch (restored before the loaders are made)
+            epoch = self.trainer.current_epoch if self.trainer is not None else 0
+            sampler = EpochShuffle(dataset, self.shuffle_seed, epoch)
         return DataLoader(
-            self._splits[split],
+            dataset,
             batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            generator=generator,
+            sampler=sampler,
+            generator=None if sampler is None else sampler.loader_generator,
             num_workers=self.num_workers,
             collate_fn=self._transform(train),
-            persistent_workers=self.num_workers > 0,
+            # Training workers start anew each epoch, seeded from that epoch's loader generator: persistent
+            # ones would carry their RNG state across epochs, which a resumed run cannot reproduce.
+            persistent_workers=self.num_workers > 0 and not train,
         )
+
+    @property
+    def shuffle_seed(self) -> int:
+        """The training shuffle's seed: ``seed``, else ``seed_everything``'s (``PL_GLOBAL_SEED``), else a
+        random one; fixed at first use and restored from checkpoints."""
+        if self._shuffle_seed is None:
+            env = os.environ.get("PL_GLOBAL_SEED")
+            self._shuffle_seed = int(env) if env is not None else random.SystemRandom().randrange(2**32)
+        return self._shuffle_seed
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)
@@ -401,13 +573,33 @@ class CIFAR10DataModule(pl.LightningDataModule):
         return self._loader("test", train=False)
 
     def predict_dataloader(self) -> DataLoader:
-        """The test split when there is one, else the validation split."""
-        return self._loader("test" if "test" in self._splits else "val", train=False)
+        """Batches ``(images, ids)`` of ``predict_images`` (ids: file paths), else of the test split when
+        there is one, else of the validation split (ids: split indices)."""
+        if self.predict_images is not None:
+            if self._predict_files is None:
+                raise RuntimeError("call setup('predict') before requesting the predict dataloader")
+            if self.normalization != "none" and not self.stats:  # no checkpoint restored them
+                self._load_splits()
+            dataset, source = self._predict_files, f"{len(self._predict_files)} file(s) of predict_images"
+        elif not self._splits:
+            raise RuntimeError("call setup() before requesting a dataloader")
+        else:
+            split = "test" if "test" in self._splits else "val"
+            images = self._splits[split].images
+            dataset = _ArrayDataset(images, torch.arange(images.shape[0]))
+            reason = "" if split == "test" else " (no test split in the data and no predict_images)"
+            source = f"the {split} split of {self._source_description}, {images.shape[0]} images{reason}"
+        rank_zero_info(f"Predicting on {source}")
+        return self._loader(dataset, train=False)
 
     # ------------------------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        """The normalisation mode and statistics, saved in Lightning checkpoints."""
-        return {"normalization": self.normalization, **{k: v.clone() for k, v in self.stats.items()}}
+        """The normalisation mode and statistics, and the shuffle seed, saved in Lightning checkpoints."""
+        return {
+            "normalization": self.normalization,
+            "shuffle_seed": self.shuffle_seed,
+            **{k: v.clone() for k, v in self.stats.items()},
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore statistics saved by :meth:`state_dict` (they replace any computed in ``setup``)."""
@@ -417,7 +609,26 @@ class CIFAR10DataModule(pl.LightningDataModule):
                 f"the checkpoint's data statistics are for normalization={saved!r}, but this data module "
                 f"uses normalization={self.normalization!r}"
             )
-        self.stats = {k: v for k, v in state_dict.items() if k != "normalization"}
+        if self.seed is None and "shuffle_seed" in state_dict:  # an explicit `seed` argument wins
+            self._shuffle_seed = int(state_dict["shuffle_seed"])
+        self.stats = {k: v for k, v in state_dict.items() if k not in ("normalization", "shuffle_seed")}
+
+
+def _remove_new_paths(folder: Path, existing: set[Path], created: list[Path]) -> None:
+    """Remove what appeared in ``folder`` since ``existing`` was listed, then the folders of ``created``
+    (``folder`` and those of its parents that did not exist), deepest first, when they are empty."""
+    if folder.is_dir():
+        new = set(folder.rglob("*")) - existing
+        for path in [p for p in new if p.parent not in new]:  # the topmost new entries
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    for path in created:  # deepest first
+        try:
+            path.rmdir()
+        except OSError:  # not empty (someone else wrote there) or already gone
+            break
 
 
 def compute_stats(images: torch.Tensor, normalization: NormalizationMode) -> dict[str, torch.Tensor]:

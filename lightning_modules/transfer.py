@@ -3,7 +3,9 @@ manual ops.
 
 The model takes CIFAR-style float batches ``(N, 3, H, W)`` in [0, 1] (the data module's
 ``normalization: none``) and does the weights' own preprocessing on the device, batched: bilinear resize
-to ``resolution``, then ``(x - mean) / std`` with the weights' mean/std.
+to ``resolution``, then ``(x - mean) / std`` with the weights' mean/std. A
+:class:`~lightning_modules.data.CIFAR10DataModule` that normalises as well is refused in ``setup`` (every
+stage), since images normalised twice are silently off-scale.
 
 Strategies (``strategy``):
 
@@ -34,6 +36,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from lightning_modules.classifier import ImageClassifier, LossName
+from lightning_modules.data import CIFAR10DataModule
 from torch_cs231n.models import Ops
 from torch_cs231n.pretrained import (
     backbone_blocks,
@@ -133,6 +136,23 @@ class TransferLearning(ImageClassifier):
             for _, modules in self.blocks()[-trainable_blocks:]:
                 self.set_trainable(modules, True)
         self.train()  # frozen parts to eval mode now: Lightning captures and restores modes around validation
+
+    def setup(self, stage: str) -> None:
+        """Refuse a data module that normalises its images: this model normalises them itself.
+
+        Raises:
+            ValueError: the trainer's data module is a ``CIFAR10DataModule`` with a ``normalization`` other
+                than ``"none"``.
+        """
+        datamodule = self.trainer.datamodule
+        if isinstance(datamodule, CIFAR10DataModule) and datamodule.normalization != "none":
+            raise ValueError(
+                "The model TransferLearning (--model.class_path lightning_modules.transfer.TransferLearning) "
+                "normalises its inputs itself with the pretrained weights' mean/std and needs images in "
+                "[0, 1], but the data module normalises them too (--data.init_args.normalization "
+                f"{datamodule.normalization}): set --data.init_args.normalization none, or the images are "
+                "normalised twice."
+            )
 
     # ------------------------------------------------------------------------------------------ parts
     @property

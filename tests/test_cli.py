@@ -9,7 +9,8 @@ import torch
 import yaml
 from cifar_fixtures import write_npz
 
-from lightning_modules.cli import main, run_lightning
+from lightning_modules.cli import CheckpointMismatchError, MissingCheckpointError, main, run_lightning
+from torch_cs231n.checkpoint import CheckpointError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
 
@@ -101,10 +102,11 @@ def test_evaluate_from_checkpoint(subcommand, fitted, npz, tmp_path):
     _, last, config = fitted
     cli = run_lightning([subcommand, *tiny_args(config, npz, tmp_path), f"--ckpt_path={last}"])
     if subcommand == "predict":
-        predictions = torch.cat(cli.trainer.predict_loop.predictions)
-        assert predictions.shape == (16,) and predictions.dtype == torch.int64, (
-            "one class index per test image"
+        probabilities = torch.cat(cli.trainer.predict_loop.predictions)
+        assert probabilities.shape == (16, 10), (
+            f"one row of class probabilities per test image, got {probabilities.shape}"
         )
+        torch.testing.assert_close(probabilities.sum(1), torch.ones(16), msg="rows must sum to 1")
     else:
         stage = "val" if subcommand == "validate" else "test"
         accuracy = cli.trainer.callback_metrics[f"{stage}/acc"].item()
@@ -128,3 +130,186 @@ def test_bench_dispatches_lazily(monkeypatch):
     monkeypatch.setattr(torch_cs231n.bench, "main", lambda argv: calls.append(argv) or 0)
     assert main(["bench", "--tiny"]) == 0
     assert calls == [["--tiny"]]
+
+
+# ------------------------------------------------------------------ checkpoints never override the user
+FC_NET = next(c for c in CONFIGS if c.name == "fc_net_tuned.yaml")
+
+
+@pytest.fixture(scope="module")
+def builtin_fc(npz, tmp_path_factory) -> Path:
+    """The last checkpoint of a tiny fc_net_tuned fit on BUILT-IN ops."""
+    save_dir = tmp_path_factory.mktemp("builtin_fc")
+    cli = run_lightning(["fit", *tiny_args(FC_NET, npz, save_dir, "--model.init_args.ops=builtin")])
+    return Path(cli.trainer.checkpoint_callback.last_model_path)
+
+
+def test_arguments_win_over_the_checkpoint(builtin_fc, npz, tmp_path):
+    """The same weights evaluated on manual ops: --model.init_args.ops manual must not be overridden by the
+    checkpoint's ops: builtin (neither in the model nor in the run's saved config.yaml)."""
+    args = tiny_args(FC_NET, npz, tmp_path, "--model.init_args.ops=manual", f"--ckpt_path={builtin_fc}")
+    cli = run_lightning(["validate", *args])
+    kinds = {type(m).__module__ for m in cli.model.net.modules() if isinstance(m, torch.nn.Linear)}
+    assert kinds == {"custom_ops.nn"}, f"validate ran {kinds} linear layers, expected the manual ones"
+    saved = yaml.safe_load((Path(cli.trainer.log_dir) / "config.yaml").read_text())
+    assert saved["model"]["init_args"]["ops"] == "manual", "config.yaml records the checkpoint's ops"
+
+
+def test_checkpoint_fills_in_what_the_user_leaves_unset(builtin_fc, npz, tmp_path):
+    """Without a config: the model class and every unset hyper-parameter come from the checkpoint."""
+    args = [
+        f"--ckpt_path={builtin_fc}",
+        "--data=lightning_modules.data.CIFAR10DataModule",
+        f"--data.init_args.npz_path={npz}",
+        "--data.init_args.val_size=16",
+        "--trainer.accelerator=cpu",
+        "--trainer.enable_progress_bar=false",
+        f"--trainer.default_root_dir={tmp_path}",
+        "--trainer.logger=false",
+        "--model=lightning_modules.fc_net.FullyConnectedNet",
+        "--model.init_args.hidden_dims=[1024, 512, 256]",
+    ]
+    cli = run_lightning(["validate", *args])
+    assert cli.model.hparams.ops == "builtin" and cli.model.hparams.normalization == "batchnorm", (
+        f"unset hyper-parameters were not taken from the checkpoint: {dict(cli.model.hparams)}"
+    )
+
+
+def test_checkpoint_of_another_model_class_is_refused(builtin_fc, npz, tmp_path):
+    conv = next(c for c in CONFIGS if c.name == "conv_net.yaml")
+    with pytest.raises(CheckpointMismatchError) as err:
+        run_lightning(["validate", *tiny_args(conv, npz, tmp_path), f"--ckpt_path={builtin_fc}"])
+    assert "FullyConnectedNet" in str(err.value) and "ThreeLayerConvNet" in str(err.value), (
+        f"the error must name both classes: {err.value}"
+    )
+
+
+def test_checkpoint_that_does_not_fit_the_model_is_refused(builtin_fc, npz, tmp_path):
+    args = tiny_args(
+        FC_NET, npz, tmp_path, "--model.init_args.hidden_dims=[100]", f"--ckpt_path={builtin_fc}"
+    )
+    with pytest.raises(CheckpointMismatchError) as err:
+        run_lightning(["validate", *args])
+    message = str(err.value)
+    assert str(builtin_fc) in message and "FullyConnectedNet" in message, f"names neither: {message}"
+    assert "hidden_dims: checkpoint [1024, 512, 256], arguments [100]" in message, (
+        f"the error does not say which argument makes the difference: {message}"
+    )
+
+
+@pytest.mark.parametrize("subcommand", ["validate", "test", "predict"])
+def test_evaluating_without_a_checkpoint_is_refused(subcommand, npz, tmp_path):
+    with pytest.raises(MissingCheckpointError, match="random"):
+        run_lightning([subcommand, *tiny_args(FC_NET, npz, tmp_path)])
+
+
+def test_ckpt_path_last_finds_the_newest_last_checkpoint(npz, tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"no last\.ckpt"):
+        run_lightning(["fit", *tiny_args(FC_NET, npz, tmp_path), "--ckpt_path=last"])
+    first = run_lightning(["fit", *tiny_args(FC_NET, npz, tmp_path)])
+    newest = run_lightning(["fit", *tiny_args(FC_NET, npz, tmp_path, "--trainer.max_epochs=2")])
+    assert first.trainer.log_dir != newest.trainer.log_dir, "expected two run folders"
+    cli = run_lightning(["validate", *tiny_args(FC_NET, npz, tmp_path), "--ckpt_path=last"])
+    used = Path(cli.config["validate"]["ckpt_path"])
+    assert used == Path(newest.trainer.checkpoint_callback.last_model_path), f"resolved to {used}"
+    resumed = run_lightning(
+        ["fit", *tiny_args(FC_NET, npz, tmp_path, "--trainer.max_epochs=3"), "--ckpt_path=last"]
+    )
+    assert resumed.trainer.global_step == 6, f"resumed at step {resumed.trainer.global_step - 2}, expected 4"
+
+
+@pytest.mark.parametrize("damage", ["flipped", "truncated"])
+def test_corrupt_checkpoints_are_refused_with_the_file_name(damage, builtin_fc, npz, tmp_path, capsys):
+    from test_checkpoint import flip_tensor_byte
+
+    path = tmp_path / "damaged.ckpt"
+    path.write_bytes(builtin_fc.read_bytes())
+    if damage == "flipped":
+        flip_tensor_byte(path)
+    else:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"damaged\.ckpt"):
+        run_lightning(["validate", *tiny_args(FC_NET, npz, tmp_path), f"--ckpt_path={path}"])
+    assert main(["validate", *tiny_args(FC_NET, npz, tmp_path), f"--ckpt_path={path}"]) == 2
+    err = capsys.readouterr().err
+    assert "damaged.ckpt" in err and "weights_only=False" not in err, f"unclear error: {err}"
+
+
+# ------------------------------------------------------------------------------------- exact resume
+def _final_state(cli) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in cli.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("data_seed", [None, 3], ids=["global_rng_shuffle", "seeded_shuffle"])
+@pytest.mark.parametrize("stop_after", [1, 2])
+def test_resume_ends_bit_for_bit_where_the_uninterrupted_run_ends(stop_after, data_seed, npz, tmp_path):
+    """fc_net_tuned has every random stream: shuffle, crop/flip augmentation, dropout masks."""
+    extra = [
+        "--trainer.limit_train_batches=3",
+        f"--data.init_args.seed={'null' if data_seed is None else data_seed}",
+    ]
+    whole = run_lightning(
+        ["fit", *tiny_args(FC_NET, npz, tmp_path / "whole", *extra, "--trainer.max_epochs=3")]
+    )
+    stopped = run_lightning(
+        ["fit", *tiny_args(FC_NET, npz, tmp_path / "part", *extra, f"--trainer.max_epochs={stop_after}")]
+    )
+    last = stopped.trainer.checkpoint_callback.last_model_path
+    resumed = run_lightning(
+        [
+            "fit",
+            *tiny_args(FC_NET, npz, tmp_path / "part", *extra, "--trainer.max_epochs=3"),
+            f"--ckpt_path={last}",
+        ]
+    )
+    expected, got = _final_state(whole), _final_state(resumed)
+    differ = [k for k in expected if not torch.equal(expected[k], got[k])]
+    assert not differ, (
+        f"stopped after epoch {stop_after} and resumed: {differ} differ from the uninterrupted run"
+    )
+
+
+def test_resume_uses_the_interrupted_runs_seed(npz, tmp_path):
+    """A resumed run draws the interrupted run's epochs even when seed_everything changes."""
+    extra = ["--trainer.limit_train_batches=3"]
+    whole = run_lightning(["fit", *tiny_args(FC_NET, npz, tmp_path / "a", *extra, "--trainer.max_epochs=2")])
+    stopped = run_lightning(["fit", *tiny_args(FC_NET, npz, tmp_path / "b", *extra)])
+    resumed = run_lightning(
+        [
+            "fit",
+            *tiny_args(
+                FC_NET, npz, tmp_path / "b", *extra, "--trainer.max_epochs=2", "--seed_everything=123"
+            ),
+            f"--ckpt_path={stopped.trainer.checkpoint_callback.last_model_path}",
+        ]
+    )
+    expected, got = _final_state(whole), _final_state(resumed)
+    assert all(torch.equal(expected[k], got[k]) for k in expected), "the resumed epoch used another seed"
+
+
+# ---------------------------------------------------------------------------------- command line
+def test_help_lists_every_subcommand(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("fit", "validate", "test", "predict", "plot", "bench"):
+        assert f"  {name} " in out, f"`cs231n --help` does not list {name}:\n{out}"
+    assert main([]) == 2, "no subcommand must be an error"
+    err = capsys.readouterr().err
+    assert "plot" in err and "bench" in err, f"the no-argument error does not list plot and bench:\n{err}"
+    assert main(["nonsense"]) == 2 and "unknown subcommand 'nonsense'" in capsys.readouterr().err
+
+
+def test_console_runs_without_the_args_warning(npz, tmp_path, monkeypatch, recwarn):
+    """`cs231n ...` parses sys.argv itself: no "args parameter is intended to run from within Python"."""
+    args = tiny_args(FC_NET, npz, tmp_path, "--model.init_args.hidden_dims=[8]")
+    monkeypatch.setattr("sys.argv", ["cs231n", "fit", *args])
+    assert main() == 0
+    messages = [str(w.message) for w in recwarn]
+    assert not [m for m in messages if "args parameter" in m], "the LightningCLI args warning was printed"
+
+
+def test_logs_to_csv_and_tensorboard_by_default(npz, tmp_path):
+    cli = run_lightning(["fit", *tiny_args(FC_NET, npz, tmp_path, "--model.init_args.hidden_dims=[8]")])
+    run_dir = Path(cli.trainer.log_dir)
+    assert (run_dir / "metrics.csv").is_file(), "no CSV log"
+    assert list(run_dir.glob("events.out.tfevents.*")), f"no TensorBoard events file in {run_dir}"

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import re
+import struct
 import urllib.error
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from cifar_fixtures import make_images, write_npz, write_official_batches
+from torchvision.io import encode_jpeg, encode_png, write_file
 
-from lightning_modules.data import CIFAR10DataError, CIFAR10DataModule
+from lightning_modules.data import CIFAR10DataError, CIFAR10DataModule, load_npz
 
 
 def _batches(loader) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,32 +134,177 @@ def test_test_without_test_split_says_so(tmp_path):
 
 
 def test_missing_data_errors_say_where_and_which_option(tmp_path, monkeypatch):
+    """Relative paths are resolved against the working directory: errors show both."""
     monkeypatch.chdir(tmp_path)
+    where = re.escape(f"'{tmp_path / 'nope.npz'}' (working directory: {tmp_path})")
     with pytest.raises(
-        FileNotFoundError, match=r"npz_path 'nope\.npz' does not exist.*--data\.init_args\.npz_path"
+        FileNotFoundError,
+        match=rf"npz_path 'nope\.npz' does not exist; looked for {where}.*--data\.init_args\.npz_path",
     ):
         CIFAR10DataModule(npz_path="nope.npz").setup("fit")
-    with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-py.*download.*npz_path"):
-        CIFAR10DataModule(data_dir=str(tmp_path / "empty")).setup("fit")
+    where = re.escape(f"'{tmp_path / 'empty' / 'cifar-10-batches-py'}' (working directory: {tmp_path})")
+    with pytest.raises(FileNotFoundError, match=rf"batches .* in {where}.*download.*npz_path"):
+        CIFAR10DataModule(data_dir="empty").setup("fit")
+    with pytest.raises(FileNotFoundError, match=re.escape(f"'{tmp_path / 'gone.npz'}' (working directory: ")):
+        load_npz("gone.npz")
 
 
-def test_offline_download_failure_is_actionable(tmp_path, monkeypatch):
-    import torchvision.datasets
+def _offline_download(monkeypatch) -> None:
+    """torchvision's real download path, with the network call failing after a partial write."""
+    import torchvision.datasets.utils
 
-    def offline(*args, **kwargs):
-        raise urllib.error.URLError("no network")
+    def partial_then_fail(url: str, filename: str, *args, **kwargs) -> None:
+        with open(filename, "wb") as f:
+            f.write(b"\x1f\x8b partial archive")
+        raise urllib.error.URLError("Temporary failure in name resolution")
 
-    monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
-    dm = CIFAR10DataModule(data_dir=str(tmp_path), download=True)
-    with pytest.raises(RuntimeError, match=r"Could not download CIFAR-10 .*npz_path"):
+    monkeypatch.setattr(torchvision.datasets.utils, "_get_redirect_url", lambda url, max_hops=3: url)
+    monkeypatch.setattr(torchvision.datasets.utils, "_urlretrieve", partial_then_fail)
+
+
+def test_failed_download_is_one_clear_error_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    _offline_download(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    dm = CIFAR10DataModule(data_dir="data/cifar10", download=True)
+    with pytest.raises(RuntimeError) as info:
         dm.prepare_data()
-    # A missing npz with download=True falls back to the official dataset, with a warning.
-    dm = CIFAR10DataModule(data_dir=str(tmp_path), npz_path=str(tmp_path / "missing.npz"), download=True)
+    message = str(info.value)
+    for expected in (
+        f"Could not download CIFAR-10 into '{tmp_path / 'data' / 'cifar10'}' (working directory: {tmp_path})",
+        "URLError: <urlopen error Temporary failure in name resolution>",
+        "--data.init_args.npz_path",
+        "--data.init_args.download false --data.init_args.data_dir",
+    ):
+        assert expected in message, f"{expected!r} missing from: {message}"
+    assert isinstance(info.value.__cause__, urllib.error.URLError), "the network error is not the cause"
+    assert list(tmp_path.iterdir()) == [], f"the failed download left {list(tmp_path.rglob('*'))}"
+
+    # In a folder that already exists, only what the attempt created goes; the user's files stay.
+    folder = tmp_path / "mine"
+    (folder / "cifar-10-batches-py").mkdir(parents=True)
+    (folder / "notes.txt").write_text("keep me")
+    (folder / "cifar-10-batches-py" / "readme.html").write_text("keep me too")
+    with pytest.raises(RuntimeError, match="Could not download CIFAR-10"):
+        CIFAR10DataModule(data_dir=str(folder), download=True).prepare_data()
+    left = sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+    assert left == ["cifar-10-batches-py", "cifar-10-batches-py/readme.html", "notes.txt"], (
+        f"expected only the pre-existing files to remain, found {left}"
+    )
+
+
+def test_missing_npz_falls_back_to_download_with_the_absolute_path(tmp_path, monkeypatch):
+    _offline_download(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    dm = CIFAR10DataModule(data_dir="data", npz_path="missing.npz", download=True)
+    where = re.escape(f"'{tmp_path / 'missing.npz'}' (working directory: {tmp_path})")
     with (
-        pytest.warns(UserWarning, match="missing.npz' does not exist; using the official"),
-        pytest.raises(RuntimeError),
+        pytest.warns(UserWarning, match=rf"npz_path 'missing\.npz' does not exist \(looked for {where}\)"),
+        pytest.raises(RuntimeError, match=rf"npz_path 'missing\.npz' does not exist.*{where}.*URLError"),
     ):
         dm.prepare_data()
+    assert not (tmp_path / "data").exists(), "the failed download left its folder behind"
+
+
+def _write_image(path: Path, image: torch.Tensor) -> Path:
+    """``image`` (C, H, W) uint8 as a PNG or JPEG file, by the suffix of ``path``."""
+    encoded = encode_png(image) if path.suffix == ".png" else encode_jpeg(image, quality=95)
+    write_file(str(path), encoded)
+    return path
+
+
+def _write_png16(path: Path, value: int, height: int = 20, width: int = 30) -> Path:
+    """A constant 16-bit greyscale PNG (torchvision cannot encode one), written chunk by chunk."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    row = b"\x00" + struct.pack(">H", value) * width  # filter byte 0, then big-endian samples
+    header = struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0)  # 16 bit, greyscale
+    png = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png)
+    return path
+
+
+def test_predict_images_are_read_resized_and_normalised_like_validation(tmp_path):
+    npz = write_npz(tmp_path / "c.npz", n_train=40, n_test=8)
+    grey = _write_image(tmp_path / "grey.png", torch.full((1, 40, 50), 200, dtype=torch.uint8))
+    wide = torch.zeros(3, 40, 80, dtype=torch.uint8)
+    wide[0, :, :16] = 255  # a red strip at the left, outside the centre crop
+    wide[2, :, 16:] = 255  # blue elsewhere
+    (tmp_path / "photos").mkdir()
+    wide_path = _write_image(tmp_path / "photos" / "wide.png", wide)
+    jpeg = _write_image(tmp_path / "photos" / "colour.jpg", torch.full((3, 41, 33), 90, dtype=torch.uint8))
+    deep = _write_png16(tmp_path / "deep.png", 257 * 60)  # 16-bit 15420 = 8-bit 60
+    fitted = CIFAR10DataModule(npz_path=str(npz), val_size=10, normalization="per_channel")
+    fitted.setup("fit")
+    dm = CIFAR10DataModule(
+        npz_path=str(npz),
+        val_size=10,
+        normalization="per_channel",
+        predict_images=[str(grey), str(tmp_path / "photos" / "*.*"), str(grey), str(deep)],
+    )
+    dm.load_state_dict(fitted.state_dict())  # as the checkpoint does
+    dm.setup("predict")
+    assert dm.split_sizes() == {}, "predict_images must not load the CIFAR-10 data"
+    x, ids = next(iter(dm.predict_dataloader()))
+    assert ids == [str(grey), str(jpeg), str(wide_path), str(deep)], (
+        f"ids: expected the absolute paths once each, got {ids}"
+    )
+    assert x.shape == (4, 3, 32, 32) and x.dtype == torch.float32, f"batch {x.shape} {x.dtype}"
+    raw = x * fitted.stats["std"] + fitted.stats["mean"]  # undo the validation normalisation
+    torch.testing.assert_close(raw[0], torch.full((3, 32, 32), 200 / 255), msg="grey PNG is not grey RGB")
+    torch.testing.assert_close(raw[1], torch.full((3, 32, 32), 90 / 255), atol=2 / 255, rtol=0)
+    blue = torch.zeros(3, 32, 32)
+    blue[2] = 1.0
+    torch.testing.assert_close(
+        raw[2], blue, msg="a wide image must be resized by its shorter side and centre-cropped"
+    )
+    torch.testing.assert_close(
+        raw[3], torch.full((3, 32, 32), 60 / 255), msg="16-bit PNG not scaled to 8 bit"
+    )
+
+
+def test_predict_images_without_a_checkpoint_use_the_training_statistics(tmp_path):
+    npz = write_npz(tmp_path / "c.npz", n_train=40)
+    image = _write_image(tmp_path / "a.png", torch.zeros(3, 8, 8, dtype=torch.uint8))
+    fitted = CIFAR10DataModule(npz_path=str(npz), val_size=10)
+    fitted.setup("fit")
+    dm = CIFAR10DataModule(npz_path=str(npz), val_size=10, predict_images=[str(image)])
+    dm.setup("predict")
+    x, _ = next(iter(dm.predict_dataloader()))
+    torch.testing.assert_close(x[0], (-fitted.stats["mean"] / fitted.stats["std"]).expand(3, 32, 32))
+
+
+def test_predict_on_a_split_gives_its_indices(tmp_path):
+    npz = write_npz(tmp_path / "c.npz", n_train=30, n_test=12)
+    dm = CIFAR10DataModule(npz_path=str(npz), val_size=10, eval_batch_size=5, normalization="none")
+    dm.setup("predict")
+    xs, ids = zip(*dm.predict_dataloader())
+    assert torch.cat(ids).tolist() == list(range(12)), "predict ids must be the test split's indices"
+    torch.testing.assert_close(torch.cat(xs), _chw_float(make_images(12, seed=1)[0]))
+
+
+def test_bad_predict_images_are_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "broken.jpg").write_bytes(b"not an image at all")
+    cases = [
+        (["shots/*.png"], FileNotFoundError, r"the pattern 'shots/\*\.png' matches no file; looked for '"),
+        (["nope.jpg"], FileNotFoundError, r"'nope\.jpg' not found; looked for '"),
+        (["folder"], FileNotFoundError, r"'folder' is a folder \(give a pattern such as folder/\*\.jpg\)"),
+        (["broken.jpg"], ValueError, r"cannot read '.*broken\.jpg' \(working directory: .*\) as an image"),
+    ]
+    for patterns, error, message in cases:
+        dm = CIFAR10DataModule(predict_images=patterns)
+        with pytest.raises(error, match=message):
+            dm.setup("predict")
+        if error is FileNotFoundError:
+            with pytest.raises(error, match=re.escape(f"(working directory: {tmp_path})")):
+                dm.setup("predict")
+    assert CIFAR10DataModule(predict_images="a.jpg").predict_images == ["a.jpg"], "one string is one pattern"
+    for value in ([], [""], [3], 3):
+        with pytest.raises(ValueError, match=r"predict_images \(--data\.init_args\.predict_images\) must be"):
+            CIFAR10DataModule(predict_images=value)
 
 
 def test_corrupt_or_misshapen_files_are_named(tmp_path):

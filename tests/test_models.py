@@ -179,6 +179,42 @@ def test_fc_net_bad_arguments(kwargs, message):
         build_fc_net(**kwargs)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"normalization": "batchnorm"},
+            r"hidden_dims=\[\] is a linear classifier.*normalization='batchnorm'",
+        ),
+        (
+            {"normalization": "layernorm"},
+            r"hidden_dims=\[\] is a linear classifier.*normalization='layernorm'",
+        ),
+        ({"dropout_keep_ratio": 0.5}, r"hidden_dims=\[\] is a linear classifier.*dropout_keep_ratio=0\.5"),
+    ],
+)
+def test_linear_classifier_refuses_normalization_and_dropout(kwargs, message):
+    """``hidden_dims=[]`` has no hidden layer: a norm or dropout setting would be silently ignored."""
+    with pytest.raises(ValueError, match=message):
+        build_fc_net([], **kwargs)
+    model = build_fc_net([])
+    assert [name for name, _ in model.named_children()] == ["flatten", "fc1"], "expected a linear classifier"
+
+
+@pytest.mark.parametrize("weight_scale", [0.0, -1e-3, math.nan, math.inf, True, "1e-3"])
+@pytest.mark.parametrize("init", ["gaussian", "kaiming"])
+def test_weight_scale_must_be_finite_and_positive(weight_scale, init):
+    message = r"weight_scale must be a finite float > 0, got "
+    with pytest.raises(ValueError, match=message):
+        build_fc_net([8], weight_scale=weight_scale, init=init)
+    with pytest.raises(ValueError, match=message):
+        build_three_layer_convnet(num_filters=2, hidden_dim=4, weight_scale=weight_scale, init=init)
+    with pytest.raises(ValueError, match=message):
+        init_weights_(nn.Linear(2, 2), init, weight_scale)
+    with pytest.raises(ValueError, match=message):
+        FullyConnectedNet([8], weight_scale=weight_scale, init=init)
+
+
 def test_classifier_bad_arguments():
     with pytest.raises(ValueError, match=r"loss must be one of \('softmax', 'svm'\), got 'hinge'"):
         FullyConnectedNet([10], loss="hinge")

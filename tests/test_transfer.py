@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from cifar_fixtures import write_npz
 from torch.utils.data import DataLoader, TensorDataset
 
+from lightning_modules.data import CIFAR10DataModule
 from lightning_modules.transfer import GradualUnfreezing, TransferLearning
 from torch_cs231n.pretrained import (
     EFFICIENTNET_LITE0,
@@ -148,6 +150,23 @@ def test_bad_arguments_are_named() -> None:
         load_pretrained("resnet18", "IMAGENET9K")
     with pytest.raises(ValueError, match=r"x must have shape \(N, 3, H, W\)"):
         _resnet()(torch.rand(2, 1, 32, 32))
+
+
+@pytest.mark.parametrize("stage", ["fit", "validate", "predict"])
+def test_a_data_module_that_normalises_too_is_refused(stage: str, tmp_path: Path) -> None:
+    """The model normalises with the weights' mean/std; a normalising data module would do it twice."""
+    npz = write_npz(tmp_path / "c.npz", n_train=24, n_test=8)
+    data = CIFAR10DataModule(npz_path=str(npz), val_size=8, batch_size=4, normalization="per_channel")
+    run = {"fit": _trainer().fit, "validate": _trainer().validate, "predict": _trainer().predict}[stage]
+    with pytest.raises(
+        ValueError,
+        match=r"TransferLearning \(--model\.class_path lightning_modules\.transfer\.TransferLearning\).*"
+        r"--data\.init_args\.normalization per_channel\): set --data\.init_args\.normalization none",
+    ):
+        run(_resnet(), datamodule=data)
+    accepted = CIFAR10DataModule(npz_path=str(npz), val_size=8, batch_size=4, normalization="none")
+    (metrics,) = _trainer().validate(_resnet(), datamodule=accepted)
+    assert "val/acc" in metrics, f"normalization none must be accepted, got the metrics {metrics}"
 
 
 # ------------------------------------------------------------------------------------------ strategies

@@ -24,6 +24,22 @@ InitScheme = Literal["gaussian", "xavier", "kaiming"]
 INIT_SCHEMES: tuple[str, ...] = ("gaussian", "xavier", "kaiming")
 
 
+def check_weight_scale(weight_scale: float) -> None:
+    """Require a finite ``weight_scale > 0`` (an int or float), whatever the scheme: a zero, negative, NaN
+    or infinite value is a configuration error even where ``init`` does not use it.
+
+    Raises:
+        ValueError: naming ``weight_scale`` and the value.
+    """
+    if (
+        isinstance(weight_scale, bool)
+        or not isinstance(weight_scale, (int, float))
+        or not math.isfinite(weight_scale)
+        or weight_scale <= 0
+    ):
+        raise ValueError(f"weight_scale must be a finite float > 0, got {weight_scale!r}")
+
+
 def weight_std(init: InitScheme, fan_in: int, weight_scale: float) -> float:
     """Standard deviation of the weights of one layer under ``init``."""
     if init == "gaussian":
@@ -42,11 +58,13 @@ def init_weights_(model: nn.Module, init: InitScheme = "gaussian", weight_scale:
     Affine and conv weights get ``N(0, std^2)`` with ``std`` from :func:`weight_std`, biases 0; batch/layer
     norm get ``gamma = 1, beta = 0``. Layers are visited in ``model.modules()`` order, so two models with the
     same structure draw the same numbers from the same RNG state. Returns ``model``.
+
+    Raises:
+        ValueError: ``init`` is not a scheme, or ``weight_scale`` is not a finite float > 0.
     """
     if init not in INIT_SCHEMES:
         raise ValueError(f"init must be one of {INIT_SCHEMES}, got {init!r}")
-    if init == "gaussian" and not weight_scale > 0:
-        raise ValueError(f"weight_scale must be > 0 for init='gaussian', got {weight_scale!r}")
+    check_weight_scale(weight_scale)
     for module in model.modules():
         if isinstance(module, (nn.Linear, nn.Conv2d)):
             fan_in = module.weight[0].numel()  # in_features, or C_in/groups * kh * kw

@@ -17,7 +17,7 @@ from torch import nn
 
 import custom_ops.nn as manual_nn
 
-from .init import InitScheme, init_weights_
+from .init import InitScheme, check_weight_scale, init_weights_
 
 Ops = Literal["manual", "builtin"]
 Normalization = Literal["batchnorm", "layernorm"] | None
@@ -62,9 +62,16 @@ def build_fc_net(
         num_classes: number of classes (``C``).
         dropout_keep_ratio: probability of KEEPING a unit (CS231n convention); 1 disables dropout.
         normalization: ``None``, ``"batchnorm"`` or ``"layernorm"`` after each hidden affine layer.
-        weight_scale: weight std for ``init="gaussian"``.
+        weight_scale: weight std for ``init="gaussian"``; a finite float > 0.
         init: ``"gaussian"``, ``"xavier"`` (std 1/sqrt(fan_in)) or ``"kaiming"`` (std sqrt(2/fan_in)).
         ops: ``"manual"`` (:mod:`custom_ops.nn`) or ``"builtin"`` (:mod:`torch.nn`).
+
+    Returns:
+        An ``nn.Sequential`` (``flatten``, ``fc1``, [``norm1``], ``relu1``, [``dropout1``], ..., ``fcL``).
+
+    Raises:
+        ValueError: a bad argument, named; also ``normalization`` or ``dropout_keep_ratio < 1`` with
+            ``hidden_dims=[]`` (a linear classifier has nothing to normalise or drop out).
     """
     layers = layer_namespace(ops)
     if isinstance(hidden_dims, (str, bytes)) or not isinstance(hidden_dims, Sequence):
@@ -78,6 +85,13 @@ def build_fc_net(
         )
     if normalization not in NORMALIZATIONS:
         raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+    if not dims and (normalization is not None or dropout_keep_ratio < 1.0):
+        raise ValueError(
+            "hidden_dims=[] is a linear classifier: it has no hidden layer to normalise or drop out, so "
+            f"normalization must be None and dropout_keep_ratio 1 (got normalization={normalization!r}, "
+            f"dropout_keep_ratio={dropout_keep_ratio!r})"
+        )
+    check_weight_scale(weight_scale)
 
     modules: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
     fan_in = input_dim
@@ -112,6 +126,7 @@ def build_three_layer_convnet(
     Arguments as in :func:`build_fc_net`.
     """
     layers = layer_namespace(ops)
+    check_weight_scale(weight_scale)
     if len(input_dim) != 3:
         raise ValueError(f"input_dim must be (C, H, W), got {input_dim!r}")
     channels, height, width = (_check_positive_int(f"input_dim[{i}]", d) for i, d in enumerate(input_dim))

@@ -1,12 +1,14 @@
 """The CS231n Solver figures from a Lightning CSV log, and a grid of the first layer's weights.
 
-``cs231n plot LOG_DIR`` (or :func:`plot_run`) writes into ``LOG_DIR`` (or ``--out``):
-    loss.png      training loss per iteration (``train/loss_step``)
-    accuracy.png  train and validation accuracy per epoch (``train/acc``, ``val/acc``)
+``cs231n plot LOG_DIR`` (or :func:`plot_run`) writes into the run folder (or ``--out``):
+    loss.png      training loss per iteration (``train/loss_step``) and validation loss per epoch
+                  (``val/loss``, drawn at the step it was computed: the epoch's last)
+    accuracy.png  train and validation accuracy per epoch (``train/acc``, ``val/acc``), integer epoch ticks
     weights.png   the first affine/conv layer's weights as images (from the newest checkpoint, if any)
 Figures are drawn with matplotlib's object API (``Figure``, rendered by Agg): no pyplot state, no display.
-``LOG_DIR`` is a run's version folder (``metrics.csv``, ``checkpoints/``) or any folder above it, in
-which case the newest ``metrics.csv`` below it is used.
+``LOG_DIR`` is a run's version folder (``metrics.csv``, ``checkpoints/``) or any folder above it, such as an
+experiment folder, in which case the newest run with training metrics below it is used (``validate``,
+``test`` and ``predict`` runs log no ``train/loss_step`` and are skipped); ``cs231n plot`` prints which.
 """
 
 from __future__ import annotations
@@ -19,18 +21,51 @@ from pathlib import Path
 
 import torch
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
+
+Series = Mapping[str, Sequence[tuple[int, int, float]]]
 
 
 def find_metrics_csv(log_dir: str | Path) -> Path:
-    """``log_dir/metrics.csv``, else the most recently modified ``metrics.csv`` below ``log_dir``."""
+    """The ``metrics.csv`` of the training run to plot: ``log_dir/metrics.csv``, else the most recently
+    modified ``metrics.csv`` below ``log_dir`` that holds training metrics (``train/loss_step``).
+
+    Args:
+        log_dir: a run folder, or a folder above run folders (e.g. ``lightning_logs/NAME``).
+
+    Returns:
+        The path of the chosen ``metrics.csv``.
+
+    Raises:
+        FileNotFoundError: no ``metrics.csv`` in or below ``log_dir``.
+        ValueError: none of them holds training metrics (only ``validate``/``test``/``predict`` runs).
+    """
     log_dir = Path(log_dir)
     if (log_dir / "metrics.csv").is_file():
-        return log_dir / "metrics.csv"
-    found = sorted(log_dir.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime) if log_dir.is_dir() else []
-    if not found:
-        raise FileNotFoundError(f"no metrics.csv in or below '{log_dir}' (a Lightning CSVLogger run folder)")
-    return found[-1]
+        candidates = [log_dir / "metrics.csv"]
+    elif log_dir.is_dir():
+        candidates = sorted(log_dir.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime, reverse=True)
+    else:
+        candidates = []
+    if not candidates:
+        raise FileNotFoundError(
+            f"no metrics.csv in or below '{log_dir}' (a Lightning CSVLogger run folder); looked in "
+            f"'{log_dir.resolve()}' (working directory: {Path.cwd()})"
+        )
+    for path in candidates:
+        if training_loss(read_metrics(path)):
+            return path
+    if candidates == [log_dir / "metrics.csv"]:
+        raise ValueError(
+            f"{candidates[0]}: no training metrics (train/loss_step), so not a `fit` run (validate, test and "
+            "predict runs log none); give the folder of a fit run, or the experiment folder above it to "
+            "use its newest fit run"
+        )
+    raise ValueError(
+        f"none of the {len(candidates)} metrics.csv below '{log_dir}' holds training metrics "
+        "(train/loss_step): they are validate/test/predict runs; give the folder of a fit run"
+    )
 
 
 def read_metrics(path: str | Path) -> dict[str, list[tuple[int, int, float]]]:
@@ -44,6 +79,67 @@ def read_metrics(path: str | Path) -> dict[str, list[tuple[int, int, float]]]:
                 if name not in ("epoch", "step") and value not in (None, ""):
                     series.setdefault(name, []).append((epoch, step, float(value)))
     return series
+
+
+def training_loss(series: Series) -> Sequence[tuple[int, int, float]]:
+    """The training loss per step.
+
+    Args:
+        series: :func:`read_metrics` of a run.
+
+    Returns:
+        ``[(epoch, step, value), ...]`` of ``train/loss_step`` (or ``train/loss`` when it was logged per step
+        only); empty when the run logged no training loss.
+    """
+    return series.get("train/loss_step") or series.get("train/loss") or []
+
+
+def loss_figure(series: Series) -> Figure:
+    """Training loss per iteration (points) and validation loss per epoch (line with markers, at the step
+    each validation ran) on one axis, with a legend.
+
+    Args:
+        series: :func:`read_metrics` of a fit run.
+
+    Returns:
+        The figure; its axis holds the train series first, then ``val/loss`` when logged.
+    """
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
+    loss = training_loss(series)
+    ax.plot([s for _, s, _ in loss], [v for _, _, v in loss], "o", markersize=2, label="train, per iteration")
+    val = series.get("val/loss")
+    if val:
+        ax.plot([s for _, s, _ in val], [v for _, _, v in val], "-o", label="val, per epoch (data loss)")
+    ax.set(title="Loss", xlabel="Iteration", ylabel="Loss")
+    ax.legend(loc="upper right")
+    return fig
+
+
+def accuracy_figure(series: Series) -> Figure:
+    """Train and validation accuracy per epoch: lines with markers (a one-epoch run shows its points),
+    integer epoch ticks.
+
+    Args:
+        series: :func:`read_metrics` of a fit run.
+
+    Returns:
+        The figure; its axis holds one line per logged series, ``train`` then ``val``.
+    """
+    fig = Figure(figsize=(8, 4))
+    ax = fig.subplots()
+    epochs = []
+    for name, label in (("train/acc", "train"), ("val/acc", "val")):
+        points = series.get(name) or series.get(f"{name}_epoch")
+        if points:
+            epochs += [e for e, _, _ in points]
+            ax.plot([e for e, _, _ in points], [v for _, _, v in points], "-o", label=label)
+    ax.set(title="Classification accuracy", xlabel="Epoch", ylabel="Accuracy")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch: a single tick
+    if epochs:
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+        ax.legend(loc="lower right")
+    return fig
 
 
 def first_layer_weights(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, torch.Tensor]:
@@ -81,32 +177,21 @@ def _newest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def plot_run(log_dir: str | Path, out_dir: str | Path | None = None) -> list[Path]:
-    """Write ``loss.png``, ``accuracy.png`` and (with a checkpoint) ``weights.png``; returns their paths."""
+    """Write ``loss.png``, ``accuracy.png`` and (with a checkpoint) ``weights.png`` for the run that
+    :func:`find_metrics_csv` picks in ``log_dir``, into ``out_dir`` (default: that run's folder).
+
+    Returns:
+        The paths written.
+    """
     metrics_csv = find_metrics_csv(log_dir)
     run_dir = metrics_csv.parent
     out = Path(out_dir) if out_dir is not None else run_dir
     out.mkdir(parents=True, exist_ok=True)
     series = read_metrics(metrics_csv)
-    written = []
-
-    loss = series.get("train/loss_step") or series.get("train/loss")
-    if not loss:
-        raise ValueError(f"{metrics_csv}: no 'train/loss_step' column; was the model logging train/loss?")
-    fig = Figure(figsize=(8, 4))
-    ax = fig.subplots()
-    ax.plot([s for _, s, _ in loss], [v for _, _, v in loss], "o", markersize=2)
-    ax.set(title="Training loss", xlabel="Iteration", ylabel="Loss")
-    written.append(_save(fig, out / "loss.png"))
-
-    fig = Figure(figsize=(8, 4))
-    ax = fig.subplots()
-    for name, label in (("train/acc", "train"), ("val/acc", "val")):
-        points = series.get(name) or series.get(f"{name}_epoch")
-        if points:
-            ax.plot([e for e, _, _ in points], [v for _, _, v in points], "-o", label=label)
-    ax.set(title="Classification accuracy", xlabel="Epoch", ylabel="Accuracy")
-    ax.legend(loc="lower right")
-    written.append(_save(fig, out / "accuracy.png"))
+    written = [
+        _save(loss_figure(series), out / "loss.png"),
+        _save(accuracy_figure(series), out / "accuracy.png"),
+    ]
 
     checkpoint = _newest_checkpoint(run_dir)
     if checkpoint is not None:
@@ -134,7 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="output folder (default: the run folder)")
     args = parser.parse_args(argv)
     try:
-        paths = plot_run(args.log_dir, args.out)
+        metrics_csv = find_metrics_csv(args.log_dir)
+        print(f"cs231n plot: using {metrics_csv}", flush=True)
+        paths = plot_run(metrics_csv.parent, args.out)
     except (FileNotFoundError, ValueError) as err:
         print(f"cs231n plot: error: {err}", flush=True)
         return 2

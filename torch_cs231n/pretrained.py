@@ -30,6 +30,8 @@ import torch
 import torchvision
 from torch import nn
 
+from .checkpoint import load_checkpoint, state_dict_mismatch
+
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 EFFICIENTNET_LITE0 = "efficientnet_lite0"
@@ -142,7 +144,7 @@ def read_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
         raise PretrainedWeightsError(
             f"weights_path '{path}' does not exist (working directory: {Path.cwd()})"
         )
-    loaded = torch.load(path, map_location="cpu", weights_only=True)
+    loaded = load_checkpoint(path)
     if isinstance(loaded, Mapping) and isinstance(loaded.get("state_dict"), Mapping):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, Mapping) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
@@ -156,20 +158,11 @@ def read_state_dict(path: str | Path) -> Mapping[str, torch.Tensor]:
 def load_exact(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str) -> None:
     """``model.load_state_dict(state_dict)``, raising :class:`WeightsMismatchError` that lists every
     missing, unexpected and mis-shaped key when the file does not fit the architecture."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(expected))
-    shapes = sorted(
-        f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
-        for k in set(expected) & set(state_dict)
-        if state_dict[k].shape != expected[k].shape
-    )
-    if missing or unexpected or shapes:
-        parts = [f"the weights in {source} do not match {type(model).__name__}:"]
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shapes", shapes)):
-            if keys:
-                parts.append(f"{label} ({len(keys)}): {', '.join(keys)}")
-        raise WeightsMismatchError("\n".join(parts))
+    problems = state_dict_mismatch(model.state_dict(), state_dict)
+    if problems:
+        raise WeightsMismatchError(
+            "\n".join([f"the weights in {source} do not match {type(model).__name__}:", *problems])
+        )
     model.load_state_dict(state_dict)
 
 
