@@ -215,7 +215,8 @@ class CS231nCLI(LightningCLI):
             )
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
-        """LightningCLI's trainer, plus: checkpoints with checksums, TensorBoard next to a CSV log, and
+        """LightningCLI's trainer, plus: checkpoints with checksums (none with ``enable_checkpointing
+        false``), TensorBoard next to a CSV log, and
         ``sync_batchnorm`` that keeps manual batch norm manual (:mod:`lightning_modules.layer_sync`)."""
         plugins = config.get("plugins")
         plugins = [] if plugins is None else list(plugins) if isinstance(plugins, list) else [plugins]
@@ -223,6 +224,8 @@ class CS231nCLI(LightningCLI):
             plugins.append(ChecksummedCheckpointIO())
         config["plugins"] = plugins
         config["logger"] = with_tensorboard(config.get("logger"))
+        if config.get("enable_checkpointing") is False:  # the `checkpoint` callback stands aside
+            callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
         return super()._instantiate_trainer(trainer_kwargs_with_manual_sync(config), callbacks)
 
 

@@ -313,3 +313,69 @@ def test_logs_to_csv_and_tensorboard_by_default(npz, tmp_path):
     run_dir = Path(cli.trainer.log_dir)
     assert (run_dir / "metrics.csv").is_file(), "no CSV log"
     assert list(run_dir.glob("events.out.tfevents.*")), f"no TensorBoard events file in {run_dir}"
+
+
+def test_weights_null_wins_over_the_checkpoint(npz, tmp_path):
+    """The README's recipe: evaluate a fine-tuned checkpoint without the pretrained weights at hand."""
+    config = next(c for c in CONFIGS if c.name == "transfer_resnet18.yaml")
+    args = tiny_args(config, npz, tmp_path, *offline_cpu_args(config))
+    fitted = run_lightning(["fit", *args])
+    path = tmp_path / "pretrained.ckpt"
+    checkpoint = torch.load(fitted.trainer.checkpoint_callback.last_model_path, weights_only=True)
+    checkpoint["hyper_parameters"]["weights"] = "DEFAULT"  # as if fine-tuned from torchvision's weights
+    torch.save(checkpoint, path)
+    cli = run_lightning(["validate", *args, f"--ckpt_path={path}"])  # offline_cpu_args give weights=null
+    assert cli.model.hparams.weights is None, "the checkpoint's weights: DEFAULT overrode weights=null"
+    assert 0.0 <= cli.trainer.callback_metrics["val/acc"].item() <= 1.0, "validation did not run"
+
+
+def test_sync_batchnorm_flag_keeps_manual_batch_norm_manual(npz, tmp_path):
+    """--trainer.sync_batchnorm true becomes the ManualSyncBatchNorm plugin (plain Lightning would convert
+    the manual layers to torch.nn.SyncBatchNorm); a single process trains as before."""
+    from lightning_modules.layer_sync import ManualSyncBatchNorm
+
+    cli = run_lightning(["fit", *tiny_args(FC_NET, npz, tmp_path, "--trainer.sync_batchnorm=true")])
+    layer_sync = cli.trainer._accelerator_connector._layer_sync
+    assert isinstance(layer_sync, ManualSyncBatchNorm), f"the trainer synchronises with {layer_sync!r}"
+    assert cli.trainer.global_step == 2, "the single-process run did not train"
+
+
+def test_ddp_fit_on_two_cpu_processes_with_sync_batchnorm(npz, tmp_path):
+    """The documented command, end to end: 2 gloo processes, manual synchronised batch norm."""
+    import subprocess
+    import sys
+
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import sys, torch\n"
+        "from lightning.pytorch.callbacks import Callback\n"
+        "from lightning_modules import cli\n"
+        "class Probe(Callback):\n"
+        "    def on_train_batch_start(self, trainer, pl_module, batch, i):\n"
+        "        kinds = sorted({type(m).__module__ + '.' + type(m).__name__ for m in pl_module.modules()\n"
+        "                        if 'BatchNorm' in type(m).__name__})\n"
+        f"        open(r'{tmp_path}/kinds' + str(trainer.global_rank), 'w').write(','.join(kinds))\n"
+        "probe = '--trainer.callbacks+=__main__.Probe'\n"
+        "sys.argv += [] if probe in sys.argv else [probe]  # the DDP launcher re-runs this script\n"
+        "sys.exit(cli.main())\n"
+    )
+    args = tiny_args(
+        FC_NET,
+        npz,
+        tmp_path,
+        "--trainer.strategy=ddp",
+        "--trainer.devices=2",
+        "--trainer.sync_batchnorm=true",
+        "--trainer.enable_checkpointing=false",
+    )
+    done = subprocess.run(
+        [sys.executable, str(probe), "fit", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, f"DDP fit failed:\n{done.stderr[-3000:]}"
+    for rank in (0, 1):
+        kinds = (tmp_path / f"kinds{rank}").read_text()
+        assert kinds == "custom_ops.nn.SyncBatchNorm", f"rank {rank} trained with {kinds}"
