@@ -1,4 +1,12 @@
-"""Input validation shared by the operators: every message names the argument and what was expected."""
+"""Input validation shared by the operators: every message names the argument and what was expected.
+
+The exceptions are those of the built-in twins *and* the natural Python ones, so code written for either
+catches them: a bad shape or argument value raises :class:`OpArgumentError` (a ``ValueError``, and a
+``RuntimeError`` as torch raises), a tensor of a dtype the op does not compute in raises
+:class:`OpDtypeError` (a ``TypeError``, and a ``NotImplementedError`` — itself a ``RuntimeError`` — as
+torch's "not implemented for 'Long'" and "expected scalar type" errors). A non-tensor where a tensor is
+expected raises a plain ``TypeError``, as torch does.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +15,35 @@ from collections.abc import Sequence
 import torch
 
 
+class OpArgumentError(ValueError, RuntimeError):
+    """A bad shape or argument value (torch raises ``RuntimeError`` for it; catch either)."""
+
+
+class OpDtypeError(TypeError, NotImplementedError):
+    """A tensor of a dtype the operator does not compute in, or dtypes that do not match (torch raises
+    ``RuntimeError`` or ``NotImplementedError``; catch either, or ``TypeError``)."""
+
+
 def check_floating(name: str, tensor: torch.Tensor) -> None:
-    """Raise ``TypeError`` unless ``tensor`` is a floating-point tensor."""
+    """Raise ``TypeError`` unless ``tensor`` is a tensor, :class:`OpDtypeError` unless it is a real
+    floating-point one."""
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
     if not tensor.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got dtype {tensor.dtype}")
+        raise OpDtypeError(f"{name} must be a floating-point tensor, got dtype {tensor.dtype}")
 
 
 def check_same_dtype(input: torch.Tensor, **others: torch.Tensor | None) -> None:
-    """Raise ``TypeError`` if any of ``others`` (a floating tensor) has a dtype other than ``input``'s,
-    unless autocast is on for the input's device (the op's autocast policy then casts them to one dtype)."""
+    """Raise :class:`OpDtypeError` if any of ``others`` (a floating tensor) has a dtype other than
+    ``input``'s, unless autocast is on for the input's device (the op's autocast policy then casts them to
+    one dtype)."""
     autocasting = torch.is_autocast_enabled(input.device.type)
     for name, tensor in others.items():
         if tensor is None:
             continue
         check_floating(name, tensor)
         if tensor.dtype != input.dtype and not autocasting:
-            raise TypeError(
+            raise OpDtypeError(
                 f"{name} has dtype {tensor.dtype} but input has dtype {input.dtype}; "
                 "cast them to one dtype (or run under torch.autocast)"
             )
@@ -39,27 +58,40 @@ def check_norm_params_dtype(input: torch.Tensor, **params: torch.Tensor | None) 
 
 
 def check_ndim(name: str, tensor: torch.Tensor, allowed: Sequence[int], shape_hint: str) -> None:
-    """Raise ``ValueError`` unless ``tensor.dim()`` is one of ``allowed``."""
+    """Raise :class:`OpArgumentError` unless ``tensor.dim()`` is one of ``allowed``."""
     if tensor.dim() not in allowed:
-        raise ValueError(
+        raise OpArgumentError(
             f"{name} must have shape {shape_hint} ({' or '.join(map(str, allowed))}-D), "
             f"got {tensor.dim()}-D shape {tuple(tensor.shape)}"
         )
 
 
 def check_shape(name: str, tensor: torch.Tensor | None, expected: Sequence[int], why: str) -> None:
-    """Raise ``ValueError`` unless ``tensor`` (if given) has exactly the ``expected`` shape."""
+    """Raise :class:`OpArgumentError` unless ``tensor`` (if given) has exactly the ``expected`` shape."""
     if tensor is not None and tuple(tensor.shape) != tuple(expected):
-        raise ValueError(f"{name} must have shape {tuple(expected)} ({why}), got {tuple(tensor.shape)}")
+        raise OpArgumentError(f"{name} must have shape {tuple(expected)} ({why}), got {tuple(tensor.shape)}")
+
+
+def check_nonempty_planes(name: str, input: torch.Tensor, shape_hint: str) -> None:
+    """Raise :class:`OpArgumentError` if a dim of ``input`` other than the batch (the first of a 4-D input)
+    is 0: the built-in 2-D kernels accept an empty batch but no empty channel or plane."""
+    dims = input.shape[1:] if input.dim() == 4 else input.shape
+    if 0 in dims:
+        raise OpArgumentError(
+            f"{name} must have shape {shape_hint} with non-zero C, H and W (only N may be 0), "
+            f"got {tuple(input.shape)}"
+        )
 
 
 def pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
-    """Normalise an int or a pair of ints (PyTorch's convention for 2-D hyper-parameters)."""
-    if isinstance(value, int):
+    """Normalise an int or a pair of ints (PyTorch's convention for 2-D hyper-parameters); raise
+    :class:`OpArgumentError` for anything else."""
+    if isinstance(value, int) and not isinstance(value, bool):
         return value, value
-    values = tuple(value)
-    if len(values) == 1:
-        return values[0], values[0]
-    if len(values) != 2 or not all(isinstance(v, int) for v in values):
-        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}")
-    return values[0], values[1]
+    try:
+        values = tuple(value)
+    except TypeError:
+        raise OpArgumentError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+    if len(values) not in (1, 2) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise OpArgumentError(f"{name} must be an int or a pair of ints, got {value!r}")
+    return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])

@@ -14,6 +14,12 @@ Saved for backward: the output where it determines the derivative (ReLU6, Sigmoi
 Each forward and backward allocates one or two full-size tensors and works in place on them; the masks
 of the derivatives come from float-only kernels (clamp, sign), which on CPU are many times faster than
 comparisons producing bool masks mixed with float tensors.
+
+In place (``inplace=True``, the functional twins' and modules' argument as in torch): the result is
+written into x, which is returned and marked dirty (``ctx.mark_dirty``), so autograd rebases x's history
+on the op, as for torch's ``relu6_``, ``hardsigmoid_``, ``hardswish_``, ``silu_``. ReLU6 saves the output,
+so in place costs no extra memory; the others need the input for the derivative and save a copy of it
+taken before it is overwritten (torch's in-place kernels keep the original input too).
 """
 
 from __future__ import annotations
@@ -24,53 +30,64 @@ from . import _autocast
 from ._checks import check_floating
 
 
+def _dirty(ctx, x: torch.Tensor) -> torch.Tensor:
+    """Mark ``x`` as modified in place by the forward (autograd then rebases its history); return it."""
+    ctx.mark_dirty(x)
+    return x
+
+
 class ReLU6Function(torch.autograd.Function):
     """x ``(*)`` -> ``(*)``."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        out = x.clamp(0, 6)
+    def forward(ctx, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+        out = _dirty(ctx, x).clamp_(0, 6) if inplace else x.clamp(0, 6)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
-    def backward(ctx, dout: torch.Tensor) -> torch.Tensor:
+    def backward(ctx, dout: torch.Tensor):
         (out,) = ctx.saved_tensors
         # [0 < out < 6] = sign(out * (6 - out)) for out in [0, 6]: float-only kernels, no bool mask.
-        return torch.rsub(out, 6).mul_(out).sign_().mul_(dout)
+        return torch.rsub(out, 6).mul_(out).sign_().mul_(dout), None
 
 
 class HardsigmoidFunction(torch.autograd.Function):
     """x ``(*)`` -> ``(*)``."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        return (x / 6).add_(0.5).clamp_(0, 1)
+    def forward(ctx, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+        ctx.save_for_backward(x.clone() if inplace else x)
+        out = _dirty(ctx, x).div_(6) if inplace else x / 6
+        return out.add_(0.5).clamp_(0, 1)
 
     @staticmethod
-    def backward(ctx, dout: torch.Tensor) -> torch.Tensor:
+    def backward(ctx, dout: torch.Tensor):
         (x,) = ctx.saved_tensors
         # -[|x| < 3] = min(sign(|x| - 3), 0): float-only kernels, no bool mask.
-        return x.abs().sub_(3).sign_().clamp_max_(0).mul_(dout).div_(-6)
+        return x.abs().sub_(3).sign_().clamp_max_(0).mul_(dout).div_(-6), None
 
 
 class HardswishFunction(torch.autograd.Function):
     """x ``(*)`` -> ``(*)``."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        return (x + 3).clamp_(0, 6).mul_(x).div_(6)
+    def forward(ctx, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+        if not inplace:
+            ctx.save_for_backward(x)
+            return (x + 3).clamp_(0, 6).mul_(x).div_(6)
+        original = x.clone()
+        ctx.save_for_backward(original)
+        return _dirty(ctx, x).add_(3).clamp_(0, 6).mul_(original).div_(6)
 
     @staticmethod
-    def backward(ctx, dout: torch.Tensor) -> torch.Tensor:
+    def backward(ctx, dout: torch.Tensor):
         (x,) = ctx.saved_tensors
         # With c = clamp(x, -3, 3): slope = c / 3 + 1/2 - sign(x - c) / 2, which is 0 below -3 and 1 above 3
         # (float-only kernels; a where-chain over bool masks is many times slower on CPU).
         c = x.clamp(-3, 3)
         beyond = torch.sub(x, c).sign_()
-        return c.div_(3).add_(0.5).sub_(beyond, alpha=0.5).mul_(dout)
+        return c.div_(3).add_(0.5).sub_(beyond, alpha=0.5).mul_(dout), None
 
 
 class SigmoidFunction(torch.autograd.Function):
@@ -92,43 +109,110 @@ class SiLUFunction(torch.autograd.Function):
     """x ``(*)`` -> ``(*)``."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        return torch.sigmoid(x).mul_(x)
+    def forward(ctx, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+        if not inplace:
+            ctx.save_for_backward(x)
+            return torch.sigmoid(x).mul_(x)
+        ctx.save_for_backward(x.clone())
+        return _dirty(ctx, x).mul_(torch.sigmoid(x))
 
     @staticmethod
-    def backward(ctx, dout: torch.Tensor) -> torch.Tensor:
+    def backward(ctx, dout: torch.Tensor):
         (x,) = ctx.saved_tensors
         s = torch.sigmoid(x)
         # 1 + x * (1 - s) = (x - x * s) + 1, then times s and dout, in place on a fresh temporary.
-        return torch.addcmul(x, x, s, value=-1).add_(1).mul_(s).mul_(dout)
+        return torch.addcmul(x, x, s, value=-1).add_(1).mul_(s).mul_(dout), None
 
 
-def relu6(input: torch.Tensor) -> torch.Tensor:
-    """Manual twin of :func:`torch.nn.functional.relu6`; any shape."""
+def _activation(function: type[torch.autograd.Function], input: torch.Tensor, inplace: bool) -> torch.Tensor:
     check_floating("input", input)
-    return _autocast.apply(ReLU6Function, "same", input)
+    return _autocast.apply(function, "same", input, bool(inplace))
 
 
-def hardsigmoid(input: torch.Tensor) -> torch.Tensor:
-    """Manual twin of :func:`torch.nn.functional.hardsigmoid`; any shape."""
-    check_floating("input", input)
-    return _autocast.apply(HardsigmoidFunction, "same", input)
+def relu6(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Manual twin of :func:`torch.nn.functional.relu6`: ``min(max(x, 0), 6)``.
+
+    Args:
+        input: floating tensor of any shape.
+        inplace: write the result into ``input`` and return it (autograd refuses it on a leaf that
+            requires grad, as for torch).
+
+    Shape:
+        - Input: ``(*)``, any shape.
+        - Output: ``(*)``, same shape as the input.
+
+    Returns:
+        The activation of ``input`` (``input`` itself, modified, with ``inplace=True``).
+    """
+    return _activation(ReLU6Function, input, inplace)
 
 
-def hardswish(input: torch.Tensor) -> torch.Tensor:
-    """Manual twin of :func:`torch.nn.functional.hardswish`; any shape."""
-    check_floating("input", input)
-    return _autocast.apply(HardswishFunction, "same", input)
+def hardsigmoid(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Manual twin of :func:`torch.nn.functional.hardsigmoid`: ``min(max(x / 6 + 1/2, 0), 1)``.
+
+    Args:
+        input: floating tensor of any shape.
+        inplace: write the result into ``input`` and return it (autograd refuses it on a leaf that
+            requires grad, as for torch).
+
+    Shape:
+        - Input: ``(*)``, any shape.
+        - Output: ``(*)``, same shape as the input.
+
+    Returns:
+        The activation of ``input`` (``input`` itself, modified, with ``inplace=True``).
+    """
+    return _activation(HardsigmoidFunction, input, inplace)
+
+
+def hardswish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Manual twin of :func:`torch.nn.functional.hardswish`: ``x * min(max(x + 3, 0), 6) / 6``.
+
+    Args:
+        input: floating tensor of any shape.
+        inplace: write the result into ``input`` and return it (autograd refuses it on a leaf that
+            requires grad, as for torch).
+
+    Shape:
+        - Input: ``(*)``, any shape.
+        - Output: ``(*)``, same shape as the input.
+
+    Returns:
+        The activation of ``input`` (``input`` itself, modified, with ``inplace=True``).
+    """
+    return _activation(HardswishFunction, input, inplace)
+
+
+def silu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Manual twin of :func:`torch.nn.functional.silu`: ``x * sigmoid(x)`` (swish).
+
+    Args:
+        input: floating tensor of any shape.
+        inplace: write the result into ``input`` and return it (autograd refuses it on a leaf that
+            requires grad, as for torch).
+
+    Shape:
+        - Input: ``(*)``, any shape.
+        - Output: ``(*)``, same shape as the input.
+
+    Returns:
+        The activation of ``input`` (``input`` itself, modified, with ``inplace=True``).
+    """
+    return _activation(SiLUFunction, input, inplace)
 
 
 def sigmoid(input: torch.Tensor) -> torch.Tensor:
-    """Manual twin of :func:`torch.sigmoid`; any shape."""
+    """Manual twin of :func:`torch.sigmoid` (torch's has no ``inplace``): ``1 / (1 + exp(-x))``.
+
+    Args:
+        input: floating tensor of any shape.
+
+    Shape:
+        - Input: ``(*)``, any shape.
+        - Output: ``(*)``, same shape as the input.
+
+    Returns:
+        The logistic sigmoid of ``input``.
+    """
     check_floating("input", input)
     return _autocast.apply(SigmoidFunction, "same", input)
-
-
-def silu(input: torch.Tensor) -> torch.Tensor:
-    """Manual twin of :func:`torch.nn.functional.silu` (swish); any shape."""
-    check_floating("input", input)
-    return _autocast.apply(SiLUFunction, "same", input)

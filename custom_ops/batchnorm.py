@@ -20,6 +20,11 @@ saves x, mu and s, the same bytes. Every full-size step is one plain elementwise
 per-channel scalars are folded first), and full-size temporaries are reused: xc^2 becomes the output,
 dout * xc becomes dx. The backward uses xc as a constant, so it is
 ``once_differentiable`` (no double backward).
+
+An input with no element (an empty batch, or no channel), as torch: the output is an empty copy, the
+running statistics stay as they are, and the weight and bias gradients are zeros (sums over nothing).
+``eps`` must be positive in training and non-negative in eval, as ``torch.nn.functional.batch_norm``
+checks (eps = 0 in training divides by a zero variance for a constant channel).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from . import _autocast
-from ._checks import check_floating, check_ndim, check_norm_params_dtype, check_shape
+from ._checks import OpArgumentError, check_floating, check_norm_params_dtype, check_shape
 
 
 def _channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -48,6 +53,21 @@ def _affine(t: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor | None, ou
         return torch.addcmul(shift, t, scale, out=out)
     res = torch.mul(t, _channel_view(scale, t.dim()), out=out)
     return res if shift is None else res.add_(_channel_view(shift, t.dim()))
+
+
+class EmptyBatchNormFunction(torch.autograd.Function):
+    """x with no element, weight/bias ``(C,)`` or None -> an empty copy of x; zero parameter gradients."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        ctx.param_shapes = [None if t is None else t.shape for t in (weight, bias)]
+        return x.clone()
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        grads = [None if shape is None else dout.new_zeros(shape) for shape in ctx.param_shapes]
+        return dout.clone(), *grads
 
 
 class BatchNormFunction(torch.autograd.Function):
@@ -121,17 +141,34 @@ def batch_norm(
     *,
     convention: Literal["torch", "cs231n"] = "torch",
 ) -> torch.Tensor:
-    """Manual twin of :func:`torch.nn.functional.batch_norm`.
+    """Manual twin of :func:`torch.nn.functional.batch_norm` (same parameters, order and defaults).
 
-    Shapes: input ``(N, C)``, ``(N, C, L)`` or ``(N, C, H, W)``; running_mean, running_var, weight, bias
-    ``(C,)``. In training the batch statistics normalise the input and, when given, the running statistics
-    are updated in place (see the module docstring for ``convention``); in eval the running statistics
-    normalise the input.
+    Args:
+        input: floating tensor ``(N, C, *)``: ``(N, C)``, ``(N, C, L)``, ``(N, C, H, W)``, ...
+        running_mean, running_var: ``(C,)`` or None; in training, when given, updated in place (see the
+            module docstring for ``convention``); in eval they normalise the input (required then).
+        weight, bias: ``(C,)`` or None (no scale, no shift).
+        training: normalise with the batch statistics (else with the running ones).
+        momentum: weight of the new batch in the running statistics (``convention="torch"``).
+        eps: added to the variance; positive in training, non-negative in eval (as torch checks).
+        convention: keyword-only, ``"torch"`` or ``"cs231n"`` (momentum as the weight of the old value,
+            biased running variance).
+
+    Shape:
+        - Input: ``(N, C, *)``; in training at least 2 values per channel, or none at all (an input with no
+          element is returned as an empty copy, running statistics untouched, as torch).
+        - Output: same shape as the input.
+
+    Returns:
+        ``(input - mean) / sqrt(var + eps) * weight + bias`` per channel.
     """
     check_floating("input", input)
-    check_ndim("input", input, (2, 3, 4), "(N, C), (N, C, L) or (N, C, H, W)")
+    if input.dim() < 2 and input.numel() > 0:
+        raise OpArgumentError(
+            f"input must have shape (N, C, *) (at least 2-D), got {input.dim()}-D shape {tuple(input.shape)}"
+        )
     check_norm_params_dtype(input, weight=weight, bias=bias)
-    channels = input.shape[1]
+    channels = input.shape[1] if input.dim() >= 2 else 0
     for name, t in (
         ("running_mean", running_mean),
         ("running_var", running_var),
@@ -140,14 +177,22 @@ def batch_norm(
     ):
         check_shape(name, t, (channels,), f"one value per channel, input has C={channels}")
     if convention not in ("torch", "cs231n"):
-        raise ValueError(f"convention must be 'torch' or 'cs231n', got {convention!r}")
+        raise OpArgumentError(f"convention must be 'torch' or 'cs231n', got {convention!r}")
+    count = input.numel() // channels if channels else 0
+    if training and count == 1:
+        raise OpArgumentError(
+            f"batch_norm in training needs more than 1 value per channel, got input shape "
+            f"{tuple(input.shape)}"
+        )
+    if training and eps <= 0:
+        raise OpArgumentError(f"eps must be positive in training (it is added to the variance), got {eps}")
+    if eps < 0:
+        raise OpArgumentError(f"eps must be non-negative, got {eps}")
+    if not training and (running_mean is None or running_var is None):
+        raise OpArgumentError("running_mean and running_var are required when training=False")
+    if input.numel() == 0:
+        return EmptyBatchNormFunction.apply(input, weight, bias)
     if training:
-        count = input.numel() // channels
-        if count <= 1:
-            raise ValueError(
-                f"batch_norm in training needs more than 1 value per channel, got input shape "
-                f"{tuple(input.shape)}"
-            )
         out, mean, var = _autocast.apply(
             BatchNormFunction, "fp32_internal", input, weight, bias, None, None, True, eps
         )
@@ -160,8 +205,6 @@ def batch_norm(
                     var = var * (count / (count - 1))
                 running_var.lerp_(var.to(running_var.dtype), new_weight)
         return out
-    if running_mean is None or running_var is None:
-        raise ValueError("running_mean and running_var are required when training=False")
     return _autocast.apply(
         BatchNormFunction, "fp32_internal", input, weight, bias, running_mean, running_var, False, eps
     )

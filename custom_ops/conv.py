@@ -23,6 +23,12 @@ The columns are recomputed in backward rather than saved (they are kh*kw times l
 
 Both backwards are differentiable functions of the saved x and w, so double backward works.
 Saved for backward: x and w (what the built-in saves).
+
+``padding="same"`` with an even dilated kernel extent needs one more row (column) of zeros on one side:
+as torch, the extra goes to the bottom (right). The Functions then zero-pad x by that extra inside the
+forward (``F.pad``, a forward op), convolve with the symmetric part, and crop dx back to x's size; dw is
+taken on the padded x, re-padded in backward rather than saved.
+An empty batch (N = 0) gives an empty output, an empty dx and a zero dw, as torch.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _autocast
-from ._checks import check_floating, check_ndim, check_same_dtype, check_shape, pair
+from ._checks import OpArgumentError, check_floating, check_ndim, check_same_dtype, check_shape, pair
 from ._layout import memory_format
 
 Pair = tuple[int, int]
@@ -74,6 +80,8 @@ def conv2d_weight_grad(
     """
     n, _, h, w = x.shape
     o, cg, kh, kw = weight_shape
+    if n == 0:  # an empty batch: no term in the sum
+        return x.new_zeros(weight_shape)
     if groups == 1 and (kh * kw == 1 or cg * kh * kw <= _UNFOLD_MAX_TAPS):
         # Columns for a few samples at a time (about _UNFOLD_CHUNK_BYTES each), so they stay in cache.
         taps = cg * kh * kw * dout.shape[2] * dout.shape[3]
@@ -95,36 +103,53 @@ def conv2d_weight_grad(
     return dw[:, :, :kh, :kw].transpose(0, 1)
 
 
+def _pad_extra(x: torch.Tensor, extra: Pair) -> torch.Tensor:
+    """x with ``extra = (rows, cols)`` zeros added at the bottom and right (asymmetric "same" padding)."""
+    return x if extra == (0, 0) else F.pad(x, (0, extra[1], 0, extra[0]))
+
+
+def _crop(dx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The gradient of :func:`_pad_extra`: the top-left block of ``dx`` of x's size, in x's layout."""
+    h, w = x.shape[2:]
+    if dx.shape[2:] == x.shape[2:]:
+        return dx
+    return dx[:, :, :h, :w].contiguous(memory_format=memory_format(x))
+
+
 class Conv2dFunction(torch.autograd.Function):
     """``"fast"`` strategy. x ``(N, C, H, W)``, weight ``(O, C/groups, kh, kw)``, bias ``(O,)`` or None
-    -> ``(N, O, Ho, Wo)``."""
+    -> ``(N, O, Ho, Wo)``; ``extra``: zero rows/columns added at the bottom/right before the convolution."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride: Pair, padding: Pair, dilation: Pair, groups: int):
+    def forward(ctx, x, weight, bias, stride: Pair, padding: Pair, dilation: Pair, groups: int, extra: Pair):
         ctx.save_for_backward(x, weight)
-        ctx.conf = (stride, padding, dilation, groups)
+        ctx.conf = (stride, padding, dilation, groups, extra)
         ctx.has_bias = bias is not None
-        return torch.conv2d(x, weight, bias, stride, padding, dilation, groups)
+        return torch.conv2d(_pad_extra(x, extra), weight, bias, stride, padding, dilation, groups)
 
     @staticmethod
     def backward(ctx, dout):
         x, weight = ctx.saved_tensors
-        stride, padding, dilation, groups = ctx.conf
+        stride, padding, dilation, groups, extra = ctx.conf
+        xp = _pad_extra(x, extra)
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
-            dx = conv2d_input_grad(dout, weight, x.shape[2:], stride, padding, dilation, groups)
+            dx = conv2d_input_grad(dout, weight, xp.shape[2:], stride, padding, dilation, groups)
+            dx = _crop(dx, x)
         if ctx.needs_input_grad[1]:
-            dw = conv2d_weight_grad(x, dout, weight.shape, stride, padding, dilation, groups)
+            dw = conv2d_weight_grad(xp, dout, weight.shape, stride, padding, dilation, groups)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = dout.sum((0, 2, 3))
-        return dx, dw, db, None, None, None, None
+        return dx, dw, db, None, None, None, None, None
 
 
 class Conv2dIm2colFunction(torch.autograd.Function):
     """``"im2col"`` strategy; same shapes as :class:`Conv2dFunction`."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride: Pair, padding: Pair, dilation: Pair, groups: int):
+    def forward(ctx, x, weight, bias, stride: Pair, padding: Pair, dilation: Pair, groups: int, extra: Pair):
+        input_format = memory_format(x)
+        x_orig, x = x, _pad_extra(x, extra)
         n, _, h, w = x.shape
         o, cg, kh, kw = weight.shape
         ho = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
@@ -133,31 +158,32 @@ class Conv2dIm2colFunction(torch.autograd.Function):
         out = torch.matmul(weight.view(groups, o // groups, cg * kh * kw), cols).view(n, o, ho, wo)
         if bias is not None:
             out = out + bias.view(1, o, 1, 1)
-        out = out.contiguous(memory_format=memory_format(x))  # a channels_last input stays channels_last
-        ctx.save_for_backward(x, weight)
-        ctx.conf = (stride, padding, dilation, groups)
+        out = out.contiguous(memory_format=input_format)  # a channels_last input stays channels_last
+        ctx.save_for_backward(x_orig, weight)
+        ctx.conf = (stride, padding, dilation, groups, extra)
         ctx.has_bias = bias is not None
         return out
 
     @staticmethod
     def backward(ctx, dout):
-        x, weight = ctx.saved_tensors
-        stride, padding, dilation, groups = ctx.conf
+        x_orig, weight = ctx.saved_tensors
+        stride, padding, dilation, groups, extra = ctx.conf
+        x = _pad_extra(x_orig, extra)
         n, c, h, w = x.shape
         o, cg, kh, kw = weight.shape
-        d = dout.reshape(n, groups, o // groups, -1)  # (N, G, O/G, L)
+        d = dout.reshape(n, groups, o // groups, dout.shape[2] * dout.shape[3])  # (N, G, O/G, L)
         w_mat = weight.view(groups, o // groups, cg * kh * kw)
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
-            dcols = torch.matmul(w_mat.transpose(1, 2), d).view(n, c * kh * kw, -1)
-            dx = F.fold(dcols, (h, w), (kh, kw), dilation, padding, stride)
-            dx = dx.contiguous(memory_format=memory_format(x))
+            dcols = torch.matmul(w_mat.transpose(1, 2), d).view(n, c * kh * kw, d.shape[3])
+            dx = _crop(F.fold(dcols, (h, w), (kh, kw), dilation, padding, stride), x_orig)
+            dx = dx.contiguous(memory_format=memory_format(x_orig))
         if ctx.needs_input_grad[1]:
-            cols = F.unfold(x, (kh, kw), dilation, padding, stride).view(n, groups, cg * kh * kw, -1)
+            cols = F.unfold(x, (kh, kw), dilation, padding, stride).view(n, groups, cg * kh * kw, d.shape[3])
             dw = torch.einsum("ngol,ngkl->gok", d, cols).reshape(weight.shape)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = dout.sum((0, 2, 3))
-        return dx, dw, db, None, None, None, None
+        return dx, dw, db, None, None, None, None, None
 
 
 _STRATEGIES: dict[str, type[torch.autograd.Function]] = {
@@ -166,25 +192,24 @@ _STRATEGIES: dict[str, type[torch.autograd.Function]] = {
 }
 
 
-def _resolve_padding(padding: str | int | Sequence[int], kernel: Pair, stride: Pair, dilation: Pair) -> Pair:
+def _resolve_padding(
+    padding: str | int | Sequence[int], kernel: Pair, stride: Pair, dilation: Pair
+) -> tuple[Pair, Pair]:
+    """``(symmetric padding, extra bottom/right padding)``; the extra is non-zero only for ``"same"`` with an
+    even dilated kernel extent ``d (k - 1)`` (torch puts the odd row/column at the bottom/right)."""
     if not isinstance(padding, str):
         pad = pair("padding", padding)
         if min(pad) < 0:
-            raise ValueError(f"padding must be non-negative, got {padding!r}")
-        return pad
+            raise OpArgumentError(f"padding must be non-negative, got {padding!r}")
+        return pad, (0, 0)
     if padding == "valid":
-        return 0, 0
+        return (0, 0), (0, 0)
     if padding != "same":
-        raise ValueError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+        raise OpArgumentError(f"padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
     if stride != (1, 1):
-        raise ValueError(f"padding='same' needs stride=1, got stride={stride}")
+        raise OpArgumentError(f"padding='same' needs stride=1, got stride={stride}")
     totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
-    if any(t % 2 for t in totals):
-        raise ValueError(
-            f"padding='same' with kernel {kernel} and dilation {dilation} needs asymmetric padding, "
-            "which the manual conv2d does not support; pad the input explicitly instead"
-        )
-    return totals[0] // 2, totals[1] // 2
+    return (totals[0] // 2, totals[1] // 2), (totals[0] % 2, totals[1] % 2)
 
 
 def conv2d(
@@ -198,42 +223,62 @@ def conv2d(
     *,
     strategy: Strategy = "fast",
 ) -> torch.Tensor:
-    """Manual twin of :func:`torch.nn.functional.conv2d`.
+    """Manual twin of :func:`torch.nn.functional.conv2d` (same parameters, order and defaults).
 
-    Shapes: input ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``; weight ``(C_out, C_in / groups, kh,
-    kw)``; bias ``(C_out,)``; output ``(N, C_out, H_out, W_out)``. ``strategy`` picks the backward (see
-    the module docstring): ``"fast"`` (transposed convolution + correlation) or ``"im2col"``.
+    Args:
+        input: floating tensor ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``.
+        weight: ``(C_out, C_in / groups, kh, kw)``.
+        bias: ``(C_out,)`` or None.
+        stride: an int or ``(s_h, s_w)``.
+        padding: an int, ``(p_h, p_w)``, ``"valid"`` (none) or ``"same"`` (output size = input size, needs
+            stride 1; an odd total padding puts the extra row/column at the bottom/right, as torch).
+        dilation: an int or ``(d_h, d_w)``.
+        groups: input and output channels split into this many independent groups (``C_in`` for depthwise).
+        strategy: keyword-only, the backward (see the module docstring): ``"fast"`` (transposed convolution
+            + correlation) or ``"im2col"`` (unfold + matmul, fold).
+
+    Shape:
+        - Input: ``(N, C_in, H, W)`` or ``(C_in, H, W)``; N may be 0.
+        - Output: ``(N, C_out, H_out, W_out)`` or ``(C_out, H_out, W_out)``, with
+          ``H_out = floor((H + 2 p_h - d_h (kh - 1) - 1) / s_h) + 1``.
+
+    Returns:
+        The convolution (cross-correlation, as torch) of ``input`` with ``weight``, plus ``bias``.
     """
     check_floating("input", input)
     check_ndim("input", input, (3, 4), "(N, C_in, H, W) or (C_in, H, W)")
     check_same_dtype(input, weight=weight, bias=bias)
     check_ndim("weight", weight, (4,), "(C_out, C_in / groups, kh, kw)")
     if strategy not in _STRATEGIES:
-        raise ValueError(f"strategy must be one of {sorted(_STRATEGIES)}, got {strategy!r}")
-    if not isinstance(groups, int) or groups < 1:
-        raise ValueError(f"groups must be a positive int, got {groups!r}")
+        raise OpArgumentError(f"strategy must be one of {sorted(_STRATEGIES)}, got {strategy!r}")
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise OpArgumentError(f"groups must be a positive int, got {groups!r}")
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
     out_channels, group_channels, kh, kw = weight.shape
+    if out_channels % groups:  # checked first, as torch: then the channel check below blames the channels
+        raise OpArgumentError(
+            f"groups={groups} must divide the weight's C_out={out_channels} (weight {tuple(weight.shape)})"
+        )
     if x.shape[1] != group_channels * groups:
-        raise ValueError(
+        raise OpArgumentError(
             f"input has {x.shape[1]} channels but weight {tuple(weight.shape)} with groups={groups} "
             f"expects C_in = {group_channels} * {groups} = {group_channels * groups}"
         )
-    if out_channels % groups:
-        raise ValueError(f"weight's C_out={out_channels} must be divisible by groups={groups}")
     check_shape("bias", bias, (out_channels,), "C_out")
     stride_, dilation_ = pair("stride", stride), pair("dilation", dilation)
-    if min(stride_) < 1 or min(dilation_) < 1:
-        raise ValueError(f"stride and dilation must be positive, got stride={stride}, dilation={dilation}")
-    padding_ = _resolve_padding(padding, (kh, kw), stride_, dilation_)
+    if min(stride_) < 1:
+        raise OpArgumentError(f"stride must be positive, got {stride!r}")
+    if min(dilation_) < 1:
+        raise OpArgumentError(f"dilation must be positive, got {dilation!r}")
+    padding_, extra = _resolve_padding(padding, (kh, kw), stride_, dilation_)
     for dim, size, k, p, d in zip("HW", x.shape[2:], (kh, kw), padding_, dilation_):
         if d * (k - 1) + 1 > size + 2 * p:
-            raise ValueError(
+            raise OpArgumentError(
                 f"kernel extent {d * (k - 1) + 1} along {dim} (kernel {k}, dilation {d}) is larger than "
                 f"the padded input ({size} + 2*{p} = {size + 2 * p})"
             )
     out = _autocast.apply(
-        _STRATEGIES[strategy], "lower", x, weight, bias, stride_, padding_, dilation_, groups
+        _STRATEGIES[strategy], "lower", x, weight, bias, stride_, padding_, dilation_, groups, extra
     )
     return out.squeeze(0) if unbatched else out

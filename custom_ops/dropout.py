@@ -5,9 +5,14 @@ assignment's ``dropout_param["p"]`` is the probability of *keeping* one: CS231n 
 
 Forward (training):  mask ~ Bernoulli(1 - p),  out = x * mask / (1 - p)
 Backward:            dx = dout * mask / (1 - p)
-Evaluation:          out = x (inverted scaling already kept the expected activation unchanged).
+p = 1 (training):    out = x * 0 (zeros; NaN where x is infinite, as torch), dx = dout * 0; no mask drawn
+Evaluation, p = 0:   out = x itself (inverted scaling already kept the expected activation unchanged).
 Only the boolean mask (1 byte per element) is saved. The backward is a masked multiply, so double
 backward works.
+
+In place (``inplace=True``): the result is written into ``input``, which is returned; the Function marks it
+dirty (``ctx.mark_dirty``) so autograd rebases its history on the dropout, as for torch's ``dropout_``.
+The backward needs only the mask, so nothing else is kept.
 """
 
 from __future__ import annotations
@@ -15,40 +20,68 @@ from __future__ import annotations
 import torch
 
 from . import _autocast
-from ._checks import check_floating
+from ._checks import OpArgumentError, check_floating
 
 
 class DropoutFunction(torch.autograd.Function):
-    """x ``(*)`` -> ``(*)``; the mask is drawn from ``generator`` (the global RNG when None)."""
+    """x ``(*)`` -> ``(*)``; the mask is drawn from ``generator`` (the global RNG when None); with
+    ``inplace`` the result overwrites x."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
-        mask = torch.empty_like(x, dtype=torch.bool).bernoulli_(1.0 - p, generator=generator)
-        scale = 1.0 / (1.0 - p)
+    def forward(
+        ctx, x: torch.Tensor, p: float, generator: torch.Generator | None, inplace: bool
+    ) -> torch.Tensor:
+        if p == 1.0:  # everything dropped: no mask drawn (torch draws none either)
+            mask, scale = None, 0.0
+        else:
+            mask = torch.empty_like(x, dtype=torch.bool).bernoulli_(1.0 - p, generator=generator)
+            scale = 1.0 / (1.0 - p)
         ctx.save_for_backward(mask)
         ctx.scale = scale
-        return (x * mask).mul_(scale)
+        out = x if inplace else torch.empty_like(x)
+        if inplace:
+            ctx.mark_dirty(x)
+        if mask is None:
+            return torch.mul(x, 0.0, out=out)
+        return torch.mul(x, mask, out=out).mul_(scale)
 
     @staticmethod
     def backward(ctx, dout: torch.Tensor):
         (mask,) = ctx.saved_tensors
-        return (dout * mask).mul_(ctx.scale), None, None
+        dx = dout * 0.0 if mask is None else (dout * mask).mul_(ctx.scale)
+        return dx, None, None, None
 
 
 def dropout(
-    input: torch.Tensor, p: float = 0.5, training: bool = True, generator: torch.Generator | None = None
+    input: torch.Tensor,
+    p: float = 0.5,
+    training: bool = True,
+    inplace: bool = False,
+    *,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """Manual twin of :func:`torch.nn.functional.dropout`; any shape.
+    """Manual twin of :func:`torch.nn.functional.dropout` (same parameters, order and defaults).
 
     Args:
         input: floating tensor of any shape.
-        p: probability of dropping each element, in ``[0, 1)`` (CS231n's ``p`` is the keep probability).
+        p: probability of dropping each element, in ``[0, 1]`` (CS231n's ``p`` is the keep probability);
+            ``p=1`` gives zeros.
         training: apply dropout; when False the input is returned unchanged.
-        generator: optional ``torch.Generator`` (on ``input``'s device) making the mask reproducible.
+        inplace: write the result into ``input`` and return it (refused by autograd, as for torch, on a
+            leaf that requires grad).
+        generator: keyword-only, optional ``torch.Generator`` (on ``input``'s device) making the mask
+            reproducible; by default the global RNG, whose CPU stream gives torch's mask for the same seed.
+
+    Shape:
+        - Input: ``(*)``, any shape.
+        - Output: ``(*)``, same shape as the input.
+
+    Returns:
+        The dropped-out tensor (``input`` itself in eval mode, for ``p=0``, and with ``inplace=True``).
     """
     check_floating("input", input)
-    if not isinstance(p, (int, float)) or not 0.0 <= p < 1.0:
-        raise ValueError(f"p (the drop probability) must be in [0, 1), got {p!r}")
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
+        raise OpArgumentError(f"p (the drop probability) must be in [0, 1], got {p!r}")
     if not training or p == 0.0:
         return input
-    return _autocast.apply(DropoutFunction, "same", input, float(p), generator)
+    return _autocast.apply(DropoutFunction, "same", input, float(p), generator, bool(inplace))

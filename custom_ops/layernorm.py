@@ -21,7 +21,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from . import _autocast
-from ._checks import check_floating, check_norm_params_dtype, check_shape
+from ._checks import OpArgumentError, check_floating, check_norm_params_dtype, check_shape
 
 
 class LayerNormFunction(torch.autograd.Function):
@@ -58,10 +58,12 @@ class LayerNormFunction(torch.autograd.Function):
         dx = dw = db = None
         # One full-size temporary: p = dout * xhat gives dgamma and mean_D(g * xhat), then holds dx.
         p = dout * xhat
+        # Sum over the leading dims; when normalized_shape is the whole input there are none, and
+        # sum(()) would reduce over every dim: then the gradient is the product itself.
         if weight is not None and ctx.needs_input_grad[2]:
-            dw = p.sum(leading)
+            dw = p.sum(leading) if leading else p.clone()
         if ctx.has_bias and ctx.needs_input_grad[3]:
-            db = dout.sum(leading)
+            db = dout.sum(leading) if leading else dout.clone()
         if ctx.needs_input_grad[0]:
             if weight is not None:
                 # mean_D(g) and mean_D(g * xhat) for g = dout * gamma: matrix-vector products with gamma.
@@ -87,12 +89,23 @@ def layer_norm(
 ) -> torch.Tensor:
     """Manual twin of :func:`torch.nn.functional.layer_norm`.
 
-    Shapes: input ``(*, *normalized_shape)``; weight and bias ``normalized_shape``; output like input.
+    Args:
+        input: floating tensor ``(*, *normalized_shape)``.
+        normalized_shape: the trailing dims to normalise over (an int for one dim); may be the whole shape.
+        weight, bias: ``normalized_shape``, or None (no scale, no shift).
+        eps: added to the variance.
+
+    Shape:
+        - Input: ``(*, *normalized_shape)``; the leading dims may hold no element.
+        - Output: same shape as the input.
+
+    Returns:
+        ``(input - mean) / sqrt(var + eps) * weight + bias``, statistics per sample over the normalised dims.
     """
     check_floating("input", input)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
     if len(shape) == 0 or input.dim() < len(shape) or tuple(input.shape[-len(shape) :]) != shape:
-        raise ValueError(
+        raise OpArgumentError(
             f"input must have shape (*, {', '.join(map(str, shape))}) to match normalized_shape={shape}, "
             f"got {tuple(input.shape)}"
         )

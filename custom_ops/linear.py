@@ -2,16 +2,25 @@
 
 Forward:   out = x W^T + b
 Backward:  dx = dout W,   dW = dout^T x,   db = sum_n dout
-(x flattened to 2-D over its leading dims). The backward is made of matmuls, so it is itself
-differentiable and double backward works.
+(x flattened to 2-D over its leading dims, which may hold no element, and ``in_features`` may be 0: then
+out = b and dW is an empty matrix). The backward is made of matmuls, so it is itself differentiable and
+double backward works. A 1-D weight ``(in_features,)`` (allowed by torch) is a single output feature whose
+dim is dropped: ``out = x w`` of shape ``(*)``.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from . import _autocast
-from ._checks import check_floating, check_same_dtype, check_shape
+from ._checks import OpArgumentError, check_floating, check_same_dtype, check_shape
+
+
+def _as_2d(t: torch.Tensor) -> torch.Tensor:
+    """``(*, k)`` -> ``(prod(*), k)``, also when ``*`` or ``k`` is 0 (where ``reshape(-1, k)`` fails)."""
+    return t.reshape(math.prod(t.shape[:-1]), t.shape[-1])
 
 
 class LinearFunction(torch.autograd.Function):
@@ -21,19 +30,26 @@ class LinearFunction(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        x2d = x.reshape(-1, x.shape[-1])
-        out = torch.addmm(bias, x2d, weight.t()) if bias is not None else x2d @ weight.t()
-        return out.view(*x.shape[:-1], weight.shape[0])
+        x2d = _as_2d(x)
+        # Written through a 2-D view into an output of the final shape: a Function must not return a view
+        # (autograd forbids modifying one in place, e.g. by a following ReLU(inplace=True)).
+        out = x.new_empty(*x.shape[:-1], weight.shape[0])
+        out2d = out.view(x2d.shape[0], weight.shape[0])
+        if bias is not None:
+            torch.addmm(bias, x2d, weight.t(), out=out2d)
+        else:
+            torch.mm(x2d, weight.t(), out=out2d)
+        return out
 
     @staticmethod
     def backward(ctx, dout: torch.Tensor):
         x, weight = ctx.saved_tensors
-        dout2d = dout.reshape(-1, dout.shape[-1])
+        dout2d = _as_2d(dout)
         dx = dw = db = None
         if ctx.needs_input_grad[0]:
             dx = (dout2d @ weight).view(x.shape)
         if ctx.needs_input_grad[1]:
-            dw = dout2d.t() @ x.reshape(-1, x.shape[-1])
+            dw = dout2d.t() @ _as_2d(x)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             db = dout2d.sum(0)
         return dx, dw, db
@@ -42,17 +58,36 @@ class LinearFunction(torch.autograd.Function):
 def linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
     """Manual twin of :func:`torch.nn.functional.linear`.
 
-    Shapes: input ``(*, in_features)``, weight ``(out_features, in_features)``, bias ``(out_features,)``
-    -> output ``(*, out_features)``.
+    Args:
+        input: floating tensor ``(*, in_features)`` (at least 1-D).
+        weight: ``(out_features, in_features)``, or ``(in_features,)`` for one output feature whose dim is
+            dropped (as torch does).
+        bias: ``(out_features,)``, or for a 1-D weight a 0-d tensor; None for no bias.
+
+    Shape:
+        - Input: ``(*, in_features)``; ``*`` and ``in_features`` may be 0.
+        - Output: ``(*, out_features)``; ``(*)`` for a 1-D weight.
+
+    Returns:
+        ``input @ weight.T + bias``.
     """
     check_floating("input", input)
     check_same_dtype(input, weight=weight, bias=bias)
-    if weight.dim() != 2:
-        raise ValueError(f"weight must have shape (out_features, in_features), got {tuple(weight.shape)}")
-    if input.dim() == 0 or input.shape[-1] != weight.shape[1]:
-        raise ValueError(
-            f"input must have shape (*, in_features={weight.shape[1]}) to match weight "
+    if weight.dim() not in (1, 2):
+        raise OpArgumentError(
+            f"weight must have shape (out_features, in_features) or (in_features,), got {tuple(weight.shape)}"
+        )
+    if input.dim() == 0 or input.shape[-1] != weight.shape[-1]:
+        raise OpArgumentError(
+            f"input must have shape (*, in_features={weight.shape[-1]}) to match weight "
             f"{tuple(weight.shape)}, got {tuple(input.shape)}"
         )
+    if weight.dim() == 1:  # one output feature, its dim dropped: the 2-D case on views
+        if bias is not None and bias.dim() != 0:
+            raise OpArgumentError(
+                f"with a 1-D weight, bias must be None or a 0-d tensor, got shape {tuple(bias.shape)}"
+            )
+        b = None if bias is None else bias.reshape(1)
+        return linear(input, weight.unsqueeze(0), b).squeeze(-1)
     check_shape("bias", bias, (weight.shape[0],), "out_features")
     return _autocast.apply(LinearFunction, "lower", input, weight, bias)

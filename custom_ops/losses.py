@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _autocast
-from ._checks import check_floating, check_ndim
+from ._checks import OpArgumentError, OpDtypeError, check_floating, check_ndim
 
 
 class SoftmaxLossFunction(torch.autograd.Function):
@@ -64,20 +64,20 @@ def _check_scores_labels(scores: torch.Tensor, y: torch.Tensor) -> None:
     check_ndim("scores", scores, (2,), "(N, C)")
     if not isinstance(y, torch.Tensor) or y.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
         got = y.dtype if isinstance(y, torch.Tensor) else type(y).__name__
-        raise TypeError(f"y must be an integer tensor of class indices, got {got}")
+        raise OpDtypeError(f"y must be an integer tensor of class indices, got {got}")
     if y.shape != scores.shape[:1]:
-        raise ValueError(
+        raise OpArgumentError(
             f"y must have shape (N,) = ({scores.shape[0]},) to match scores, got {tuple(y.shape)}"
         )
     if scores.shape[0] == 0:
-        raise ValueError("scores must hold at least one example, got N=0")
+        raise OpArgumentError("scores must hold at least one example, got N=0")
     # The value check reads y on the host: done for CPU tensors only (no device sync per step on CUDA,
     # where an out-of-range label trips the gather's device-side assert), and not while tracing.
     if y.device.type != "cpu" or torch.compiler.is_compiling():
         return
     low, high = (int(v) for v in torch.aminmax(y))
     if low < 0 or high >= scores.shape[1]:
-        raise ValueError(
+        raise OpArgumentError(
             f"y must hold class indices in [0, C={scores.shape[1]}), got values in [{low}, {high}]"
         )
 

@@ -19,7 +19,6 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from . import functional as F
-from .adaptive_pool import is_global as is_global_pool
 from .conv import Strategy
 from .sync_batchnorm import sync_batch_norm
 
@@ -32,11 +31,10 @@ class Linear(nn.Linear):
 
 
 class ReLU(nn.ReLU):
-    """Twin of :class:`torch.nn.ReLU`. ``inplace`` is accepted for compatibility (and kept in the repr),
-    but the manual op always returns a new tensor and never modifies its input."""
+    """Twin of :class:`torch.nn.ReLU`; ``inplace=True`` writes the result into the input, as torch."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.relu(input)
+        return F.relu(input, self.inplace)
 
 
 def _batch_norm_forward(
@@ -206,15 +204,16 @@ class LayerNorm(nn.LayerNorm):
 
 
 class Dropout(nn.Dropout):
-    """Twin of :class:`torch.nn.Dropout` (``p`` is the drop probability). ``inplace`` is accepted for
-    compatibility but ignored. The optional keyword ``generator`` makes the masks reproducible."""
+    """Twin of :class:`torch.nn.Dropout` (``p`` is the drop probability, ``p=1`` gives zeros;
+    ``inplace=True`` writes the result into the input, as torch). The optional keyword ``generator`` makes
+    the masks reproducible."""
 
     def __init__(self, p: float = 0.5, inplace: bool = False, *, generator: torch.Generator | None = None):
         super().__init__(p, inplace)
         self.generator = generator
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.dropout(input, self.p, self.training, self.generator)
+        return F.dropout(input, self.p, self.training, self.inplace, generator=self.generator)
 
 
 class Conv2d(nn.Conv2d):
@@ -242,39 +241,40 @@ class Conv2d(nn.Conv2d):
 
 
 class MaxPool2d(nn.MaxPool2d):
-    """Twin of :class:`torch.nn.MaxPool2d` (``dilation=1`` and ``return_indices=False`` only)."""
+    """Twin of :class:`torch.nn.MaxPool2d` (padding, dilation, ``ceil_mode`` and ``return_indices``
+    included: then ``(output, indices)``, torch's flat ``H * W`` indices)."""
 
-    def __init__(self, *args: Any, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        if self.dilation not in (1, (1, 1)) or self.return_indices:
-            raise ValueError(
-                "the manual MaxPool2d supports dilation=1 and return_indices=False only, got "
-                f"dilation={self.dilation}, return_indices={self.return_indices}"
-            )
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.max_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode)
+    def forward(self, input: torch.Tensor) -> Any:
+        return F.max_pool2d(
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.dilation,
+            self.ceil_mode,
+            self.return_indices,
+        )
 
 
 class ReLU6(nn.ReLU6):
-    """Twin of :class:`torch.nn.ReLU6`; ``inplace`` is accepted for compatibility but ignored."""
+    """Twin of :class:`torch.nn.ReLU6`; ``inplace=True`` writes the result into the input, as torch."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.relu6(input)
+        return F.relu6(input, self.inplace)
 
 
 class Hardsigmoid(nn.Hardsigmoid):
-    """Twin of :class:`torch.nn.Hardsigmoid`; ``inplace`` is accepted for compatibility but ignored."""
+    """Twin of :class:`torch.nn.Hardsigmoid`; ``inplace=True`` writes the result into the input, as torch."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.hardsigmoid(input)
+        return F.hardsigmoid(input, self.inplace)
 
 
 class Hardswish(nn.Hardswish):
-    """Twin of :class:`torch.nn.Hardswish`; ``inplace`` is accepted for compatibility but ignored."""
+    """Twin of :class:`torch.nn.Hardswish`; ``inplace=True`` writes the result into the input, as torch."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.hardswish(input)
+        return F.hardswish(input, self.inplace)
 
 
 class Sigmoid(nn.Sigmoid):
@@ -285,42 +285,101 @@ class Sigmoid(nn.Sigmoid):
 
 
 class SiLU(nn.SiLU):
-    """Twin of :class:`torch.nn.SiLU` (swish); ``inplace`` is accepted for compatibility but ignored."""
+    """Twin of :class:`torch.nn.SiLU` (swish); ``inplace=True`` writes the result into the input, as
+    torch."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.silu(input)
+        return F.silu(input, self.inplace)
 
 
 class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
-    """Twin of :class:`torch.nn.AdaptiveAvgPool2d` for global pooling (``output_size`` 1 or ``(1, 1)``):
-    ``(N, C, H, W) -> (N, C, 1, 1)``."""
-
-    def __init__(self, output_size: int | tuple[int, int]):
-        super().__init__(output_size)
-        if not is_global_pool(output_size):
-            raise ValueError(
-                "the manual AdaptiveAvgPool2d is global average pooling: output_size must be 1 or (1, 1), "
-                f"got {output_size!r}"
-            )
+    """Twin of :class:`torch.nn.AdaptiveAvgPool2d`, any ``output_size`` (None entries keep the input's
+    size): ``(N, C, H, W) -> (N, C, Ho, Wo)``; global pooling (1 or ``(1, 1)``) has its own fast path."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return F.adaptive_avg_pool2d(input, self.output_size)
 
 
+class AdaptiveMaxPool2d(nn.AdaptiveMaxPool2d):
+    """Twin of :class:`torch.nn.AdaptiveMaxPool2d`: ``(N, C, H, W) -> (N, C, Ho, Wo)``, and the flat
+    indices of the maxima with ``return_indices=True``."""
+
+    def forward(self, input: torch.Tensor) -> Any:
+        return F.adaptive_max_pool2d(input, self.output_size, self.return_indices)
+
+
+class AvgPool2d(nn.AvgPool2d):
+    """Twin of :class:`torch.nn.AvgPool2d` (padding, ``ceil_mode``, ``count_include_pad`` and
+    ``divisor_override`` included)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(
+            input,
+            self.kernel_size,
+            self.stride,
+            self.padding,
+            self.ceil_mode,
+            self.count_include_pad,
+            self.divisor_override,
+        )
+
+
+class GroupNorm(nn.GroupNorm):
+    """Twin of :class:`torch.nn.GroupNorm`: ``(N, C, *)``, statistics per sample and group of channels."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+
+
+class GELU(nn.GELU):
+    """Twin of :class:`torch.nn.GELU` (``approximate="none"`` or ``"tanh"``)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.gelu(input, approximate=self.approximate)
+
+
+class Tanh(nn.Tanh):
+    """Twin of :class:`torch.nn.Tanh`."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.tanh(input)
+
+
+class Softmax(nn.Softmax):
+    """Twin of :class:`torch.nn.Softmax` (``dim=None``: torch's deprecated implicit dim)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.softmax(input, self.dim, _stacklevel=5)
+
+
+class LogSoftmax(nn.LogSoftmax):
+    """Twin of :class:`torch.nn.LogSoftmax` (``dim=None``: torch's deprecated implicit dim)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return F.log_softmax(input, self.dim, _stacklevel=5)
+
+
 __all__ = [
+    "GELU",
     "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
+    "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
     "Conv2d",
     "Dropout",
+    "GroupNorm",
     "Hardsigmoid",
     "Hardswish",
     "LayerNorm",
     "Linear",
+    "LogSoftmax",
     "MaxPool2d",
     "ReLU",
     "ReLU6",
     "SiLU",
     "Sigmoid",
+    "Softmax",
     "SyncBatchNorm",
+    "Tanh",
 ]

@@ -1,8 +1,9 @@
-"""2-D max pooling (CS231n ``max_pool_forward`` / ``max_pool_backward``), overlapping windows included.
+"""2-D max pooling (CS231n ``max_pool_forward`` / ``max_pool_backward``): overlapping, padded and dilated
+windows, ``ceil_mode``, and the indices of the maxima (``return_indices``).
 
-Forward:   out[n, c, y, z] = max over the window at (y*s - p, z*s - p) of x[n, c]
-           (computed with its flat argmax index into the H*W plane by the forward kernel
-           ``max_pool2d_with_indices``; padding counts as -inf)
+Forward:   out[n, c, y, z] = max over i < kh, j < kw of xpad[n, c, y*s_h + i*d_h, z*s_w + j*d_w]
+           (s stride, d dilation, padding counts as -inf), computed with the flat argmax index into the
+           unpadded H*W plane by the forward kernel ``max_pool2d_with_indices``: the indices are torch's.
 Backward:  each output gradient goes to its window's max: dx = scatter_add(zeros, index, dout)
            (add, not assign: overlapping windows can share a max).
 Saved for backward: the int64 indices only (the built-in also keeps the input). The backward is a
@@ -17,30 +18,44 @@ import torch
 import torch.nn.functional as F
 
 from . import _autocast
-from ._checks import check_floating, check_ndim, pair
+from ._checks import OpArgumentError, check_floating, check_ndim, check_nonempty_planes, pair
 from ._layout import memory_format
 
 Pair = tuple[int, int]
 
 
+def pool_output_size(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, ceil_mode: bool
+) -> int:
+    """Output length along one dim, as PyTorch computes it: ``floor`` (or ``ceil`` with ``ceil_mode``) of
+    ``(size + 2p - d(k-1) - 1) / s`` plus 1, where in ceil mode the last window must start inside the
+    input or its left padding."""
+    out = (size + 2 * padding - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)) // stride + 1
+    if ceil_mode and (out - 1) * stride >= size + padding:
+        out -= 1
+    return out
+
+
 class MaxPool2dFunction(torch.autograd.Function):
-    """x ``(N, C, H, W)`` -> ``(N, C, Ho, Wo)``."""
+    """x ``(N, C, H, W)`` -> ``(out, index)``, both ``(N, C, Ho, Wo)``; index (int64, not differentiable)
+    is the flat position in the ``H * W`` plane of each window's max."""
 
     @staticmethod
-    def forward(ctx, x, kernel_size: Pair, stride: Pair, padding: Pair, ceil_mode: bool):
-        out, index = F.max_pool2d(x, kernel_size, stride, padding, 1, ceil_mode, return_indices=True)
+    def forward(ctx, x, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool):
+        out, index = F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
         ctx.save_for_backward(index)
         ctx.input_shape = x.shape
         ctx.memory_format = memory_format(x)
-        return out
+        ctx.mark_non_differentiable(index)
+        return out, index
 
     @staticmethod
-    def backward(ctx, dout):
+    def backward(ctx, dout, _dindex):
         (index,) = ctx.saved_tensors
         n, c, h, w = ctx.input_shape
         zeros = dout.new_zeros(n, c, h * w)
         dx = zeros.scatter_add(2, index.flatten(2), dout.flatten(2)).view(n, c, h, w)
-        return dx.contiguous(memory_format=ctx.memory_format), None, None, None, None
+        return dx.contiguous(memory_format=ctx.memory_format), None, None, None, None, None
 
 
 def max_pool2d(
@@ -48,29 +63,59 @@ def max_pool2d(
     kernel_size: int | Sequence[int],
     stride: int | Sequence[int] | None = None,
     padding: int | Sequence[int] = 0,
+    dilation: int | Sequence[int] = 1,
     ceil_mode: bool = False,
-) -> torch.Tensor:
-    """Manual twin of :func:`torch.nn.functional.max_pool2d` (dilation 1).
+    return_indices: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """Manual twin of :func:`torch.nn.functional.max_pool2d` (same parameters, order and defaults).
 
-    Shapes: input ``(N, C, H, W)`` or ``(C, H, W)`` -> ``(N, C, H_out, W_out)``; ``stride`` defaults to
-    ``kernel_size``; ``padding`` is at most half the kernel.
+    Args:
+        input: floating tensor ``(N, C, H, W)`` or unbatched ``(C, H, W)``.
+        kernel_size: window size, an int or ``(kh, kw)``.
+        stride: window step; None (or an empty sequence): ``kernel_size``.
+        padding: implicit ``-inf`` padding on both sides, at most half the kernel size.
+        dilation: spacing between the window's elements.
+        ceil_mode: round the output size up instead of down (the last window may hang over the edge).
+        return_indices: also return the flat ``H * W`` index of each window's max (torch's indices, as
+            :class:`torch.nn.MaxUnpool2d` takes them).
+
+    Shape:
+        - Input: ``(N, C, H, W)`` or ``(C, H, W)``; N may be 0, C, H and W may not.
+        - Output: ``(N, C, H_out, W_out)`` or ``(C, H_out, W_out)``, with ``H_out = floor((H + 2p - d(k-1)
+          - 1) / s) + 1`` (``ceil`` in ceil mode).
+
+    Returns:
+        The pooled tensor, or ``(output, indices)`` with ``return_indices=True`` (indices int64, same shape).
     """
     check_floating("input", input)
     check_ndim("input", input, (3, 4), "(N, C, H, W) or (C, H, W)")
+    check_nonempty_planes("input", input, "(N, C, H, W) or (C, H, W)")
     kernel = pair("kernel_size", kernel_size)
-    stride_ = kernel if stride is None else pair("stride", stride)
-    padding_ = pair("padding", padding)
-    if min(kernel) < 1 or min(stride_) < 1:
-        raise ValueError(f"kernel_size and stride must be positive, got {kernel_size!r} and {stride!r}")
+    no_stride = stride is None or (isinstance(stride, Sequence) and len(stride) == 0)
+    stride_ = kernel if no_stride else pair("stride", stride)  # type: ignore[arg-type]
+    padding_, dilation_ = pair("padding", padding), pair("dilation", dilation)
+    for name, value, given in (("kernel_size", kernel, kernel_size), ("stride", stride_, stride)):
+        if min(value) < 1:
+            raise OpArgumentError(f"{name} must be positive, got {given!r}")
+    if min(dilation_) < 1:
+        raise OpArgumentError(f"dilation must be positive, got {dilation!r}")
     if any(p < 0 or 2 * p > k for p, k in zip(padding_, kernel)):
-        raise ValueError(f"padding must be between 0 and half the kernel size {kernel}, got {padding!r}")
-    for dim, size, k, p in zip("HW", input.shape[-2:], kernel, padding_):
-        if k > size + 2 * p:
-            raise ValueError(
-                f"kernel_size {k} along {dim} is larger than the padded input "
-                f"({size} + 2*{p} = {size + 2 * p})"
+        raise OpArgumentError(f"padding must be between 0 and half the kernel size {kernel}, got {padding!r}")
+    for dim, size, k, s, p, d in zip("HW", input.shape[-2:], kernel, stride_, padding_, dilation_):
+        if pool_output_size(size, k, s, p, d, bool(ceil_mode)) < 1:
+            extent = (
+                f"kernel_size {k}"
+                if d == 1
+                else f"kernel_size {k} with dilation {d} (extent {d * (k - 1) + 1})"
+            )
+            raise OpArgumentError(
+                f"{extent} along {dim} is larger than the padded input ({size} + 2*{p} = {size + 2 * p})"
             )
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
-    out = _autocast.apply(MaxPool2dFunction, "same", x, kernel, stride_, padding_, bool(ceil_mode))
-    return out.squeeze(0) if unbatched else out
+    out, index = _autocast.apply(
+        MaxPool2dFunction, "same", x, kernel, stride_, padding_, dilation_, bool(ceil_mode)
+    )
+    if unbatched:
+        out, index = out.squeeze(0), index.squeeze(0)
+    return (out, index) if return_indices else out

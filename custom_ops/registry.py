@@ -9,6 +9,7 @@ the ReLU kink and from max-pool ties, so finite differences are valid.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -292,6 +293,7 @@ def _conv_cases() -> list[OpCase]:
         ("depthwise", (2, 4, 7, 7), (4, 1, 3, 3), 2, 1, 1, 4),
         ("depthwise-mult2", (1, 3, 6, 5), (6, 1, 3, 3), 1, 1, 1, 3),
         ("7x7-stride2", (1, 3, 16, 16), (4, 3, 7, 7), 2, 3, 1, 1),
+        ("same-even-kernel", (2, 3, 7, 6), (4, 3, 2, 4), 1, "same", 1, 1),  # extra padding bottom/right
     ]
     cases = []
     for strategy in ("fast", "im2col"):
@@ -330,7 +332,7 @@ def _max_pool_cases() -> list[OpCase]:
     for label, xs, k, s, p, ceil in grid:
 
         def manual(x, k=k, s=s, p=p, ceil=ceil):
-            return F.max_pool2d(x, k, s, p, ceil)
+            return F.max_pool2d(x, k, s, p, ceil_mode=ceil)
 
         def builtin(x, k=k, s=s, p=p, ceil=ceil):
             return TF.max_pool2d(x, k, s, p, ceil_mode=ceil)
@@ -342,6 +344,26 @@ def _max_pool_cases() -> list[OpCase]:
                 manual,
                 builtin,
                 lambda dt, dev, xs=xs: (_distinct(xs, dt, dev, 0),),
+                spatial=True,
+            )
+        )
+    # dilation as torch's 5th positional parameter; return_indices: the output is the tensor the tests
+    # differentiate (the indices against torch's: tests/test_ops_semantics.py)
+    for label, manual, builtin in (
+        ("dilation2-p1", lambda x: F.max_pool2d(x, 3, 2, 1, 2), lambda x: TF.max_pool2d(x, 3, 2, 1, 2)),
+        (
+            "return-indices-ceil",
+            lambda x: F.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True)[0],
+            lambda x: TF.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True)[0],
+        ),
+    ):
+        cases.append(
+            OpCase(
+                "max_pool2d",
+                label,
+                manual,
+                builtin,
+                lambda dt, dev: (_distinct((2, 3, 10, 9), dt, dev, 0),),
                 spatial=True,
             )
         )
@@ -409,8 +431,190 @@ def _adaptive_pool_cases() -> list[OpCase]:
             ("global", (2, 3, 5, 4), 1),
             ("global-pair", (2, 3, 7, 7), (1, 1)),
             ("unbatched", (3, 4, 6), 1),
+            ("divides-2x3", (2, 3, 6, 9), (2, 3)),
+            ("overlapping-3x2-of-7x5", (2, 3, 7, 5), (3, 2)),
+            ("none-keeps-h", (2, 3, 5, 6), (None, 4)),
+            ("larger-than-input", (1, 2, 3, 4), (5, 7)),
+            ("unbatched-2x3", (3, 5, 7), (2, 3)),
         )
     ]
+
+
+def _adaptive_max_pool_cases() -> list[OpCase]:
+    def fns(size, indices=False):
+        if indices:  # the output (the tensor the tests differentiate); the indices: test_new_ops.py
+            return (
+                lambda x: F.adaptive_max_pool2d(x, size, return_indices=True)[0],
+                lambda x: TF.adaptive_max_pool2d(x, size, return_indices=True)[0],
+            )
+        return (lambda x: F.adaptive_max_pool2d(x, size)), (lambda x: TF.adaptive_max_pool2d(x, size))
+
+    cases = []
+    for label, shape, size, indices in (
+        ("overlapping-3x2-of-7x5", (2, 3, 7, 5), (3, 2), False),
+        ("divides-4", (2, 3, 8, 8), 4, False),
+        ("none-keeps-w", (2, 3, 5, 6), (4, None), False),
+        ("global", (2, 3, 5, 4), 1, False),
+        ("larger-than-input", (1, 2, 3, 4), (5, 6), False),
+        ("return-indices", (2, 3, 7, 6), (3, 4), True),
+        ("unbatched", (3, 6, 7), (2, 3), False),
+    ):
+        manual, builtin = fns(size, indices)
+        cases.append(
+            OpCase(
+                "adaptive_max_pool2d",
+                label,
+                manual,
+                builtin,
+                lambda dt, dev, shape=shape: (_distinct(shape, dt, dev, 0),),
+                spatial=len(shape) == 4,
+            )
+        )
+    return cases
+
+
+def _avg_pool_cases() -> list[OpCase]:
+    # (label, x shape, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    grid = [
+        ("2x2", (2, 3, 8, 8), 2, None, 0, False, True, None),
+        ("3x3-s2-p1", (2, 3, 9, 9), 3, 2, 1, False, True, None),
+        ("3x3-s2-p1-exclude-pad", (2, 3, 9, 9), 3, 2, 1, False, False, None),
+        ("ceil-mode", (1, 2, 7, 5), 2, 2, 0, True, True, None),
+        ("ceil-mode-p1-include-pad", (1, 2, 8, 7), 3, 2, 1, True, True, None),
+        ("ceil-mode-p1-exclude-pad", (1, 2, 8, 7), 3, 2, 1, True, False, None),
+        ("nonsquare", (1, 2, 9, 8), (3, 2), (2, 1), (1, 0), False, True, None),
+        ("divisor-override", (2, 3, 7, 7), 3, 2, 1, False, True, 5),
+        ("stride1-overlap", (1, 2, 5, 5), 3, 1, 1, False, False, None),
+        ("stride-gt-kernel", (1, 2, 9, 9), 2, 3, 0, False, True, None),
+        ("unbatched", (3, 6, 6), 2, None, 0, False, True, None),
+    ]
+    cases = []
+    for label, xs, k, s, p, ceil, include, divisor in grid:
+
+        def manual(x, k=k, s=s, p=p, ceil=ceil, include=include, divisor=divisor):
+            return F.avg_pool2d(x, k, s, p, ceil, include, divisor)
+
+        def builtin(x, k=k, s=s, p=p, ceil=ceil, include=include, divisor=divisor):
+            return TF.avg_pool2d(x, k, s, p, ceil, include, divisor)
+
+        cases.append(
+            OpCase(
+                "avg_pool2d",
+                label,
+                manual,
+                builtin,
+                lambda dt, dev, xs=xs: (_randn(xs, dt, dev, 0),),
+                spatial=len(xs) == 4,
+            )
+        )
+    return cases
+
+
+def _group_norm_cases() -> list[OpCase]:
+    cases = []
+    # (label, x shape, num_groups, weight, bias, eps)
+    for label, shape, groups, weight, bias, eps in (
+        ("spatial-groups2", (2, 6, 3, 4), 2, True, True, 1e-5),
+        ("groups1-layer-norm", (2, 4, 3, 3), 1, True, True, 1e-5),
+        ("groups=C-instance-norm", (2, 4, 3, 3), 4, True, True, 1e-5),
+        ("no-affine", (3, 6, 5), 3, False, False, 1e-5),
+        ("2d-input", (4, 6), 2, True, True, 1e-5),
+        ("weight-only-eps0.1", (2, 4, 5), 2, True, False, 0.1),
+        ("bias-only", (2, 4, 5), 2, False, True, 1e-5),
+        ("5d", (2, 4, 2, 3, 2), 2, True, True, 1e-5),
+    ):
+        c = shape[1]
+
+        def inputs(dtype, device, shape=shape, c=c, weight=weight, bias=bias):
+            return (
+                _randn(shape, dtype, device, 0),
+                _randn((c,), dtype, device, 1) if weight else None,
+                _randn((c,), dtype, device, 2) if bias else None,
+            )
+
+        def manual(x, w, b, groups=groups, eps=eps):
+            return F.group_norm(x, groups, w, b, eps)
+
+        def builtin(x, w, b, groups=groups, eps=eps):
+            return TF.group_norm(x, groups, w, b, eps)
+
+        grads = (0,) + ((1,) if weight else ()) + ((2,) if bias else ())
+        cases.append(
+            OpCase(
+                "group_norm",
+                label,
+                manual,
+                builtin,
+                inputs,
+                grads,
+                double_backward=False,
+                spatial=len(shape) == 4,
+            )
+        )
+    return cases
+
+
+def _gelu_tanh_cases() -> list[OpCase]:
+    def inputs(shape):
+        return lambda dt, dev: (_randn(shape, dt, dev, 0).mul(2),)
+
+    cases = []
+    for approximate in ("none", "tanh"):
+        for label, shape in (("2d", (6, 7)), ("4d", (2, 3, 4, 5))):
+            cases.append(
+                OpCase(
+                    "gelu",
+                    f"{approximate}-{label}",
+                    lambda x, a=approximate: F.gelu(x, approximate=a),
+                    lambda x, a=approximate: TF.gelu(x, approximate=a),
+                    inputs(shape),
+                    spatial=len(shape) == 4,
+                )
+            )
+    cases.append(OpCase("tanh", "2d", F.tanh, torch.tanh, inputs((6, 7))))
+    cases.append(OpCase("tanh", "4d", F.tanh, torch.tanh, inputs((2, 3, 4, 5)), spatial=True))
+    return cases
+
+
+def _softmax_cases() -> list[OpCase]:
+    def quiet(fn):
+        """``fn`` with the implicit-dim deprecation warning silenced (it is the behaviour under test)."""
+
+        def call(x):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                return fn(x)
+
+        return call
+
+    cases = []
+    for op, manual, builtin in (
+        ("softmax", F.softmax, TF.softmax),
+        ("log_softmax", F.log_softmax, TF.log_softmax),
+    ):
+        # (label, x shape, dim, dtype, scale)
+        for label, shape, dim, dtype, scale in (
+            ("dim1", (4, 7), 1, None, 1.0),
+            ("dim0", (5, 3), 0, None, 1.0),
+            ("dim-1-3d", (2, 3, 5), -1, None, 1.0),
+            ("channels-4d", (2, 5, 3, 4), 1, None, 1.0),
+            ("large-scores", (4, 6), 1, None, 50.0),
+            ("dtype-float64", (3, 4), 1, torch.float64, 1.0),
+            ("implicit-dim-3d", (3, 4, 5), None, None, 1.0),
+            ("implicit-dim-4d", (2, 3, 2, 2), None, None, 1.0),
+        ):
+            wrap = quiet if dim is None else (lambda fn: fn)
+            cases.append(
+                OpCase(
+                    op,
+                    label,
+                    wrap(lambda x, m=manual, d=dim, t=dtype: m(x, d, dtype=t)),
+                    wrap(lambda x, b=builtin, d=dim, t=dtype: b(x, d, dtype=t)),
+                    lambda dt, dev, shape=shape, scale=scale: (_randn(shape, dt, dev, 0).mul(scale),),
+                    spatial=len(shape) == 4,
+                )
+            )
+    return cases
 
 
 OP_CASES: tuple[OpCase, ...] = (
@@ -424,6 +628,11 @@ OP_CASES: tuple[OpCase, ...] = (
     *_loss_cases(),
     *_activation_cases(),
     *_adaptive_pool_cases(),
+    *_adaptive_max_pool_cases(),
+    *_avg_pool_cases(),
+    *_group_norm_cases(),
+    *_gelu_tanh_cases(),
+    *_softmax_cases(),
 )
 """Every example of every manual operator, paired with its built-in twin."""
 
@@ -539,6 +748,20 @@ def _bench_cases() -> list[OpCase]:
             spatial=True,
         )
 
+    def group_norm(size, shape, groups):
+        c = shape[1]
+        return case(
+            "group_norm",
+            size,
+            f"groups{groups}-" + "x".join(map(str, shape)),
+            lambda x, w, b: F.group_norm(x, groups, w, b),
+            lambda x, w, b: TF.group_norm(x, groups, w, b),
+            tensors(shape, (c,), (c,)),
+            (0, 1, 2),
+            spatial=len(shape) == 4,
+            double=False,
+        )
+
     def losses(size, n, c):
         def make(dt, dev):
             return (_randn((n, c), dt, dev, 0), _labels(n, c, dev, 1))
@@ -580,6 +803,7 @@ def _bench_cases() -> list[OpCase]:
         *conv("cs231n", 64, 3, 32, 32, 3, 1, 1),
         *conv("cs231n", 64, 32, 16, 64, 3, 1, 1),
         max_pool("cs231n", (64, 32, 32, 32), 2, 2, 0),
+        group_norm("cs231n", (64, 32, 16, 16), 4),
         *losses("cs231n", 128, 10),
         linear("resnet", 8, 512, 1000),
         relu("resnet", (8, 64, 56, 56)),
@@ -591,6 +815,7 @@ def _bench_cases() -> list[OpCase]:
         *conv("resnet", 8, 256, 14, 256, 3, 1, 1),
         *conv("resnet", 8, 64, 56, 128, 1, 2, 0),
         max_pool("resnet", (8, 64, 112, 112), 3, 2, 1),
+        group_norm("resnet", (8, 64, 56, 56), 32),
         *losses("resnet", 8, 1000),
     ]
     # Any other operator with a one-tensor spatial example (activations, pooling): its callables on
@@ -630,6 +855,7 @@ MODULE_CASES: tuple[ModuleCase, ...] = (
     ModuleCase(mnn.Conv2d, nn.Conv2d, (3, 4, 3), (2, 3, 6, 6), {"padding": 1, "padding_mode": "reflect"}),
     ModuleCase(mnn.MaxPool2d, nn.MaxPool2d, (3, 2, 1), (2, 3, 9, 9)),
     ModuleCase(mnn.MaxPool2d, nn.MaxPool2d, (2,), (2, 3, 7, 7), {"ceil_mode": True}),
+    ModuleCase(mnn.MaxPool2d, nn.MaxPool2d, (3, 2, 1), (2, 3, 10, 9), {"dilation": 2}),
     ModuleCase(mnn.ReLU6, nn.ReLU6, (), (4, 5)),
     ModuleCase(mnn.Hardsigmoid, nn.Hardsigmoid, (), (2, 3, 4, 4)),
     ModuleCase(mnn.Hardswish, nn.Hardswish, (), (2, 3, 4, 4)),
@@ -637,6 +863,24 @@ MODULE_CASES: tuple[ModuleCase, ...] = (
     ModuleCase(mnn.SiLU, nn.SiLU, (), (2, 3, 4, 4)),
     ModuleCase(mnn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool2d, (1,), (2, 3, 5, 5)),
     ModuleCase(mnn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool2d, ((1, 1),), (2, 3, 4, 6)),
+    ModuleCase(mnn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool2d, ((3, None),), (2, 3, 7, 5)),
+    ModuleCase(mnn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool2d, (3,), (2, 3, 7, 8)),
+    ModuleCase(mnn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool2d, ((None, 2),), (2, 3, 5, 5)),
+    ModuleCase(mnn.AvgPool2d, nn.AvgPool2d, (3, 2, 1), (2, 3, 9, 9)),
+    ModuleCase(
+        mnn.AvgPool2d, nn.AvgPool2d, (2,), (2, 3, 7, 7), {"ceil_mode": True, "count_include_pad": False}
+    ),
+    ModuleCase(mnn.AvgPool2d, nn.AvgPool2d, (3,), (2, 3, 6, 6), {"stride": 1, "divisor_override": 4}),
+    ModuleCase(mnn.GroupNorm, nn.GroupNorm, (2, 4), (2, 4, 3, 3)),
+    ModuleCase(mnn.GroupNorm, nn.GroupNorm, (3, 6), (2, 6, 5), {"affine": False, "eps": 1e-3}),
+    ModuleCase(mnn.GroupNorm, nn.GroupNorm, (1, 4), (3, 4)),
+    ModuleCase(mnn.GELU, nn.GELU, (), (4, 5)),
+    ModuleCase(mnn.GELU, nn.GELU, (), (2, 3, 4, 4), {"approximate": "tanh"}),
+    ModuleCase(mnn.Tanh, nn.Tanh, (), (4, 5)),
+    ModuleCase(mnn.Softmax, nn.Softmax, (1,), (4, 5)),
+    ModuleCase(mnn.Softmax, nn.Softmax, (-1,), (2, 3, 4)),
+    ModuleCase(mnn.LogSoftmax, nn.LogSoftmax, (1,), (4, 5)),
+    ModuleCase(mnn.LogSoftmax, nn.LogSoftmax, (0,), (3, 4, 2)),
 )
 """Every manual module with its built-in twin and example constructor arguments."""
 
@@ -647,3 +891,31 @@ def cases_for(op: str) -> list[OpCase]:
     if not found:
         raise KeyError(f"unknown op {op!r}; registered: {', '.join(OPS)}")
     return found
+
+
+OPINFO_NAMES: dict[str, str] = {
+    "linear": "nn.functional.linear",
+    "relu": "nn.functional.relu",
+    "batch_norm": "nn.functional.batch_norm",
+    "layer_norm": "nn.functional.layer_norm",
+    "dropout": "nn.functional.dropout",
+    "conv2d": "nn.functional.conv2d",
+    "max_pool2d": "nn.functional.max_pool2d",
+    "relu6": "nn.functional.relu6",
+    "hardsigmoid": "nn.functional.hardsigmoid",
+    "hardswish": "nn.functional.hardswish",
+    "sigmoid": "sigmoid",
+    "silu": "nn.functional.silu",
+    "adaptive_avg_pool2d": "nn.functional.adaptive_avg_pool2d",
+    "adaptive_max_pool2d": "nn.functional.adaptive_max_pool2d",
+    "avg_pool2d": "nn.functional.avg_pool2d",
+    "group_norm": "nn.functional.group_norm",
+    "gelu": "nn.functional.gelu",
+    "tanh": "tanh",
+    "softmax": "softmax",
+    "log_softmax": "log_softmax",
+}
+"""Operator (a function of :mod:`custom_ops.functional`) -> the name of its built-in twin's ``OpInfo`` in
+PyTorch's ``op_db`` (``torch.testing._internal.common_methods_invocations``): ``tests/test_conformance.py``
+runs torch's own sample and error inputs through the manual op. The losses have no OpInfo of the same
+signature. The module twins' built-in classes come from :data:`MODULE_CASES`."""

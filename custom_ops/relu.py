@@ -6,6 +6,10 @@ Only the output is saved (the built-in saves it too, and the next layer usually 
 mask is made with ``sign`` rather than a comparison: float-only elementwise kernels are much faster on
 CPU than ones mixing bool and float. The backward is a masked multiply, itself differentiable, so double
 backward works.
+
+In place (``inplace=True``): x is clamped in place and returned; the Function marks it dirty
+(``ctx.mark_dirty``), so autograd rebases x's history on the ReLU exactly as for torch's ``relu_``, and
+the backward reads the (saved) output as before: no extra memory.
 """
 
 from __future__ import annotations
@@ -17,21 +21,38 @@ from ._checks import check_floating
 
 
 class ReLUFunction(torch.autograd.Function):
-    """x ``(*)`` -> ``(*)``."""
+    """x ``(*)`` -> ``(*)``; with ``inplace`` the result overwrites x."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        out = x.clamp_min(0)
+    def forward(ctx, x: torch.Tensor, inplace: bool) -> torch.Tensor:
+        if inplace:
+            ctx.mark_dirty(x)
+            out = x.clamp_min_(0)
+        else:
+            out = x.clamp_min(0)
         ctx.save_for_backward(out)
         return out
 
     @staticmethod
-    def backward(ctx, dout: torch.Tensor) -> torch.Tensor:
+    def backward(ctx, dout: torch.Tensor):
         (out,) = ctx.saved_tensors
-        return out.sign().mul_(dout)
+        return out.sign().mul_(dout), None
 
 
-def relu(input: torch.Tensor) -> torch.Tensor:
-    """Manual twin of :func:`torch.nn.functional.relu`; any shape."""
+def relu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """Manual twin of :func:`torch.nn.functional.relu`.
+
+    Args:
+        input: floating tensor of any shape.
+        inplace: write the result into ``input`` and return it (autograd refuses it on a leaf that
+            requires grad, as for torch).
+
+    Shape:
+        - Input: ``(*)``, any shape.
+        - Output: ``(*)``, same shape as the input.
+
+    Returns:
+        ``max(input, 0)`` (``input`` itself, modified, with ``inplace=True``).
+    """
     check_floating("input", input)
-    return _autocast.apply(ReLUFunction, "same", input)
+    return _autocast.apply(ReLUFunction, "same", input, bool(inplace))

@@ -152,10 +152,40 @@ def test_conv_strategy_in_repr_and_rejected_when_unknown() -> None:
         mnn.Conv2d(3, 4, 3, strategy="fft")
 
 
-def test_max_pool_rejects_what_it_does_not_implement() -> None:
+def test_max_pool_return_indices_and_dilation_match_builtin() -> None:
+    """``MaxPool2d(..., dilation=2, return_indices=True)``: the output, torch's flat indices (usable by
+    ``MaxUnpool2d``) and the input gradient."""
     from custom_ops import nn as mnn
 
-    with pytest.raises(ValueError, match="dilation=1 and return_indices=False only"):
-        mnn.MaxPool2d(2, dilation=2)
-    with pytest.raises(ValueError, match="dilation=1 and return_indices=False only"):
-        mnn.MaxPool2d(2, return_indices=True)
+    x = torch.randn(2, 3, 11, 10, dtype=torch.float64)
+    results = []
+    for cls in (mnn.MaxPool2d, nn.MaxPool2d):
+        leaf = x.clone().requires_grad_()
+        out, index = cls(3, 2, 1, dilation=2, return_indices=True, ceil_mode=True)(leaf)
+        out.backward(torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view(out.shape))
+        results.append((out, index, leaf.grad))
+    for what, mine, theirs in zip(("output", "indices", "input gradient"), *results):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=0, msg=f"MaxPool2d {what} differs")
+
+
+@pytest.mark.parametrize("name", ["ReLU", "ReLU6", "Hardsigmoid", "Hardswish", "SiLU", "Dropout"])
+def test_inplace_modules_modify_their_input_like_builtin(name: str) -> None:
+    """``inplace=True`` writes into the input and returns it, and autograd stays right (the input is an
+    intermediate result, as after a conv; a leaf that requires grad is refused, as by torch)."""
+    from custom_ops import nn as mnn
+
+    x = torch.randn(4, 5, dtype=torch.float64) * 4
+    results = []
+    for lib in (mnn, nn):
+        leaf = x.clone().requires_grad_()
+        hidden = leaf * 1.5
+        module = getattr(lib, name)(inplace=True)
+        torch.manual_seed(0)
+        out = module(hidden)
+        assert out is hidden, f"{lib.__name__}.{name}(inplace=True) did not return its input"
+        out.backward(torch.linspace(-1, 1, out.numel(), dtype=torch.float64).view(out.shape))
+        results.append((out.detach(), leaf.grad))
+        with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+            module(x.clone().requires_grad_())
+    for what, mine, theirs in zip(("output", "input gradient"), *results):
+        torch.testing.assert_close(mine, theirs, msg=f"{name}(inplace=True) {what} differs")

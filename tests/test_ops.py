@@ -20,6 +20,8 @@ CUDA = pytest.param(
     marks=[pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")],
 )
 DEVICES = ["cpu", CUDA]
+# torch's own warning for the built-in twin of conv2d[same-even-kernel] (the manual op pads the same way)
+pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 ONE_CASE_PER_OP = [next(case for case in OP_CASES if case.op == op) for op in OPS]
 
 

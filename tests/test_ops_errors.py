@@ -24,9 +24,15 @@ BAD_INPUTS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ),
     (
         "linear weight dims",
-        lambda: F.linear(t(4, 5), t(5)),
-        ValueError,
-        r"weight must have shape \(out_features",
+        lambda: F.linear(t(4, 5), t(3, 5, 1)),
+        RuntimeError,
+        r"weight must have shape \(out_features, in_features\) or \(in_features,\), got \(3, 5, 1\)",
+    ),
+    (
+        "linear 1-D weight with a vector bias",
+        lambda: F.linear(t(4, 5), t(5), t(3)),
+        RuntimeError,
+        r"with a 1-D weight, bias must be None or a 0-d tensor, got shape \(3,\)",
     ),
     (
         "linear bias shape",
@@ -66,7 +72,7 @@ BAD_INPUTS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         "batch_norm dims",
         lambda: F.batch_norm(t(4), None, None, training=True),
         ValueError,
-        r"input must have shape \(N, C\), \(N, C, L\) or \(N, C, H, W\).*got 1-D",
+        r"input must have shape \(N, C, \*\) \(at least 2-D\), got 1-D",
     ),
     (
         "batch_norm one value per channel",
@@ -75,9 +81,21 @@ BAD_INPUTS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
         r"more than 1 value per channel",
     ),
     (
+        "batch_norm eps 0 in training",
+        lambda: F.batch_norm(t(4, 3), None, None, training=True, eps=0.0),
+        ValueError,
+        r"eps must be positive in training \(it is added to the variance\), got 0.0",
+    ),
+    (
+        "batch_norm negative eps",
+        lambda: F.batch_norm(t(4, 3), t(3), t(3).abs(), eps=-1e-5),
+        ValueError,
+        r"eps must be non-negative, got -1e-05",
+    ),
+    (
         "batch_norm eval without stats",
         lambda: F.batch_norm(t(4, 3), None, None),
-        ValueError,
+        RuntimeError,
         r"running_mean and running_var are required when training=False",
     ),
     (
@@ -113,12 +131,12 @@ BAD_INPUTS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ),
     # dropout
     (
-        "dropout p=1",
-        lambda: F.dropout(t(4, 5), 1.0),
+        "dropout p>1",
+        lambda: F.dropout(t(4, 5), 1.5),
         ValueError,
-        r"p \(the drop probability\) must be in \[0, 1\)",
+        r"p \(the drop probability\) must be in \[0, 1\], got 1.5",
     ),
-    ("dropout p<0", lambda: F.dropout(t(4, 5), -0.1), ValueError, r"must be in \[0, 1\), got -0.1"),
+    ("dropout p<0", lambda: F.dropout(t(4, 5), -0.1), ValueError, r"must be in \[0, 1\], got -0.1"),
     (
         "dropout integer input",
         lambda: F.dropout(torch.ones(4, dtype=torch.long)),
@@ -135,8 +153,26 @@ BAD_INPUTS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     (
         "conv2d groups divide C_out",
         lambda: F.conv2d(t(2, 4, 8, 8), t(3, 2, 3, 3), groups=2),
-        ValueError,
-        r"C_out=3 must be divisible by groups=2",
+        RuntimeError,
+        r"groups=2 must divide the weight's C_out=3",
+    ),
+    (
+        "conv2d groups larger than C_out",  # torch's error input: the groups are at fault, not the channels
+        lambda: F.conv2d(t(2, 2, 4, 3), t(2, 2, 1, 3), groups=3),
+        RuntimeError,
+        r"groups=3 must divide the weight's C_out=2",
+    ),
+    (
+        "conv2d groups 0",
+        lambda: F.conv2d(t(2, 2, 4, 3), t(2, 2, 1, 3), groups=0),
+        RuntimeError,
+        r"groups must be a positive int, got 0",
+    ),
+    (
+        "conv2d negative padding",
+        lambda: F.conv2d(t(1, 1, 4, 4), t(1, 1, 2, 2), padding=(-1,)),
+        RuntimeError,
+        r"padding must be non-negative, got \(-1,\)",
     ),
     (
         "conv2d input dims",
@@ -171,8 +207,14 @@ BAD_INPUTS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     (
         "conv2d stride 0",
         lambda: F.conv2d(t(1, 3, 8, 8), t(4, 3, 3, 3), stride=0),
-        ValueError,
-        r"stride and dilation must be positive",
+        RuntimeError,
+        r"stride must be positive, got 0",
+    ),
+    (
+        "conv2d dilation -1",
+        lambda: F.conv2d(t(1, 3, 8, 8), t(4, 3, 3, 3), dilation=(-1,)),
+        RuntimeError,
+        r"dilation must be positive, got \(-1,\)",
     ),
     (
         "conv2d padding string",
@@ -201,21 +243,39 @@ BAD_INPUTS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     (
         "conv2d mixed dtypes",
         lambda: F.conv2d(t(1, 3, 8, 8, dtype=torch.float16), t(4, 3, 3, 3)),
-        TypeError,
+        RuntimeError,
         r"weight has dtype torch.float32 but input has dtype torch.float16",
     ),
     # max_pool2d
     (
         "max_pool2d kernel too large",
         lambda: F.max_pool2d(t(1, 1, 3, 3), 5, padding=0),
-        ValueError,
+        RuntimeError,
         r"kernel_size 5 along H is larger than the padded input \(3 \+ 2\*0 = 3\)",
+    ),
+    (
+        "max_pool2d dilated kernel too large",
+        lambda: F.max_pool2d(t(1, 1, 4, 4), 2, 1, 0, 4),
+        RuntimeError,
+        r"kernel_size 2 with dilation 4 \(extent 5\) along H is larger than the padded input",
     ),
     (
         "max_pool2d padding",
         lambda: F.max_pool2d(t(1, 1, 8, 8), 2, padding=2),
-        ValueError,
+        RuntimeError,
         r"padding must be between 0 and half the kernel size",
+    ),
+    (
+        "max_pool2d dilation 0",
+        lambda: F.max_pool2d(t(1, 1, 8, 8), 2, dilation=0),
+        RuntimeError,
+        r"dilation must be positive, got 0",
+    ),
+    (
+        "max_pool2d empty plane",
+        lambda: F.max_pool2d(t(2, 1, 10, 0), 1),
+        RuntimeError,
+        r"input must have shape .* with non-zero C, H and W \(only N may be 0\), got \(2, 1, 10, 0\)",
     ),
     (
         "max_pool2d dims",
@@ -247,15 +307,118 @@ BAD_INPUTS: list[tuple[str, Callable[[], object], type[Exception], str]] = [
     ],
     (
         "adaptive_avg_pool2d output_size",
-        lambda: F.adaptive_avg_pool2d(t(1, 2, 4, 4), 2),
-        ValueError,
-        r"output_size must be 1 or \(1, 1\) \(the manual op is global average pooling\), got 2",
+        lambda: F.adaptive_avg_pool2d(t(1, 2, 4, 4), -1),
+        RuntimeError,
+        r"adaptive_avg_pool2d: output_size must be >= 0, got -1",
     ),
     (
         "adaptive_avg_pool2d dims",
         lambda: F.adaptive_avg_pool2d(t(4, 4), 1),
         ValueError,
         r"input must have shape \(N, C, H, W\) or \(C, H, W\)",
+    ),
+    # group_norm, gelu, tanh, softmax, log_softmax, avg_pool2d, adaptive_max_pool2d (issue 13): shape and
+    # value errors are RuntimeErrors (as torch's) and ValueErrors, dtype errors NotImplementedErrors (as
+    # torch's) and TypeErrors, a dim out of range an IndexError
+    (
+        "group_norm groups divide C",
+        lambda: F.group_norm(t(2, 6, 4), 4),
+        RuntimeError,
+        r"num_groups must be a positive divisor of the number of channels C=6 .* got num_groups=4",
+    ),
+    (
+        "group_norm weight shape",
+        lambda: F.group_norm(t(2, 6, 4), 3, t(3)),
+        ValueError,
+        r"weight must have shape \(6,\) \(one value per channel of input\), got \(3,\)",
+    ),
+    (
+        "group_norm dims",
+        lambda: F.group_norm(t(6), 3),
+        RuntimeError,
+        r"input must have shape \(N, C, \*\) \(at least 2-D\), got 1-D",
+    ),
+    (
+        "group_norm integer input",
+        lambda: F.group_norm(torch.ones(2, 4, dtype=torch.long), 2),
+        NotImplementedError,
+        r"input must be a floating-point tensor, got dtype torch.int64",
+    ),
+    (
+        "gelu approximate",
+        lambda: F.gelu(t(3), approximate="erf"),
+        RuntimeError,
+        r"approximate must be 'none' or 'tanh', got 'erf'",
+    ),
+    ("gelu integer input", lambda: F.gelu(torch.arange(4)), TypeError, r"input must be a floating-point"),
+    ("tanh complex input", lambda: F.tanh(torch.ones(2, dtype=torch.cfloat)), TypeError, r"must be a real"),
+    ("softmax dim", lambda: F.softmax(t(2, 3), 2), IndexError, r"dim out of range: .*\[-2, 1\].* got 2"),
+    (
+        "softmax integer input",
+        lambda: F.softmax(torch.arange(4), 0),
+        NotImplementedError,
+        r"input must be a floating-point tensor, got dtype torch.int64",
+    ),
+    (
+        "log_softmax dtype",
+        lambda: F.log_softmax(t(2, 3), 1, dtype=torch.long),
+        TypeError,
+        r"dtype must be a floating-point torch.dtype, got torch.int64",
+    ),
+    ("log_softmax dim", lambda: F.log_softmax(t(4), -2), IndexError, r"dim out of range"),
+    (
+        "avg_pool2d padding",
+        lambda: F.avg_pool2d(t(1, 1, 8, 8), 2, padding=2),
+        RuntimeError,
+        r"padding must be between 0 and half the kernel size \(2, 2\), got 2",
+    ),
+    (
+        "avg_pool2d kernel too large",
+        lambda: F.avg_pool2d(t(1, 1, 3, 3), 5, stride=1),
+        ValueError,
+        r"kernel_size \(5, 5\) is larger than the padded input \(3, 3\) \+ 2\*\(0, 0\)",
+    ),
+    (
+        "avg_pool2d divisor_override",
+        lambda: F.avg_pool2d(t(1, 1, 4, 4), 2, divisor_override=0),
+        RuntimeError,
+        r"divisor_override must not be zero",
+    ),
+    (
+        "avg_pool2d kernel triple",
+        lambda: F.avg_pool2d(t(1, 1, 4, 4), (2, 2, 2)),
+        RuntimeError,
+        r"kernel_size must be an int or a pair of ints",
+    ),
+    (
+        "avg_pool2d dims",
+        lambda: F.avg_pool2d(t(4, 4), 2),
+        RuntimeError,
+        r"input must have shape \(N, C, H, W\) or \(C, H, W\)",
+    ),
+    (
+        "avg_pool2d bool input",
+        lambda: F.avg_pool2d(torch.ones(1, 1, 4, 4, dtype=torch.bool), 2),
+        NotImplementedError,
+        r"input must be a floating-point \(or int64\) tensor, got dtype torch.bool",
+    ),
+    (
+        "adaptive_max_pool2d output_size",
+        lambda: F.adaptive_max_pool2d(t(1, 2, 4, 4), (1, 2, 3)),
+        RuntimeError,
+        r"adaptive_max_pool2d: output_size must be an int or a pair",
+    ),
+    (
+        "adaptive_max_pool2d empty plane",
+        lambda: F.adaptive_max_pool2d(t(1, 2, 0, 4), 2),
+        RuntimeError,
+        r"input must have non-zero H and W, got shape \(1, 2, 0, 4\)",
+    ),
+    (
+        "adaptive_max_pool2d integer input",
+        lambda: F.adaptive_max_pool2d(torch.ones(1, 1, 4, 4, dtype=torch.long), 2),
+        NotImplementedError,
+        r"input must be a floating-point",
     ),
     # losses
     (
@@ -305,6 +468,20 @@ def test_bad_input_is_rejected_with_a_clear_message(
 ) -> None:
     with pytest.raises(error, match=message):
         call()
+
+
+@pytest.mark.parametrize("call", [case[1] for case in BAD_INPUTS], ids=[case[0] for case in BAD_INPUTS])
+def test_errors_are_also_the_exception_types_torch_raises(call: Callable[[], object]) -> None:
+    """Code written for the built-ins catches the manual ops' errors: a bad value or shape (``ValueError``)
+    is also a ``RuntimeError``, as torch raises; a bad dtype (``TypeError``) also a ``NotImplementedError``
+    (a ``RuntimeError``), as torch raises; only a non-tensor argument is a plain ``TypeError``, as torch's."""
+    with pytest.raises(Exception) as info:
+        call()
+    err = info.value
+    if isinstance(err, ValueError):
+        assert isinstance(err, RuntimeError), f"{type(err).__name__} is not a RuntimeError: {err}"
+    if isinstance(err, TypeError) and "must be a torch.Tensor" not in str(err):
+        assert isinstance(err, NotImplementedError), f"{type(err).__name__} is not torch's type: {err}"
 
 
 def test_every_functional_op_has_a_bad_input_case() -> None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import functools
+import inspect
 import math
 from typing import Any
 
@@ -43,19 +46,34 @@ def test_batch_norm_training_output_is_normalised() -> None:
     )
 
 
+def test_batch_norm_empty_input_as_torch() -> None:
+    """An empty batch: an empty output, the running statistics untouched, zero weight and bias gradients."""
+    for training in (True, False):
+        results = []
+        for bn in (F.batch_norm, TF.batch_norm):
+            x = torch.randn(0, 3, 4, 4, requires_grad=True)
+            w, b = torch.ones(3, requires_grad=True), torch.zeros(3, requires_grad=True)
+            rm, rv = torch.full((3,), 0.5), torch.full((3,), 2.0)
+            out = bn(x, rm, rv, w, b, training)
+            out.sum().backward()
+            results.append((out, x.grad, w.grad, b.grad, rm, rv))
+        for what, mine, theirs in zip(("out", "dx", "dw", "db", "mean", "var"), *results):
+            torch.testing.assert_close(mine, theirs, msg=f"empty batch ({training=}): {what}")
+
+
 # --------------------------------------------------------------------------------------------- dropout
 def test_dropout_generator_makes_the_mask_reproducible() -> None:
     x = torch.randn(100, 100)
-    a = F.dropout(x, 0.5, True, torch.Generator().manual_seed(3))
-    b = F.dropout(x, 0.5, True, torch.Generator().manual_seed(3))
-    c = F.dropout(x, 0.5, True, torch.Generator().manual_seed(4))
+    a = F.dropout(x, 0.5, True, generator=torch.Generator().manual_seed(3))
+    b = F.dropout(x, 0.5, True, generator=torch.Generator().manual_seed(3))
+    c = F.dropout(x, 0.5, True, generator=torch.Generator().manual_seed(4))
     assert torch.equal(a, b), "same generator seed must give the same mask"
     assert not torch.equal(a, c), "different seeds should give different masks"
 
 
 def test_dropout_statistics_and_inverted_scaling() -> None:
     x = torch.ones(400, 500)
-    out = F.dropout(x, 0.3, True, torch.Generator().manual_seed(0))
+    out = F.dropout(x, 0.3, True, generator=torch.Generator().manual_seed(0))
     kept = out != 0
     assert abs(kept.float().mean().item() - 0.7) < 0.01, "keep fraction should be 1 - p"
     torch.testing.assert_close(
@@ -70,9 +88,32 @@ def test_dropout_identity_cases(p: float, training: bool) -> None:
     assert F.dropout(x, p, training) is x, "eval mode and p=0 return the input itself, like torch"
 
 
+def test_dropout_p1_gives_zeros_like_torch() -> None:
+    x = torch.tensor([1.0, -2.0, float("inf")], requires_grad=True)
+    out = F.dropout(x, 1.0)
+    torch.testing.assert_close(out, TF.dropout(x, 1.0), equal_nan=True, msg="p=1: x * 0 (NaN for inf)")
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    torch.testing.assert_close(grad, torch.zeros(3), msg="p=1: zero gradient")
+
+
+def test_dropout_inplace_modifies_and_returns_the_input() -> None:
+    x = torch.randn(30, 20, requires_grad=True)
+    mine, theirs = x * 2, x * 2
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        out = F.dropout(mine, 0.3, True, True)
+        torch.manual_seed(5)
+        ref = TF.dropout(theirs, 0.3, True, True)
+    assert out is mine, "inplace=True returns the input itself"
+    torch.testing.assert_close(out, ref, msg="in-place dropout differs from torch's (same seed)")
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    (ref_grad,) = torch.autograd.grad(ref.sum(), x)
+    torch.testing.assert_close(grad, ref_grad, msg="gradient through in-place dropout")
+
+
 def test_dropout_backward_uses_the_forward_mask() -> None:
     x = torch.randn(50, 40, requires_grad=True)
-    out = F.dropout(x, 0.4, True, torch.Generator().manual_seed(1))
+    out = F.dropout(x, 0.4, True, generator=torch.Generator().manual_seed(1))
     (grad,) = torch.autograd.grad(out.sum(), x)
     torch.testing.assert_close(grad, (out != 0).float() / 0.6, msg="dx = mask / (1 - p)")
 
@@ -125,6 +166,117 @@ def test_conv_unbatched_and_same_padding() -> None:
 def test_max_pool_unbatched() -> None:
     x = torch.randn(3, 9, 9)
     torch.testing.assert_close(F.max_pool2d(x, 3, 2, 1), TF.max_pool2d(x, 3, 2, 1))
+
+
+def test_max_pool_positional_dilation_and_torchs_indices() -> None:
+    """The 5th positional parameter is dilation, as torch's (it once was ceil_mode: 3x3 instead of 2x2);
+    ``return_indices`` gives torch's flat H*W indices, unbatched included."""
+    x = torch.randn(2, 3, 6, 6)
+    assert F.max_pool2d(x, 3, 2, 0, 1).shape == TF.max_pool2d(x, 3, 2, 0, 1).shape == (2, 3, 2, 2)
+    for inp in (x, x[0]):
+        out, index = F.max_pool2d(inp, 2, 1, 1, 2, True, True)
+        ref, ref_index = TF.max_pool2d(inp, 2, 1, 1, 2, True, True)
+        torch.testing.assert_close(out, ref, msg="dilated max-pool output")
+        assert torch.equal(index, ref_index), "return_indices differs from torch's"
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")  # torch's, not ours
+def test_conv_zero_batch_and_even_same_padding() -> None:
+    """An empty batch (forward and backward), and padding='same' with an even kernel (torch pads the
+    extra row/column at the bottom/right)."""
+    for strategy in ("fast", "im2col"):
+        for x_shape, w_shape, kwargs in (
+            ((0, 3, 7, 5), (4, 3, 3, 2), {}),
+            ((2, 3, 7, 6), (4, 3, 2, 4), {"padding": "same"}),
+            ((2, 4, 7, 6), (4, 2, 2, 3), {"padding": "same", "dilation": (3, 2), "groups": 2}),
+        ):
+            results = []
+            for conv in (functools.partial(F.conv2d, strategy=strategy), TF.conv2d):
+                x = torch.randn(x_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+                w = torch.randn(w_shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+                x.requires_grad_(), w.requires_grad_()
+                out = conv(x, w, **kwargs)
+                out.backward(torch.ones_like(out))
+                results.append((out, x.grad, w.grad))
+            for what, mine, theirs in zip(("out", "dx", "dw"), *results):
+                torch.testing.assert_close(mine, theirs, msg=f"{strategy} {x_shape} {kwargs}: {what}")
+
+
+def test_linear_edge_shapes() -> None:
+    """in_features = 0 (out = bias, dW empty), an empty batch, and a 1-D weight (the output dim dropped)."""
+    for x_shape, w_shape, b_shape in (
+        ((3, 4, 0), (5, 0), (5,)),
+        ((0, 8), (8, 8), (8,)),
+        ((2, 3, 4), (4,), None),
+    ):
+        results = []
+        for linear in (F.linear, TF.linear):
+            x = torch.randn(x_shape, dtype=torch.float64, requires_grad=True)
+            w = torch.randn(w_shape, dtype=torch.float64, requires_grad=True)
+            b = None if b_shape is None else torch.randn(b_shape, dtype=torch.float64, requires_grad=True)
+            torch.manual_seed(0)
+            out = linear(x, w, b)
+            out.backward(torch.ones_like(out))
+            results.append((out.shape, x.grad, w.grad))
+        assert results[0][0] == results[1][0], f"linear {x_shape} x {w_shape}: shape {results[0][0]}"
+        for what, mine, theirs in zip(("dx", "dw"), results[0][1:], results[1][1:]):
+            torch.testing.assert_close(mine, theirs, msg=f"linear {x_shape} x {w_shape}: {what}")
+
+
+def test_layer_norm_over_the_whole_input() -> None:
+    """normalized_shape = the whole input shape: weight and bias gradients of the full shape."""
+    x = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    grads = [
+        torch.autograd.grad(ln(x, (2, 3), w, b).pow(2).sum(), (x, w, b))
+        for ln in (F.layer_norm, TF.layer_norm)
+    ]
+    for what, mine, theirs in zip(("dx", "dw", "db"), *grads):
+        torch.testing.assert_close(mine, theirs, msg=f"layer_norm over the whole shape: {what}")
+
+
+# ------------------------------------------------------------------------------------------- signatures
+def _torch_parameters(name: str) -> list[inspect.Parameter]:
+    """The parameters of ``torch.nn.functional.<name>``, from its signature or, for a C function, from the
+    first line of its docstring (``conv2d(input, weight, bias=None, ...) -> Tensor``)."""
+    fn = getattr(TF, f"{name}_with_indices", None) or getattr(TF, name)  # boolean dispatchers
+    try:
+        return list(inspect.signature(fn).parameters.values())
+    except ValueError:
+        head = fn.__doc__.strip().splitlines()[0].split("->")[0]
+        args = ast.parse(f"def f{head[head.index('(') :]}: pass").body[0].args  # type: ignore[attr-defined]
+        defaults = [None] * (len(args.args) - len(args.defaults)) + list(args.defaults)
+        return [
+            inspect.Parameter(
+                a.arg,
+                inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                default=inspect.Parameter.empty if d is None else ast.literal_eval(d),
+            )
+            for a, d in zip(args.args, defaults)
+        ]
+
+
+TWINS_OF_TORCH_FUNCTIONS = [name for name in F.__all__ if hasattr(TF, name)]
+
+
+@pytest.mark.parametrize("name", TWINS_OF_TORCH_FUNCTIONS)
+def test_functional_twin_has_torchs_parameters_in_torchs_order(name: str) -> None:
+    """A drop-in takes torch's arguments positionally too: the same positional parameters in the same order
+    with the same defaults; its extras (``generator``, ``strategy``, ``convention``) are keyword-only."""
+    mine = list(inspect.signature(getattr(F, name)).parameters.values())
+    theirs = _torch_parameters(name)
+    positional = [p for p in mine if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    assert [p.name for p in positional] == [p.name for p in theirs], (
+        f"{name}: manual positional parameters {[p.name for p in positional]}, "
+        f"torch's {[p.name for p in theirs]}"
+    )
+    for m, t in zip(positional, theirs):
+        assert m.default == t.default, f"{name}: default of {m.name} is {m.default!r}, torch's {t.default!r}"
+    extras = [
+        p.name for p in mine if p.kind not in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    ]
+    assert not extras, f"{name}: *args/**kwargs {extras} would swallow arguments silently"
 
 
 # ------------------------------------------------------------------------------------ the rules of play

@@ -7,7 +7,9 @@ built before the swap still holds the right parameters. Only layers whose type i
 with a twin are swapped; subclasses that override ``forward`` (e.g. a third-party "same padding" conv)
 and layers without a twin are kept and listed in the :class:`SwapReport`. Functional calls inside a
 model's ``forward`` (``torch.flatten``, ``x + identity``, ``F.adaptive_avg_pool2d``) are not layers and
-stay built-in.
+stay built-in; :func:`torch_cs231n.function_mode.attach_manual_functions` routes the layer-level ones
+(``F.relu``, ``F.layer_norm``, ...) to the manual twins too, and :func:`manual_share` measures how much of
+a forward and backward pass runs on manual ops.
 
 >>> model = to_manual(torchvision.models.resnet18(num_classes=10))
 >>> model, report = to_manual(torchvision.models.mobilenet_v3_small(), report=True)
@@ -25,8 +27,9 @@ from typing import Literal, overload
 from torch import nn
 
 from custom_ops import nn as mnn
-from custom_ops.adaptive_pool import is_global
 from custom_ops.conv import Strategy
+from torch_cs231n.function_mode import ManualShare as ManualShare
+from torch_cs231n.function_mode import manual_share as manual_share
 
 _log = logging.getLogger(__name__)
 
@@ -46,6 +49,13 @@ TWINS: dict[type[nn.Module], type[nn.Module]] = {
     nn.MaxPool2d: mnn.MaxPool2d,
     nn.AdaptiveAvgPool2d: mnn.AdaptiveAvgPool2d,
     nn.Dropout: mnn.Dropout,
+    nn.GroupNorm: mnn.GroupNorm,
+    nn.GELU: mnn.GELU,
+    nn.Tanh: mnn.Tanh,
+    nn.Softmax: mnn.Softmax,
+    nn.LogSoftmax: mnn.LogSoftmax,
+    nn.AvgPool2d: mnn.AvgPool2d,
+    nn.AdaptiveMaxPool2d: mnn.AdaptiveMaxPool2d,
 }
 """Every built-in layer type that has a manual twin."""
 
@@ -65,9 +75,6 @@ _UNSUPPORTED: dict[type[nn.Module], Callable[[nn.Module], str | None]] = {
         if m.dilation in (1, (1, 1)) and not m.return_indices
         else f"dilation={m.dilation}, return_indices={m.return_indices} (manual: dilation 1, no indices)"
     ),
-    nn.AdaptiveAvgPool2d: lambda m: (
-        None if is_global(m.output_size) else f"output_size={m.output_size} (manual: global pooling only)"
-    ),
 }
 
 # Leaf layers that do no arithmetic (reshapes, identity): listed apart from the layers missing a twin.
@@ -82,8 +89,10 @@ class SwapReport:
         direction: ``"manual"`` (built-in -> manual) or ``"builtin"``.
         swapped: layers whose class changed; detail is the new class's qualified name.
         kept: leaf layers that do arithmetic but were not swapped, with the reason (no twin, or a
-            configuration the twin does not support).
-        no_math: leaf layers with no arithmetic to swap (``Identity``, ``Flatten``).
+            configuration the twin does not support), and (to manual) the attention blocks, with what
+            they compute in their own ``forward``.
+        no_math: leaf layers with no arithmetic to swap (``Identity``, ``Flatten``, reshapes, empty
+            containers).
     """
 
     direction: Literal["manual", "builtin"]
@@ -106,8 +115,19 @@ class SwapReport:
         reasons = Counter((type_name, reason) for _, type_name, reason in self.kept)
         lines += [f"  {name}: {count} ({reason})" for (name, reason), count in sorted(reasons.items())]
         if self.no_math:
-            counts = Counter(type_name for _, type_name, _ in self.no_math)
-            lines.append("no arithmetic: " + ", ".join(f"{n} x{c}" for n, c in sorted(counts.items())))
+            counts = Counter((type_name, detail) for _, type_name, detail in self.no_math)
+            lines.append(
+                "no arithmetic: "
+                + ", ".join(
+                    f"{n} x{c}" + ("" if detail == "no arithmetic" else f" ({detail})")
+                    for (n, detail), c in sorted(counts.items())
+                )
+            )
+        if self.direction == "manual":
+            lines.append(
+                "functional calls inside forward (F.relu, F.layer_norm, ...) are not layers and were not "
+                "swapped: attach_manual_functions routes them, manual_share measures what runs manual"
+            )
         return "\n".join(lines)
 
 
@@ -119,8 +139,58 @@ def _why_kept(module: nn.Module, table: dict[type[nn.Module], type[nn.Module]]) 
     """Reason a leaf layer of a type missing from ``table`` has no twin."""
     for base in type(module).__mro__[1:]:
         if base in table:
+            if type(module).forward is base.forward:
+                return f"subclass of {base.__name__} (only exact built-in types are swapped)"
             return f"subclass of {base.__name__} with its own forward"
     return "no twin"
+
+
+# Attention blocks, by qualified class name: what their forward computes, and whether their child layers
+# are only parameter holders (nn.MultiheadAttention's out_proj is never called: its weight is used in
+# F.multi_head_attention_forward), so that the report lists the block and not those children.
+_ATTENTION: dict[str, tuple[str, bool]] = {
+    "torch.nn.modules.activation.MultiheadAttention": (
+        "attention, no twin: input projections (linear), scaled dot-product attention and output "
+        "projection (linear), all in F.multi_head_attention_forward",
+        True,
+    ),
+    "torchvision.models.swin_transformer.ShiftedWindowAttention": (
+        "attention: F.linear on the qkv and proj weights (those layers are never called), q·kᵀ and "
+        "attention·v matmuls, relative position bias, F.softmax and F.dropout in its forward",
+        False,
+    ),
+    "torchvision.models.swin_transformer.ShiftedWindowAttentionV2": (
+        "attention: F.linear on the qkv and proj weights (those layers are never called), cosine "
+        "attention (F.normalize, logit scale), q·kᵀ and attention·v matmuls, position bias from the "
+        "cpb_mlp layers, F.softmax and F.dropout in its forward",
+        False,
+    ),
+    "torchvision.models.maxvit.RelativePositionalMultiHeadAttention": (
+        "attention: the to_qkv and merge layers, q·kᵀ and attention·v einsums, relative position bias "
+        "and F.softmax in its forward",
+        False,
+    ),
+}
+_GENERIC_ATTENTION = ("attention computed in its own forward (manual_share tells what stays built-in)", False)
+
+# Leaf modules that only reshape (torchvision's), listed with Identity/Flatten under "no arithmetic".
+_RESHAPES = frozenset(
+    {
+        "torchvision.ops.misc.Permute",
+        "torchvision.models.maxvit.SwapAxes",
+        "torchvision.models.maxvit.WindowPartition",
+        "torchvision.models.maxvit.WindowDepartition",
+    }
+)
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict, nn.ParameterList, nn.ParameterDict)
+
+
+def _attention(module: nn.Module) -> tuple[str, bool] | None:
+    """``(what it computes, whether its children are parameter holders)`` for an attention block."""
+    cls = type(module)
+    if _qualname(cls) in _ATTENTION:
+        return _ATTENTION[_qualname(cls)]
+    return _GENERIC_ATTENTION if cls.__name__.endswith("Attention") else None
 
 
 def _swap(
@@ -131,6 +201,7 @@ def _swap(
 ) -> SwapReport:
     report = SwapReport(direction)
     already = set(BUILTINS) if direction == "manual" else set(TWINS)  # the target side: nothing to do
+    holders: list[str] = []  # name prefixes of the children of attention blocks that only hold parameters
     for name, module in model.named_modules():
         cls = type(module)
         label = name or "<root>"
@@ -148,9 +219,19 @@ def _swap(
             elif new_cls is mnn.Dropout:
                 module.generator = None
             report.swapped.append((label, cls.__name__, _qualname(new_cls)))
-        elif cls in already or next(module.children(), None) is not None:
+        elif cls in already or name.startswith(tuple(holders)):
             continue
-        elif isinstance(module, _NO_MATH):
+        elif (attention := _attention(module)) is not None:
+            computes, children_hold_parameters = attention
+            if direction == "manual":
+                report.kept.append((label, cls.__name__, computes))
+            if children_hold_parameters:
+                holders.append(f"{name}." if name else "")
+        elif next(module.children(), None) is not None:
+            continue
+        elif isinstance(module, _CONTAINERS):
+            report.no_math.append((label, cls.__name__, "container without layers"))
+        elif isinstance(module, _NO_MATH) or _qualname(cls) in _RESHAPES:
             report.no_math.append((label, cls.__name__, "no arithmetic"))
         else:
             report.kept.append((label, cls.__name__, _why_kept(module, table)))

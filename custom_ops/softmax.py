@@ -1,0 +1,158 @@
+"""Softmax and log-softmax along one dim (the probabilities inside CS231n's ``softmax_loss``, and the
+attention weights of a transformer).
+
+Softmax (s = out):
+    s = exp(x - max(x)) / sum(exp(x - max(x)))          (the shift by the max avoids overflow)
+    dx = s * (dout - sum(dout * s))                       (the Jacobian diag(s) - s s^T times dout)
+Log-softmax:
+    out = (x - max(x)) - log(sum(exp(x - max(x))))
+    dx = dout - exp(out) * sum(dout)                      (exp(out) is the softmax)
+Sums and maxima run along ``dim``. Saved for backward: the output only (as the built-ins). Both
+backwards are tensor expressions of the saved output, so double backward works.
+
+``dim=None`` follows torch's deprecated implicit choice (dim 0 for 0-, 1- and 3-D inputs, else dim 1,
+with the same warning); ``dtype`` casts the input before the op, as torch does. Under CUDA (XPU, MPS)
+autocast the ops run in float32, as torch's autocast lists them; on CPU they run in the input's dtype.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from . import _autocast
+from ._argchecks import check_tensor, fp32_under_autocast, normalize_dim
+from ._checks import OpDtypeError, check_floating
+
+
+class SoftmaxFunction(torch.autograd.Function):
+    """x ``(*)`` -> ``(*)``, normalised along ``dim``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dim: int) -> torch.Tensor:
+        if x.numel() == 0:
+            out = torch.empty_like(x)
+        else:
+            out = (x - x.amax(dim, keepdim=True)).exp_()
+            out /= out.sum(dim, keepdim=True)
+        ctx.save_for_backward(out)
+        ctx.dim = dim
+        return out
+
+    @staticmethod
+    def backward(ctx, dout: torch.Tensor):
+        (s,) = ctx.saved_tensors
+        # s * (dout - sum(dout * s)) = dout * s - s * sum(dout * s)
+        gs = dout * s
+        return gs.addcmul_(s, gs.sum(ctx.dim, keepdim=True), value=-1), None
+
+
+class LogSoftmaxFunction(torch.autograd.Function):
+    """x ``(*)`` -> ``(*)``, normalised along ``dim``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, dim: int) -> torch.Tensor:
+        if x.numel() == 0:
+            out = torch.empty_like(x)
+        else:
+            out = x - x.amax(dim, keepdim=True)
+            out -= out.exp().sum(dim, keepdim=True).log_()
+        ctx.save_for_backward(out)
+        ctx.dim = dim
+        return out
+
+    @staticmethod
+    def backward(ctx, dout: torch.Tensor):
+        (out,) = ctx.saved_tensors
+        # dout - softmax * sum(dout)
+        return torch.addcmul(dout, out.exp(), dout.sum(ctx.dim, keepdim=True), value=-1), None
+
+
+def _implicit_dim(name: str, ndim: int, stacklevel: int) -> int:
+    """torch's ``_get_softmax_dim``: the deprecated choice of a dim when none is given."""
+    warnings.warn(
+        f"Implicit dimension choice for {name} has been deprecated. "
+        "Change the call to include dim=X as an argument.",
+        UserWarning,
+        stacklevel=stacklevel,
+    )
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def _apply(
+    function: type[torch.autograd.Function],
+    name: str,
+    input: torch.Tensor,
+    dim: int | None,
+    stacklevel: int,
+    dtype: torch.dtype | None,
+) -> torch.Tensor:
+    check_tensor("input", input)
+    if dim is None:
+        dim = _implicit_dim(name, input.dim(), stacklevel + 1)
+    dim = normalize_dim("dim", dim, input.dim())
+    if dtype is None and fp32_under_autocast(input):
+        dtype = torch.float32  # torch's autocast runs (log_)softmax in float32 on CUDA, XPU and MPS
+    if dtype is not None:
+        if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+            raise OpDtypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}")
+        input = input.to(dtype)
+    check_floating("input", input)
+    return _autocast.apply(function, "same", input, dim)
+
+
+def softmax(
+    input: torch.Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Manual twin of :func:`torch.nn.functional.softmax`.
+
+    Args:
+        input: any shape, floating point (or any dtype when ``dtype`` is given).
+        dim: the dim whose entries sum to 1. None: torch's deprecated implicit choice (dim 0 for 0-, 1-
+            and 3-D inputs, else 1), with torch's warning.
+        _stacklevel: where the implicit-dim warning points, as in torch.
+        dtype: if given, the input is cast to it first (and the op computes in it).
+
+    Shape:
+        - Input: ``(*)``; output and input gradient: ``(*)``, the same shape.
+
+    Returns:
+        ``exp(input) / sum(exp(input), dim)``, a new tensor.
+
+    Examples::
+
+        >>> import torch, custom_ops.functional as F
+        >>> F.softmax(torch.tensor([[1.0, 2.0, 3.0]]), dim=1)
+        tensor([[0.0900, 0.2447, 0.6652]])
+        >>> F.softmax(torch.tensor([0.0, 0.0]), dim=0, dtype=torch.float64)
+        tensor([0.5000, 0.5000], dtype=torch.float64)
+    """
+    return _apply(SoftmaxFunction, "softmax", input, dim, _stacklevel, dtype)
+
+
+def log_softmax(
+    input: torch.Tensor, dim: int | None = None, _stacklevel: int = 3, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Manual twin of :func:`torch.nn.functional.log_softmax`.
+
+    Args:
+        input: any shape, floating point (or any dtype when ``dtype`` is given).
+        dim: the dim along which to normalise. None: torch's deprecated implicit choice (dim 0 for 0-,
+            1- and 3-D inputs, else 1), with torch's warning.
+        _stacklevel: where the implicit-dim warning points, as in torch.
+        dtype: if given, the input is cast to it first (and the op computes in it).
+
+    Shape:
+        - Input: ``(*)``; output and input gradient: ``(*)``, the same shape.
+
+    Returns:
+        ``input - log(sum(exp(input), dim))``, a new tensor.
+
+    Examples::
+
+        >>> import torch, custom_ops.functional as F
+        >>> F.log_softmax(torch.tensor([[0.0, 0.0]]), dim=1)
+        tensor([[-0.6931, -0.6931]])
+    """
+    return _apply(LogSoftmaxFunction, "log_softmax", input, dim, _stacklevel, dtype)

@@ -1,0 +1,70 @@
+"""SwapReport accuracy: attention blocks listed with what they compute, no containers or reshapes listed as
+kept layers, and the reason given for subclasses."""
+
+from __future__ import annotations
+
+import torch
+import torchvision
+from torch import nn
+from torchvision.ops.misc import Permute
+
+from torch_cs231n.swap import to_builtin, to_manual
+
+
+class QuantizableLinear(nn.Linear):
+    """A subclass that does not override forward (like nn.MultiheadAttention's out_proj type)."""
+
+
+class TinyAttention(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.qkv = nn.Linear(4, 12)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        return (q @ k.transpose(-2, -1)).softmax(-1) @ v
+
+
+def test_attention_blocks_are_listed_with_what_they_compute() -> None:
+    model = nn.Sequential(nn.MultiheadAttention(4, 2), TinyAttention(), nn.Linear(4, 4))
+    _, report = to_manual(model, report=True)
+    kept = {name: (type_name, detail) for name, type_name, detail in report.kept}
+    assert set(kept) == {"0", "1"}, f"kept: {report.kept} (MHA's out_proj belongs to the block)"
+    assert kept["0"][0] == "MultiheadAttention" and "scaled dot-product attention" in kept["0"][1], kept
+    assert kept["1"][0] == "TinyAttention" and kept["1"][1].startswith("attention"), kept
+    assert {name for name, _, _ in report.swapped} == {"1.qkv", "2"}, f"swapped: {report.swapped}"
+    assert "MultiheadAttention: 1 (attention, no twin: input projections" in str(report), str(report)
+    _, back = to_builtin(model, report=True)
+    assert not back.kept, f"to_builtin has nothing to keep: {back.kept}"
+
+
+def test_containers_and_reshapes_are_not_kept_layers() -> None:
+    model = nn.Sequential(
+        nn.Sequential(),
+        nn.ModuleList(),
+        Permute([0, 2, 3, 1]),
+        nn.Flatten(),
+        QuantizableLinear(4, 4),
+    )
+    _, report = to_manual(model, report=True)
+    assert [(n, t) for n, t, _ in report.kept] == [("4", "QuantizableLinear")], f"kept: {report.kept}"
+    assert report.kept[0][2] == "subclass of Linear (only exact built-in types are swapped)", report.kept
+    no_math = {name: detail for name, _, detail in report.no_math}
+    assert no_math == {
+        "0": "container without layers",
+        "1": "container without layers",
+        "2": "no arithmetic",
+        "3": "no arithmetic",
+    }, f"no_math: {report.no_math}"
+    assert "Sequential x1 (container without layers)" in str(report), str(report)
+
+
+def test_torchvision_transformers_report() -> None:
+    model = torchvision.models.vit_b_32(num_classes=10)
+    _, report = to_manual(model, report=True)
+    assert report.kept_counts() == {"MultiheadAttention": 12}, f"vit kept: {report.kept_counts()}"
+    swin = torchvision.models.swin_t(num_classes=10)
+    _, report = to_manual(swin, report=True)
+    assert report.kept_counts() == {"ShiftedWindowAttention": 12, "StochasticDepth": 12}, report.kept_counts()
+    assert "Permute" in {t for _, t, _ in report.no_math}, f"Permute is a reshape: {report.no_math}"
+    assert "attach_manual_functions routes them" in str(report), str(report)
