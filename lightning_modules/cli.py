@@ -272,6 +272,9 @@ COMMANDS: dict[str, str] = {
     "predict": "predict with a checkpoint; writes predictions.csv into the run folder",
     "plot": "the CS231n Solver figures (loss, accuracy, first-layer weights) of a run",
     "bench": "manual vs built-in ops: speed and saved memory",
+    "summary": "a config's model layer by layer: output shapes, activations, parameters, memory",
+    "experiment": "the lecture's experiments, e.g. `experiment activations` (weight initialisation)",
+    "gradcheck": "numeric gradient check of every op's backward (exit 0 when all rel errors < 1e-7)",
 }
 
 
@@ -310,6 +313,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         from torch_cs231n import bench  # imported lazily: `fit` must not depend on the benchmark module
 
         return bench.main(args[1:])
+    if args[0] == "summary":
+        from torch_cs231n import summary
+
+        return summary.main(args[1:])
+    if args[0] == "experiment":
+        from torch_cs231n import experiments
+
+        return experiments.main(args[1:])
+    if args[0] == "gradcheck":
+        from torch_cs231n import gradcheck
+
+        return gradcheck.main(args[1:])
     try:
         run_lightning(None if argv is None else args)
     except (CheckpointError, CheckpointMismatchError, MissingCheckpointError, FileNotFoundError) as err:
