@@ -13,6 +13,9 @@ failed download is one error with its cause, and removes the files and folders t
 
 Splits, CS231n style: the validation set is the LAST ``val_size`` training images (1,000 of 50,000 by
 default), the training set the images before it (optionally only the first ``num_train`` of them).
+``holdout`` sets the last images aside before splitting, for selecting hyper-parameters on a split carved
+from the training images: with ``holdout=1000`` the validation set is images 48,000..48,999 and the
+reported validation images (the last 1,000) are never loaded.
 
 Images are kept in memory as uint8 ``(N, 3, 32, 32)``; each batch is indexed in one go and then
 augmented (torchvision transforms v2 on uint8 tensors, no PIL), converted to float32 in [0, 1] and
@@ -43,7 +46,6 @@ import pickle
 import random
 import shutil
 import warnings
-import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -56,78 +58,20 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
+from torch_cs231n.data import CLASSES, CIFAR10DataError, load_npz, looked_for
+from torch_cs231n.data import IMAGE_SHAPE as IMAGE_SHAPE  # re-exported: moved to torch_cs231n.data
+from torch_cs231n.data import check_split as _check_split
+
 from .seeding import EpochShuffle
 
 NormalizationMode = Literal["per_channel", "mean_image", "none"]
 NORMALIZATIONS: tuple[str, ...] = ("per_channel", "mean_image", "none")
-CLASSES: tuple[str, ...] = (
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
 BATCHES_FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES: tuple[str, ...] = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
-IMAGE_SHAPE = (32, 32, 3)
-
-
-class CIFAR10DataError(ValueError):
-    """A CIFAR-10 file exists but is corrupt or does not hold what is expected."""
-
-
-def looked_for(path: str | Path) -> str:
-    """Where a (possibly relative) ``path`` was looked for, for "not found" messages.
-
-    Args:
-        path: the path as given (relative paths are relative to the working directory).
-
-    Returns:
-        ``'/abs/path' (working directory: /cwd)``.
-    """
-    return f"'{Path(path).resolve()}' (working directory: {Path.cwd()})"
 
 
 # ---------------------------------------------------------------------------------------------- loading
-def _check_split(source: str, x: np.ndarray, y: np.ndarray, x_name: str, y_name: str) -> None:
-    """``x`` must be ``(N, 32, 32, 3)`` uint8 and ``y`` ``(N,)`` integer labels in [0, 10)."""
-    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[1:] != IMAGE_SHAPE:
-        raise CIFAR10DataError(
-            f"{source}: {x_name} must be (N, 32, 32, 3) uint8 (HWC, RGB), got {x.shape} {x.dtype}"
-        )
-    if not np.issubdtype(y.dtype, np.integer) or y.shape != (x.shape[0],):
-        raise CIFAR10DataError(
-            f"{source}: {y_name} must be ({x.shape[0]},) integer labels to match {x_name}, "
-            f"got {y.shape} {y.dtype}"
-        )
-    if y.size and (y.min() < 0 or y.max() >= len(CLASSES)):
-        raise CIFAR10DataError(f"{source}: {y_name} must hold labels in [0, 10), got [{y.min()}, {y.max()}]")
-
-
-def load_npz(path: str | Path) -> dict[str, np.ndarray]:
-    """Read and validate a CIFAR-10 ``.npz``; returns ``x_train``, ``y_train`` and, if present, ``x_test``,
-    ``y_test`` (images ``(N, 32, 32, 3)`` uint8, labels ``(N,)`` int64)."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files}
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"{path}: no such .npz file; looked for {looked_for(path)}") from err
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise CIFAR10DataError(f"{path}: not a readable .npz archive ({err})") from err
-    missing = [name for name in ("x_train", "y_train") if name not in arrays]
-    if missing:
-        raise CIFAR10DataError(f"{path}: missing array(s) {missing}; the file holds {sorted(arrays)}")
-    if ("x_test" in arrays) != ("y_test" in arrays):
-        raise CIFAR10DataError(
-            f"{path}: x_test and y_test must be given together; the file holds {sorted(arrays)}"
-        )
-    out = {}
-    for split in ("train", "test"):
-        if f"x_{split}" in arrays:
-            x, y = arrays[f"x_{split}"], arrays[f"y_{split}"]
-            _check_split(str(path), x, y, f"x_{split}", f"y_{split}")
-            out[f"x_{split}"], out[f"y_{split}"] = x, y.astype(np.int64)
-    return out
-
-
 class _BatchUnpickler(pickle.Unpickler):
     """Unpickles the official batch files, allowing only the numpy globals they need."""
 
@@ -312,6 +256,8 @@ class CIFAR10DataModule(pl.LightningDataModule):
         npz_path: an ``.npz`` with ``x_train``, ``y_train`` [, ``x_test``, ``y_test``]; used when it exists.
         download: download the official dataset into ``data_dir`` (checksum-verified) when needed.
         val_size: number of validation images, taken from the END of the training set.
+        holdout: images at the very end set aside (never loaded) before the split: ``1000`` selects
+            hyper-parameters on the 1,000 images before the reported validation images (module doc).
         num_train: use only the first ``num_train`` training images (``None``: all of them).
         batch_size: training batch size.
         eval_batch_size: batch size for val/test/predict (``None``: ``batch_size``).
@@ -337,6 +283,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         npz_path: str | None = None,
         download: bool = False,
         val_size: int = 1000,
+        holdout: int = 0,
         num_train: int | None = None,
         batch_size: int = 128,
         eval_batch_size: int | None = None,
@@ -350,7 +297,12 @@ class CIFAR10DataModule(pl.LightningDataModule):
         super().__init__()
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
-        non_negative = {"val_size": val_size, "num_workers": num_workers, "crop_padding": crop_padding}
+        non_negative = {
+            "val_size": val_size,
+            "holdout": holdout,
+            "num_workers": num_workers,
+            "crop_padding": crop_padding,
+        }
         for name, value in non_negative.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be an int >= 0, got {value!r}")
@@ -377,6 +329,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         self.npz_path = Path(npz_path) if npz_path is not None else None
         self.download = download
         self.val_size = val_size
+        self.holdout = holdout
         self.num_train = num_train
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
@@ -494,11 +447,12 @@ class CIFAR10DataModule(pl.LightningDataModule):
         arrays = self._load_arrays()
         x = torch.from_numpy(arrays["x_train"]).permute(0, 3, 1, 2).contiguous()  # HWC -> CHW
         y = torch.from_numpy(arrays["y_train"])
-        if self.val_size >= x.shape[0]:
+        if self.val_size + self.holdout >= x.shape[0]:
             raise ValueError(
-                f"val_size={self.val_size} must be smaller than the {x.shape[0]} training images of "
-                f"{self._source_description}"
+                f"val_size={self.val_size} plus holdout={self.holdout} must be smaller than the "
+                f"{x.shape[0]} training images of {self._source_description}"
             )
+        x, y = x[: x.shape[0] - self.holdout], y[: y.shape[0] - self.holdout]
         n_train = x.shape[0] - self.val_size
         if self.num_train is not None:
             if self.num_train > n_train:

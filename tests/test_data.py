@@ -55,6 +55,21 @@ def test_num_train_takes_the_first_images(tmp_path):
         CIFAR10DataModule(npz_path=str(path), val_size=10, num_train=55).setup("fit")
 
 
+def test_holdout_keeps_the_reported_validation_images_out_of_every_split(tmp_path):
+    path = write_npz(tmp_path / "c.npz", n_train=60)
+    x, _ = make_images(60, seed=0)
+    dm = CIFAR10DataModule(npz_path=str(path), val_size=10, holdout=10, normalization="none")
+    dm.setup("fit")
+    assert dm.split_sizes() == {"train": 40, "val": 10}, dm.split_sizes()
+    xv, _ = _batches(dm.val_dataloader())
+    torch.testing.assert_close(xv, _chw_float(x[40:50]), msg="holdout: val is not the 10 images before it")
+    xt, _ = _batches(dm.train_dataloader())
+    seen, held_out = torch.cat([xt, xv]).flatten(1), _chw_float(x[50:]).flatten(1)
+    assert not (seen[:, None] == held_out[None]).all(-1).any(), "a held-out image reached a split"
+    with pytest.raises(ValueError, match="val_size=10 plus holdout=50 must be smaller than the 60"):
+        CIFAR10DataModule(npz_path=str(path), val_size=10, holdout=50).setup("fit")
+
+
 def test_official_batches_are_read_in_order(tmp_path):
     write_official_batches(tmp_path, per_batch=12, n_test=10)
     dm = CIFAR10DataModule(data_dir=str(tmp_path), val_size=12, batch_size=8, normalization="none")

@@ -4,6 +4,18 @@ subcommand that prints them and draws their figures.
 Experiments (:data:`EXPERIMENTS`):
     activations   weight initialisation: activation statistics through a deep tanh/ReLU net
                   (:mod:`torch_cs231n.experiments.activations`)
+    init-scale    overfitting 50 images with 3- and 5-layer nets over weight scales x learning rates
+                  (:mod:`torch_cs231n.experiments.init_scale`)
+    optimizers    SGD, momentum, RMSProp, Adagrad and Adam on a 5-layer net; Adagrad's shrinking steps
+                  (:mod:`torch_cs231n.experiments.optimizers`)
+    batchnorm     batch norm across weight scales and batch sizes; layer norm at small batches
+                  (:mod:`torch_cs231n.experiments.batchnorm`)
+    dropout       a two-layer net on 500 images with and without dropout
+                  (:mod:`torch_cs231n.experiments.dropout`)
+
+The training experiments share their data preparation, training loop and options
+(:mod:`torch_cs231n.experiments._training`); each needs CIFAR-10 (``--data``, by default
+``../shared/data/cifar10_train.npz``) and writes ``--out DIR`` (figures and ``NAME.json``) or ``--json PATH``.
 """
 
 from __future__ import annotations
@@ -16,6 +28,22 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     "activations": (
         "torch_cs231n.experiments.activations",
         "weight initialisation: per-layer activation statistics of a 6x4096 tanh/ReLU net",
+    ),
+    "init-scale": (
+        "torch_cs231n.experiments.init_scale",
+        "overfit 50 images with 3- and 5-layer nets over weight scales x learning rates (heat maps)",
+    ),
+    "optimizers": (
+        "torch_cs231n.experiments.optimizers",
+        "SGD, SGD+momentum, RMSProp, Adagrad and Adam on a 5-layer net; Adagrad vs Adam update sizes",
+    ),
+    "batchnorm": (
+        "torch_cs231n.experiments.batchnorm",
+        "a 6-layer net with and without batch norm across weight scales; batch size; layer vs batch norm",
+    ),
+    "dropout": (
+        "torch_cs231n.experiments.dropout",
+        "a two-layer net on 500 images with keep ratios 1 and 0.25: the train/val gap dropout closes",
     ),
 }
 """Name -> (module, one line of help). A module provides ``add_arguments(parser)`` and ``run(args) -> int``;
