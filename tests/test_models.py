@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 import custom_ops.nn as manual_nn
-from lightning_modules.conv_net import ThreeLayerConvNet
+from lightning_modules.conv_net import ConvNet, ThreeLayerConvNet
 from lightning_modules.fc_net import FullyConnectedNet
 from torch_cs231n.init import init_weights_
-from torch_cs231n.models import build_fc_net, build_three_layer_convnet
+from torch_cs231n.models import build_convnet, build_fc_net, build_three_layer_convnet
 from torch_cs231n.optim import Adam
 
 FC_VARIANTS = [
@@ -57,6 +57,8 @@ def test_dropout_keep_ratio_is_the_keep_probability():
         *((FullyConnectedNet, kw) for kw in FC_VARIANTS),
         (ThreeLayerConvNet, {"num_filters": 4, "filter_size": 3, "hidden_dim": 12, "reg": 0.1}),
         (FullyConnectedNet, {"hidden_dims": [20], "loss": "svm", "reg": 0.05}),
+        (ConvNet, {"channels": [4, 8], "hidden_dims": [12], "reg": 0.1}),
+        (ConvNet, {"channels": [4], "convs_per_stage": 1, "normalization": "groupnorm", "groups": 2}),
     ],
     ids=lambda v: v.__name__ if isinstance(v, type) else str(v),
 )
@@ -104,6 +106,36 @@ def test_convnet_shapes_and_layers():
     m = manual_nn
     kinds = [type(layer) for layer in model if not isinstance(layer, nn.Flatten)]
     assert kinds == [m.Conv2d, m.ReLU, m.MaxPool2d, m.Linear, m.ReLU, m.Linear], kinds
+
+
+def test_challenge_convnet_shapes_and_layers():
+    model = build_convnet(channels=(4, 8), convs_per_stage=2, hidden_dims=(12,), dropout_keep_ratio=0.5)
+    assert model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert model.fc1.in_features == 8 * 8 * 8, "two stages halve 32x32 twice; 8 channels remain"
+    m = manual_nn
+    stage = [m.Conv2d, m.BatchNorm2d, m.ReLU] * 2 + [m.MaxPool2d]
+    kinds = [type(layer) for layer in model if not isinstance(layer, nn.Flatten)]
+    assert kinds == stage * 2 + [m.Linear, m.ReLU, m.Dropout, m.Linear], kinds
+    assert model.conv1_1.bias is None, "a conv followed by batch norm needs no bias"
+    assert build_convnet(channels=(4,), normalization=None).conv1_1.bias is not None
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"channels": []}, "channels must be a non-empty sequence"),
+        ({"channels": [4, 0]}, r"channels\[1\] must be a positive int"),
+        ({"filter_size": 4}, "filter_size must be odd"),
+        ({"normalization": "layernorm"}, "normalization must be one of"),
+        ({"channels": [6], "normalization": "groupnorm", "groups": 4}, "groups=4 must divide"),
+        ({"dropout_keep_ratio": 0.5}, "dropout_keep_ratio < 1 needs hidden_dims"),
+        ({"channels": [4] * 6}, "6 stages halve input_dim"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_challenge_convnet_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build_convnet(**kwargs)
 
 
 def test_fc_net_accepts_flat_input():

@@ -55,9 +55,9 @@ def weight_std(init: InitScheme, fan_in: int, weight_scale: float) -> float:
 def init_weights_(model: nn.Module, init: InitScheme = "gaussian", weight_scale: float = 1e-2) -> nn.Module:
     """Re-initialise every affine/conv layer and normalisation layer of ``model`` in place.
 
-    Affine and conv weights get ``N(0, std^2)`` with ``std`` from :func:`weight_std`, biases 0; batch/layer
-    norm get ``gamma = 1, beta = 0``. Layers are visited in ``model.modules()`` order, so two models with the
-    same structure draw the same numbers from the same RNG state. Returns ``model``.
+    Affine and conv weights get ``N(0, std^2)`` with ``std`` from :func:`weight_std`, biases 0; batch, layer
+    and group norm get ``gamma = 1, beta = 0``. Layers are visited in ``model.modules()`` order, so two models
+    with the same structure draw the same numbers from the same RNG state. Returns ``model``.
 
     Raises:
         ValueError: ``init`` is not a scheme, or ``weight_scale`` is not a finite float > 0.
@@ -71,7 +71,7 @@ def init_weights_(model: nn.Module, init: InitScheme = "gaussian", weight_scale:
             module.weight.normal_(0.0, weight_std(init, fan_in, weight_scale))
             if module.bias is not None:
                 module.bias.zero_()
-        elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm)):
+        elif isinstance(module, (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm)):
             if module.weight is not None:
                 module.weight.fill_(1.0)
             if module.bias is not None:

@@ -21,8 +21,10 @@ from .init import InitScheme, check_weight_scale, init_weights_
 
 Ops = Literal["manual", "builtin"]
 Normalization = Literal["batchnorm", "layernorm"] | None
+SpatialNormalization = Literal["batchnorm", "groupnorm"] | None
 OPS: tuple[str, ...] = ("manual", "builtin")
 NORMALIZATIONS: tuple[str | None, ...] = (None, "batchnorm", "layernorm")
+SPATIAL_NORMALIZATIONS: tuple[str | None, ...] = (None, "batchnorm", "groupnorm")
 
 
 def layer_namespace(ops: Ops) -> ModuleType:
@@ -150,3 +152,107 @@ def build_three_layer_convnet(
         )
     )
     return init_weights_(model, init, weight_scale)
+
+
+def build_convnet(
+    channels: Sequence[int] = (32, 64, 128),
+    convs_per_stage: int = 2,
+    hidden_dims: Sequence[int] = (),
+    filter_size: int = 3,
+    normalization: SpatialNormalization = "batchnorm",
+    groups: int = 8,
+    dropout_keep_ratio: float = 1.0,
+    input_dim: tuple[int, int, int] = (3, 32, 32),
+    num_classes: int = 10,
+    weight_scale: float = 1e-2,
+    init: InitScheme = "kaiming",
+    ops: Ops = "manual",
+) -> nn.Module:
+    """The CS231n challenge net: ``{[conv - [norm] - relu] x convs_per_stage - 2x2 max pool} x stages -
+    {affine - relu - [dropout]} x M - affine``.
+
+    Stage ``s`` has ``channels[s]`` filters of ``filter_size x filter_size`` (stride 1, size-preserving
+    padding) and halves the height and width with its pool, so the last stage's
+    ``channels[-1] * (H / 2**stages) * (W / 2**stages)`` values feed the affine layers. With a normalisation
+    the convolutions have no bias (the norm's ``beta`` takes its place).
+
+    Args:
+        channels: filters per stage (one 2x2 max pool per stage).
+        convs_per_stage: conv layers in each stage (the course's ``[conv-relu-conv-relu-pool]`` is 2).
+        hidden_dims: widths of the hidden affine layers after the conv stages (``()``: none).
+        filter_size: an odd kernel size.
+        normalization: ``None``, ``"batchnorm"`` (spatial batch norm) or ``"groupnorm"`` after each conv.
+        groups: channel groups of ``"groupnorm"`` (must divide every ``channels[s]``).
+        dropout_keep_ratio: probability of KEEPING a hidden affine unit; 1 disables dropout.
+        input_dim, num_classes, weight_scale, init, ops: as in :func:`build_fc_net`.
+
+    Shape:
+        - Input: ``(N, *input_dim)``; output: class scores ``(N, num_classes)``.
+
+    Returns:
+        An ``nn.Sequential`` (``conv1_1``, [``norm1_1``], ``relu1_1``, ..., ``pool1``, ..., ``flatten``,
+        [``fc1``, ``relu_fc1``, [``dropout1``], ...], ``fc``).
+
+    Raises:
+        ValueError: a bad argument, named.
+
+    Examples::
+
+        >>> import torch
+        >>> net = build_convnet(channels=(8, 16), hidden_dims=(32,))
+        >>> net(torch.randn(2, 3, 32, 32)).shape
+        torch.Size([2, 10])
+    """
+    layers = layer_namespace(ops)
+    if isinstance(channels, (str, bytes)) or not isinstance(channels, Sequence) or not channels:
+        raise ValueError(f"channels must be a non-empty sequence of positive ints, got {channels!r}")
+    widths = [_check_positive_int(f"channels[{i}]", c) for i, c in enumerate(channels)]
+    if isinstance(hidden_dims, (str, bytes)) or not isinstance(hidden_dims, Sequence):
+        raise ValueError(f"hidden_dims must be a sequence of positive ints, got {hidden_dims!r}")
+    hidden = [_check_positive_int(f"hidden_dims[{i}]", h) for i, h in enumerate(hidden_dims)]
+    _check_positive_int("convs_per_stage", convs_per_stage)
+    if _check_positive_int("filter_size", filter_size) % 2 == 0:
+        raise ValueError(f"filter_size must be odd (size-preserving padding), got {filter_size!r}")
+    if normalization not in SPATIAL_NORMALIZATIONS:
+        raise ValueError(f"normalization must be one of {SPATIAL_NORMALIZATIONS}, got {normalization!r}")
+    if normalization == "groupnorm" and any(c % _check_positive_int("groups", groups) for c in widths):
+        raise ValueError(f"groups={groups!r} must divide every entry of channels={list(widths)}")
+    if not 0.0 < dropout_keep_ratio <= 1.0:
+        raise ValueError(
+            f"dropout_keep_ratio (a keep probability) must be in (0, 1], got {dropout_keep_ratio!r}"
+        )
+    if not hidden and dropout_keep_ratio < 1.0:
+        raise ValueError("dropout_keep_ratio < 1 needs hidden_dims: dropout acts on the hidden affine layers")
+    if len(input_dim) != 3:
+        raise ValueError(f"input_dim must be (C, H, W), got {input_dim!r}")
+    in_channels, height, width = (_check_positive_int(f"input_dim[{i}]", d) for i, d in enumerate(input_dim))
+    if height >> len(widths) == 0 or width >> len(widths) == 0:
+        raise ValueError(f"{len(widths)} stages halve input_dim={tuple(input_dim)} to nothing")
+    _check_positive_int("num_classes", num_classes)
+    check_weight_scale(weight_scale)
+
+    modules: OrderedDict[str, nn.Module] = OrderedDict()
+    for s, out_channels in enumerate(widths, start=1):
+        for j in range(1, convs_per_stage + 1):
+            name = f"{s}_{j}"
+            modules[f"conv{name}"] = layers.Conv2d(
+                in_channels, out_channels, filter_size, padding=filter_size // 2, bias=normalization is None
+            )
+            if normalization == "batchnorm":
+                modules[f"norm{name}"] = layers.BatchNorm2d(out_channels)
+            elif normalization == "groupnorm":
+                modules[f"norm{name}"] = layers.GroupNorm(groups, out_channels)
+            modules[f"relu{name}"] = layers.ReLU()
+            in_channels = out_channels
+        modules[f"pool{s}"] = layers.MaxPool2d(kernel_size=2, stride=2)
+        height, width = height // 2, width // 2
+    modules["flatten"] = nn.Flatten()
+    fan_in = in_channels * height * width
+    for i, size in enumerate(hidden, start=1):
+        modules[f"fc{i}"] = layers.Linear(fan_in, size)
+        modules[f"relu_fc{i}"] = layers.ReLU()
+        if dropout_keep_ratio < 1.0:
+            modules[f"dropout{i}"] = layers.Dropout(p=1.0 - dropout_keep_ratio)
+        fan_in = size
+    modules["fc"] = layers.Linear(fan_in, num_classes)
+    return init_weights_(nn.Sequential(modules), init, weight_scale)
