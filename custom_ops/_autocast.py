@@ -51,3 +51,20 @@ def apply(function: type[torch.autograd.Function], policy: Policy, *args: Any) -
     if isinstance(out, tuple):
         return (out[0].to(out_dtype), *out[1:])
     return out.to(out_dtype)
+
+
+# Devices whose torch.autocast runs softmax, log_softmax and group_norm in float32 (their CUDA, XPU and MPS
+# autocast lists); on CPU torch's autocast leaves them alone.
+_FP32_AUTOCAST_DEVICES = ("cuda", "xpu", "mps")
+
+
+def fp32_under_autocast(tensor: torch.Tensor) -> bool:
+    """Whether torch's autocast would run a softmax or group norm of ``tensor`` in float32 right now: autocast
+    is on for its device, the device lists those ops as float32, and the tensor is not float64."""
+    device_type = tensor.device.type
+    return (
+        device_type in _FP32_AUTOCAST_DEVICES
+        and torch.is_autocast_enabled(device_type)
+        and tensor.is_floating_point()
+        and tensor.dtype != torch.float64
+    )

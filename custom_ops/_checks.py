@@ -5,7 +5,8 @@ catches them: a bad shape or argument value raises :class:`OpArgumentError` (a `
 ``RuntimeError`` as torch raises), a tensor of a dtype the op does not compute in raises
 :class:`OpDtypeError` (a ``TypeError``, and a ``NotImplementedError`` — itself a ``RuntimeError`` — as
 torch's "not implemented for 'Long'" and "expected scalar type" errors). A non-tensor where a tensor is
-expected raises a plain ``TypeError``, as torch does.
+expected raises a plain ``TypeError``, as torch does, and so does a non-int where torch wants an int; a dim
+out of range raises an ``IndexError`` (torch's "Dimension out of range").
 """
 
 from __future__ import annotations
@@ -24,11 +25,24 @@ class OpDtypeError(TypeError, NotImplementedError):
     ``RuntimeError`` or ``NotImplementedError``; catch either, or ``TypeError``)."""
 
 
+def check_tensor(name: str, value: object) -> torch.Tensor:
+    """Raise ``TypeError`` unless ``value`` is a tensor; return it."""
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    return value
+
+
+def check_int(name: str, value: object) -> int:
+    """Raise ``TypeError`` unless ``value`` is an int (not a bool); return it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    return value
+
+
 def check_floating(name: str, tensor: torch.Tensor) -> None:
     """Raise ``TypeError`` unless ``tensor`` is a tensor, :class:`OpDtypeError` unless it is a real
     floating-point one."""
-    if not isinstance(tensor, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
+    check_tensor(name, tensor)
     if not tensor.is_floating_point():
         raise OpDtypeError(f"{name} must be a floating-point tensor, got dtype {tensor.dtype}")
 
@@ -95,3 +109,30 @@ def pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
     if len(values) not in (1, 2) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
         raise OpArgumentError(f"{name} must be an int or a pair of ints, got {value!r}")
     return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+
+
+def int_pair(name: str, value: int | Sequence[int]) -> tuple[int, int]:
+    """As :func:`pair`, for the ops whose torch twin raises a ``TypeError`` for a non-int entry (avg_pool2d):
+    an int or a sequence of one or two ints as a pair."""
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        values = tuple(value)
+        if len(values) not in (1, 2):
+            raise OpArgumentError(f"{name} must be an int or a pair of ints, got {value!r}")
+        for v in values:
+            check_int(name, v)
+        return (values[0], values[0]) if len(values) == 1 else (values[0], values[1])
+    check_int(name, value)
+    return value, value  # type: ignore[return-value]
+
+
+def normalize_dim(name: str, dim: object, ndim: int) -> int:
+    """``dim`` in ``[-ndim, ndim)`` (a 0-d tensor has dims -1 and 0) as a non-negative index; an
+    ``IndexError`` otherwise, as torch raises."""
+    dim = check_int(name, dim)
+    rank = max(ndim, 1)
+    if not -rank <= dim < rank:
+        raise IndexError(
+            f"{name} out of range: expected to be in range of [{-rank}, {rank - 1}] for a {ndim}-D input, "
+            f"got {dim}"
+        )
+    return dim % rank

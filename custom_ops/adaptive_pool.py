@@ -27,8 +27,7 @@ from collections.abc import Sequence
 import torch
 
 from . import _autocast
-from ._argchecks import check_int
-from ._checks import OpArgumentError, check_floating, check_ndim
+from ._checks import OpArgumentError, check_floating, check_int, check_ndim
 from ._layout import memory_format
 from .avg_pool import AvgPool2dFunction
 

@@ -21,8 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import _autocast
-from ._argchecks import check_int, check_tensor, int_pair
-from ._checks import OpArgumentError, OpDtypeError, check_ndim
+from ._checks import OpArgumentError, OpDtypeError, check_int, check_ndim, check_tensor, int_pair
 from ._layout import memory_format
 
 Pair = tuple[int, int]

@@ -186,10 +186,21 @@ class Conv2dIm2colFunction(torch.autograd.Function):
         return dx, dw, db, None, None, None, None, None
 
 
-_STRATEGIES: dict[str, type[torch.autograd.Function]] = {
+_FUNCTIONS: dict[Strategy, type[torch.autograd.Function]] = {
     "fast": Conv2dFunction,
     "im2col": Conv2dIm2colFunction,
 }
+STRATEGIES: tuple[Strategy, ...] = tuple(_FUNCTIONS)
+"""The backward strategies, the default first."""
+
+
+def check_strategy(strategy: object) -> Strategy:
+    """``strategy`` if it is one of :data:`STRATEGIES`, else an :class:`OpArgumentError` (a ``ValueError``).
+    The one check of the strategy: the functional op, the ``Conv2d`` module and ``to_manual`` call it."""
+    for known in STRATEGIES:
+        if strategy == known:
+            return known
+    raise OpArgumentError(f"strategy must be {' or '.join(map(repr, STRATEGIES))}, got {strategy!r}")
 
 
 def _resolve_padding(
@@ -249,8 +260,7 @@ def conv2d(
     check_ndim("input", input, (3, 4), "(N, C_in, H, W) or (C_in, H, W)")
     check_same_dtype(input, weight=weight, bias=bias)
     check_ndim("weight", weight, (4,), "(C_out, C_in / groups, kh, kw)")
-    if strategy not in _STRATEGIES:
-        raise OpArgumentError(f"strategy must be one of {sorted(_STRATEGIES)}, got {strategy!r}")
+    function = _FUNCTIONS[check_strategy(strategy)]
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise OpArgumentError(f"groups must be a positive int, got {groups!r}")
     unbatched = input.dim() == 3
@@ -278,7 +288,5 @@ def conv2d(
                 f"kernel extent {d * (k - 1) + 1} along {dim} (kernel {k}, dilation {d}) is larger than "
                 f"the padded input ({size} + 2*{p} = {size + 2 * p})"
             )
-    out = _autocast.apply(
-        _STRATEGIES[strategy], "lower", x, weight, bias, stride_, padding_, dilation_, groups, extra
-    )
+    out = _autocast.apply(function, "lower", x, weight, bias, stride_, padding_, dilation_, groups, extra)
     return out.squeeze(0) if unbatched else out

@@ -24,8 +24,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from . import _autocast
-from ._argchecks import check_int, fp32_under_autocast
-from ._checks import OpArgumentError, check_floating, check_norm_params_dtype
+from ._checks import OpArgumentError, check_floating, check_int, check_norm_params_dtype
 
 
 def _channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -155,6 +154,7 @@ def group_norm(
                 f"{name} must have shape ({channels},) (one value per channel of input), got {got}"
             )
     check_norm_params_dtype(input, weight=weight, bias=bias)
-    if fp32_under_autocast(input):  # torch's CUDA autocast runs group_norm in float32 (and returns float32)
+    # torch's CUDA autocast runs group_norm in float32 (and returns float32)
+    if _autocast.fp32_under_autocast(input):
         input, weight, bias = (t if t is None else t.float() for t in (input, weight, bias))
     return _autocast.apply(GroupNormFunction, "fp32_internal", input, num_groups, weight, bias, eps)

@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from . import functional as F
-from .conv import Strategy
+from .conv import Strategy, check_strategy
 from .sync_batchnorm import sync_batch_norm
 
 
@@ -222,9 +222,7 @@ class Conv2d(nn.Conv2d):
 
     def __init__(self, *args: Any, strategy: Strategy = "fast", **kwargs: Any):
         super().__init__(*args, **kwargs)
-        if strategy not in ("fast", "im2col"):
-            raise ValueError(f"strategy must be 'fast' or 'im2col', got {strategy!r}")
-        self.strategy = strategy
+        self.strategy = check_strategy(strategy)
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
         padding = self.padding

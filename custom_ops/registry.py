@@ -1,17 +1,20 @@
-"""The one registry pairing each manual operator and module with its built-in twin.
+"""The one registry: an :class:`~custom_ops.spec.OpSpec` per manual operator, pairing it with its built-in
+twin (:data:`SPECS`).
 
-Tests and benchmarks iterate over :data:`OP_CASES` and :data:`MODULE_CASES` instead of repeating
-themselves. An :class:`OpCase` holds a manual and a built-in callable with the *same* call signature and a
-factory of example inputs; ``manual(*case.make_inputs(dtype, device))`` and ``builtin(...)`` on the same
-inputs must agree. Inputs are built deterministically (same values on every call) and chosen away from
-the ReLU kink and from max-pool ties, so finite differences are valid.
+A new operator is its own file in :mod:`custom_ops` (exported by :mod:`custom_ops.functional`), its module
+twin in :mod:`custom_ops.nn`, and one entry here: the tests (gradcheck, parity, layouts, compile,
+autocast, modules, bad input, torch's OpInfos), ``swap.to_manual``, the benchmark, ``cs231n gradcheck``
+and the README table all read it.
+
+Sample inputs are built deterministically (same values on every call) and chosen away from the ReLU kink
+and from max-pool ties, so finite differences are valid.
 """
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -20,266 +23,391 @@ from torch import nn
 
 from . import functional as F
 from . import nn as mnn
+from .conv import STRATEGIES
 from .losses import builtin_svm_loss
-
-InputFactory = Callable[[torch.dtype, torch.device], tuple[Any, ...]]
-
-
-@dataclass(frozen=True)
-class OpCase:
-    """One example of an operator.
-
-    Attributes:
-        op: operator name (a function of :mod:`custom_ops.functional`).
-        label: what this example exercises, e.g. ``"stride2-pad1"``.
-        manual, builtin: callables taking the tensors of ``make_inputs`` positionally.
-        make_inputs: ``(dtype, device) -> args``; floating args are cast to ``dtype``.
-        grad_inputs: positions in ``args`` that are differentiable (inputs and parameters).
-        double_backward: whether the manual backward is itself differentiable.
-        random: the op draws from the global RNG (dropout): seed it before each call; masks then match
-            the built-in's on CPU (same Bernoulli stream), and are only statistically alike on CUDA.
-        spatial: the first input is ``(N, C, H, W)``, so a ``channels_last`` variant makes sense.
-        tags: free-form markers, e.g. ``"bench"`` for benchmark shapes.
-    """
-
-    op: str
-    label: str
-    manual: Callable[..., torch.Tensor]
-    builtin: Callable[..., torch.Tensor]
-    make_inputs: InputFactory
-    grad_inputs: tuple[int, ...] = (0,)
-    double_backward: bool = True
-    random: bool = False
-    spatial: bool = False
-    tags: frozenset[str] = field(default_factory=frozenset)
-
-    @property
-    def id(self) -> str:
-        return f"{self.op}[{self.label}]"
-
-    def inputs(
-        self,
-        dtype: torch.dtype = torch.float64,
-        device: torch.device | str = "cpu",
-        requires_grad: bool = True,
-    ) -> list[Any]:
-        """Fresh example inputs; the ``grad_inputs`` require grad when ``requires_grad``."""
-        args = list(self.make_inputs(dtype, torch.device(device)))
-        if requires_grad:
-            for i in self.grad_inputs:
-                args[i].requires_grad_(True)
-        return args
+from .spec import (
+    ErrorInput,
+    InputFactory,
+    ModuleCase,
+    OpCase,
+    OpSpec,
+    Sample,
+    labels,
+    module_cases,
+    normal,
+    randn,
+)
 
 
-@dataclass(frozen=True)
-class ModuleCase:
-    """A manual module class, its built-in twin, constructor arguments and an input shape."""
-
-    manual: type[nn.Module]
-    builtin: type[nn.Module]
-    args: tuple[Any, ...]
-    input_shape: tuple[int, ...]
-    kwargs: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def id(self) -> str:
-        return f"{self.builtin.__name__}{self.args}"
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _randn(shape: Sequence[int], dtype: torch.dtype, device: torch.device, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=_gen(seed), dtype=torch.float64).to(device=device, dtype=dtype)
-
-
-def _away_from_zero(
-    shape: Sequence[int], dtype: torch.dtype, device: torch.device, seed: int
-) -> torch.Tensor:
-    """Normal values pushed at least 0.1 away from 0 (no ReLU kink within finite-difference reach)."""
-    x = torch.randn(*shape, generator=_gen(seed), dtype=torch.float64)
-    return (x + 0.1 * torch.sign(x)).to(device=device, dtype=dtype)
-
-
-def _distinct(shape: Sequence[int], dtype: torch.dtype, device: torch.device, seed: int) -> torch.Tensor:
+# ----------------------------------------------------------------------------------------------- inputs
+def _distinct(shape: Sequence[int]) -> InputFactory:
     """A random permutation of a 0.05-spaced grid: no two values tie (no max-pool ties)."""
-    n = 1
-    for s in shape:
-        n *= s
-    x = torch.randperm(n, generator=_gen(seed)).to(torch.float64).mul(0.05).sub(0.025 * n)
-    return x.view(*shape).to(device=device, dtype=dtype)
+
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor]:
+        n = 1
+        for s in shape:
+            n *= s
+        x = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+        x = x.to(torch.float64).mul(0.05).sub(0.025 * n)
+        return (x.view(*shape).to(device=device, dtype=dtype),)
+
+    return inputs
 
 
 def _positive(shape: Sequence[int], dtype: torch.dtype, device: torch.device, seed: int) -> torch.Tensor:
-    return (
-        torch.rand(*shape, generator=_gen(seed), dtype=torch.float64).add(0.5).to(device=device, dtype=dtype)
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return x.add(0.5).to(device=device, dtype=dtype)
+
+
+def _t(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A random tensor for a bad-input call."""
+    return torch.randn(*shape).to(dtype)
+
+
+def _first_output(fn: Callable[..., Any]) -> Callable[..., torch.Tensor]:
+    """``fn`` returning ``(output, indices)``, keeping the output: the tensor the tests differentiate (the
+    indices are compared with torch's in tests/test_ops_semantics.py and tests/test_new_ops.py)."""
+
+    @functools.wraps(fn)
+    def call(*args: Any) -> torch.Tensor:
+        return fn(*args)[0]
+
+    return call
+
+
+def _quiet(fn: Callable[..., Any]) -> Callable[..., torch.Tensor]:
+    """``fn`` with the implicit-dim deprecation warning silenced (it is the behaviour under test)."""
+
+    @functools.wraps(fn)
+    def call(*args: Any) -> torch.Tensor:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return fn(*args)
+
+    return call
+
+
+def _integer_input() -> ErrorInput:
+    """The bad input of the elementwise ops: an integer tensor."""
+    return ErrorInput(
+        "integer input",
+        lambda f: f(torch.arange(4)),
+        TypeError,
+        r"input must be a floating-point tensor, got dtype torch.int64",
     )
 
 
-def _labels(n: int, classes: int, device: torch.device, seed: int) -> torch.Tensor:
-    return torch.randint(0, classes, (n,), generator=_gen(seed)).to(device)
+# ----------------------------------------------------------------------------------------------- linear
+def _linear_inputs(x_shape: tuple[int, ...], out: int, bias: bool = True) -> InputFactory:
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[Any, ...]:
+        w = randn((out, x_shape[-1]), dtype, device, 1)
+        b = randn((out,), dtype, device, 2) if bias else None
+        return (randn(x_shape, dtype, device, 0), w, b)
+
+    return inputs
 
 
-# ----------------------------------------------------------------------------------------------- cases
-def _linear_cases() -> list[OpCase]:
-    def make(x_shape, out, bias=True):
-        def inputs(dtype, device):
-            w = _randn((out, x_shape[-1]), dtype, device, 1)
-            b = _randn((out,), dtype, device, 2) if bias else None
-            return (_randn(x_shape, dtype, device, 0), w, b)
-
-        return inputs
-
-    return [
-        OpCase("linear", "2d", F.linear, TF.linear, make((4, 5), 3), (0, 1, 2)),
-        OpCase("linear", "3d-leading", F.linear, TF.linear, make((2, 3, 5), 4), (0, 1, 2)),
-        OpCase(
-            "linear",
-            "no-bias",
-            lambda x, w, b: F.linear(x, w),
-            lambda x, w, b: TF.linear(x, w),
-            make((4, 5), 3, bias=False),
-            (0, 1),
+LINEAR = OpSpec(
+    name="linear",
+    manual=F.linear,
+    builtin=TF.linear,
+    samples=(
+        Sample("2d", _linear_inputs((4, 5), 3), (0, 1, 2)),
+        Sample("3d-leading", _linear_inputs((2, 3, 5), 4), (0, 1, 2)),
+        Sample("no-bias", _linear_inputs((4, 5), 3, bias=False), (0, 1)),
+    ),
+    modules=module_cases(mnn.Linear, nn.Linear, ((5, 3), (4, 5)), ((5, 3), (4, 5), {"bias": False})),
+    errors=(
+        ErrorInput(
+            "in_features",
+            lambda f: f(_t(4, 5), _t(3, 6)),
+            ValueError,
+            r"input must have shape \(\*, in_features=6\)",
         ),
-    ]
-
-
-def _relu_cases() -> list[OpCase]:
-    return [
-        OpCase("relu", "2d", F.relu, TF.relu, lambda dt, dev: (_away_from_zero((6, 7), dt, dev, 0),)),
-        OpCase(
-            "relu",
-            "4d",
-            F.relu,
-            TF.relu,
-            lambda dt, dev: (_away_from_zero((2, 3, 4, 5), dt, dev, 0),),
-            spatial=True,
+        ErrorInput(
+            "weight dims",
+            lambda f: f(_t(4, 5), _t(3, 5, 1)),
+            RuntimeError,
+            r"weight must have shape \(out_features, in_features\) or \(in_features,\), got \(3, 5, 1\)",
         ),
-    ]
+        ErrorInput(
+            "1-D weight with a vector bias",
+            lambda f: f(_t(4, 5), _t(5), _t(3)),
+            RuntimeError,
+            r"with a 1-D weight, bias must be None or a 0-d tensor, got shape \(3,\)",
+        ),
+        ErrorInput(
+            "bias shape", lambda f: f(_t(4, 5), _t(3, 5), _t(4)), ValueError, r"bias must have shape \(3,\)"
+        ),
+        ErrorInput(
+            "integer input",
+            lambda f: f(torch.ones(4, 5, dtype=torch.long), _t(3, 5)),
+            TypeError,
+            r"input must be a floating-point tensor, got dtype torch.int64",
+        ),
+        ErrorInput(
+            "mixed dtypes",
+            lambda f: f(_t(4, 5), _t(3, 5, dtype=torch.float64)),
+            TypeError,
+            r"weight has dtype torch.float64 but input has dtype torch.float32",
+        ),
+        ErrorInput(
+            "not a tensor", lambda f: f([[1.0]], _t(1, 1)), TypeError, r"input must be a torch.Tensor"
+        ),
+    ),
+    opinfo="nn.functional.linear",
+    backward="`dx = dout W`, `dW = doutᵀ x`, `db = Σ dout` (matmuls)",
+)
 
 
-def _batch_norm_cases() -> list[OpCase]:
-    def make(shape, affine=True):
+# ---------------------------------------------------------------------------------- relu, activations
+def _away_from_kinks(shape: tuple[int, ...], kinks: tuple[float, ...]) -> InputFactory:
+    """Normal values scaled by 4, pushed at least 0.1 away from every kink in ``kinks``."""
+
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor]:
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 4
+        for k in kinks:
+            near = (x - k).abs() < 0.1
+            x = torch.where(near, k + 0.1 * torch.sign(x - k + 1e-12), x)
+        return (x.to(device=device, dtype=dtype),)
+
+    return inputs
+
+
+def _activation(
+    name: str,
+    builtin: Callable[..., torch.Tensor],
+    module: tuple[type[nn.Module], type[nn.Module], tuple[int, ...]],
+    backward: str,
+    kinks: tuple[float, ...] = (),
+    opinfo: str | None = None,
+) -> OpSpec:
+    """The spec of an elementwise activation ``F.<name>(input)``: samples away from its ``kinks``, the
+    module twin ``(manual, built-in, input shape)``, an integer input as its bad input."""
+    manual_cls, builtin_cls, shape = module
+    return OpSpec(
+        name=name,
+        manual=getattr(F, name),
+        builtin=builtin,
+        samples=(
+            Sample("2d", _away_from_kinks((6, 7), kinks)),
+            Sample("4d", _away_from_kinks((2, 3, 4, 5), kinks)),
+        ),
+        modules=module_cases(manual_cls, builtin_cls, ((), shape)),
+        errors=(_integer_input(),),
+        opinfo=opinfo or f"nn.functional.{name}",
+        backward=backward,
+    )
+
+
+RELU = _activation("relu", TF.relu, (mnn.ReLU, nn.ReLU, (4, 5)), "`dout * [out > 0]`, output saved", (0.0,))
+
+
+RELU6 = _activation("relu6", TF.relu6, (mnn.ReLU6, nn.ReLU6, (4, 5)), "`dout * [0 < x < 6]`", (0.0, 6.0))
+HARDSIGMOID = _activation(
+    "hardsigmoid",
+    TF.hardsigmoid,
+    (mnn.Hardsigmoid, nn.Hardsigmoid, (2, 3, 4, 4)),
+    "`dout / 6 * [−3 < x < 3]`",
+    (-3.0, 3.0),
+)
+HARDSWISH = _activation(
+    "hardswish",
+    TF.hardswish,
+    (mnn.Hardswish, nn.Hardswish, (2, 3, 4, 4)),
+    "piecewise `0`, `x/3 + 1/2`, `1`",
+    (-3.0, 3.0),
+)
+SIGMOID = _activation(
+    "sigmoid", torch.sigmoid, (mnn.Sigmoid, nn.Sigmoid, (4, 5)), "`dout * s (1 − s)`", opinfo="sigmoid"
+)
+SILU = _activation("silu", TF.silu, (mnn.SiLU, nn.SiLU, (2, 3, 4, 4)), "`dout * s (1 + x (1 − s))`")
+
+
+# ------------------------------------------------------------------------------------------- batch norm
+def _batch_norm_samples() -> tuple[Sample, ...]:
+    def make(shape: tuple[int, ...], affine: bool = True) -> InputFactory:
         c = shape[1]
 
-        def inputs(dtype, device):
-            w = _randn((c,), dtype, device, 1) if affine else None
-            b = _randn((c,), dtype, device, 2) if affine else None
-            return (
-                _randn(shape, dtype, device, 0),
-                _randn((c,), dtype, device, 3),
-                _positive((c,), dtype, device, 4),
-                w,
-                b,
-            )
+        def inputs(dtype: torch.dtype, device: torch.device) -> tuple[Any, ...]:
+            w = randn((c,), dtype, device, 1) if affine else None
+            b = randn((c,), dtype, device, 2) if affine else None
+            x = randn(shape, dtype, device, 0)
+            return (x, randn((c,), dtype, device, 3), _positive((c,), dtype, device, 4), w, b)
 
         return inputs
 
-    def fns(training):
-        def manual(x, rm, rv, w, b):
-            return F.batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5)
-
-        def builtin(x, rm, rv, w, b):
-            return TF.batch_norm(x, rm, rv, w, b, training, 0.1, 1e-5)
-
-        return manual, builtin
-
-    cases = []
+    samples = []
     for training in (True, False):
         mode = "train" if training else "eval"
-        manual, builtin = fns(training)
-        for label, shape, spatial in (
-            ("1d", (6, 4), False),
-            ("1d-seq", (4, 3, 5), False),
-            ("spatial", (3, 4, 5, 6), True),
-        ):
-            cases.append(
-                OpCase(
-                    "batch_norm",
-                    f"{mode}-{label}",
-                    manual,
-                    builtin,
-                    make(shape),
-                    (0, 3, 4),
-                    double_backward=False,
-                    spatial=spatial,
-                )
-            )
-        cases.append(
-            OpCase(
-                "batch_norm",
-                f"{mode}-no-affine",
-                manual,
-                builtin,
-                make((3, 4, 5, 6), False),
-                (0,),
-                double_backward=False,
-                spatial=True,
-            )
+        kwargs = {"training": training, "momentum": 0.1, "eps": 1e-5}
+        for label, shape in (("1d", (6, 4)), ("1d-seq", (4, 3, 5)), ("spatial", (3, 4, 5, 6))):
+            samples.append(Sample(f"{mode}-{label}", make(shape), (0, 3, 4), kwargs))
+        samples.append(Sample(f"{mode}-no-affine", make((3, 4, 5, 6), affine=False), (0,), kwargs))
+    return tuple(samples)
+
+
+BATCH_NORM = OpSpec(
+    name="batch_norm",
+    manual=F.batch_norm,
+    builtin=TF.batch_norm,
+    samples=_batch_norm_samples(),
+    modules=(
+        *module_cases(mnn.BatchNorm1d, nn.BatchNorm1d, ((5,), (8, 5)), ((5,), (8, 5), {"momentum": None})),
+        *module_cases(
+            mnn.BatchNorm2d,
+            nn.BatchNorm2d,
+            ((3,), (4, 3, 5, 5)),
+            ((3,), (4, 3, 5, 5), {"affine": False}),
+            ((3,), (4, 3, 5, 5), {"track_running_stats": False}),
+        ),
+    ),
+    double_backward=False,
+    errors=(
+        ErrorInput(
+            "channels",
+            lambda f: f(_t(4, 3), _t(5), _t(5).abs()),
+            ValueError,
+            r"running_mean must have shape \(3,\).*C=3",
+        ),
+        ErrorInput(
+            "weight channels",
+            lambda f: f(_t(4, 3, 2, 2), None, None, _t(2), None, True),
+            ValueError,
+            r"weight must have shape \(3,\)",
+        ),
+        ErrorInput(
+            "dims",
+            lambda f: f(_t(4), None, None, training=True),
+            ValueError,
+            r"input must have shape \(N, C, \*\) \(at least 2-D\), got 1-D",
+        ),
+        ErrorInput(
+            "one value per channel",
+            lambda f: f(_t(1, 3), None, None, training=True),
+            ValueError,
+            r"more than 1 value per channel",
+        ),
+        ErrorInput(
+            "eps 0 in training",
+            lambda f: f(_t(4, 3), None, None, training=True, eps=0.0),
+            ValueError,
+            r"eps must be positive in training \(it is added to the variance\), got 0.0",
+        ),
+        ErrorInput(
+            "negative eps",
+            lambda f: f(_t(4, 3), _t(3), _t(3).abs(), eps=-1e-5),
+            ValueError,
+            r"eps must be non-negative, got -1e-05",
+        ),
+        ErrorInput(
+            "eval without stats",
+            lambda f: f(_t(4, 3), None, None),
+            RuntimeError,
+            r"running_mean and running_var are required when training=False",
+        ),
+        ErrorInput(
+            "convention",
+            lambda f: f(_t(4, 3), None, None, training=True, convention="keras"),
+            ValueError,
+            r"convention must be 'torch' or 'cs231n'",
+        ),
+        ErrorInput(
+            "mixed dtypes",
+            lambda f: f(_t(4, 3), None, None, _t(3, dtype=torch.float64), None, True),
+            TypeError,
+            r"weight has dtype torch.float64",
+        ),
+    ),
+    opinfo="nn.functional.batch_norm",
+    features="1-D and spatial",
+    backward="simplified closed form `γ s (dout − mean(dout) − x̂ mean(dout x̂))`",
+)
+
+
+# ------------------------------------------------------------------------------------------- layer norm
+def _layer_norm_inputs(shape: tuple[int, ...], normalized: tuple[int, ...], affine: bool) -> InputFactory:
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[Any, ...]:
+        w = randn(normalized, dtype, device, 1) if affine else None
+        b = randn(normalized, dtype, device, 2) if affine else None
+        return (randn(shape, dtype, device, 0), normalized, w, b)
+
+    return inputs
+
+
+LAYER_NORM = OpSpec(
+    name="layer_norm",
+    manual=F.layer_norm,
+    builtin=TF.layer_norm,
+    samples=tuple(
+        Sample(
+            label,
+            _layer_norm_inputs(shape, normalized, affine),
+            (0, 2, 3) if affine else (0,),
+            {"eps": 1e-5},
         )
-    return cases
-
-
-def _layer_norm_cases() -> list[OpCase]:
-    def make(shape, normalized, affine=True):
-        def inputs(dtype, device):
-            w = _randn(normalized, dtype, device, 1) if affine else None
-            b = _randn(normalized, dtype, device, 2) if affine else None
-            return (_randn(shape, dtype, device, 0), w, b)
-
-        def manual(x, w, b):
-            return F.layer_norm(x, normalized, w, b, 1e-5)
-
-        def builtin(x, w, b):
-            return TF.layer_norm(x, normalized, w, b, 1e-5)
-
-        return manual, builtin, inputs
-
-    cases = []
-    for label, shape, normalized, affine in (
-        ("last-dim", (6, 5), (5,), True),
-        ("3-dims", (2, 3, 4, 5), (3, 4, 5), True),
-        ("no-affine", (4, 6), (6,), False),
-    ):
-        manual, builtin, inputs = make(shape, normalized, affine)
-        cases.append(
-            OpCase(
-                "layer_norm",
-                label,
-                manual,
-                builtin,
-                inputs,
-                (0, 1, 2) if affine else (0,),
-                double_backward=False,
-                spatial=len(shape) == 4,
-            )
+        for label, shape, normalized, affine in (
+            ("last-dim", (6, 5), (5,), True),
+            ("3-dims", (2, 3, 4, 5), (3, 4, 5), True),
+            ("no-affine", (4, 6), (6,), False),
         )
-    return cases
+    ),
+    modules=module_cases(
+        mnn.LayerNorm, nn.LayerNorm, (((4, 5),), (3, 4, 5)), ((5,), (3, 5), {"elementwise_affine": False})
+    ),
+    double_backward=False,
+    errors=(
+        ErrorInput(
+            "shape",
+            lambda f: f(_t(4, 5), (4,)),
+            ValueError,
+            r"input must have shape \(\*, 4\) to match normalized_shape=\(4,\), got \(4, 5\)",
+        ),
+        ErrorInput(
+            "weight shape", lambda f: f(_t(4, 5), 5, _t(4)), ValueError, r"weight must have shape \(5,\)"
+        ),
+        ErrorInput(
+            "integer input",
+            lambda f: f(torch.ones(2, 5, dtype=torch.int32), 5),
+            TypeError,
+            r"input must be a floating-point",
+        ),
+    ),
+    opinfo="nn.functional.layer_norm",
+    backward="same closed form over the normalised dims",
+)
+
+# ---------------------------------------------------------------------------------------------- dropout
+DROPOUT = OpSpec(
+    name="dropout",
+    manual=F.dropout,
+    builtin=TF.dropout,
+    samples=(
+        Sample("p0.5", normal((8, 10)), kwargs={"p": 0.5, "training": True}),
+        Sample("p0.2-4d", normal((2, 3, 4, 5)), kwargs={"p": 0.2, "training": True}),
+    ),
+    modules=module_cases(mnn.Dropout, nn.Dropout, ((0.3,), (6, 7))),
+    random=True,
+    errors=(
+        ErrorInput(
+            "p>1",
+            lambda f: f(_t(4, 5), 1.5),
+            ValueError,
+            r"p \(the drop probability\) must be in \[0, 1\], got 1.5",
+        ),
+        ErrorInput("p<0", lambda f: f(_t(4, 5), -0.1), ValueError, r"must be in \[0, 1\], got -0.1"),
+        ErrorInput(
+            "integer input", lambda f: f(torch.ones(4, dtype=torch.long)), TypeError, r"floating-point"
+        ),
+    ),
+    opinfo="nn.functional.dropout",
+    features="`p` in `[0, 1]`, `inplace`",
+    backward="`dout * mask / (1 − p)`, boolean mask saved",
+)
 
 
-def _dropout_cases() -> list[OpCase]:
-    def fns(p):
-        return (lambda x: F.dropout(x, p, True)), (lambda x: TF.dropout(x, p, True))
-
-    cases = []
-    for label, shape, p in (("p0.5", (8, 10), 0.5), ("p0.2-4d", (2, 3, 4, 5), 0.2)):
-        manual, builtin = fns(p)
-        cases.append(
-            OpCase(
-                "dropout",
-                label,
-                manual,
-                builtin,
-                lambda dt, dev, shape=shape: (_randn(shape, dt, dev, 0),),
-                random=True,
-                spatial=len(shape) == 4,
-            )
-        )
-    return cases
-
-
-def _conv_cases() -> list[OpCase]:
+# ----------------------------------------------------------------------------------------- convolution
+def _conv_samples() -> tuple[Sample, ...]:
     # (label, x shape, weight shape, stride, padding, dilation, groups)
     grid = [
         ("3x3", (2, 3, 7, 7), (4, 3, 3, 3), 1, 1, 1, 1),
@@ -295,30 +423,145 @@ def _conv_cases() -> list[OpCase]:
         ("7x7-stride2", (1, 3, 16, 16), (4, 3, 7, 7), 2, 3, 1, 1),
         ("same-even-kernel", (2, 3, 7, 6), (4, 3, 2, 4), 1, "same", 1, 1),  # extra padding bottom/right
     ]
-    cases = []
-    for strategy in ("fast", "im2col"):
-        for label, xs, ws, stride, padding, dilation, groups in grid:
-
-            def manual(x, w, b, s=stride, p=padding, d=dilation, g=groups, st=strategy):
-                return F.conv2d(x, w, b, s, p, d, g, strategy=st)
-
-            def builtin(x, w, b, s=stride, p=padding, d=dilation, g=groups):
-                return TF.conv2d(x, w, b, s, p, d, g)
-
-            def inputs(dtype, device, xs=xs, ws=ws):
-                return (
-                    _randn(xs, dtype, device, 0),
-                    _randn(ws, dtype, device, 1),
-                    _randn(ws[:1], dtype, device, 2),
-                )
-
-            cases.append(
-                OpCase("conv2d", f"{strategy}-{label}", manual, builtin, inputs, (0, 1, 2), spatial=True)
-            )
-    return cases
+    return tuple(
+        Sample(
+            f"{strategy}-{label}",
+            normal(xs, ws, ws[:1]),
+            (0, 1, 2),
+            {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups},
+            {"strategy": strategy},
+        )
+        for strategy in STRATEGIES
+        for label, xs, ws, stride, padding, dilation, groups in grid
+    )
 
 
-def _max_pool_cases() -> list[OpCase]:
+CONV2D = OpSpec(
+    name="conv2d",
+    manual=F.conv2d,
+    builtin=TF.conv2d,
+    samples=_conv_samples(),
+    modules=module_cases(
+        mnn.Conv2d,
+        nn.Conv2d,
+        ((3, 4, 3), (2, 3, 8, 8), {"stride": 2, "padding": 1}),
+        ((4, 4, 3), (2, 4, 6, 6), {"groups": 4, "bias": False}),
+        ((3, 4, 3), (2, 3, 6, 6), {"padding": "same"}),
+        ((3, 4, 3), (2, 3, 6, 6), {"padding": 1, "padding_mode": "reflect"}),
+    ),
+    errors=(
+        ErrorInput(
+            "channels",
+            lambda f: f(_t(2, 3, 8, 8), _t(4, 2, 3, 3)),
+            ValueError,
+            r"input has 3 channels but weight \(4, 2, 3, 3\) with groups=1 expects C_in = 2 \* 1 = 2",
+        ),
+        ErrorInput(
+            "groups divide C_out",
+            lambda f: f(_t(2, 4, 8, 8), _t(3, 2, 3, 3), groups=2),
+            RuntimeError,
+            r"groups=2 must divide the weight's C_out=3",
+        ),
+        ErrorInput(
+            "groups larger than C_out",  # torch's error input: the groups are at fault, not the channels
+            lambda f: f(_t(2, 2, 4, 3), _t(2, 2, 1, 3), groups=3),
+            RuntimeError,
+            r"groups=3 must divide the weight's C_out=2",
+        ),
+        ErrorInput(
+            "groups 0",
+            lambda f: f(_t(2, 2, 4, 3), _t(2, 2, 1, 3), groups=0),
+            RuntimeError,
+            r"groups must be a positive int, got 0",
+        ),
+        ErrorInput(
+            "negative padding",
+            lambda f: f(_t(1, 1, 4, 4), _t(1, 1, 2, 2), padding=(-1,)),
+            RuntimeError,
+            r"padding must be non-negative, got \(-1,\)",
+        ),
+        ErrorInput(
+            "input dims",
+            lambda f: f(_t(3, 8), _t(4, 3, 3, 3)),
+            ValueError,
+            r"input must have shape \(N, C_in, H, W\) or \(C_in, H, W\)",
+        ),
+        ErrorInput(
+            "weight dims",
+            lambda f: f(_t(2, 3, 8, 8), _t(4, 3, 3)),
+            ValueError,
+            r"weight must have shape \(C_out, C_in / groups, kh, kw\)",
+        ),
+        ErrorInput(
+            "kernel too large",
+            lambda f: f(_t(1, 1, 4, 4), _t(1, 1, 7, 7), padding=1),
+            ValueError,
+            r"kernel extent 7 along H .* larger than the padded input \(4 \+ 2\*1 = 6\)",
+        ),
+        ErrorInput(
+            "dilated kernel too large",
+            lambda f: f(_t(1, 1, 6, 6), _t(1, 1, 3, 3), dilation=3),
+            ValueError,
+            r"kernel extent 7 along H \(kernel 3, dilation 3\)",
+        ),
+        ErrorInput(
+            "bias",
+            lambda f: f(_t(1, 3, 8, 8), _t(4, 3, 3, 3), _t(3)),
+            ValueError,
+            r"bias must have shape \(4,\)",
+        ),
+        ErrorInput(
+            "stride 0",
+            lambda f: f(_t(1, 3, 8, 8), _t(4, 3, 3, 3), stride=0),
+            RuntimeError,
+            r"stride must be positive, got 0",
+        ),
+        ErrorInput(
+            "dilation -1",
+            lambda f: f(_t(1, 3, 8, 8), _t(4, 3, 3, 3), dilation=(-1,)),
+            RuntimeError,
+            r"dilation must be positive, got \(-1,\)",
+        ),
+        ErrorInput(
+            "padding string",
+            lambda f: f(_t(1, 3, 8, 8), _t(4, 3, 3, 3), padding="full"),
+            ValueError,
+            r"padding must be an int, a pair, 'valid' or 'same'",
+        ),
+        ErrorInput(
+            "same with stride",
+            lambda f: f(_t(1, 3, 8, 8), _t(4, 3, 3, 3), stride=2, padding="same"),
+            ValueError,
+            r"padding='same' needs stride=1",
+        ),
+        ErrorInput(
+            "strategy",
+            lambda f: f(_t(1, 3, 8, 8), _t(4, 3, 3, 3), strategy="winograd"),
+            ValueError,
+            r"strategy must be 'fast' or 'im2col', got 'winograd'",
+        ),
+        ErrorInput(
+            "integer input",
+            lambda f: f(torch.ones(1, 3, 8, 8, dtype=torch.uint8), _t(4, 3, 3, 3)),
+            TypeError,
+            r"input must be a floating-point tensor, got dtype torch.uint8",
+        ),
+        ErrorInput(
+            "mixed dtypes",
+            lambda f: f(_t(1, 3, 8, 8, dtype=torch.float16), _t(4, 3, 3, 3)),
+            RuntimeError,
+            r"weight has dtype torch.float32 but input has dtype torch.float16",
+        ),
+    ),
+    opinfo="nn.functional.conv2d",
+    features="grouped, depthwise",
+    backward='`"fast"`: dx = transposed conv, dw = correlation of x with dout; '
+    '`"im2col"`: unfold + matmul, fold',
+)
+
+
+# -------------------------------------------------------------------------------------------- max pool
+def _max_pool_samples() -> tuple[Sample, ...]:
     # (label, x shape, kernel, stride, padding, ceil_mode)
     grid = [
         ("2x2", (2, 3, 8, 8), 2, 2, 0, False),
@@ -328,105 +571,160 @@ def _max_pool_cases() -> list[OpCase]:
         ("nonsquare", (1, 2, 9, 8), (3, 2), (2, 1), (1, 0), False),
         ("stride1-overlap", (1, 2, 5, 5), 3, 1, 1, False),
     ]
-    cases = []
-    for label, xs, k, s, p, ceil in grid:
-
-        def manual(x, k=k, s=s, p=p, ceil=ceil):
-            return F.max_pool2d(x, k, s, p, ceil_mode=ceil)
-
-        def builtin(x, k=k, s=s, p=p, ceil=ceil):
-            return TF.max_pool2d(x, k, s, p, ceil_mode=ceil)
-
-        cases.append(
-            OpCase(
-                "max_pool2d",
-                label,
-                manual,
-                builtin,
-                lambda dt, dev, xs=xs: (_distinct(xs, dt, dev, 0),),
-                spatial=True,
-            )
-        )
-    # dilation as torch's 5th positional parameter; return_indices: the output is the tensor the tests
-    # differentiate (the indices against torch's: tests/test_ops_semantics.py)
-    for label, manual, builtin in (
-        ("dilation2-p1", lambda x: F.max_pool2d(x, 3, 2, 1, 2), lambda x: TF.max_pool2d(x, 3, 2, 1, 2)),
-        (
-            "return-indices-ceil",
-            lambda x: F.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True)[0],
-            lambda x: TF.max_pool2d(x, 3, 2, 1, ceil_mode=True, return_indices=True)[0],
-        ),
-    ):
-        cases.append(
-            OpCase(
-                "max_pool2d",
-                label,
-                manual,
-                builtin,
-                lambda dt, dev: (_distinct((2, 3, 10, 9), dt, dev, 0),),
-                spatial=True,
-            )
-        )
-    return cases
-
-
-def _loss_cases() -> list[OpCase]:
-    def inputs(n, c):
-        return lambda dt, dev: (_randn((n, c), dt, dev, 0), _labels(n, c, dev, 1))
-
-    return [
-        OpCase("softmax_loss", "10-classes", F.softmax_loss, TF.cross_entropy, inputs(8, 10)),
-        OpCase(
-            "softmax_loss",
-            "large-scores",
-            F.softmax_loss,
-            TF.cross_entropy,
-            lambda dt, dev: (_randn((5, 4), dt, dev, 0) * 50, _labels(5, 4, dev, 1)),
-        ),
-        OpCase("svm_loss", "10-classes", F.svm_loss, builtin_svm_loss, inputs(8, 10)),
-        OpCase("svm_loss", "3-classes", F.svm_loss, builtin_svm_loss, inputs(6, 3)),
+    samples = [
+        Sample(label, _distinct(xs), kwargs={"kernel_size": k, "stride": s, "padding": p, "ceil_mode": ceil})
+        for label, xs, k, s, p, ceil in grid
     ]
-
-
-def _activation_cases() -> list[OpCase]:
-    def away_from_kinks(shape, kinks):
-        """Normal values scaled by 4, pushed at least 0.1 away from every kink in ``kinks``."""
-
-        def inputs(dtype, device):
-            x = torch.randn(*shape, generator=_gen(0), dtype=torch.float64) * 4
-            for k in kinks:
-                near = (x - k).abs() < 0.1
-                x = torch.where(near, k + 0.1 * torch.sign(x - k + 1e-12), x)
-            return (x.to(device=device, dtype=dtype),)
-
-        return inputs
-
-    cases = []
-    for op, manual, builtin, kinks in (
-        ("relu6", F.relu6, TF.relu6, (0.0, 6.0)),
-        ("hardsigmoid", F.hardsigmoid, TF.hardsigmoid, (-3.0, 3.0)),
-        ("hardswish", F.hardswish, TF.hardswish, (-3.0, 3.0)),
-        ("sigmoid", F.sigmoid, torch.sigmoid, ()),
-        ("silu", F.silu, TF.silu, ()),
-    ):
-        cases.append(OpCase(op, "2d", manual, builtin, away_from_kinks((6, 7), kinks)))
-        cases.append(OpCase(op, "4d", manual, builtin, away_from_kinks((2, 3, 4, 5), kinks), spatial=True))
-    return cases
-
-
-def _adaptive_pool_cases() -> list[OpCase]:
-    def inputs(shape):
-        return lambda dt, dev: (_randn(shape, dt, dev, 0),)
-
-    return [
-        OpCase(
-            "adaptive_avg_pool2d",
-            label,
-            lambda x, size=size: F.adaptive_avg_pool2d(x, size),
-            lambda x, size=size: TF.adaptive_avg_pool2d(x, size),
-            inputs(shape),
-            spatial=len(shape) == 4,
+    window = {"kernel_size": 3, "stride": 2, "padding": 1}
+    samples.append(Sample("dilation2-p1", _distinct((2, 3, 10, 9)), kwargs={**window, "dilation": 2}))
+    samples.append(
+        Sample(
+            "return-indices-ceil",
+            _distinct((2, 3, 10, 9)),
+            kwargs={**window, "ceil_mode": True, "return_indices": True},
+            wrap=_first_output,
         )
+    )
+    return tuple(samples)
+
+
+MAX_POOL2D = OpSpec(
+    name="max_pool2d",
+    manual=F.max_pool2d,
+    builtin=TF.max_pool2d,
+    samples=_max_pool_samples(),
+    modules=module_cases(
+        mnn.MaxPool2d,
+        nn.MaxPool2d,
+        ((3, 2, 1), (2, 3, 9, 9)),
+        ((2,), (2, 3, 7, 7), {"ceil_mode": True}),
+        ((3, 2, 1), (2, 3, 10, 9), {"dilation": 2}),
+    ),
+    errors=(
+        ErrorInput(
+            "kernel too large",
+            lambda f: f(_t(1, 1, 3, 3), 5, padding=0),
+            RuntimeError,
+            r"kernel_size 5 along H is larger than the padded input \(3 \+ 2\*0 = 3\)",
+        ),
+        ErrorInput(
+            "dilated kernel too large",
+            lambda f: f(_t(1, 1, 4, 4), 2, 1, 0, 4),
+            RuntimeError,
+            r"kernel_size 2 with dilation 4 \(extent 5\) along H is larger than the padded input",
+        ),
+        ErrorInput(
+            "padding",
+            lambda f: f(_t(1, 1, 8, 8), 2, padding=2),
+            RuntimeError,
+            r"padding must be between 0 and half the kernel size",
+        ),
+        ErrorInput(
+            "dilation 0",
+            lambda f: f(_t(1, 1, 8, 8), 2, dilation=0),
+            RuntimeError,
+            r"dilation must be positive, got 0",
+        ),
+        ErrorInput(
+            "empty plane",
+            lambda f: f(_t(2, 1, 10, 0), 1),
+            RuntimeError,
+            r"input must have shape .* with non-zero C, H and W \(only N may be 0\), got \(2, 1, 10, 0\)",
+        ),
+        ErrorInput("dims", lambda f: f(_t(8, 8), 2), ValueError, r"input must have shape \(N, C, H, W\)"),
+        ErrorInput(
+            "kernel pair",
+            lambda f: f(_t(1, 1, 8, 8), (2, 2, 2)),
+            ValueError,
+            r"kernel_size must be an int or a pair of ints",
+        ),
+        ErrorInput(
+            "integer input",
+            lambda f: f(torch.ones(1, 1, 4, 4, dtype=torch.long), 2),
+            TypeError,
+            r"input must be a floating-point",
+        ),
+    ),
+    opinfo="nn.functional.max_pool2d",
+    features="padding, `dilation`, `ceil_mode`, `return_indices`",
+    backward="scatter-add of dout to each window's argmax, indices saved",
+)
+
+
+# ----------------------------------------------------------------------------------------------- losses
+def _scores_labels(n: int, c: int, scale: float = 1.0) -> InputFactory:
+    return lambda dt, dev: (randn((n, c), dt, dev, 0) * scale, labels(n, c, dev, 1))
+
+
+_LOSS_ERRORS = (
+    ErrorInput(
+        "float labels",
+        lambda f: f(_t(4, 3), _t(4)),
+        TypeError,
+        r"y must be an integer tensor of class indices, got torch.float32",
+    ),
+    ErrorInput(
+        "label count",
+        lambda f: f(_t(4, 3), torch.zeros(5, dtype=torch.long)),
+        ValueError,
+        r"y must have shape \(N,\) = \(4,\) to match scores, got \(5,\)",
+    ),
+    ErrorInput(
+        "label range",
+        lambda f: f(_t(4, 3), torch.tensor([0, 1, 2, 3])),
+        ValueError,
+        r"y must hold class indices in \[0, C=3\), got values in \[0, 3\]",
+    ),
+    ErrorInput(
+        "scores dims",
+        lambda f: f(_t(4), torch.zeros(4, dtype=torch.long)),
+        ValueError,
+        r"scores must have shape \(N, C\)",
+    ),
+    ErrorInput(
+        "negative label",
+        lambda f: f(_t(2, 3), torch.tensor([0, -1])),
+        ValueError,
+        r"class indices in \[0, C=3\)",
+    ),
+    ErrorInput(
+        "integer scores",
+        lambda f: f(torch.ones(2, 3, dtype=torch.long), torch.tensor([0, 1])),
+        TypeError,
+        r"scores must be a floating-point",
+    ),
+)
+
+SOFTMAX_LOSS = OpSpec(
+    name="softmax_loss",
+    manual=F.softmax_loss,
+    builtin=TF.cross_entropy,
+    samples=(Sample("10-classes", _scores_labels(8, 10)), Sample("large-scores", _scores_labels(5, 4, 50.0))),
+    errors=_LOSS_ERRORS,
+    backward="`(softmax(s) − onehot(y)) / N`",
+)
+
+SVM_LOSS = OpSpec(
+    name="svm_loss",
+    manual=F.svm_loss,
+    builtin=builtin_svm_loss,
+    samples=(Sample("10-classes", _scores_labels(8, 10)), Sample("3-classes", _scores_labels(6, 3))),
+    errors=_LOSS_ERRORS,
+    backward="`[margin > 0] / N`, minus the count at `y`",
+)
+
+
+# ---------------------------------------------------------------------------------------- adaptive pools
+def _output_size_error(size: object, message: str) -> ErrorInput:
+    return ErrorInput(f"output_size {size!r}", lambda f: f(_t(1, 2, 4, 4), size), RuntimeError, message)
+
+
+ADAPTIVE_AVG_POOL2D = OpSpec(
+    name="adaptive_avg_pool2d",
+    manual=F.adaptive_avg_pool2d,
+    builtin=TF.adaptive_avg_pool2d,
+    samples=tuple(
+        Sample(label, normal(shape), kwargs={"output_size": size})
         for label, shape, size in (
             ("global", (2, 3, 5, 4), 1),
             ("global-pair", (2, 3, 7, 7), (1, 1)),
@@ -437,43 +735,104 @@ def _adaptive_pool_cases() -> list[OpCase]:
             ("larger-than-input", (1, 2, 3, 4), (5, 7)),
             ("unbatched-2x3", (3, 5, 7), (2, 3)),
         )
-    ]
+    ),
+    modules=module_cases(
+        mnn.AdaptiveAvgPool2d,
+        nn.AdaptiveAvgPool2d,
+        ((1,), (2, 3, 5, 5)),
+        (((1, 1),), (2, 3, 4, 6)),
+        (((3, None),), (2, 3, 7, 5)),
+    ),
+    errors=(
+        _output_size_error(-1, r"adaptive_avg_pool2d: output_size must be >= 0, got -1"),
+        _output_size_error((2,), r"adaptive_avg_pool2d: output_size must be an int or a pair"),
+        ErrorInput(
+            "output_size 2.0",
+            lambda f: f(_t(1, 2, 4, 4), 2.0),
+            TypeError,
+            r"output_size must be an int, got float 2.0",
+        ),
+        ErrorInput(
+            "dims",
+            lambda f: f(_t(4, 4), 1),
+            ValueError,
+            r"input must have shape \(N, C, H, W\) or \(C, H, W\)",
+        ),
+        ErrorInput(
+            "5-D input",
+            lambda f: f(_t(1, 1, 2, 4, 4), 2),
+            RuntimeError,
+            r"input must have shape \(N, C, H, W\) or \(C, H, W\) \(3 or 4-D\), got 5-D",
+        ),
+        ErrorInput(
+            "empty plane",
+            lambda f: f(_t(1, 2, 0, 4), 2),
+            RuntimeError,
+            r"adaptive_avg_pool2d: input must have non-zero H and W, got shape \(1, 2, 0, 4\)",
+        ),
+    ),
+    opinfo="nn.functional.adaptive_avg_pool2d",
+    features="any output size, `None` entries; global fast path",
+    backward="global: `dout / (H W)` broadcast; sizes that divide the input: as `avg_pool2d`; else "
+    "`P_hᵀ dout P_w` (the window-averaging matrices, windows `[⌊i H/Ho⌋, ⌈(i+1) H/Ho⌉)`)",
+)
 
 
-def _adaptive_max_pool_cases() -> list[OpCase]:
-    def fns(size, indices=False):
-        if indices:  # the output (the tensor the tests differentiate); the indices: test_new_ops.py
-            return (
-                lambda x: F.adaptive_max_pool2d(x, size, return_indices=True)[0],
-                lambda x: TF.adaptive_max_pool2d(x, size, return_indices=True)[0],
-            )
-        return (lambda x: F.adaptive_max_pool2d(x, size)), (lambda x: TF.adaptive_max_pool2d(x, size))
-
-    cases = []
-    for label, shape, size, indices in (
-        ("overlapping-3x2-of-7x5", (2, 3, 7, 5), (3, 2), False),
-        ("divides-4", (2, 3, 8, 8), 4, False),
-        ("none-keeps-w", (2, 3, 5, 6), (4, None), False),
-        ("global", (2, 3, 5, 4), 1, False),
-        ("larger-than-input", (1, 2, 3, 4), (5, 6), False),
-        ("return-indices", (2, 3, 7, 6), (3, 4), True),
-        ("unbatched", (3, 6, 7), (2, 3), False),
-    ):
-        manual, builtin = fns(size, indices)
-        cases.append(
-            OpCase(
-                "adaptive_max_pool2d",
-                label,
-                manual,
-                builtin,
-                lambda dt, dev, shape=shape: (_distinct(shape, dt, dev, 0),),
-                spatial=len(shape) == 4,
-            )
+def _adaptive_max_pool_samples() -> tuple[Sample, ...]:
+    samples = [
+        Sample(label, _distinct(shape), kwargs={"output_size": size})
+        for label, shape, size in (
+            ("overlapping-3x2-of-7x5", (2, 3, 7, 5), (3, 2)),
+            ("divides-4", (2, 3, 8, 8), 4),
+            ("none-keeps-w", (2, 3, 5, 6), (4, None)),
+            ("global", (2, 3, 5, 4), 1),
+            ("larger-than-input", (1, 2, 3, 4), (5, 6)),
         )
-    return cases
+    ]
+    samples.append(
+        Sample(
+            "return-indices",
+            _distinct((2, 3, 7, 6)),
+            kwargs={"output_size": (3, 4), "return_indices": True},
+            wrap=_first_output,
+        )
+    )
+    samples.append(Sample("unbatched", _distinct((3, 6, 7)), kwargs={"output_size": (2, 3)}))
+    return tuple(samples)
 
 
-def _avg_pool_cases() -> list[OpCase]:
+ADAPTIVE_MAX_POOL2D = OpSpec(
+    name="adaptive_max_pool2d",
+    manual=F.adaptive_max_pool2d,
+    builtin=TF.adaptive_max_pool2d,
+    samples=_adaptive_max_pool_samples(),
+    modules=module_cases(
+        mnn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool2d, ((3,), (2, 3, 7, 8)), (((None, 2),), (2, 3, 5, 5))
+    ),
+    errors=(
+        _output_size_error((1, 2, 3), r"adaptive_max_pool2d: output_size must be an int or a pair"),
+        _output_size_error(-1, r"adaptive_max_pool2d: output_size must be >= 0, got -1"),
+        ErrorInput(
+            "empty plane",
+            lambda f: f(_t(1, 2, 0, 4), 2),
+            RuntimeError,
+            r"input must have non-zero H and W, got shape \(1, 2, 0, 4\)",
+        ),
+        ErrorInput(
+            "integer input",
+            lambda f: f(torch.ones(1, 1, 4, 4, dtype=torch.long), 2),
+            NotImplementedError,
+            r"input must be a floating-point",
+        ),
+    ),
+    opinfo="nn.functional.adaptive_max_pool2d",
+    features="any output size, `return_indices`",
+    backward="scatter-add of dout to each window's argmax, indices saved",
+)
+
+
+# -------------------------------------------------------------------------------------------- avg pool
+def _avg_pool_samples() -> tuple[Sample, ...]:
     # (label, x shape, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
     grid = [
         ("2x2", (2, 3, 8, 8), 2, None, 0, False, True, None),
@@ -488,32 +847,110 @@ def _avg_pool_cases() -> list[OpCase]:
         ("stride-gt-kernel", (1, 2, 9, 9), 2, 3, 0, False, True, None),
         ("unbatched", (3, 6, 6), 2, None, 0, False, True, None),
     ]
-    cases = []
-    for label, xs, k, s, p, ceil, include, divisor in grid:
-
-        def manual(x, k=k, s=s, p=p, ceil=ceil, include=include, divisor=divisor):
-            return F.avg_pool2d(x, k, s, p, ceil, include, divisor)
-
-        def builtin(x, k=k, s=s, p=p, ceil=ceil, include=include, divisor=divisor):
-            return TF.avg_pool2d(x, k, s, p, ceil, include, divisor)
-
-        cases.append(
-            OpCase(
-                "avg_pool2d",
-                label,
-                manual,
-                builtin,
-                lambda dt, dev, xs=xs: (_randn(xs, dt, dev, 0),),
-                spatial=len(xs) == 4,
-            )
-        )
-    return cases
+    names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+    return tuple(Sample(label, normal(xs), kwargs=dict(zip(names, values))) for label, xs, *values in grid)
 
 
-def _group_norm_cases() -> list[OpCase]:
-    cases = []
+AVG_POOL2D = OpSpec(
+    name="avg_pool2d",
+    manual=F.avg_pool2d,
+    builtin=TF.avg_pool2d,
+    samples=_avg_pool_samples(),
+    modules=module_cases(
+        mnn.AvgPool2d,
+        nn.AvgPool2d,
+        ((3, 2, 1), (2, 3, 9, 9)),
+        ((2,), (2, 3, 7, 7), {"ceil_mode": True, "count_include_pad": False}),
+        ((3,), (2, 3, 6, 6), {"stride": 1, "divisor_override": 4}),
+    ),
+    errors=(
+        ErrorInput(
+            "padding",
+            lambda f: f(_t(1, 1, 8, 8), 2, padding=2),
+            RuntimeError,
+            r"padding must be between 0 and half the kernel size \(2, 2\), got 2",
+        ),
+        ErrorInput(
+            "negative padding",
+            lambda f: f(_t(1, 1, 4, 4), 2, padding=-1),
+            RuntimeError,
+            r"padding must be between 0 and half the kernel size \(2, 2\), got -1",
+        ),
+        ErrorInput(
+            "kernel too large",
+            lambda f: f(_t(1, 1, 3, 3), 5, stride=1),
+            ValueError,
+            r"kernel_size \(5, 5\) is larger than the padded input \(3, 3\) \+ 2\*\(0, 0\)",
+        ),
+        ErrorInput(
+            "kernel 0",
+            lambda f: f(_t(1, 1, 4, 4), 0),
+            RuntimeError,
+            r"kernel_size and stride must be positive, got 0 and None",
+        ),
+        ErrorInput(
+            "kernel 2.0",
+            lambda f: f(_t(1, 1, 4, 4), 2.0),
+            TypeError,
+            r"kernel_size must be an int, got float 2.0",
+        ),
+        ErrorInput(
+            "divisor_override",
+            lambda f: f(_t(1, 1, 4, 4), 2, divisor_override=0),
+            RuntimeError,
+            r"divisor_override must not be zero",
+        ),
+        ErrorInput(
+            "kernel triple",
+            lambda f: f(_t(1, 1, 4, 4), (2, 2, 2)),
+            RuntimeError,
+            r"kernel_size must be an int or a pair of ints",
+        ),
+        ErrorInput(
+            "dims",
+            lambda f: f(_t(4, 4), 2),
+            RuntimeError,
+            r"input must have shape \(N, C, H, W\) or \(C, H, W\)",
+        ),
+        ErrorInput(
+            "5-D input",
+            lambda f: f(_t(1, 1, 1, 4, 4), 2),
+            RuntimeError,
+            r"input must have shape \(N, C, H, W\) or \(C, H, W\) \(3 or 4-D\), got 5-D",
+        ),
+        ErrorInput(
+            "bool input",
+            lambda f: f(torch.ones(1, 1, 4, 4, dtype=torch.bool), 2),
+            NotImplementedError,
+            r"input must be a floating-point \(or int64\) tensor, got dtype torch.bool",
+        ),
+        ErrorInput(
+            "uint8 input",
+            lambda f: f(torch.ones(1, 1, 4, 4, dtype=torch.uint8), 2),
+            NotImplementedError,
+            r"input must be a floating-point \(or int64\) tensor, got dtype torch.uint8",
+        ),
+    ),
+    opinfo="nn.functional.avg_pool2d",
+    features="padding, `ceil_mode`, `count_include_pad`, `divisor_override`",
+    backward="each window's `dout / divisor` added to its positions (kh·kw strided slices)",
+)
+
+
+# ------------------------------------------------------------------------------------------- group norm
+def _group_norm_samples() -> tuple[Sample, ...]:
+    def make(shape: tuple[int, ...], groups: int, weight: bool, bias: bool) -> InputFactory:
+        c = shape[1]
+
+        def inputs(dtype: torch.dtype, device: torch.device) -> tuple[Any, ...]:
+            w = randn((c,), dtype, device, 1) if weight else None
+            b = randn((c,), dtype, device, 2) if bias else None
+            return (randn(shape, dtype, device, 0), groups, w, b)
+
+        return inputs
+
     # (label, x shape, num_groups, weight, bias, eps)
-    for label, shape, groups, weight, bias, eps in (
+    grid = [
         ("spatial-groups2", (2, 6, 3, 4), 2, True, True, 1e-5),
         ("groups1-layer-norm", (2, 4, 3, 3), 1, True, True, 1e-5),
         ("groups=C-instance-norm", (2, 4, 3, 3), 4, True, True, 1e-5),
@@ -522,400 +959,248 @@ def _group_norm_cases() -> list[OpCase]:
         ("weight-only-eps0.1", (2, 4, 5), 2, True, False, 0.1),
         ("bias-only", (2, 4, 5), 2, False, True, 1e-5),
         ("5d", (2, 4, 2, 3, 2), 2, True, True, 1e-5),
-    ):
-        c = shape[1]
-
-        def inputs(dtype, device, shape=shape, c=c, weight=weight, bias=bias):
-            return (
-                _randn(shape, dtype, device, 0),
-                _randn((c,), dtype, device, 1) if weight else None,
-                _randn((c,), dtype, device, 2) if bias else None,
-            )
-
-        def manual(x, w, b, groups=groups, eps=eps):
-            return F.group_norm(x, groups, w, b, eps)
-
-        def builtin(x, w, b, groups=groups, eps=eps):
-            return TF.group_norm(x, groups, w, b, eps)
-
-        grads = (0,) + ((1,) if weight else ()) + ((2,) if bias else ())
-        cases.append(
-            OpCase(
-                "group_norm",
-                label,
-                manual,
-                builtin,
-                inputs,
-                grads,
-                double_backward=False,
-                spatial=len(shape) == 4,
-            )
+    ]
+    return tuple(
+        Sample(
+            label,
+            make(shape, groups, weight, bias),
+            (0,) + ((2,) if weight else ()) + ((3,) if bias else ()),
+            {"eps": eps},
         )
-    return cases
+        for label, shape, groups, weight, bias, eps in grid
+    )
 
 
-def _gelu_tanh_cases() -> list[OpCase]:
-    def inputs(shape):
-        return lambda dt, dev: (_randn(shape, dt, dev, 0).mul(2),)
-
-    cases = []
-    for approximate in ("none", "tanh"):
-        for label, shape in (("2d", (6, 7)), ("4d", (2, 3, 4, 5))):
-            cases.append(
-                OpCase(
-                    "gelu",
-                    f"{approximate}-{label}",
-                    lambda x, a=approximate: F.gelu(x, approximate=a),
-                    lambda x, a=approximate: TF.gelu(x, approximate=a),
-                    inputs(shape),
-                    spatial=len(shape) == 4,
-                )
-            )
-    cases.append(OpCase("tanh", "2d", F.tanh, torch.tanh, inputs((6, 7))))
-    cases.append(OpCase("tanh", "4d", F.tanh, torch.tanh, inputs((2, 3, 4, 5)), spatial=True))
-    return cases
-
-
-def _softmax_cases() -> list[OpCase]:
-    def quiet(fn):
-        """``fn`` with the implicit-dim deprecation warning silenced (it is the behaviour under test)."""
-
-        def call(x):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                return fn(x)
-
-        return call
-
-    cases = []
-    for op, manual, builtin in (
-        ("softmax", F.softmax, TF.softmax),
-        ("log_softmax", F.log_softmax, TF.log_softmax),
-    ):
-        # (label, x shape, dim, dtype, scale)
-        for label, shape, dim, dtype, scale in (
-            ("dim1", (4, 7), 1, None, 1.0),
-            ("dim0", (5, 3), 0, None, 1.0),
-            ("dim-1-3d", (2, 3, 5), -1, None, 1.0),
-            ("channels-4d", (2, 5, 3, 4), 1, None, 1.0),
-            ("large-scores", (4, 6), 1, None, 50.0),
-            ("dtype-float64", (3, 4), 1, torch.float64, 1.0),
-            ("implicit-dim-3d", (3, 4, 5), None, None, 1.0),
-            ("implicit-dim-4d", (2, 3, 2, 2), None, None, 1.0),
-        ):
-            wrap = quiet if dim is None else (lambda fn: fn)
-            cases.append(
-                OpCase(
-                    op,
-                    label,
-                    wrap(lambda x, m=manual, d=dim, t=dtype: m(x, d, dtype=t)),
-                    wrap(lambda x, b=builtin, d=dim, t=dtype: b(x, d, dtype=t)),
-                    lambda dt, dev, shape=shape, scale=scale: (_randn(shape, dt, dev, 0).mul(scale),),
-                    spatial=len(shape) == 4,
-                )
-            )
-    return cases
-
-
-OP_CASES: tuple[OpCase, ...] = (
-    *_linear_cases(),
-    *_relu_cases(),
-    *_batch_norm_cases(),
-    *_layer_norm_cases(),
-    *_dropout_cases(),
-    *_conv_cases(),
-    *_max_pool_cases(),
-    *_loss_cases(),
-    *_activation_cases(),
-    *_adaptive_pool_cases(),
-    *_adaptive_max_pool_cases(),
-    *_avg_pool_cases(),
-    *_group_norm_cases(),
-    *_gelu_tanh_cases(),
-    *_softmax_cases(),
+GROUP_NORM = OpSpec(
+    name="group_norm",
+    manual=F.group_norm,
+    builtin=TF.group_norm,
+    samples=_group_norm_samples(),
+    modules=module_cases(
+        mnn.GroupNorm,
+        nn.GroupNorm,
+        ((2, 4), (2, 4, 3, 3)),
+        ((3, 6), (2, 6, 5), {"affine": False, "eps": 1e-3}),
+        ((1, 4), (3, 4)),
+    ),
+    double_backward=False,
+    errors=(
+        ErrorInput(
+            "groups divide C",
+            lambda f: f(_t(2, 6, 4), 4),
+            RuntimeError,
+            r"num_groups must be a positive divisor of the number of channels C=6 .* got num_groups=4",
+        ),
+        ErrorInput(
+            "groups 0",
+            lambda f: f(_t(2, 6), 0),
+            ValueError,
+            r"num_groups must be a positive divisor of the number of channels C=6 .* got num_groups=0",
+        ),
+        ErrorInput(
+            "groups 2.0", lambda f: f(_t(2, 6), 2.0), TypeError, r"num_groups must be an int, got float 2.0"
+        ),
+        ErrorInput(
+            "weight shape",
+            lambda f: f(_t(2, 6, 4), 3, _t(3)),
+            ValueError,
+            r"weight must have shape \(6,\) \(one value per channel of input\), got \(3,\)",
+        ),
+        ErrorInput(
+            "dims",
+            lambda f: f(_t(6), 3),
+            RuntimeError,
+            r"input must have shape \(N, C, \*\) \(at least 2-D\), got 1-D",
+        ),
+        ErrorInput(
+            "no channels",
+            lambda f: f(_t(1, 0, 2), 1),
+            RuntimeError,
+            r"input must have shape \(N, C, \*\) with C > 0 and non-empty spatial dims, got \(1, 0, 2\)",
+        ),
+        ErrorInput(
+            "empty spatial dim",
+            lambda f: f(_t(1, 2, 0), 1),
+            RuntimeError,
+            r"input must have shape \(N, C, \*\) with C > 0 and non-empty spatial dims, got \(1, 2, 0\)",
+        ),
+        ErrorInput(
+            "integer input",
+            lambda f: f(torch.ones(2, 4, dtype=torch.long), 2),
+            NotImplementedError,
+            r"input must be a floating-point tensor, got dtype torch.int64",
+        ),
+        ErrorInput(
+            "mixed dtypes",
+            lambda f: f(_t(2, 6), 2, _t(6, dtype=torch.float64)),
+            TypeError,
+            r"weight has dtype torch.float64 but input has dtype torch.float32",
+        ),
+    ),
+    opinfo="nn.functional.group_norm",
+    backward="layer-norm closed form per sample and group, `s (g − mean(g) − x̂ mean(g x̂))`, `g = γ dout`",
 )
-"""Every example of every manual operator, paired with its built-in twin."""
 
-OPS: tuple[str, ...] = tuple(dict.fromkeys(case.op for case in OP_CASES))
+# ------------------------------------------------------------------------------------------- gelu, tanh
+GELU = OpSpec(
+    name="gelu",
+    manual=F.gelu,
+    builtin=TF.gelu,
+    samples=tuple(
+        Sample(
+            f"{approximate}-{label}",
+            lambda dt, dev, s=shape: (randn(s, dt, dev, 0).mul(2),),
+            kwargs={"approximate": approximate},
+        )
+        for approximate in ("none", "tanh")
+        for label, shape in (("2d", (6, 7)), ("4d", (2, 3, 4, 5)))
+    ),
+    modules=module_cases(mnn.GELU, nn.GELU, ((), (4, 5)), ((), (2, 3, 4, 4), {"approximate": "tanh"})),
+    errors=(
+        ErrorInput(
+            "approximate",
+            lambda f: f(_t(3), approximate="erf"),
+            RuntimeError,
+            r"approximate must be 'none' or 'tanh', got 'erf'",
+        ),
+        _integer_input(),
+    ),
+    opinfo="nn.functional.gelu",
+    features='exact and `approximate="tanh"`',
+    backward="`dout * (Φ(x) + x φ(x))`; tanh form `0.5 (1 + t) + 0.5 x (1 − t²) u′`",
+)
+
+TANH = OpSpec(
+    name="tanh",
+    manual=F.tanh,
+    builtin=torch.tanh,
+    samples=(
+        Sample("2d", lambda dt, dev: (randn((6, 7), dt, dev, 0).mul(2),)),
+        Sample("4d", lambda dt, dev: (randn((2, 3, 4, 5), dt, dev, 0).mul(2),)),
+    ),
+    modules=module_cases(mnn.Tanh, nn.Tanh, ((), (4, 5))),
+    errors=(
+        ErrorInput(
+            "complex input", lambda f: f(torch.ones(2, dtype=torch.cfloat)), TypeError, r"must be a real"
+        ),
+    ),
+    opinfo="tanh",
+    backward="`dout * (1 − out²)`, output saved",
+)
+
+
+# ------------------------------------------------------------------------------- softmax, log_softmax
+def _softmax_samples() -> tuple[Sample, ...]:
+    # (label, x shape, dim, dtype, offset); 'large-offset': exp(100) overflows float32 without the max
+    # subtraction, while the gradients stay O(1) (large *spread* scores would saturate them to ~0, below
+    # what finite differences resolve)
+    grid = [
+        ("dim1", (4, 7), 1, None, 0.0),
+        ("dim0", (5, 3), 0, None, 0.0),
+        ("dim-1-3d", (2, 3, 5), -1, None, 0.0),
+        ("channels-4d", (2, 5, 3, 4), 1, None, 0.0),
+        ("large-offset", (4, 6), 1, None, 100.0),
+        ("dtype-float64", (3, 4), 1, torch.float64, 0.0),
+        ("implicit-dim-3d", (3, 4, 5), None, None, 0.0),
+        ("implicit-dim-4d", (2, 3, 2, 2), None, None, 0.0),
+    ]
+    return tuple(
+        Sample(
+            label,
+            lambda dt, dev, shape=shape, offset=offset: (randn(shape, dt, dev, 0).add(offset),),
+            kwargs={"dim": dim, "dtype": dtype},
+            wrap=_quiet if dim is None else None,
+        )
+        for label, shape, dim, dtype, offset in grid
+    )
+
+
+SOFTMAX = OpSpec(
+    name="softmax",
+    manual=F.softmax,
+    builtin=TF.softmax,
+    samples=_softmax_samples(),
+    modules=module_cases(mnn.Softmax, nn.Softmax, ((1,), (4, 5)), ((-1,), (2, 3, 4))),
+    errors=(
+        ErrorInput("dim", lambda f: f(_t(2, 3), 2), IndexError, r"dim out of range: .*\[-2, 1\].* got 2"),
+        ErrorInput(
+            "negative dim", lambda f: f(_t(2, 3), -3), IndexError, r"dim out of range: .*\[-2, 1\].* got -3"
+        ),
+        ErrorInput("dim 1.5", lambda f: f(_t(2, 3), 1.5), TypeError, r"dim must be an int, got float 1.5"),
+        ErrorInput(
+            "not a tensor", lambda f: f([1.0, 2.0], 0), TypeError, r"input must be a torch.Tensor, got list"
+        ),
+        ErrorInput(
+            "integer input",
+            lambda f: f(torch.arange(4), 0),
+            NotImplementedError,
+            r"input must be a floating-point tensor, got dtype torch.int64",
+        ),
+    ),
+    opinfo="softmax",
+    features="`dim`, implicit dim, `dtype`",
+    backward="`s * (dout − Σ dout s)`, output saved",
+)
+
+LOG_SOFTMAX = OpSpec(
+    name="log_softmax",
+    manual=F.log_softmax,
+    builtin=TF.log_softmax,
+    samples=_softmax_samples(),
+    modules=module_cases(mnn.LogSoftmax, nn.LogSoftmax, ((1,), (4, 5)), ((0,), (3, 4, 2))),
+    errors=(
+        ErrorInput(
+            "dtype",
+            lambda f: f(_t(2, 3), 1, dtype=torch.long),
+            TypeError,
+            r"dtype must be a floating-point torch.dtype, got torch.int64",
+        ),
+        ErrorInput("dim", lambda f: f(_t(4), -2), IndexError, r"dim out of range"),
+    ),
+    opinfo="log_softmax",
+    features="`dim`, implicit dim, `dtype`",
+    backward="`dout − exp(out) Σ dout`, output saved",
+)
+
+
+SPECS: dict[str, OpSpec] = {
+    spec.name: spec
+    for spec in (
+        LINEAR,
+        RELU,
+        BATCH_NORM,
+        LAYER_NORM,
+        DROPOUT,
+        CONV2D,
+        MAX_POOL2D,
+        SOFTMAX_LOSS,
+        SVM_LOSS,
+        RELU6,
+        HARDSIGMOID,
+        HARDSWISH,
+        SIGMOID,
+        SILU,
+        ADAPTIVE_AVG_POOL2D,
+        ADAPTIVE_MAX_POOL2D,
+        AVG_POOL2D,
+        GROUP_NORM,
+        GELU,
+        TANH,
+        SOFTMAX,
+        LOG_SOFTMAX,
+    )
+}
+"""Every manual operator's spec, by name, in the order of the README table."""
+
+OPS: tuple[str, ...] = tuple(SPECS)
 """Names of the registered operators, in registry order."""
 
+OP_CASES: tuple[OpCase, ...] = tuple(case for spec in SPECS.values() for case in spec.cases)
+"""Every sample of every operator, with its spec."""
 
-def _bench_cases() -> list[OpCase]:
-    """Benchmark shapes: CS231n-sized (tag ``"cs231n"``) and ResNet-18-sized at 224x224, batch 8
-    (tag ``"resnet"``). Built-in twins as in the test cases; only forward/backward speed and memory
-    are measured on these, so the inputs are plain normal samples."""
+MODULE_CASES: tuple[ModuleCase, ...] = tuple(case for spec in SPECS.values() for case in spec.modules)
+"""Every module twin with example constructor arguments."""
 
-    def tensors(*shapes: Sequence[int]) -> InputFactory:
-        return lambda dt, dev: tuple(_randn(s, dt, dev, i) for i, s in enumerate(shapes))
-
-    def case(op, size, label, manual, builtin, make, grad=(0,), spatial=False, double=True, random=False):
-        return OpCase(
-            op,
-            f"{size}-{label}",
-            manual,
-            builtin,
-            make,
-            grad,
-            double_backward=double,
-            random=random,
-            spatial=spatial,
-            tags=frozenset({"bench", size}),
-        )
-
-    def linear(size, n, d, o):
-        return case(
-            "linear", size, f"{n}x{d}-{o}", F.linear, TF.linear, tensors((n, d), (o, d), (o,)), (0, 1, 2)
-        )
-
-    def relu(size, shape):
-        label = "x".join(map(str, shape))
-        return case("relu", size, label, F.relu, TF.relu, tensors(shape), spatial=len(shape) == 4)
-
-    def batch_norm(size, shape):
-        c = shape[1]
-
-        def make(dt, dev):
-            return (
-                _randn(shape, dt, dev, 0),
-                torch.zeros(c, dtype=dt, device=dev),
-                torch.ones(c, dtype=dt, device=dev),
-                _randn((c,), dt, dev, 1),
-                _randn((c,), dt, dev, 2),
-            )
-
-        return case(
-            "batch_norm",
-            size,
-            "train-" + "x".join(map(str, shape)),
-            lambda x, rm, rv, w, b: F.batch_norm(x, rm, rv, w, b, True),
-            lambda x, rm, rv, w, b: TF.batch_norm(x, rm, rv, w, b, True),
-            make,
-            (0, 3, 4),
-            spatial=len(shape) == 4,
-            double=False,
-        )
-
-    def layer_norm(size, shape, normalized):
-        return case(
-            "layer_norm",
-            size,
-            "x".join(map(str, shape)) + "-over-" + "x".join(map(str, normalized)),
-            lambda x, w, b: F.layer_norm(x, normalized, w, b),
-            lambda x, w, b: TF.layer_norm(x, normalized, w, b),
-            tensors(shape, normalized, normalized),
-            (0, 1, 2),
-            spatial=len(shape) == 4,
-            double=False,
-        )
-
-    def dropout(size, shape):
-        return case(
-            "dropout",
-            size,
-            "p0.5-" + "x".join(map(str, shape)),
-            lambda x: F.dropout(x, 0.5, True),
-            lambda x: TF.dropout(x, 0.5, True),
-            tensors(shape),
-            spatial=len(shape) == 4,
-            random=True,
-        )
-
-    def conv(size, n, c, hw, o, k, stride, padding):
-        cases = []
-        for strategy in ("fast", "im2col"):
-            cases.append(
-                case(
-                    "conv2d",
-                    size,
-                    f"{strategy}-{c}to{o}-k{k}s{stride}-{n}x{hw}x{hw}",
-                    lambda x, w, b, st=strategy: F.conv2d(x, w, b, stride, padding, strategy=st),
-                    lambda x, w, b: TF.conv2d(x, w, b, stride, padding),
-                    tensors((n, c, hw, hw), (o, c, k, k), (o,)),
-                    (0, 1, 2),
-                    spatial=True,
-                )
-            )
-        return cases
-
-    def max_pool(size, shape, k, stride, padding):
-        return case(
-            "max_pool2d",
-            size,
-            f"k{k}s{stride}-" + "x".join(map(str, shape)),
-            lambda x: F.max_pool2d(x, k, stride, padding),
-            lambda x: TF.max_pool2d(x, k, stride, padding),
-            tensors(shape),
-            spatial=True,
-        )
-
-    def group_norm(size, shape, groups):
-        c = shape[1]
-        return case(
-            "group_norm",
-            size,
-            f"groups{groups}-" + "x".join(map(str, shape)),
-            lambda x, w, b: F.group_norm(x, groups, w, b),
-            lambda x, w, b: TF.group_norm(x, groups, w, b),
-            tensors(shape, (c,), (c,)),
-            (0, 1, 2),
-            spatial=len(shape) == 4,
-            double=False,
-        )
-
-    def losses(size, n, c):
-        def make(dt, dev):
-            return (_randn((n, c), dt, dev, 0), _labels(n, c, dev, 1))
-
-        return [
-            case("softmax_loss", size, f"{n}x{c}", F.softmax_loss, TF.cross_entropy, make),
-            case(
-                "svm_loss",
-                size,
-                f"{n}x{c}",
-                F.svm_loss,
-                builtin_svm_loss,
-                make,
-            ),
-        ]
-
-    def unary_spatial(size, example, shape):
-        return case(
-            example.op,
-            size,
-            f"{example.label}-" + "x".join(map(str, shape)),
-            example.manual,
-            example.builtin,
-            tensors(shape),
-            spatial=True,
-            double=example.double_backward,
-            random=example.random,
-        )
-
-    explicit = [
-        linear("cs231n", 128, 3072, 100),
-        relu("cs231n", (128, 3072)),
-        relu("cs231n", (64, 32, 32, 32)),
-        batch_norm("cs231n", (128, 100)),
-        batch_norm("cs231n", (64, 32, 16, 16)),
-        layer_norm("cs231n", (128, 100), (100,)),
-        layer_norm("cs231n", (64, 32, 16, 16), (32, 16, 16)),
-        dropout("cs231n", (128, 3072)),
-        *conv("cs231n", 64, 3, 32, 32, 3, 1, 1),
-        *conv("cs231n", 64, 32, 16, 64, 3, 1, 1),
-        max_pool("cs231n", (64, 32, 32, 32), 2, 2, 0),
-        group_norm("cs231n", (64, 32, 16, 16), 4),
-        *losses("cs231n", 128, 10),
-        linear("resnet", 8, 512, 1000),
-        relu("resnet", (8, 64, 56, 56)),
-        batch_norm("resnet", (8, 64, 56, 56)),
-        layer_norm("resnet", (8, 3136, 64), (64,)),
-        dropout("resnet", (8, 64, 56, 56)),
-        *conv("resnet", 8, 3, 224, 64, 7, 2, 3),
-        *conv("resnet", 8, 64, 56, 64, 3, 1, 1),
-        *conv("resnet", 8, 256, 14, 256, 3, 1, 1),
-        *conv("resnet", 8, 64, 56, 128, 1, 2, 0),
-        max_pool("resnet", (8, 64, 112, 112), 3, 2, 1),
-        group_norm("resnet", (8, 64, 56, 56), 32),
-        *losses("resnet", 8, 1000),
-    ]
-    # Any other operator with a one-tensor spatial example (activations, pooling): its callables on
-    # CS231n- and ResNet-sized feature maps.
-    covered = {c.op for c in explicit}
-    cpu = torch.device("cpu")
-    for op in OPS:
-        example = next(
-            (c for c in OP_CASES if c.op == op and c.spatial and len(c.make_inputs(torch.float32, cpu)) == 1),
-            None,
-        )
-        if op not in covered and example is not None:
-            explicit.append(unary_spatial("cs231n", example, (64, 32, 16, 16)))
-            explicit.append(unary_spatial("resnet", example, (8, 64, 56, 56)))
-    return explicit
-
-
-BENCH_CASES: tuple[OpCase, ...] = tuple(_bench_cases())
-"""Benchmark-sized examples of every operator (tags ``"bench"`` and ``"cs231n"`` or ``"resnet"``).
-Kept apart from :data:`OP_CASES`, whose small inputs the correctness tests iterate over."""
-
-MODULE_CASES: tuple[ModuleCase, ...] = (
-    ModuleCase(mnn.Linear, nn.Linear, (5, 3), (4, 5)),
-    ModuleCase(mnn.Linear, nn.Linear, (5, 3), (4, 5), {"bias": False}),
-    ModuleCase(mnn.ReLU, nn.ReLU, (), (4, 5)),
-    ModuleCase(mnn.BatchNorm1d, nn.BatchNorm1d, (5,), (8, 5)),
-    ModuleCase(mnn.BatchNorm1d, nn.BatchNorm1d, (5,), (8, 5), {"momentum": None}),
-    ModuleCase(mnn.BatchNorm2d, nn.BatchNorm2d, (3,), (4, 3, 5, 5)),
-    ModuleCase(mnn.BatchNorm2d, nn.BatchNorm2d, (3,), (4, 3, 5, 5), {"affine": False}),
-    ModuleCase(mnn.BatchNorm2d, nn.BatchNorm2d, (3,), (4, 3, 5, 5), {"track_running_stats": False}),
-    ModuleCase(mnn.LayerNorm, nn.LayerNorm, ((4, 5),), (3, 4, 5)),
-    ModuleCase(mnn.LayerNorm, nn.LayerNorm, (5,), (3, 5), {"elementwise_affine": False}),
-    ModuleCase(mnn.Dropout, nn.Dropout, (0.3,), (6, 7)),
-    ModuleCase(mnn.Conv2d, nn.Conv2d, (3, 4, 3), (2, 3, 8, 8), {"stride": 2, "padding": 1}),
-    ModuleCase(mnn.Conv2d, nn.Conv2d, (4, 4, 3), (2, 4, 6, 6), {"groups": 4, "bias": False}),
-    ModuleCase(mnn.Conv2d, nn.Conv2d, (3, 4, 3), (2, 3, 6, 6), {"padding": "same"}),
-    ModuleCase(mnn.Conv2d, nn.Conv2d, (3, 4, 3), (2, 3, 6, 6), {"padding": 1, "padding_mode": "reflect"}),
-    ModuleCase(mnn.MaxPool2d, nn.MaxPool2d, (3, 2, 1), (2, 3, 9, 9)),
-    ModuleCase(mnn.MaxPool2d, nn.MaxPool2d, (2,), (2, 3, 7, 7), {"ceil_mode": True}),
-    ModuleCase(mnn.MaxPool2d, nn.MaxPool2d, (3, 2, 1), (2, 3, 10, 9), {"dilation": 2}),
-    ModuleCase(mnn.ReLU6, nn.ReLU6, (), (4, 5)),
-    ModuleCase(mnn.Hardsigmoid, nn.Hardsigmoid, (), (2, 3, 4, 4)),
-    ModuleCase(mnn.Hardswish, nn.Hardswish, (), (2, 3, 4, 4)),
-    ModuleCase(mnn.Sigmoid, nn.Sigmoid, (), (4, 5)),
-    ModuleCase(mnn.SiLU, nn.SiLU, (), (2, 3, 4, 4)),
-    ModuleCase(mnn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool2d, (1,), (2, 3, 5, 5)),
-    ModuleCase(mnn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool2d, ((1, 1),), (2, 3, 4, 6)),
-    ModuleCase(mnn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool2d, ((3, None),), (2, 3, 7, 5)),
-    ModuleCase(mnn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool2d, (3,), (2, 3, 7, 8)),
-    ModuleCase(mnn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool2d, ((None, 2),), (2, 3, 5, 5)),
-    ModuleCase(mnn.AvgPool2d, nn.AvgPool2d, (3, 2, 1), (2, 3, 9, 9)),
-    ModuleCase(
-        mnn.AvgPool2d, nn.AvgPool2d, (2,), (2, 3, 7, 7), {"ceil_mode": True, "count_include_pad": False}
-    ),
-    ModuleCase(mnn.AvgPool2d, nn.AvgPool2d, (3,), (2, 3, 6, 6), {"stride": 1, "divisor_override": 4}),
-    ModuleCase(mnn.GroupNorm, nn.GroupNorm, (2, 4), (2, 4, 3, 3)),
-    ModuleCase(mnn.GroupNorm, nn.GroupNorm, (3, 6), (2, 6, 5), {"affine": False, "eps": 1e-3}),
-    ModuleCase(mnn.GroupNorm, nn.GroupNorm, (1, 4), (3, 4)),
-    ModuleCase(mnn.GELU, nn.GELU, (), (4, 5)),
-    ModuleCase(mnn.GELU, nn.GELU, (), (2, 3, 4, 4), {"approximate": "tanh"}),
-    ModuleCase(mnn.Tanh, nn.Tanh, (), (4, 5)),
-    ModuleCase(mnn.Softmax, nn.Softmax, (1,), (4, 5)),
-    ModuleCase(mnn.Softmax, nn.Softmax, (-1,), (2, 3, 4)),
-    ModuleCase(mnn.LogSoftmax, nn.LogSoftmax, (1,), (4, 5)),
-    ModuleCase(mnn.LogSoftmax, nn.LogSoftmax, (0,), (3, 4, 2)),
-)
-"""Every manual module with its built-in twin and example constructor arguments."""
-
-
-def cases_for(op: str) -> list[OpCase]:
-    """All registered cases of one operator."""
-    found = [case for case in OP_CASES if case.op == op]
-    if not found:
-        raise KeyError(f"unknown op {op!r}; registered: {', '.join(OPS)}")
-    return found
-
-
-OPINFO_NAMES: dict[str, str] = {
-    "linear": "nn.functional.linear",
-    "relu": "nn.functional.relu",
-    "batch_norm": "nn.functional.batch_norm",
-    "layer_norm": "nn.functional.layer_norm",
-    "dropout": "nn.functional.dropout",
-    "conv2d": "nn.functional.conv2d",
-    "max_pool2d": "nn.functional.max_pool2d",
-    "relu6": "nn.functional.relu6",
-    "hardsigmoid": "nn.functional.hardsigmoid",
-    "hardswish": "nn.functional.hardswish",
-    "sigmoid": "sigmoid",
-    "silu": "nn.functional.silu",
-    "adaptive_avg_pool2d": "nn.functional.adaptive_avg_pool2d",
-    "adaptive_max_pool2d": "nn.functional.adaptive_max_pool2d",
-    "avg_pool2d": "nn.functional.avg_pool2d",
-    "group_norm": "nn.functional.group_norm",
-    "gelu": "nn.functional.gelu",
-    "tanh": "tanh",
-    "softmax": "softmax",
-    "log_softmax": "log_softmax",
-}
-"""Operator (a function of :mod:`custom_ops.functional`) -> the name of its built-in twin's ``OpInfo`` in
-PyTorch's ``op_db`` (``torch.testing._internal.common_methods_invocations``): ``tests/test_conformance.py``
-runs torch's own sample and error inputs through the manual op. The losses have no OpInfo of the same
-signature. The module twins' built-in classes come from :data:`MODULE_CASES`."""
+OPINFO_NAMES: dict[str, str] = {spec.name: spec.opinfo for spec in SPECS.values() if spec.opinfo}
+"""Operator -> the name of its built-in twin's ``OpInfo`` in torch's ``op_db``
+(``tests/test_conformance.py``). The losses have no OpInfo of the same signature."""

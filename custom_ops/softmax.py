@@ -22,8 +22,7 @@ import warnings
 import torch
 
 from . import _autocast
-from ._argchecks import check_tensor, fp32_under_autocast, normalize_dim
-from ._checks import OpDtypeError, check_floating
+from ._checks import OpDtypeError, check_floating, check_tensor, normalize_dim
 
 
 class SoftmaxFunction(torch.autograd.Function):
@@ -92,7 +91,7 @@ def _apply(
     if dim is None:
         dim = _implicit_dim(name, input.dim(), stacklevel + 1)
     dim = normalize_dim("dim", dim, input.dim())
-    if dtype is None and fp32_under_autocast(input):
+    if dtype is None and _autocast.fp32_under_autocast(input):
         dtype = torch.float32  # torch's autocast runs (log_)softmax in float32 on CUDA, XPU and MPS
     if dtype is not None:
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:

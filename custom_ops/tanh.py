@@ -11,8 +11,7 @@ from __future__ import annotations
 import torch
 
 from . import _autocast
-from ._argchecks import check_tensor
-from ._checks import OpDtypeError
+from ._checks import OpDtypeError, check_tensor
 
 
 class TanhFunction(torch.autograd.Function):

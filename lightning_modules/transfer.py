@@ -37,6 +37,7 @@ from torch.optim import Optimizer
 
 from lightning_modules.classifier import ImageClassifier, LossName
 from lightning_modules.data import CIFAR10DataModule
+from torch_cs231n.function_mode import attach_manual_functions
 from torch_cs231n.models import Ops
 from torch_cs231n.pretrained import (
     backbone_blocks,
@@ -67,8 +68,9 @@ class TransferLearning(ImageClassifier):
         backbone_lr_factor: backbone learning rate / head learning rate (``"full"``, ``"last_blocks"``,
             ``"gradual"``).
         unfreeze_at_epoch, unfreeze_every: the ``"gradual"`` schedule.
-        ops: ``"builtin"`` or ``"manual"`` (:func:`torch_cs231n.swap.to_manual` on backbone and head, and
-            the manual softmax loss).
+        ops: ``"builtin"`` or ``"manual"`` (:func:`torch_cs231n.swap.to_manual` on backbone and head,
+            :func:`torch_cs231n.function_mode.attach_manual_functions` for the functional calls in their
+            ``forward``, and the manual softmax loss).
         channels_last: keep weights and activations in ``torch.channels_last`` (NHWC) memory format,
             faster for convolutions on CPU (oneDNN) and on CUDA with mixed precision.
         init_weights: a checkpoint (or state dict) of a ``TransferLearning`` model of the same backbone and
@@ -124,8 +126,8 @@ class TransferLearning(ImageClassifier):
         self.backbone_lr_factor = float(backbone_lr_factor)
         self.unfreeze_at_epoch = unfreeze_at_epoch
         self.unfreeze_every = unfreeze_every
-        if ops == "manual":
-            to_manual(self.net)
+        if ops == "manual":  # the layers, and the torch.nn.functional calls in the backbone's forward
+            attach_manual_functions(to_manual(self.net))
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.net.to(memory_format=self.memory_format)
         if init_weights is not None:

@@ -13,6 +13,7 @@ import torchvision
 from torch import nn
 
 import custom_ops.functional as MF
+from custom_ops.registry import SPECS
 from torch_cs231n.function_mode import (
     ManualFunctions,
     attach_manual_functions,
@@ -92,6 +93,17 @@ def test_layer_function_table_covers_functional_and_reads_every_twin_signature()
     routable = {entry.op for entry in table.values() if entry.signature is not None}
     twins = {name for name in MF.__all__ if getattr(F, name, None) in table}
     assert twins <= routable, f"twins whose F signature could not be read: {twins - routable}"
+
+
+def test_routing_by_name_reaches_the_twin_of_each_spec() -> None:
+    """ManualFunctions looks a twin up by the name of the torch function called (so that twins added later
+    are routed with no edit): for every op spec with a layer-level built-in twin, that name leads to the
+    spec's manual op."""
+    table = layer_functions()
+    routed = {spec.name: table[spec.builtin].op for spec in SPECS.values() if spec.builtin in table}
+    assert set(routed) == set(SPECS) - {"softmax_loss", "svm_loss"}, f"not routed: {set(SPECS) - set(routed)}"
+    for name, op in routed.items():
+        assert getattr(MF, op) is SPECS[name].manual, f"the twin of {name} is routed to MF.{op}"
 
 
 def test_twin_refusals_and_missing_arguments_fall_back_and_are_recorded(

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from custom_ops.registry import MODULE_CASES, ModuleCase
+from custom_ops.registry import MODULE_CASES
+from custom_ops.spec import ModuleCase
 
 IDS = [case.id for case in MODULE_CASES]
 

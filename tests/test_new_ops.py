@@ -1,7 +1,7 @@
 """group_norm, gelu, tanh, softmax/log_softmax, avg_pool2d and the adaptive pools (issue 13): what the
-registry-driven tests (gradcheck, parity, layouts, compile, autocast) cannot express — indices, implicit
-dims and their warning, dtype arguments, empty and integer inputs, exception types, module twins and
-swapping, and the docstring examples."""
+registry-driven tests (gradcheck, parity, layouts, compile, autocast, bad inputs) cannot express —
+indices, implicit dims and their warning, dtype arguments, empty and integer inputs, the exception classes,
+module twins and swapping, and the docstring examples."""
 
 from __future__ import annotations
 
@@ -214,41 +214,7 @@ def test_tanh_promotes_integers_like_torch() -> None:
         torch.testing.assert_close(out, torch.tanh(x))
 
 
-# ------------------------------------------------------------------------------- exception types
-BAD = [
-    (lambda: F.group_norm(torch.randn(2, 6), 4), RuntimeError),
-    (lambda: F.group_norm(torch.randn(2, 6), 4), ValueError),
-    (lambda: F.group_norm(torch.randn(2, 6), 0), ValueError),
-    (lambda: F.group_norm(torch.randn(2, 6), 2.0), TypeError),
-    (lambda: F.group_norm(torch.randn(2, 6), 2, torch.randn(6, dtype=torch.float64)), TypeError),
-    (lambda: F.group_norm(torch.randn(1, 0, 2), 1), RuntimeError),
-    (lambda: F.group_norm(torch.randn(1, 2, 0), 1), RuntimeError),
-    (lambda: F.gelu(torch.arange(3)), NotImplementedError),
-    (lambda: F.gelu(torch.arange(3)), TypeError),
-    (lambda: F.gelu(torch.randn(3), "erf"), RuntimeError),
-    (lambda: F.softmax(torch.randn(2, 3), -3), IndexError),
-    (lambda: F.softmax(torch.randn(2, 3), 1.5), TypeError),
-    (lambda: F.softmax([1.0, 2.0], 0), TypeError),
-    (lambda: F.avg_pool2d(torch.randn(1, 1, 4, 4), 2.0), TypeError),
-    (lambda: F.avg_pool2d(torch.randn(1, 1, 4, 4), 0), RuntimeError),
-    (lambda: F.avg_pool2d(torch.randn(1, 1, 4, 4), 2, padding=-1), RuntimeError),
-    (lambda: F.avg_pool2d(torch.randn(1, 1, 1, 4, 4), 2), RuntimeError),
-    (lambda: F.avg_pool2d(torch.ones(1, 1, 4, 4, dtype=torch.uint8), 2), NotImplementedError),
-    (lambda: F.adaptive_avg_pool2d(torch.randn(1, 2, 4, 4), (2,)), RuntimeError),
-    (lambda: F.adaptive_avg_pool2d(torch.randn(1, 2, 4, 4), 2.0), TypeError),
-    (lambda: F.adaptive_avg_pool2d(torch.randn(1, 2, 0, 4), 2), RuntimeError),
-    (lambda: F.adaptive_avg_pool2d(torch.randn(1, 1, 2, 4, 4), 2), RuntimeError),
-    (lambda: F.adaptive_max_pool2d(torch.randn(1, 2, 4, 4), -1), RuntimeError),
-    (lambda: F.adaptive_max_pool2d(torch.ones(1, 2, 4, 4, dtype=torch.long), 2), TypeError),
-]
-
-
-@pytest.mark.parametrize(("call", "error"), BAD, ids=[f"{i}-{e.__name__}" for i, (_, e) in enumerate(BAD)])
-def test_errors_have_torch_and_project_types(call, error: type[Exception]) -> None:
-    with pytest.raises(error):
-        call()
-
-
+# ---------------------------------------------------------------------------------- exception classes
 def test_error_classes_are_both_kinds() -> None:
     assert issubclass(OpArgumentError, ValueError) and issubclass(OpArgumentError, RuntimeError)
     assert issubclass(OpDtypeError, TypeError) and issubclass(OpDtypeError, NotImplementedError)

@@ -1,6 +1,7 @@
 """Every registered manual operator against finite differences and against its built-in twin.
 
-All tests iterate over ``custom_ops.registry.OP_CASES``; a new case there is checked here for free.
+All tests iterate over ``custom_ops.registry.OP_CASES``, the samples of every op's spec; a new op or
+sample there is checked here for free.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
 
-from custom_ops.registry import OP_CASES, OPS, OpCase
+from custom_ops.registry import OP_CASES, SPECS
+from custom_ops.spec import OpCase
 
 CUDA = pytest.param(
     "cuda",
@@ -22,7 +24,7 @@ CUDA = pytest.param(
 DEVICES = ["cpu", CUDA]
 # torch's own warning for the built-in twin of conv2d[same-even-kernel] (the manual op pads the same way)
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
-ONE_CASE_PER_OP = [next(case for case in OP_CASES if case.op == op) for op in OPS]
+ONE_CASE_PER_OP = [spec.cases[0] for spec in SPECS.values()]
 
 
 def ids(cases: list[OpCase]) -> list[str]:

@@ -14,7 +14,8 @@ import torch.nn.functional as TF
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import custom_ops.functional as F
-from custom_ops.registry import OP_CASES, OpCase
+from custom_ops.registry import OP_CASES
+from custom_ops.spec import OpCase
 
 
 # ------------------------------------------------------------------------------------------ batch norm

@@ -1,32 +1,69 @@
-"""The README's operator table stays true to the registry."""
+"""The README's operator table, row by row, and its count of registry cases stay true to the op specs."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-from custom_ops.registry import OP_CASES, OPS
+import pytest
+import torch
+import torch.nn.functional as TF
+
+from custom_ops.registry import OP_CASES, SPECS
+from custom_ops.spec import OpSpec
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def ops_table() -> dict[str, str]:
-    """op name -> its "double backward" cell, from the table after the ``ops-table`` marker."""
+def ops_table() -> dict[str, list[str]]:
+    """op name -> the cells of its row, from the table after the ``ops-table`` marker."""
     lines = README.read_text().split("<!-- ops-table", 1)[1].splitlines()[1:]
     rows = {}
     for line in lines[2:]:
         if not line.startswith("|"):
             break
-        cells = [cell.strip() for cell in line.strip("|").split("|")]
-        rows[re.match(r"`(\w+)`", cells[0]).group(1)] = cells[-1]
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        rows[re.match(r"`(\w+)`", cells[0]).group(1)] = cells
     return rows
 
 
-def test_readme_lists_every_registered_op_once() -> None:
-    assert sorted(ops_table()) == sorted(OPS), "README op table and custom_ops.registry list different ops"
+def twin_name(fn: Callable[..., Any]) -> str:
+    """How the README names a built-in twin: ``F.conv2d``, ``torch.sigmoid``, or its function name."""
+    for prefix, namespace in (("F", TF), ("torch", torch)):
+        if getattr(namespace, fn.__name__, None) is fn:
+            return f"{prefix}.{fn.__name__}"
+    return fn.__name__
 
 
-def test_readme_double_backward_column_matches_the_ops() -> None:
-    for op, cell in ops_table().items():
-        supported = all(case.double_backward for case in OP_CASES if case.op == op)
-        assert cell.startswith("yes" if supported else "no"), f"README: {cell!r} for {op}'s double backward"
+def expected_cells(spec: OpSpec) -> list[str]:
+    """The row of ``spec``; the built-in cell may go on after the twin's name (e.g. what it computes)."""
+    modules = ", ".join(f"`{cls.__name__}`" for cls in dict.fromkeys(c.manual for c in spec.modules))
+    return [
+        f"`{spec.name}`" + (f" ({spec.features})" if spec.features else ""),
+        modules or "—",
+        f"`{twin_name(spec.builtin)}`",
+        spec.backward,
+        "yes" if spec.double_backward else "no (`once_differentiable`)",
+    ]
+
+
+def test_readme_lists_every_spec_once() -> None:
+    assert list(ops_table()) == list(SPECS), "README op table and custom_ops.registry.SPECS list other ops"
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_readme_row_matches_the_spec(name: str) -> None:
+    row = ops_table().get(name)
+    assert row is not None, f"README op table has no row for {name}"
+    expected = expected_cells(SPECS[name])
+    columns = ("op", "module", "built-in twin", "backward", "double backward")
+    for column, cell, want in zip(columns, row, expected, strict=True):
+        matches = cell.startswith(want) if column == "built-in twin" else cell == want
+        assert matches, f"README {name} row, {column}: {cell!r}, the spec says {want!r}"
+
+
+def test_readme_case_count_holds() -> None:
+    count = int(re.search(r"OP_CASES`, (\d+)\+ cases", README.read_text()).group(1))
+    assert len(OP_CASES) >= count, f"README promises {count}+ registry cases, there are {len(OP_CASES)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,6 +11,8 @@ import torchvision
 from torch import nn
 
 from custom_ops import nn as mnn
+from custom_ops.registry import SPECS
+from torch_cs231n.function_mode import attach_manual_functions, manual_functions_of
 from torch_cs231n.swap import BUILTINS, TWINS, count_layers, to_builtin, to_manual
 
 MODELS = ["resnet18", "mobilenet_v3_small"]
@@ -118,13 +121,14 @@ def test_report_lists_swapped_and_kept_layers() -> None:
     _, report = to_manual(model, report=True)
     swapped = {name for name, _, _ in report.swapped}
     kept = {name: (type_name, reason) for name, type_name, reason in report.kept}
-    assert swapped == {"0", "4", "5", "6", "8"}, f"swapped: {report.swapped}"
-    assert kept["1"] == ("Mish", "no twin")
-    assert kept["2"] == ("SamePadConv", "subclass of Conv2d with its own forward")
-    assert "dilation" in kept["3"][1] and "4" not in kept, f"kept: {report.kept}"
+    assert swapped == {"0", "3", "4", "5", "6", "8"}, f"swapped: {report.swapped} (dilated max pool included)"
+    assert kept == {
+        "1": ("Mish", "no twin"),
+        "2": ("SamePadConv", "subclass of Conv2d with its own forward"),
+    }, f"kept: {report.kept}"
     assert [name for name, _, _ in report.no_math] == ["7"]
     text = str(report)
-    assert "swapped 5 layers" in text and "Mish: 1 (no twin)" in text, text
+    assert "swapped 6 layers" in text and "Mish: 1 (no twin)" in text, text
     _, back = to_builtin(model, report=True)
     assert {name for name, _, _ in back.swapped} == swapped
 
@@ -132,3 +136,48 @@ def test_report_lists_swapped_and_kept_layers() -> None:
 def test_twin_table_is_consistent() -> None:
     for builtin, manual in TWINS.items():
         assert issubclass(manual, builtin) and manual.__module__ == "custom_ops.nn", f"{manual} vs {builtin}"
+    from_specs = {b for spec in SPECS.values() for b in spec.module_twins}
+    assert set(TWINS) == from_specs, "swap.TWINS and the module twins of the op specs differ"
+
+
+def test_max_pool_dilation_and_return_indices_are_swapped() -> None:
+    torch.manual_seed(0)
+    pool = nn.MaxPool2d(3, 2, 1, dilation=2, return_indices=True, ceil_mode=True)
+    x = torch.randn(2, 3, 11, 10)
+    ref, ref_index = pool(x)
+    assert to_manual(pool) is pool and type(pool) is mnn.MaxPool2d, "the dilated max pool stayed built-in"
+    out, index = pool(x)
+    torch.testing.assert_close(out, ref)
+    assert torch.equal(index, ref_index)
+
+
+def test_a_spec_unsupported_configuration_stays_builtin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``OpSpec.unsupported`` is the one record of what a manual twin refuses: to_manual reads it."""
+
+    def unsupported(module: nn.Module) -> str | None:
+        return "ceil_mode (for the test)" if module.ceil_mode else None
+
+    monkeypatch.setitem(SPECS, "max_pool2d", replace(SPECS["max_pool2d"], unsupported=unsupported))
+    model = nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), nn.MaxPool2d(2))
+    _, report = to_manual(model, report=True)
+    assert report.kept == [("0", "MaxPool2d", "ceil_mode (for the test)")], f"kept: {report.kept}"
+    assert type(model[0]) is nn.MaxPool2d and type(model[1]) is mnn.MaxPool2d
+    assert "MaxPool2d: 1 (ceil_mode (for the test))" in str(report), str(report)
+
+
+def test_to_builtin_detaches_the_manual_functions() -> None:
+    class Functional(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return nn.functional.relu(self.fc(x))
+
+    model = nn.Sequential(Functional())
+    attach_manual_functions(to_manual(model[0]))
+    x = torch.randn(2, 4, requires_grad=True)
+    assert type(model(x).grad_fn).__name__.startswith("ReLUFunction"), "F.relu not routed to the twin"
+    to_builtin(model)
+    assert manual_functions_of(model[0]) is None, "to_builtin left the ManualFunctions hooks"
+    assert type(model(x).grad_fn).__name__ == "ReluBackward0", "F.relu still routed after to_builtin"

@@ -15,13 +15,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules.data import CIFAR10DataModule
 from lightning_modules.transfer import GradualUnfreezing, TransferLearning
+from torch_cs231n.function_mode import manual_functions_of
 from torch_cs231n.pretrained import (
     EFFICIENTNET_LITE0,
     PretrainedWeightsError,
     WeightsMismatchError,
     load_pretrained,
 )
-from torch_cs231n.swap import count_layers, to_manual
+from torch_cs231n.swap import count_layers, manual_share, to_manual
 
 REPO = Path(__file__).resolve().parents[1]
 MOUSE = REPO / ".." / "shared" / "data" / "mouse.jpg"
@@ -270,6 +271,18 @@ def test_channels_last_gives_the_same_model(ops: str) -> None:
     torch.testing.assert_close(
         grad, ref_grad, rtol=1e-4, atol=1e-4 * scale, msg=f"{ops}: channels_last changes conv1's gradient"
     )
+
+
+def test_manual_ops_route_the_functional_calls_of_the_backbone_forward() -> None:
+    """MobileNetV2's forward calls ``F.adaptive_avg_pool2d`` itself: with ``ops="manual"`` it runs on the
+    manual op too (``attach_manual_functions`` after ``to_manual``), so every layer call is manual."""
+    torch.manual_seed(0)
+    manual = TransferLearning("mobilenet_v2", weights=None, resolution=32, strategy="full", ops="manual")
+    assert manual_functions_of(manual.net) is not None, "ops='manual' did not attach ManualFunctions"
+    share = manual_share(manual.net, next(iter(_loader()))[0])
+    assert share.manual_calls.get("adaptive_avg_pool2d") == 1 and share.layer_calls == 1.0, str(share)
+    builtin = TransferLearning("mobilenet_v2", weights=None, resolution=32, ops="builtin")
+    assert manual_functions_of(builtin.net) is None, "ops='builtin' attached ManualFunctions"
 
 
 @pytest.mark.parametrize("ops", ["builtin", "manual"])

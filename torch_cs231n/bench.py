@@ -1,8 +1,9 @@
 """Benchmark of the manual operators against their built-in twins (``cs231n bench``).
 
-For every case of the registry (:data:`custom_ops.registry.BENCH_CASES` at CS231n and ResNet-18 sizes,
-or the small test cases of :data:`custom_ops.registry.OP_CASES` with ``--tiny``) it measures, manual and
-built-in interleaved in one process with :class:`torch.utils.benchmark.Timer`:
+For every operator of the registry (:data:`custom_ops.registry.SPECS`), on the shapes of
+:data:`BENCH_CASES` (CS231n- and ResNet-18-sized), or on the first small sample of each op (and of each
+conv strategy) with ``--tiny``, it measures, manual and built-in interleaved in one process with
+:class:`torch.utils.benchmark.Timer`:
 
 * ``fwd``: the forward with autograd recording (inputs require grad), as in training;
 * ``fwd+bwd``: that forward, then ``torch.autograd.grad`` of the output against a fixed random
@@ -27,18 +28,19 @@ import json
 import statistics
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import torch
 from torch.utils import benchmark
 
-from custom_ops.registry import BENCH_CASES, OP_CASES, OPS, OpCase
+from custom_ops.conv import STRATEGIES
+from custom_ops.registry import OPS, SPECS
+from custom_ops.spec import InputFactory, OpCase, Sample, labels, normal, randn
 
 from .memory import saved_memory
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
-SIZES = ("cs231n", "resnet")
 E2E_MODELS = ("fc_net", "three_layer_convnet", "resnet18")
 
 # Issue targets: manual / built-in, forward+backward, and saved memory.
@@ -86,10 +88,152 @@ class Row:
         return self
 
 
+def _variant(case: OpCase) -> str:
+    """The conv backward strategy of a conv case, ``""`` for other ops."""
+    return case.sample.extras.get("strategy", "")
+
+
 def _target_key(case: OpCase) -> str:
-    if case.op == "conv2d":
-        return "conv2d[fast]" if "fast" in case.label.split("-") else "conv2d[im2col]"
-    return case.op
+    return f"{case.op}[{_variant(case)}]" if _variant(case) else case.op
+
+
+# ------------------------------------------------------------------------------------------- shapes
+def _shape(shape: Sequence[int]) -> str:
+    return "x".join(map(str, shape))
+
+
+def _case(
+    op: str, label: str, make_inputs: InputFactory, grad_inputs: tuple[int, ...] = (0,), **kw: Any
+) -> OpCase:
+    return OpCase(SPECS[op], Sample(label, make_inputs, grad_inputs, **kw))
+
+
+def _linear(n: int, d: int, o: int) -> OpCase:
+    return _case("linear", f"{n}x{d}-{o}", normal((n, d), (o, d), (o,)), (0, 1, 2))
+
+
+def _relu(shape: tuple[int, ...]) -> OpCase:
+    return _case("relu", _shape(shape), normal(shape))
+
+
+def _batch_norm(shape: tuple[int, ...]) -> OpCase:
+    c = shape[1]
+
+    def inputs(dt: torch.dtype, dev: torch.device) -> tuple[torch.Tensor, ...]:
+        stats = (torch.zeros(c, dtype=dt, device=dev), torch.ones(c, dtype=dt, device=dev))
+        return (randn(shape, dt, dev, 0), *stats, randn((c,), dt, dev, 1), randn((c,), dt, dev, 2))
+
+    return _case("batch_norm", f"train-{_shape(shape)}", inputs, (0, 3, 4), kwargs={"training": True})
+
+
+def _normalized_by(shape: tuple[int, ...], argument: Any, params: tuple[int, ...]) -> InputFactory:
+    """``(x, argument, weight, bias)``: the inputs of layer_norm and group_norm."""
+    return lambda dt, dev: (
+        randn(shape, dt, dev, 0),
+        argument,
+        randn(params, dt, dev, 1),
+        randn(params, dt, dev, 2),
+    )
+
+
+def _layer_norm(shape: tuple[int, ...], normalized: tuple[int, ...]) -> OpCase:
+    label = f"{_shape(shape)}-over-{_shape(normalized)}"
+    return _case("layer_norm", label, _normalized_by(shape, normalized, normalized), (0, 2, 3))
+
+
+def _group_norm(shape: tuple[int, ...], groups: int) -> OpCase:
+    inputs = _normalized_by(shape, groups, shape[1:2])
+    return _case("group_norm", f"groups{groups}-{_shape(shape)}", inputs, (0, 2, 3))
+
+
+def _dropout(shape: tuple[int, ...]) -> OpCase:
+    return _case("dropout", f"p0.5-{_shape(shape)}", normal(shape), kwargs={"p": 0.5, "training": True})
+
+
+def _conv(n: int, c: int, hw: int, o: int, k: int, stride: int, padding: int) -> list[OpCase]:
+    """One case per backward strategy."""
+    return [
+        _case(
+            "conv2d",
+            f"{strategy}-{c}to{o}-k{k}s{stride}-{n}x{hw}x{hw}",
+            normal((n, c, hw, hw), (o, c, k, k), (o,)),
+            (0, 1, 2),
+            kwargs={"stride": stride, "padding": padding},
+            extras={"strategy": strategy},
+        )
+        for strategy in STRATEGIES
+    ]
+
+
+def _max_pool(shape: tuple[int, ...], k: int, stride: int, padding: int) -> OpCase:
+    kwargs = {"kernel_size": k, "stride": stride, "padding": padding}
+    return _case("max_pool2d", f"k{k}s{stride}-{_shape(shape)}", normal(shape), kwargs=kwargs)
+
+
+def _losses(n: int, c: int) -> list[OpCase]:
+    def inputs(dt: torch.dtype, dev: torch.device) -> tuple[torch.Tensor, ...]:
+        return (randn((n, c), dt, dev, 0), labels(n, c, dev, 1))
+
+    return [_case(op, f"{n}x{c}", inputs) for op in ("softmax_loss", "svm_loss")]
+
+
+def _sized(size: str, explicit: list[OpCase], feature_map: tuple[int, ...]) -> tuple[OpCase, ...]:
+    """The ``explicit`` cases and, for every other op whose spec has a sample of one ``(N, C, H, W)`` input
+    (activations, pooling), that sample on a ``feature_map``; labels prefixed with ``size``."""
+    cases = list(explicit)
+    for spec in SPECS.values():
+        if spec.name in {case.op for case in explicit}:
+            continue
+        example = next((c for c in spec.cases if c.spatial and len(c.inputs(requires_grad=False)) == 1), None)
+        if example is not None:
+            label = f"{example.label}-{_shape(feature_map)}"
+            cases.append(OpCase(spec, replace(example.sample, label=label, make_inputs=normal(feature_map))))
+    return tuple(OpCase(c.spec, replace(c.sample, label=f"{size}-{c.label}")) for c in cases)
+
+
+BENCH_CASES: dict[str, tuple[OpCase, ...]] = {
+    "cs231n": _sized(
+        "cs231n",
+        [
+            _linear(128, 3072, 100),
+            _relu((128, 3072)),
+            _relu((64, 32, 32, 32)),
+            _batch_norm((128, 100)),
+            _batch_norm((64, 32, 16, 16)),
+            _layer_norm((128, 100), (100,)),
+            _layer_norm((64, 32, 16, 16), (32, 16, 16)),
+            _dropout((128, 3072)),
+            *_conv(64, 3, 32, 32, 3, 1, 1),
+            *_conv(64, 32, 16, 64, 3, 1, 1),
+            _max_pool((64, 32, 32, 32), 2, 2, 0),
+            _group_norm((64, 32, 16, 16), 4),
+            *_losses(128, 10),
+        ],
+        (64, 32, 16, 16),
+    ),
+    "resnet": _sized(
+        "resnet",
+        [
+            _linear(8, 512, 1000),
+            _relu((8, 64, 56, 56)),
+            _batch_norm((8, 64, 56, 56)),
+            _layer_norm((8, 3136, 64), (64,)),
+            _dropout((8, 64, 56, 56)),
+            *_conv(8, 3, 224, 64, 7, 2, 3),
+            *_conv(8, 64, 56, 64, 3, 1, 1),
+            *_conv(8, 256, 14, 256, 3, 1, 1),
+            *_conv(8, 64, 56, 128, 1, 2, 0),
+            _max_pool((8, 64, 112, 112), 3, 2, 1),
+            _group_norm((8, 64, 56, 56), 32),
+            *_losses(8, 1000),
+        ],
+        (8, 64, 56, 56),
+    ),
+}
+"""Benchmark shapes by size: CS231n-sized, and ResNet-18-sized (224x224 images, batch 8), built from the
+ops' specs. Only forward/backward speed and memory are measured on these, so the inputs are plain normal
+samples (kept apart from the specs' small samples, which the correctness tests run)."""
+SIZES = tuple(BENCH_CASES)
 
 
 def time_interleaved(
@@ -378,12 +522,12 @@ def main(argv: list[str] | None = None) -> int:
     min_run_time = 1e-3 if args.tiny else args.min_run_time
     if args.tiny:  # the first small case of each op, and of each conv strategy
         firsts: dict[tuple[str, str], OpCase] = {}
-        for case in OP_CASES:
-            strategy = case.label.split("-")[0] if case.op == "conv2d" else ""
-            firsts.setdefault((case.op, strategy), case)
-        cases = [case for case in firsts.values() if case.op in args.ops]
+        for op in args.ops:
+            for case in SPECS[op].cases:
+                firsts.setdefault((op, _variant(case)), case)
+        cases = list(firsts.values())
     else:
-        cases = [c for c in BENCH_CASES if c.op in args.ops and any(size in c.tags for size in args.sizes)]
+        cases = [case for size in args.sizes for case in BENCH_CASES[size] if case.op in args.ops]
     log = sys.stderr if args.json == "-" else sys.stdout
     rows = []
     for case in cases:

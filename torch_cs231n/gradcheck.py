@@ -36,7 +36,8 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from custom_ops.registry import OP_CASES, OPS, OpCase
+from custom_ops.registry import OP_CASES, OPS
+from custom_ops.spec import OpCase
 
 THRESHOLD = 1e-7
 """A row passes when its relative error is below this (CS231n: "< 1e-7 and you're probably happy")."""
@@ -124,20 +125,16 @@ def numeric_gradient(f: Callable[[], float], x: torch.Tensor, h: float = STEP) -
     return grad.view_as(x)
 
 
-_ALIASES = {"x": "input", "w": "weight", "b": "bias"}
-
-
 def _input_name(case: OpCase, position: int) -> str:
-    """Name of the argument at ``position`` of ``case.manual`` (``x``, ``w``, ``b`` spelt as
-    :mod:`torch.nn.functional` does: ``input``, ``weight``, ``bias``); ``arg{position}`` when the callable
-    does not name it."""
+    """Name of the argument at ``position`` of ``case.manual`` (the op's, as :mod:`torch.nn.functional`
+    names it: ``input``, ``weight``, ``bias``); ``arg{position}`` when the callable does not name it."""
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     try:
         parameters = inspect.signature(case.manual).parameters.values()
     except (TypeError, ValueError):  # a builtin without a signature, e.g. `SomeFunction.apply`
         parameters = []
     names = [p.name for p in parameters if p.kind in kinds]
-    return _ALIASES.get(names[position], names[position]) if position < len(names) else f"arg{position}"
+    return names[position] if position < len(names) else f"arg{position}"
 
 
 def check_case(case: OpCase, ops: str = "manual", seed: int = 0, h: float = STEP) -> list[GradRow]:
@@ -186,8 +183,8 @@ def gradcheck_table(
 
     Examples::
 
-        >>> from custom_ops.registry import cases_for
-        >>> rows = gradcheck_table(cases=cases_for("linear")[:1])
+        >>> from custom_ops.registry import SPECS
+        >>> rows = gradcheck_table(cases=SPECS["linear"].cases[:1])
         >>> [(r.input, r.passed) for r in rows]
         [('input', True), ('weight', True), ('bias', True)]
     """

@@ -20,61 +20,38 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal, overload
 
 from torch import nn
 
 from custom_ops import nn as mnn
-from custom_ops.conv import Strategy
+from custom_ops.conv import Strategy, check_strategy
+from custom_ops.registry import SPECS
 from torch_cs231n.function_mode import ManualShare as ManualShare
+from torch_cs231n.function_mode import detach_manual_functions
 from torch_cs231n.function_mode import manual_share as manual_share
 
 _log = logging.getLogger(__name__)
 
-# built-in type -> manual twin; a twin subclasses its built-in and adds no state except the extras below
 TWINS: dict[type[nn.Module], type[nn.Module]] = {
-    nn.Linear: mnn.Linear,
-    nn.Conv2d: mnn.Conv2d,
-    nn.BatchNorm1d: mnn.BatchNorm1d,
-    nn.BatchNorm2d: mnn.BatchNorm2d,
-    nn.LayerNorm: mnn.LayerNorm,
-    nn.ReLU: mnn.ReLU,
-    nn.ReLU6: mnn.ReLU6,
-    nn.Hardsigmoid: mnn.Hardsigmoid,
-    nn.Hardswish: mnn.Hardswish,
-    nn.Sigmoid: mnn.Sigmoid,
-    nn.SiLU: mnn.SiLU,
-    nn.MaxPool2d: mnn.MaxPool2d,
-    nn.AdaptiveAvgPool2d: mnn.AdaptiveAvgPool2d,
-    nn.Dropout: mnn.Dropout,
-    nn.GroupNorm: mnn.GroupNorm,
-    nn.GELU: mnn.GELU,
-    nn.Tanh: mnn.Tanh,
-    nn.Softmax: mnn.Softmax,
-    nn.LogSoftmax: mnn.LogSoftmax,
-    nn.AvgPool2d: mnn.AvgPool2d,
-    nn.AdaptiveMaxPool2d: mnn.AdaptiveMaxPool2d,
+    builtin: manual for spec in SPECS.values() for builtin, manual in spec.module_twins.items()
 }
-"""Every built-in layer type that has a manual twin."""
+"""Every built-in layer type that has a manual twin (the module twins of :data:`custom_ops.registry.SPECS`);
+a twin subclasses its built-in and adds no state except the extras below."""
 
 BUILTINS: dict[type[nn.Module], type[nn.Module]] = {manual: builtin for builtin, manual in TWINS.items()}
 """Every manual layer type and its built-in twin."""
+
+# The op whose spec lists each built-in layer type: its `unsupported` says which configurations stay built-in.
+_OP_OF: dict[type[nn.Module], str] = {
+    builtin: spec.name for spec in SPECS.values() for builtin in spec.module_twins
+}
 
 # Attributes a manual twin adds to its built-in (set on the way to manual, removed on the way back).
 _EXTRA_ATTRIBUTES: dict[type[nn.Module], tuple[str, ...]] = {
     mnn.Conv2d: ("strategy",),
     mnn.Dropout: ("generator",),
-}
-
-# Configurations a twin does not support: a reason string, or None when the layer can be swapped.
-_UNSUPPORTED: dict[type[nn.Module], Callable[[nn.Module], str | None]] = {
-    nn.MaxPool2d: lambda m: (
-        None
-        if m.dilation in (1, (1, 1)) and not m.return_indices
-        else f"dilation={m.dilation}, return_indices={m.return_indices} (manual: dilation 1, no indices)"
-    ),
 }
 
 # Leaf layers that do no arithmetic (reshapes, identity): listed apart from the layers missing a twin.
@@ -206,7 +183,7 @@ def _swap(
         cls = type(module)
         label = name or "<root>"
         if cls in table:
-            problem = _UNSUPPORTED.get(cls, lambda m: None)(module)
+            problem = SPECS[_OP_OF[cls]].refusal(module) if direction == "manual" else None
             if problem is not None:
                 report.kept.append((label, cls.__name__, problem))
                 continue
@@ -260,9 +237,7 @@ def to_manual(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if strategy not in ("fast", "im2col"):
-        raise ValueError(f"strategy must be 'fast' or 'im2col', got {strategy!r}")
-    swap_report = _swap(model, TWINS, "manual", strategy)
+    swap_report = _swap(model, TWINS, "manual", check_strategy(strategy))
     return (model, swap_report) if report else model
 
 
@@ -272,9 +247,13 @@ def to_builtin(model: nn.Module, *, report: Literal[False] = ...) -> nn.Module: 
 def to_builtin(model: nn.Module, *, report: Literal[True]) -> tuple[nn.Module, SwapReport]: ...
 def to_builtin(model: nn.Module, *, report: bool = False) -> nn.Module | tuple[nn.Module, SwapReport]:
     """Swap every manual layer of ``model`` back to its built-in twin, in place (the reverse of
-    :func:`to_manual`). Returns ``model``, or ``(model, report)`` when ``report`` is True."""
+    :func:`to_manual`), and detach the :class:`~torch_cs231n.function_mode.ManualFunctions` that
+    :func:`~torch_cs231n.function_mode.attach_manual_functions` gave it or any of its submodules, so that its
+    functional calls run built-in too. Returns ``model``, or ``(model, report)`` when ``report`` is True."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    for module in model.modules():
+        detach_manual_functions(module)
     swap_report = _swap(model, BUILTINS, "builtin", "fast")
     return (model, swap_report) if report else model
 
