@@ -4,6 +4,7 @@
     cs231n fit --config configs/fc_net_tuned.yaml --ckpt_path runs/.../checkpoints/last.ckpt   # resume
     cs231n plot LOG_DIR [--out DIR]                          # CS231n Solver figures from a CSV log
     cs231n bench ...                                         # torch_cs231n.bench
+    cs231n tune --config CONFIG --search SPACE.yaml ...      # Optuna search (lightning_modules.tune)
 
 Models and data modules are given in subclass mode (``class_path`` + ``init_args``), so any
 ``LightningModule`` / ``LightningDataModule`` works. Every run saves two checkpoints, the best by ``val/acc``
@@ -237,9 +238,10 @@ def with_tensorboard(logger: Any) -> Any:
     return [logger, TensorBoardLogger(logger.save_dir, logger.name, logger.version, default_hp_metric=False)]
 
 
-def run_lightning(args: Sequence[str] | None = None) -> CS231nCLI:
+def run_lightning(args: Sequence[str] | None = None, run: bool = True) -> CS231nCLI:
     """Run a LightningCLI subcommand (``fit``, ``validate``, ``test``, ``predict``) with ``args``
-    (``None``: the command line)."""
+    (``None``: the command line). ``run=False``: ``args`` are ``fit``'s options without a subcommand, and
+    the model, data module and trainer are built but not run (``cs231n tune`` runs them)."""
     return CS231nCLI(
         LightningModule,
         LightningDataModule,
@@ -260,6 +262,7 @@ def run_lightning(args: Sequence[str] | None = None) -> CS231nCLI:
         },
         save_config_kwargs={"overwrite": True},
         args=None if args is None else list(args),
+        run=run,
     )
 
 
@@ -275,6 +278,7 @@ COMMANDS: dict[str, str] = {
     "summary": "a config's model layer by layer: output shapes, activations, parameters, memory",
     "experiment": "the lecture's experiments, e.g. `experiment activations` (weight initialisation)",
     "gradcheck": "numeric gradient check of every op's backward (exit 0 when all rel errors < 1e-7)",
+    "tune": "hyperparameter search with Optuna (--search SPACE.yaml); writes the best trial's config",
 }
 
 
@@ -325,6 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from torch_cs231n import gradcheck
 
         return gradcheck.main(args[1:])
+    if args[0] == "tune":
+        from . import tune  # imported lazily: `fit` must not depend on Optuna
+
+        return tune.main(args[1:])
     try:
         run_lightning(None if argv is None else args)
     except (CheckpointError, CheckpointMismatchError, MissingCheckpointError, FileNotFoundError) as err:
