@@ -175,11 +175,11 @@ def adaptive_avg_pool2d(input: torch.Tensor, output_size: int | Sequence[int | N
 
     Examples::
 
-        >>> import torch, custom_ops.functional as F
+        >>> import torch, custom_ops.functional as MF
         >>> x = torch.arange(12.0).view(1, 1, 3, 4)
-        >>> F.adaptive_avg_pool2d(x, 1)  # global average pooling
+        >>> MF.adaptive_avg_pool2d(x, 1)  # global average pooling
         tensor([[[[5.5000]]]])
-        >>> F.adaptive_avg_pool2d(x, (2, None))  # windows rows [0, 2) and [1, 3)
+        >>> MF.adaptive_avg_pool2d(x, (2, None))  # windows rows [0, 2) and [1, 3)
         tensor([[[[2., 3., 4., 5.],
                   [6., 7., 8., 9.]]]])
     """
@@ -222,9 +222,9 @@ def adaptive_max_pool2d(
 
     Examples::
 
-        >>> import torch, custom_ops.functional as F
+        >>> import torch, custom_ops.functional as MF
         >>> x = torch.tensor([[[[1.0, 5.0, 2.0], [4.0, 0.0, 3.0]]]])
-        >>> F.adaptive_max_pool2d(x, (1, 2), return_indices=True)
+        >>> MF.adaptive_max_pool2d(x, (1, 2), return_indices=True)
         (tensor([[[[5., 5.]]]]), tensor([[[[1, 1]]]]))
     """
     _check_input("adaptive_max_pool2d", input)

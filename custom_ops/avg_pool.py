@@ -139,12 +139,12 @@ def avg_pool2d(
 
     Examples::
 
-        >>> import torch, custom_ops.functional as F
+        >>> import torch, custom_ops.functional as MF
         >>> x = torch.arange(16.0).view(1, 1, 4, 4)
-        >>> F.avg_pool2d(x, 2)
+        >>> MF.avg_pool2d(x, 2)
         tensor([[[[ 2.5000,  4.5000],
                   [10.5000, 12.5000]]]])
-        >>> F.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False).shape
+        >>> MF.avg_pool2d(x, 3, stride=2, padding=1, count_include_pad=False).shape
         torch.Size([1, 1, 2, 2])
     """
     check_tensor("input", input)

@@ -3,7 +3,7 @@
 Forward:  out[n, o, y, z] = b[o] + sum_{c, i, j} w[o, c, i, j] * xpad[n, g(o)*Cg + c, y*s + i*d, z*s + j*d]
           (s stride, d dilation, Cg = C_in / groups input channels per group, g(o) the group of o).
 
-Two backward strategies, selected by ``strategy``:
+Two backward algorithms, selected by ``algorithm`` (the keyword ``strategy`` is its deprecated old name):
 
 ``"im2col"`` — the readable reference, the CS231n ``fast_layers`` idea. The forward is a matmul of the
 weight with the columns of input patches (``unfold``); the backward is the affine backward on those
@@ -40,11 +40,19 @@ import torch
 import torch.nn.functional as F
 
 from . import _autocast
-from ._checks import OpArgumentError, check_floating, check_ndim, check_same_dtype, check_shape, pair
+from ._checks import (
+    OpArgumentError,
+    check_floating,
+    check_ndim,
+    check_same_dtype,
+    check_shape,
+    pair,
+    renamed_keyword,
+)
 from ._layout import memory_format
 
 Pair = tuple[int, int]
-Strategy = Literal["fast", "im2col"]
+ConvAlgorithm = Literal["fast", "im2col"]
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
@@ -117,7 +125,7 @@ def _crop(dx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 class Conv2dFunction(torch.autograd.Function):
-    """``"fast"`` strategy. x ``(N, C, H, W)``, weight ``(O, C/groups, kh, kw)``, bias ``(O,)`` or None
+    """``"fast"`` algorithm. x ``(N, C, H, W)``, weight ``(O, C/groups, kh, kw)``, bias ``(O,)`` or None
     -> ``(N, O, Ho, Wo)``; ``extra``: zero rows/columns added at the bottom/right before the convolution."""
 
     @staticmethod
@@ -144,7 +152,7 @@ class Conv2dFunction(torch.autograd.Function):
 
 
 class Conv2dIm2colFunction(torch.autograd.Function):
-    """``"im2col"`` strategy; same shapes as :class:`Conv2dFunction`."""
+    """``"im2col"`` algorithm; same shapes as :class:`Conv2dFunction`."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, stride: Pair, padding: Pair, dilation: Pair, groups: int, extra: Pair):
@@ -186,21 +194,31 @@ class Conv2dIm2colFunction(torch.autograd.Function):
         return dx, dw, db, None, None, None, None, None
 
 
-_FUNCTIONS: dict[Strategy, type[torch.autograd.Function]] = {
+_FUNCTIONS: dict[ConvAlgorithm, type[torch.autograd.Function]] = {
     "fast": Conv2dFunction,
     "im2col": Conv2dIm2colFunction,
 }
-STRATEGIES: tuple[Strategy, ...] = tuple(_FUNCTIONS)
-"""The backward strategies, the default first."""
+CONV_ALGORITHMS: tuple[ConvAlgorithm, ...] = tuple(_FUNCTIONS)
+"""The backward algorithms, the default first."""
 
 
-def check_strategy(strategy: object) -> Strategy:
-    """``strategy`` if it is one of :data:`STRATEGIES`, else an :class:`OpArgumentError` (a ``ValueError``).
-    The one check of the strategy: the functional op, the ``Conv2d`` module and ``to_manual`` call it."""
-    for known in STRATEGIES:
-        if strategy == known:
+def check_algorithm(algorithm: object) -> ConvAlgorithm:
+    """``algorithm`` if it is one of :data:`CONV_ALGORITHMS`, else an :class:`OpArgumentError` (a
+    ``ValueError``). The one check of the algorithm: the functional op, the ``Conv2d`` module and
+    ``to_manual`` call it."""
+    for known in CONV_ALGORITHMS:
+        if algorithm == known:
             return known
-    raise OpArgumentError(f"strategy must be {' or '.join(map(repr, STRATEGIES))}, got {strategy!r}")
+    raise OpArgumentError(f"algorithm must be {' or '.join(map(repr, CONV_ALGORITHMS))}, got {algorithm!r}")
+
+
+def resolve_algorithm(where: str, algorithm: ConvAlgorithm, strategy: ConvAlgorithm | None) -> ConvAlgorithm:
+    """The checked ``algorithm``, or the deprecated ``strategy`` (its old name, kept for one release: a
+    ``FutureWarning`` pointing at the caller of ``where``; a ``TypeError`` with a non-default ``algorithm``
+    too)."""
+    return check_algorithm(
+        renamed_keyword(where, "strategy", strategy, "algorithm", algorithm, "fast", stacklevel=4)
+    )
 
 
 def _resolve_padding(
@@ -232,7 +250,8 @@ def conv2d(
     dilation: int | Sequence[int] = 1,
     groups: int = 1,
     *,
-    strategy: Strategy = "fast",
+    algorithm: ConvAlgorithm = "fast",
+    strategy: ConvAlgorithm | None = None,
 ) -> torch.Tensor:
     """Manual twin of :func:`torch.nn.functional.conv2d` (same parameters, order and defaults).
 
@@ -245,8 +264,9 @@ def conv2d(
             stride 1; an odd total padding puts the extra row/column at the bottom/right, as torch).
         dilation: an int or ``(d_h, d_w)``.
         groups: input and output channels split into this many independent groups (``C_in`` for depthwise).
-        strategy: keyword-only, the backward (see the module docstring): ``"fast"`` (transposed convolution
+        algorithm: keyword-only, the backward (see the module docstring): ``"fast"`` (transposed convolution
             + correlation) or ``"im2col"`` (unfold + matmul, fold).
+        strategy: deprecated old name of ``algorithm`` (one release; a ``FutureWarning``).
 
     Shape:
         - Input: ``(N, C_in, H, W)`` or ``(C_in, H, W)``; N may be 0.
@@ -260,7 +280,7 @@ def conv2d(
     check_ndim("input", input, (3, 4), "(N, C_in, H, W) or (C_in, H, W)")
     check_same_dtype(input, weight=weight, bias=bias)
     check_ndim("weight", weight, (4,), "(C_out, C_in / groups, kh, kw)")
-    function = _FUNCTIONS[check_strategy(strategy)]
+    function = _FUNCTIONS[resolve_algorithm("conv2d()", algorithm, strategy)]
     if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
         raise OpArgumentError(f"groups must be a positive int, got {groups!r}")
     unbatched = input.dim() == 3

@@ -71,10 +71,10 @@ def gelu(input: torch.Tensor, approximate: str = "none") -> torch.Tensor:
 
     Examples::
 
-        >>> import torch, custom_ops.functional as F
-        >>> F.gelu(torch.tensor([-1.0, 0.0, 1.0]))
+        >>> import torch, custom_ops.functional as MF
+        >>> MF.gelu(torch.tensor([-1.0, 0.0, 1.0]))
         tensor([-0.1587,  0.0000,  0.8413])
-        >>> F.gelu(torch.tensor([1.0]), approximate="tanh")
+        >>> MF.gelu(torch.tensor([1.0]), approximate="tanh")
         tensor([0.8412])
     """
     check_floating("input", input)

@@ -125,9 +125,9 @@ def group_norm(
 
     Examples::
 
-        >>> import torch, custom_ops.functional as F
+        >>> import torch, custom_ops.functional as MF
         >>> x = torch.tensor([[[1.0, 3.0], [10.0, 30.0]]])  # N=1, C=2, L=2
-        >>> F.group_norm(x, 2)  # each channel its own group
+        >>> MF.group_norm(x, 2)  # each channel its own group
         tensor([[[-1.0000,  1.0000],
                  [-1.0000,  1.0000]]])
     """

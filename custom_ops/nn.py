@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from . import functional as F
-from .conv import Strategy, check_strategy
+from . import functional as MF
+from .conv import ConvAlgorithm, resolve_algorithm
 from .sync_batchnorm import sync_batch_norm
 
 
@@ -27,18 +27,18 @@ class Linear(nn.Linear):
     """Twin of :class:`torch.nn.Linear`: ``(*, in_features) -> (*, out_features)``."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.linear(input, self.weight, self.bias)
+        return MF.linear(input, self.weight, self.bias)
 
 
 class ReLU(nn.ReLU):
     """Twin of :class:`torch.nn.ReLU`; ``inplace=True`` writes the result into the input, as torch."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.relu(input, self.inplace)
+        return MF.relu(input, self.inplace)
 
 
 def _batch_norm_forward(
-    bn: _BatchNorm, input: torch.Tensor, batch_norm: Callable[..., torch.Tensor] = F.batch_norm
+    bn: _BatchNorm, input: torch.Tensor, batch_norm: Callable[..., torch.Tensor] = MF.batch_norm
 ) -> torch.Tensor:
     """``_BatchNorm.forward`` of PyTorch, running the manual ``batch_norm`` (or ``sync_batch_norm``)."""
     bn._check_input_dim(input)
@@ -200,7 +200,7 @@ class LayerNorm(nn.LayerNorm):
     """Twin of :class:`torch.nn.LayerNorm`: normalises over the trailing ``normalized_shape`` dims."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
+        return MF.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
 
 class Dropout(nn.Dropout):
@@ -213,29 +213,37 @@ class Dropout(nn.Dropout):
         self.generator = generator
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.dropout(input, self.p, self.training, self.inplace, generator=self.generator)
+        return MF.dropout(input, self.p, self.training, self.inplace, generator=self.generator)
 
 
 class Conv2d(nn.Conv2d):
-    """Twin of :class:`torch.nn.Conv2d` (grouped and depthwise included). The keyword ``strategy``
-    chooses the backward: ``"fast"`` (default) or the readable ``"im2col"`` reference."""
+    """Twin of :class:`torch.nn.Conv2d` (grouped and depthwise included). The keyword ``algorithm``
+    chooses the backward: ``"fast"`` (default) or the readable ``"im2col"`` reference (``strategy``, its
+    deprecated old name, is accepted for one release with a ``FutureWarning``)."""
 
-    def __init__(self, *args: Any, strategy: Strategy = "fast", **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        algorithm: ConvAlgorithm = "fast",
+        strategy: ConvAlgorithm | None = None,
+        **kwargs: Any,
+    ):
+        algorithm = resolve_algorithm("Conv2d()", algorithm, strategy)
         super().__init__(*args, **kwargs)
-        self.strategy = check_strategy(strategy)
+        self.algorithm = algorithm
 
     def _conv_forward(self, input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None):
         padding = self.padding
         if self.padding_mode != "zeros":  # non-zero padding is a separate op, as in torch.nn.Conv2d
             input = nn.functional.pad(input, self._reversed_padding_repeated_twice, mode=self.padding_mode)
             padding = 0
-        return F.conv2d(
-            input, weight, bias, self.stride, padding, self.dilation, self.groups, strategy=self.strategy
+        return MF.conv2d(
+            input, weight, bias, self.stride, padding, self.dilation, self.groups, algorithm=self.algorithm
         )
 
     def extra_repr(self) -> str:
         text = super().extra_repr()
-        return text if self.strategy == "fast" else f"{text}, strategy={self.strategy!r}"
+        return text if self.algorithm == "fast" else f"{text}, algorithm={self.algorithm!r}"
 
 
 class MaxPool2d(nn.MaxPool2d):
@@ -243,7 +251,7 @@ class MaxPool2d(nn.MaxPool2d):
     included: then ``(output, indices)``, torch's flat ``H * W`` indices)."""
 
     def forward(self, input: torch.Tensor) -> Any:
-        return F.max_pool2d(
+        return MF.max_pool2d(
             input,
             self.kernel_size,
             self.stride,
@@ -258,28 +266,28 @@ class ReLU6(nn.ReLU6):
     """Twin of :class:`torch.nn.ReLU6`; ``inplace=True`` writes the result into the input, as torch."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.relu6(input, self.inplace)
+        return MF.relu6(input, self.inplace)
 
 
 class Hardsigmoid(nn.Hardsigmoid):
     """Twin of :class:`torch.nn.Hardsigmoid`; ``inplace=True`` writes the result into the input, as torch."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.hardsigmoid(input, self.inplace)
+        return MF.hardsigmoid(input, self.inplace)
 
 
 class Hardswish(nn.Hardswish):
     """Twin of :class:`torch.nn.Hardswish`; ``inplace=True`` writes the result into the input, as torch."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.hardswish(input, self.inplace)
+        return MF.hardswish(input, self.inplace)
 
 
 class Sigmoid(nn.Sigmoid):
     """Twin of :class:`torch.nn.Sigmoid`."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.sigmoid(input)
+        return MF.sigmoid(input)
 
 
 class SiLU(nn.SiLU):
@@ -287,7 +295,7 @@ class SiLU(nn.SiLU):
     torch."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.silu(input, self.inplace)
+        return MF.silu(input, self.inplace)
 
 
 class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
@@ -295,7 +303,7 @@ class AdaptiveAvgPool2d(nn.AdaptiveAvgPool2d):
     size): ``(N, C, H, W) -> (N, C, Ho, Wo)``; global pooling (1 or ``(1, 1)``) has its own fast path."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.adaptive_avg_pool2d(input, self.output_size)
+        return MF.adaptive_avg_pool2d(input, self.output_size)
 
 
 class AdaptiveMaxPool2d(nn.AdaptiveMaxPool2d):
@@ -303,7 +311,7 @@ class AdaptiveMaxPool2d(nn.AdaptiveMaxPool2d):
     indices of the maxima with ``return_indices=True``."""
 
     def forward(self, input: torch.Tensor) -> Any:
-        return F.adaptive_max_pool2d(input, self.output_size, self.return_indices)
+        return MF.adaptive_max_pool2d(input, self.output_size, self.return_indices)
 
 
 class AvgPool2d(nn.AvgPool2d):
@@ -311,7 +319,7 @@ class AvgPool2d(nn.AvgPool2d):
     ``divisor_override`` included)."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.avg_pool2d(
+        return MF.avg_pool2d(
             input,
             self.kernel_size,
             self.stride,
@@ -326,35 +334,35 @@ class GroupNorm(nn.GroupNorm):
     """Twin of :class:`torch.nn.GroupNorm`: ``(N, C, *)``, statistics per sample and group of channels."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
+        return MF.group_norm(input, self.num_groups, self.weight, self.bias, self.eps)
 
 
 class GELU(nn.GELU):
     """Twin of :class:`torch.nn.GELU` (``approximate="none"`` or ``"tanh"``)."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.gelu(input, approximate=self.approximate)
+        return MF.gelu(input, approximate=self.approximate)
 
 
 class Tanh(nn.Tanh):
     """Twin of :class:`torch.nn.Tanh`."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.tanh(input)
+        return MF.tanh(input)
 
 
 class Softmax(nn.Softmax):
     """Twin of :class:`torch.nn.Softmax` (``dim=None``: torch's deprecated implicit dim)."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.softmax(input, self.dim, _stacklevel=5)
+        return MF.softmax(input, self.dim, _stacklevel=5)
 
 
 class LogSoftmax(nn.LogSoftmax):
     """Twin of :class:`torch.nn.LogSoftmax` (``dim=None``: torch's deprecated implicit dim)."""
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return F.log_softmax(input, self.dim, _stacklevel=5)
+        return MF.log_softmax(input, self.dim, _stacklevel=5)
 
 
 __all__ = [

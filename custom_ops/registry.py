@@ -18,12 +18,12 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-import torch.nn.functional as TF
+import torch.nn.functional as F
 from torch import nn
 
-from . import functional as F
+from . import functional as MF
 from . import nn as mnn
-from .conv import STRATEGIES
+from .conv import CONV_ALGORITHMS
 from .losses import builtin_svm_loss
 from .spec import (
     ErrorInput,
@@ -109,8 +109,8 @@ def _linear_inputs(x_shape: tuple[int, ...], out: int, bias: bool = True) -> Inp
 
 LINEAR = OpSpec(
     name="linear",
-    manual=F.linear,
-    builtin=TF.linear,
+    manual=MF.linear,
+    builtin=F.linear,
     samples=(
         Sample("2d", _linear_inputs((4, 5), 3), (0, 1, 2)),
         Sample("3d-leading", _linear_inputs((2, 3, 5), 4), (0, 1, 2)),
@@ -182,12 +182,12 @@ def _activation(
     kinks: tuple[float, ...] = (),
     opinfo: str | None = None,
 ) -> OpSpec:
-    """The spec of an elementwise activation ``F.<name>(input)``: samples away from its ``kinks``, the
+    """The spec of an elementwise activation ``MF.<name>(input)``: samples away from its ``kinks``, the
     module twin ``(manual, built-in, input shape)``, an integer input as its bad input."""
     manual_cls, builtin_cls, shape = module
     return OpSpec(
         name=name,
-        manual=getattr(F, name),
+        manual=getattr(MF, name),
         builtin=builtin,
         samples=(
             Sample("2d", _away_from_kinks((6, 7), kinks)),
@@ -200,20 +200,20 @@ def _activation(
     )
 
 
-RELU = _activation("relu", TF.relu, (mnn.ReLU, nn.ReLU, (4, 5)), "`dout * [out > 0]`, output saved", (0.0,))
+RELU = _activation("relu", F.relu, (mnn.ReLU, nn.ReLU, (4, 5)), "`dout * [out > 0]`, output saved", (0.0,))
 
 
-RELU6 = _activation("relu6", TF.relu6, (mnn.ReLU6, nn.ReLU6, (4, 5)), "`dout * [0 < x < 6]`", (0.0, 6.0))
+RELU6 = _activation("relu6", F.relu6, (mnn.ReLU6, nn.ReLU6, (4, 5)), "`dout * [0 < x < 6]`", (0.0, 6.0))
 HARDSIGMOID = _activation(
     "hardsigmoid",
-    TF.hardsigmoid,
+    F.hardsigmoid,
     (mnn.Hardsigmoid, nn.Hardsigmoid, (2, 3, 4, 4)),
     "`dout / 6 * [−3 < x < 3]`",
     (-3.0, 3.0),
 )
 HARDSWISH = _activation(
     "hardswish",
-    TF.hardswish,
+    F.hardswish,
     (mnn.Hardswish, nn.Hardswish, (2, 3, 4, 4)),
     "piecewise `0`, `x/3 + 1/2`, `1`",
     (-3.0, 3.0),
@@ -221,7 +221,7 @@ HARDSWISH = _activation(
 SIGMOID = _activation(
     "sigmoid", torch.sigmoid, (mnn.Sigmoid, nn.Sigmoid, (4, 5)), "`dout * s (1 − s)`", opinfo="sigmoid"
 )
-SILU = _activation("silu", TF.silu, (mnn.SiLU, nn.SiLU, (2, 3, 4, 4)), "`dout * s (1 + x (1 − s))`")
+SILU = _activation("silu", F.silu, (mnn.SiLU, nn.SiLU, (2, 3, 4, 4)), "`dout * s (1 + x (1 − s))`")
 
 
 # ------------------------------------------------------------------------------------------- batch norm
@@ -249,8 +249,8 @@ def _batch_norm_samples() -> tuple[Sample, ...]:
 
 BATCH_NORM = OpSpec(
     name="batch_norm",
-    manual=F.batch_norm,
-    builtin=TF.batch_norm,
+    manual=MF.batch_norm,
+    builtin=F.batch_norm,
     samples=_batch_norm_samples(),
     modules=(
         *module_cases(mnn.BatchNorm1d, nn.BatchNorm1d, ((5,), (8, 5)), ((5,), (8, 5), {"momentum": None})),
@@ -337,8 +337,8 @@ def _layer_norm_inputs(shape: tuple[int, ...], normalized: tuple[int, ...], affi
 
 LAYER_NORM = OpSpec(
     name="layer_norm",
-    manual=F.layer_norm,
-    builtin=TF.layer_norm,
+    manual=MF.layer_norm,
+    builtin=F.layer_norm,
     samples=tuple(
         Sample(
             label,
@@ -380,8 +380,8 @@ LAYER_NORM = OpSpec(
 # ---------------------------------------------------------------------------------------------- dropout
 DROPOUT = OpSpec(
     name="dropout",
-    manual=F.dropout,
-    builtin=TF.dropout,
+    manual=MF.dropout,
+    builtin=F.dropout,
     samples=(
         Sample("p0.5", normal((8, 10)), kwargs={"p": 0.5, "training": True}),
         Sample("p0.2-4d", normal((2, 3, 4, 5)), kwargs={"p": 0.2, "training": True}),
@@ -425,21 +425,21 @@ def _conv_samples() -> tuple[Sample, ...]:
     ]
     return tuple(
         Sample(
-            f"{strategy}-{label}",
+            f"{algorithm}-{label}",
             normal(xs, ws, ws[:1]),
             (0, 1, 2),
             {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups},
-            {"strategy": strategy},
+            {"algorithm": algorithm},
         )
-        for strategy in STRATEGIES
+        for algorithm in CONV_ALGORITHMS
         for label, xs, ws, stride, padding, dilation, groups in grid
     )
 
 
 CONV2D = OpSpec(
     name="conv2d",
-    manual=F.conv2d,
-    builtin=TF.conv2d,
+    manual=MF.conv2d,
+    builtin=F.conv2d,
     samples=_conv_samples(),
     modules=module_cases(
         mnn.Conv2d,
@@ -535,10 +535,10 @@ CONV2D = OpSpec(
             r"padding='same' needs stride=1",
         ),
         ErrorInput(
-            "strategy",
-            lambda f: f(_t(1, 3, 8, 8), _t(4, 3, 3, 3), strategy="winograd"),
+            "algorithm",
+            lambda f: f(_t(1, 3, 8, 8), _t(4, 3, 3, 3), algorithm="winograd"),
             ValueError,
-            r"strategy must be 'fast' or 'im2col', got 'winograd'",
+            r"algorithm must be 'fast' or 'im2col', got 'winograd'",
         ),
         ErrorInput(
             "integer input",
@@ -590,8 +590,8 @@ def _max_pool_samples() -> tuple[Sample, ...]:
 
 MAX_POOL2D = OpSpec(
     name="max_pool2d",
-    manual=F.max_pool2d,
-    builtin=TF.max_pool2d,
+    manual=MF.max_pool2d,
+    builtin=F.max_pool2d,
     samples=_max_pool_samples(),
     modules=module_cases(
         mnn.MaxPool2d,
@@ -697,8 +697,8 @@ _LOSS_ERRORS = (
 
 SOFTMAX_LOSS = OpSpec(
     name="softmax_loss",
-    manual=F.softmax_loss,
-    builtin=TF.cross_entropy,
+    manual=MF.softmax_loss,
+    builtin=F.cross_entropy,
     samples=(Sample("10-classes", _scores_labels(8, 10)), Sample("large-scores", _scores_labels(5, 4, 50.0))),
     errors=_LOSS_ERRORS,
     backward="`(softmax(s) − onehot(y)) / N`",
@@ -706,7 +706,7 @@ SOFTMAX_LOSS = OpSpec(
 
 SVM_LOSS = OpSpec(
     name="svm_loss",
-    manual=F.svm_loss,
+    manual=MF.svm_loss,
     builtin=builtin_svm_loss,
     samples=(Sample("10-classes", _scores_labels(8, 10)), Sample("3-classes", _scores_labels(6, 3))),
     errors=_LOSS_ERRORS,
@@ -721,8 +721,8 @@ def _output_size_error(size: object, message: str) -> ErrorInput:
 
 ADAPTIVE_AVG_POOL2D = OpSpec(
     name="adaptive_avg_pool2d",
-    manual=F.adaptive_avg_pool2d,
-    builtin=TF.adaptive_avg_pool2d,
+    manual=MF.adaptive_avg_pool2d,
+    builtin=F.adaptive_avg_pool2d,
     samples=tuple(
         Sample(label, normal(shape), kwargs={"output_size": size})
         for label, shape, size in (
@@ -803,8 +803,8 @@ def _adaptive_max_pool_samples() -> tuple[Sample, ...]:
 
 ADAPTIVE_MAX_POOL2D = OpSpec(
     name="adaptive_max_pool2d",
-    manual=F.adaptive_max_pool2d,
-    builtin=TF.adaptive_max_pool2d,
+    manual=MF.adaptive_max_pool2d,
+    builtin=F.adaptive_max_pool2d,
     samples=_adaptive_max_pool_samples(),
     modules=module_cases(
         mnn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool2d, ((3,), (2, 3, 7, 8)), (((None, 2),), (2, 3, 5, 5))
@@ -853,8 +853,8 @@ def _avg_pool_samples() -> tuple[Sample, ...]:
 
 AVG_POOL2D = OpSpec(
     name="avg_pool2d",
-    manual=F.avg_pool2d,
-    builtin=TF.avg_pool2d,
+    manual=MF.avg_pool2d,
+    builtin=F.avg_pool2d,
     samples=_avg_pool_samples(),
     modules=module_cases(
         mnn.AvgPool2d,
@@ -973,8 +973,8 @@ def _group_norm_samples() -> tuple[Sample, ...]:
 
 GROUP_NORM = OpSpec(
     name="group_norm",
-    manual=F.group_norm,
-    builtin=TF.group_norm,
+    manual=MF.group_norm,
+    builtin=F.group_norm,
     samples=_group_norm_samples(),
     modules=module_cases(
         mnn.GroupNorm,
@@ -1044,8 +1044,8 @@ GROUP_NORM = OpSpec(
 # ------------------------------------------------------------------------------------------- gelu, tanh
 GELU = OpSpec(
     name="gelu",
-    manual=F.gelu,
-    builtin=TF.gelu,
+    manual=MF.gelu,
+    builtin=F.gelu,
     samples=tuple(
         Sample(
             f"{approximate}-{label}",
@@ -1072,7 +1072,7 @@ GELU = OpSpec(
 
 TANH = OpSpec(
     name="tanh",
-    manual=F.tanh,
+    manual=MF.tanh,
     builtin=torch.tanh,
     samples=(
         Sample("2d", lambda dt, dev: (randn((6, 7), dt, dev, 0).mul(2),)),
@@ -1117,8 +1117,8 @@ def _softmax_samples() -> tuple[Sample, ...]:
 
 SOFTMAX = OpSpec(
     name="softmax",
-    manual=F.softmax,
-    builtin=TF.softmax,
+    manual=MF.softmax,
+    builtin=F.softmax,
     samples=_softmax_samples(),
     modules=module_cases(mnn.Softmax, nn.Softmax, ((1,), (4, 5)), ((-1,), (2, 3, 4))),
     errors=(
@@ -1144,8 +1144,8 @@ SOFTMAX = OpSpec(
 
 LOG_SOFTMAX = OpSpec(
     name="log_softmax",
-    manual=F.log_softmax,
-    builtin=TF.log_softmax,
+    manual=MF.log_softmax,
+    builtin=F.log_softmax,
     samples=_softmax_samples(),
     modules=module_cases(mnn.LogSoftmax, nn.LogSoftmax, ((1,), (4, 5)), ((0,), (3, 4, 2))),
     errors=(
@@ -1192,7 +1192,7 @@ SPECS: dict[str, OpSpec] = {
 }
 """Every manual operator's spec, by name, in the order of the README table."""
 
-OPS: tuple[str, ...] = tuple(SPECS)
+OP_NAMES: tuple[str, ...] = tuple(SPECS)
 """Names of the registered operators, in registry order."""
 
 OP_CASES: tuple[OpCase, ...] = tuple(case for spec in SPECS.values() for case in spec.cases)

@@ -121,10 +121,10 @@ def softmax(
 
     Examples::
 
-        >>> import torch, custom_ops.functional as F
-        >>> F.softmax(torch.tensor([[1.0, 2.0, 3.0]]), dim=1)
+        >>> import torch, custom_ops.functional as MF
+        >>> MF.softmax(torch.tensor([[1.0, 2.0, 3.0]]), dim=1)
         tensor([[0.0900, 0.2447, 0.6652]])
-        >>> F.softmax(torch.tensor([0.0, 0.0]), dim=0, dtype=torch.float64)
+        >>> MF.softmax(torch.tensor([0.0, 0.0]), dim=0, dtype=torch.float64)
         tensor([0.5000, 0.5000], dtype=torch.float64)
     """
     return _apply(SoftmaxFunction, "softmax", input, dim, _stacklevel, dtype)
@@ -150,8 +150,8 @@ def log_softmax(
 
     Examples::
 
-        >>> import torch, custom_ops.functional as F
-        >>> F.log_softmax(torch.tensor([[0.0, 0.0]]), dim=1)
+        >>> import torch, custom_ops.functional as MF
+        >>> MF.log_softmax(torch.tensor([[0.0, 0.0]]), dim=1)
         tensor([[-0.6931, -0.6931]])
     """
     return _apply(LogSoftmaxFunction, "log_softmax", input, dim, _stacklevel, dtype)

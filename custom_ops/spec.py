@@ -35,7 +35,7 @@ class Sample:
         grad_inputs: positions in ``args`` that are differentiable (inputs and parameters).
         kwargs: keyword arguments of both twins (the hyper-parameters).
         extras: keyword arguments of the manual twin only (its keyword-only extras, e.g. conv2d's
-            ``strategy``).
+            ``algorithm``).
         wrap: applied to both twins' calls, e.g. to keep the output of ``(output, indices)``.
     """
 

@@ -44,8 +44,8 @@ def tanh(input: torch.Tensor) -> torch.Tensor:
 
     Examples::
 
-        >>> import torch, custom_ops.functional as F
-        >>> F.tanh(torch.tensor([-1.0, 0.0, 2.0]))
+        >>> import torch, custom_ops.functional as MF
+        >>> MF.tanh(torch.tensor([-1.0, 0.0, 2.0]))
         tensor([-0.7616,  0.0000,  0.9640])
     """
     check_tensor("input", input)

@@ -15,17 +15,18 @@ The optimizer and the optional scheduler are injected (``OptimizerCallable``), s
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as TF
+import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-import custom_ops.functional as F
+import custom_ops.functional as MF
 from custom_ops.losses import builtin_svm_loss
 from torch_cs231n.models import OPS, Ops
 from torch_cs231n.optim import SGD
@@ -41,27 +42,30 @@ def data_loss_fn(loss: LossName, ops: Ops) -> Callable[[torch.Tensor, torch.Tens
     if ops not in OPS:
         raise ValueError(f"ops must be one of {OPS}, got {ops!r}")
     if ops == "manual":
-        return F.softmax_loss if loss == "softmax" else F.svm_loss
-    return TF.cross_entropy if loss == "softmax" else builtin_svm_loss
+        return MF.softmax_loss if loss == "softmax" else MF.svm_loss
+    return F.cross_entropy if loss == "softmax" else builtin_svm_loss
 
 
 class ImageClassifier(pl.LightningModule):
-    """Base class: subclasses set ``self.net`` (images ``(N, C, H, W)`` -> scores ``(N, num_classes)``).
+    """A classifier network trained with a CS231n objective, as Lightning's examples do it: the
+    ``LightningModule`` receives its network and holds the training plumbing (loss, L2 penalty, metrics,
+    optimizer and scheduler) once, for every model of the package.
 
     Args:
-        num_classes: number of classes.
+        net: images ``(N, C, H, W)`` -> scores ``(N, num_classes)``, e.g. built by :mod:`torch_cs231n.models`.
+        num_classes: number of classes (of the accuracy metrics).
         loss: ``"softmax"`` or ``"svm"``.
         reg: L2 strength; the penalty is ``0.5 * reg * sum ||W||^2`` over affine/conv weights.
-        ops: ``"manual"`` or ``"builtin"``; chooses the layers (in subclasses) and the data loss.
-        optimizer: builds the optimizer from the parameters (default: CS231n SGD, lr 1e-2).
+        ops: ``"manual"`` or ``"builtin"``: the data loss's implementation (the net's layers are the
+            builder's business).
+        optimizer: builds the optimizer from :meth:`param_groups` (default: CS231n SGD, lr 1e-2).
         lr_scheduler: builds an epoch-wise scheduler from the optimizer, e.g. ``torch_cs231n.optim.LRDecay``.
     """
 
-    net: nn.Module
-
     def __init__(
         self,
-        num_classes: int = 10,
+        net: nn.Module,
+        num_classes: int,
         loss: LossName = "softmax",
         reg: float = 0.0,
         ops: Ops = "manual",
@@ -73,12 +77,12 @@ class ImageClassifier(pl.LightningModule):
             raise ValueError(f"reg must be >= 0, got {reg!r}")
         self.data_loss = data_loss_fn(loss, ops)
         self.reg = float(reg)
-        self.ops = ops
         self.optimizer_factory = optimizer
         self.lr_scheduler_factory = lr_scheduler
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.net = net
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Images ``(N, C, H, W)`` -> class scores ``(N, num_classes)``."""
@@ -126,9 +130,29 @@ class ImageClassifier(pl.LightningModule):
         """Class probabilities ``(B, num_classes)`` (softmax of the scores) of a batch ``(images, ids)``."""
         return self(batch[0]).softmax(1)
 
+    def param_groups(self) -> list[dict[str, Any]]:
+        """The optimizer's parameter groups, ``{"params": [...]}`` dicts: the first trains at the optimizer's
+        ``lr``, each further one (skipped when empty) at its ``"lr_factor"`` times that ``lr``.
+        Here: one group of all parameters; subclasses override this alone (not the optimizer plumbing)."""
+        return [{"params": list(self.parameters())}]
+
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
+        first, *others = self.param_groups()
+        optimizer = self.optimizer_factory([first])
+        lr = optimizer.param_groups[0]["lr"]
+        for group in others:
+            if group["params"]:
+                optimizer.add_param_group({"params": group["params"], "lr": lr * group["lr_factor"]})
         if self.lr_scheduler_factory is None:
             return optimizer
         scheduler = self.lr_scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+
+def add_builder_defaults(builder: Callable[..., nn.Module], net_args: dict[str, Any]) -> None:
+    """Add to a model's ``net_args`` (keyword arguments of ``builder``) the defaults of those it lacks, in
+    place: its saved hyper-parameters then name the whole architecture, and the values the module needs as
+    well (``ops``, ``num_classes``) come from the one place their defaults are written, the builder."""
+    for name, parameter in inspect.signature(builder).parameters.items():
+        if parameter.default is not inspect.Parameter.empty:
+            net_args.setdefault(name, parameter.default)

@@ -77,7 +77,17 @@ class MissingCheckpointError(ValueError):
     """``validate`` / ``test`` / ``predict`` without ``--ckpt_path``: they would evaluate random weights."""
 
 
+class LinkedArgumentError(ValueError):
+    """A model argument that the data module sets (``num_classes``) was given a different value."""
+
+
 EVALUATION_SUBCOMMANDS = ("validate", "test", "predict")
+
+# Init arguments renamed (class path -> {old name: new name}); the old names are accepted for one release.
+RENAMED_INIT_ARGS: dict[str, dict[str, str]] = {
+    "lightning_modules.transfer.TransferLearning": {"strategy": "finetuning"},
+    "lightning_modules.data.CIFAR10DataModule": {"normalization": "pixel_normalization"},
+}
 
 
 class CS231nCLI(LightningCLI):
@@ -108,6 +118,8 @@ class CS231nCLI(LightningCLI):
                 "checkpoint.auto_insert_metric_name": False,
             }
         )
+        # The model's number of classes is the data's: set once, by the data module.
+        parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         """Parse as LightningCLI does, and also keep what the user gave explicitly (no defaults).
@@ -122,6 +134,35 @@ class CS231nCLI(LightningCLI):
             self.given = parser.parse_object(args, defaults=False)
         else:
             self.given = parser.parse_args(args, defaults=False)
+        self._rename_deprecated_init_args(parser)
+
+    def _rename_deprecated_init_args(self, parser: LightningArgumentParser) -> None:
+        """Move the old names of :data:`RENAMED_INIT_ARGS` to the new ones before anything is instantiated,
+        with a ``FutureWarning`` naming the new key, so that the saved config and the logged hyper-parameters
+        hold the new names; the old and the new key both given is a parser error."""
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        given = (self.given.get(subcommand) if subcommand else self.given) or Namespace()
+        for key in ("model", "data"):
+            section = config.get(key)
+            renamed = RENAMED_INIT_ARGS.get(section.get("class_path") or "", {}) if section else {}
+            init_args = section.get("init_args") if section else None
+            given_args = (given.get(key) or Namespace()).get("init_args") or Namespace()
+            for old, new in renamed.items():
+                if init_args is None or init_args.get(old) is None:
+                    continue
+                if new in given_args:
+                    parser.error(
+                        f"--{key}.init_args.{old} is the deprecated old name of --{key}.init_args.{new}: "
+                        f"give only --{key}.init_args.{new}"
+                    )
+                warnings.warn(
+                    f"--{key}.init_args.{old} is deprecated and will be removed in the next release; use "
+                    f"'--{key}.init_args.{new}' instead",
+                    FutureWarning,
+                    stacklevel=2,
+                )
+                init_args[new], init_args[old] = init_args[old], None
 
     def _parse_ckpt_path(self) -> None:
         """Resolve ``--ckpt_path``, verify the file, and fill in only the hyper-parameters left unset."""
@@ -162,8 +203,13 @@ class CS231nCLI(LightningCLI):
                 f"config the checkpoint was trained with."
             )
         given_args = set((given.get("init_args") or Namespace()).keys()) if given is not None else set()
-        unset = {name: value for name, value in saved.items() if name not in given_args}
         class_path = saved_class or (current.class_path if current is not None else None)
+        for old, new in RENAMED_INIT_ARGS.get(class_path or "", {}).items():
+            if old in saved:  # a checkpoint written before the rename
+                saved.setdefault(new, saved.pop(old))
+            if old in given_args:  # the user's deprecated key gives the new one
+                given_args.add(new)
+        unset = {name: value for name, value in saved.items() if name not in given_args}
         if class_path is None or (not unset and current is not None):
             return
         update = {subcommand: {key: {"class_path": class_path, "init_args": unset}}}
@@ -189,7 +235,9 @@ class CS231nCLI(LightningCLI):
         return dirs or [Path(config.trainer.get("default_root_dir") or ".")]
 
     def after_instantiate_classes(self) -> None:
-        """Refuse a checkpoint whose ``state_dict`` does not fit the instantiated model."""
+        """Refuse a ``model.init_args.num_classes`` other than the data module's (which the model gets), and
+        a checkpoint whose ``state_dict`` does not fit the instantiated model."""
+        self._check_linked_num_classes()
         checkpoint = getattr(self, "checkpoint", None)
         if checkpoint is None or "state_dict" not in checkpoint:
             return
@@ -213,6 +261,23 @@ class CS231nCLI(LightningCLI):
                         "left unset), or use a checkpoint trained with them.",
                     ]
                 )
+            )
+
+    def _check_linked_num_classes(self) -> None:
+        """``num_classes`` is linked from the data module to the model (``link_arguments``), which would
+        silently replace a value the user gave: one that differs is an error instead (an equal one, as in
+        older configs, is accepted)."""
+        given = self.given.get(self.subcommand) if self.subcommand else self.given
+        try:
+            value = given.get("model.init_args.num_classes") if isinstance(given, Namespace) else None
+        except (KeyError, AttributeError, TypeError):
+            value = None
+        data_classes = getattr(self.datamodule, "num_classes", None)
+        if value is not None and value != data_classes:
+            raise LinkedArgumentError(
+                f"--model.init_args.num_classes {value}: the model's number of classes is the data module's "
+                f"({type(self.datamodule).__name__}.num_classes = {data_classes}), set by the CLI; drop the "
+                "argument (or the config's model num_classes)."
             )
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]) -> Trainer:
@@ -335,7 +400,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return tune.main(args[1:])
     try:
         run_lightning(None if argv is None else args)
-    except (CheckpointError, CheckpointMismatchError, MissingCheckpointError, FileNotFoundError) as err:
+    except (
+        CheckpointError,
+        CheckpointMismatchError,
+        MissingCheckpointError,
+        LinkedArgumentError,
+        FileNotFoundError,
+    ) as err:
         print(f"cs231n {args[0]}: error: {err}", file=sys.stderr, flush=True)
         return 2
     return 0

@@ -19,7 +19,7 @@ reported validation images (the last 1,000) are never loaded.
 
 Images are kept in memory as uint8 ``(N, 3, 32, 32)``; each batch is indexed in one go and then
 augmented (torchvision transforms v2 on uint8 tensors, no PIL), converted to float32 in [0, 1] and
-normalised by the batch transform:
+normalised by the batch transform (``pixel_normalization``):
     per_channel: x = (x - mean_c) / std_c,  mean/std per channel over the training split
     mean_image:  x = 255 x - mean_image,   pixel values minus the mean training image (3, 32, 32),
                  both on the 0..255 scale, exactly as CS231n's ``get_CIFAR10_data`` (whose learning rates
@@ -58,14 +58,15 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
+from custom_ops._checks import renamed_keyword
 from torch_cs231n.data import CLASSES, CIFAR10DataError, load_npz, looked_for
 from torch_cs231n.data import IMAGE_SHAPE as IMAGE_SHAPE  # re-exported: moved to torch_cs231n.data
 from torch_cs231n.data import check_split as _check_split
 
 from .seeding import EpochShuffle
 
-NormalizationMode = Literal["per_channel", "mean_image", "none"]
-NORMALIZATIONS: tuple[str, ...] = ("per_channel", "mean_image", "none")
+PixelNormalization = Literal["per_channel", "mean_image", "none"]
+PIXEL_NORMALIZATIONS: tuple[str, ...] = ("per_channel", "mean_image", "none")
 BATCHES_FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES: tuple[str, ...] = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
@@ -262,7 +263,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         batch_size: training batch size.
         eval_batch_size: batch size for val/test/predict (``None``: ``batch_size``).
         num_workers: DataLoader worker processes.
-        normalization: ``"per_channel"``, ``"mean_image"`` (CS231n) or ``"none"`` (values in [0, 1]).
+        pixel_normalization: ``"per_channel"``, ``"mean_image"`` (CS231n) or ``"none"`` (values in [0, 1]).
         augment: random crop (``crop_padding`` pixels of zero padding) and horizontal flip in training.
         crop_padding: padding of the random crop.
         seed: seed of the training shuffle (``None``: the run's ``seed_everything`` value, else a random
@@ -272,6 +273,9 @@ class CIFAR10DataModule(pl.LightningDataModule):
             :class:`~lightning_modules.seeding.EpochSeeding` reseeds per epoch.
         predict_images: image files or glob patterns (a list, or one string) to run ``predict`` on instead
             of the test or validation split (module doc); not saved as a hyper-parameter of the run.
+        normalization: deprecated old name of ``pixel_normalization`` (one release): a ``FutureWarning``
+            naming ``--data.init_args.pixel_normalization``; a ``TypeError`` with a non-default
+            ``pixel_normalization`` too.
     """
 
     num_classes = len(CLASSES)
@@ -288,15 +292,27 @@ class CIFAR10DataModule(pl.LightningDataModule):
         batch_size: int = 128,
         eval_batch_size: int | None = None,
         num_workers: int = 0,
-        normalization: NormalizationMode = "per_channel",
+        pixel_normalization: PixelNormalization = "per_channel",
         augment: bool = False,
         crop_padding: int = 4,
         seed: int | None = None,
         predict_images: list[str] | str | None = None,
+        normalization: PixelNormalization | None = None,
     ):
         super().__init__()
-        if normalization not in NORMALIZATIONS:
-            raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        pixel_normalization = renamed_keyword(
+            "CIFAR10DataModule",
+            "normalization",
+            normalization,
+            "pixel_normalization",
+            pixel_normalization,
+            "per_channel",
+            new_key="--data.init_args.pixel_normalization",
+        )
+        if pixel_normalization not in PIXEL_NORMALIZATIONS:
+            raise ValueError(
+                f"pixel_normalization must be one of {PIXEL_NORMALIZATIONS}, got {pixel_normalization!r}"
+            )
         non_negative = {
             "val_size": val_size,
             "holdout": holdout,
@@ -321,9 +337,8 @@ class CIFAR10DataModule(pl.LightningDataModule):
                 "predict_images (--data.init_args.predict_images) must be an image file or glob pattern, or "
                 f"a non-empty list of them, e.g. '[photo.jpg, photos/*.png]', got {predict_images!r}"
             )
-        # `normalization` is also a FullyConnectedNet argument (with another meaning); Lightning refuses to
-        # log two different values under one key, so it is kept in the checkpoint state instead.
-        # `predict_images` belongs to one `predict` call, not to the trained run.
+        # `predict_images` belongs to one `predict` call, not to the trained run; `normalization` is the
+        # deprecated name of `pixel_normalization` (resolved above: the hyper-parameters record the new name).
         self.save_hyperparameters(ignore=["normalization", "predict_images"])
         self.data_dir = Path(data_dir)
         self.npz_path = Path(npz_path) if npz_path is not None else None
@@ -334,7 +349,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
-        self.normalization = normalization
+        self.pixel_normalization = pixel_normalization
         self.augment = augment
         self.crop_padding = crop_padding
         self.seed = seed
@@ -466,7 +481,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
             x_test = torch.from_numpy(arrays["x_test"]).permute(0, 3, 1, 2).contiguous()
             self._splits["test"] = _ArrayDataset(x_test, torch.from_numpy(arrays["y_test"]))
         if not self.stats:
-            self.stats = compute_stats(self._splits["train"].images, self.normalization)
+            self.stats = compute_stats(self._splits["train"].images, self.pixel_normalization)
 
     def _require_test(self) -> None:
         if "test" not in self._splits:
@@ -482,7 +497,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
 
     # ------------------------------------------------------------------------------- dataloaders
     def _transform(self, train: bool) -> BatchTransform:
-        scale = 255.0 if self.normalization == "mean_image" else 1.0
+        scale = 255.0 if self.pixel_normalization == "mean_image" else 1.0
         return BatchTransform(
             self.stats.get("mean"), self.stats.get("std"), self.augment and train, self.crop_padding, scale
         )
@@ -532,7 +547,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         if self.predict_images is not None:
             if self._predict_files is None:
                 raise RuntimeError("call setup('predict') before requesting the predict dataloader")
-            if self.normalization != "none" and not self.stats:  # no checkpoint restored them
+            if self.pixel_normalization != "none" and not self.stats:  # no checkpoint restored them
                 self._load_splits()
             dataset, source = self._predict_files, f"{len(self._predict_files)} file(s) of predict_images"
         elif not self._splits:
@@ -550,22 +565,23 @@ class CIFAR10DataModule(pl.LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         """The normalisation mode and statistics, and the shuffle seed, saved in Lightning checkpoints."""
         return {
-            "normalization": self.normalization,
+            "pixel_normalization": self.pixel_normalization,
             "shuffle_seed": self.shuffle_seed,
             **{k: v.clone() for k, v in self.stats.items()},
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restore statistics saved by :meth:`state_dict` (they replace any computed in ``setup``)."""
-        saved = state_dict.get("normalization")
-        if saved != self.normalization:
+        saved = state_dict.get("pixel_normalization", state_dict.get("normalization"))  # older checkpoints
+        if saved != self.pixel_normalization:
             raise ValueError(
-                f"the checkpoint's data statistics are for normalization={saved!r}, but this data module "
-                f"uses normalization={self.normalization!r}"
+                f"the checkpoint's data statistics are for pixel_normalization={saved!r}, but this data "
+                f"module uses pixel_normalization={self.pixel_normalization!r}"
             )
         if self.seed is None and "shuffle_seed" in state_dict:  # an explicit `seed` argument wins
             self._shuffle_seed = int(state_dict["shuffle_seed"])
-        self.stats = {k: v for k, v in state_dict.items() if k not in ("normalization", "shuffle_seed")}
+        meta = ("pixel_normalization", "normalization", "shuffle_seed")
+        self.stats = {k: v for k, v in state_dict.items() if k not in meta}
 
 
 def _remove_new_paths(folder: Path, existing: set[Path], created: list[Path]) -> None:
@@ -585,14 +601,14 @@ def _remove_new_paths(folder: Path, existing: set[Path], created: list[Path]) ->
             break
 
 
-def compute_stats(images: torch.Tensor, normalization: NormalizationMode) -> dict[str, torch.Tensor]:
+def compute_stats(images: torch.Tensor, pixel_normalization: PixelNormalization) -> dict[str, torch.Tensor]:
     """Normalisation statistics of uint8 images ``(N, 3, 32, 32)``.
 
     ``per_channel``: ``mean``, ``std`` of shape ``(3, 1, 1)`` on the [0, 1] scale; ``mean_image``: ``mean``
     ``(3, 32, 32)`` on the 0..255 scale (CS231n);
     ``none``: empty. Accumulated in float64 in chunks (no float copy of the whole set).
     """
-    if normalization == "none":
+    if pixel_normalization == "none":
         return {}
     n = images.shape[0]
     total = torch.zeros(images.shape[1:], dtype=torch.float64)
@@ -601,7 +617,7 @@ def compute_stats(images: torch.Tensor, normalization: NormalizationMode) -> dic
         chunk = chunk.to(torch.float64) / 255.0
         total += chunk.sum(0)
         total_sq += chunk.square().sum(0)
-    if normalization == "mean_image":
+    if pixel_normalization == "mean_image":
         return {"mean": (total * (255.0 / n)).to(torch.float32)}
     pixels = n * images.shape[2] * images.shape[3]
     mean = total.sum((1, 2)) / pixels

@@ -2,40 +2,38 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from torch_cs231n.init import InitScheme
-from torch_cs231n.models import Normalization, Ops, build_fc_net
+from torch_cs231n.models import build_fc_net
 from torch_cs231n.optim import SGD
 
-from .classifier import ImageClassifier, LossName
+from .classifier import ImageClassifier, LossName, add_builder_defaults
 
 
 class FullyConnectedNet(ImageClassifier):
     """``{affine - [batch/layer norm] - relu - [dropout]} x (L - 1) - affine - softmax/svm``.
 
     Input ``(N, 3, 32, 32)`` (or ``(N, input_dim)``), scores ``(N, num_classes)``. A two-layer net is
-    ``hidden_dims=[H]``. Model arguments as in :func:`torch_cs231n.models.build_fc_net`
-    (``dropout_keep_ratio`` is the KEEP probability); training arguments as in :class:`ImageClassifier`.
+    ``hidden_dims=[H]``. The model arguments (``net_args``: ``input_dim``, ``num_classes``,
+    ``dropout_keep_ratio`` (the KEEP probability), ``normalization``, ``weight_scale``, ``init``, ``ops``)
+    and their defaults are those of :func:`torch_cs231n.models.build_fc_net`; the training arguments are
+    :class:`ImageClassifier`'s.
     """
 
     def __init__(
         self,
         hidden_dims: list[int],
-        input_dim: int = 3 * 32 * 32,
-        num_classes: int = 10,
-        dropout_keep_ratio: float = 1.0,
-        normalization: Normalization = None,
+        *,
         reg: float = 0.0,
-        weight_scale: float = 1e-2,
-        init: InitScheme = "gaussian",
         loss: LossName = "softmax",
-        ops: Ops = "manual",
         optimizer: OptimizerCallable = SGD,
         lr_scheduler: LRSchedulerCallable | None = None,
+        **net_args: Any,
     ):
-        super().__init__(num_classes, loss, reg, ops, optimizer, lr_scheduler)
+        net = build_fc_net(hidden_dims, **net_args)
+        add_builder_defaults(build_fc_net, net_args)  # saved whole, as hyper-parameters
+        num_classes, ops = net_args["num_classes"], net_args["ops"]
+        super().__init__(net, num_classes, loss, reg, ops, optimizer, lr_scheduler)
         self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
-        self.net = build_fc_net(
-            hidden_dims, input_dim, num_classes, dropout_keep_ratio, normalization, weight_scale, init, ops
-        )

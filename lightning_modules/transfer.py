@@ -2,12 +2,12 @@
 manual ops.
 
 The model takes CIFAR-style float batches ``(N, 3, H, W)`` in [0, 1] (the data module's
-``normalization: none``) and does the weights' own preprocessing on the device, batched: bilinear resize
+``pixel_normalization: none``) and does the weights' own preprocessing on the device, batched: bilinear resize
 to ``resolution``, then ``(x - mean) / std`` with the weights' mean/std. A
 :class:`~lightning_modules.data.CIFAR10DataModule` that normalises as well is refused in ``setup`` (every
 stage), since images normalised twice are silently off-scale.
 
-Strategies (``strategy``):
+Fine-tuning schedules (``finetuning``; ``strategy`` is its deprecated old name, accepted for one release):
 
 - ``"feature_extraction"``: the backbone is frozen; only the new head trains.
 - ``"last_blocks"``: the last ``trainable_blocks`` blocks of the backbone and the head train.
@@ -28,13 +28,14 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
-import torch.nn.functional as TF
+import torch.nn.functional as F
 from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.callbacks import BaseFinetuning
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torch.optim import Optimizer
 
+from custom_ops._checks import renamed_keyword
 from lightning_modules.classifier import ImageClassifier, LossName
 from lightning_modules.data import CIFAR10DataModule
 from torch_cs231n.function_mode import attach_manual_functions
@@ -48,8 +49,8 @@ from torch_cs231n.pretrained import (
 )
 from torch_cs231n.swap import to_manual
 
-Strategy = Literal["feature_extraction", "last_blocks", "full", "gradual"]
-STRATEGIES: tuple[str, ...] = ("feature_extraction", "last_blocks", "full", "gradual")
+Finetuning = Literal["feature_extraction", "last_blocks", "full", "gradual"]
+FINETUNINGS: tuple[str, ...] = ("feature_extraction", "last_blocks", "full", "gradual")
 
 
 class TransferLearning(ImageClassifier):
@@ -63,7 +64,7 @@ class TransferLearning(ImageClassifier):
         weights_path: a local weights file for the backbone's ImageNet architecture (1000 classes).
         num_classes: classes of the new head.
         resolution: side of the square images fed to the backbone (inputs are resized to it).
-        strategy: ``"feature_extraction"``, ``"last_blocks"``, ``"full"`` or ``"gradual"`` (module doc).
+        finetuning: ``"feature_extraction"``, ``"last_blocks"``, ``"full"`` or ``"gradual"`` (module doc).
         trainable_blocks: blocks trained by ``"last_blocks"``, and unfrozen per step by ``"gradual"``.
         backbone_lr_factor: backbone learning rate / head learning rate (``"full"``, ``"last_blocks"``,
             ``"gradual"``).
@@ -80,6 +81,8 @@ class TransferLearning(ImageClassifier):
         loss: ``"softmax"`` or ``"svm"``.
         optimizer: builds the optimizer (default AdamW, lr 1e-3); its ``lr`` is the head's.
         lr_scheduler: optional epoch-wise scheduler factory.
+        strategy: deprecated old name of ``finetuning`` (one release): a ``FutureWarning`` naming
+            ``--model.init_args.finetuning``; a ``TypeError`` with a non-default ``finetuning`` too.
     """
 
     def __init__(
@@ -89,7 +92,7 @@ class TransferLearning(ImageClassifier):
         weights_path: str | None = None,
         num_classes: int = 10,
         resolution: int = 224,
-        strategy: Strategy = "feature_extraction",
+        finetuning: Finetuning = "feature_extraction",
         trainable_blocks: int = 2,
         backbone_lr_factor: float = 0.1,
         unfreeze_at_epoch: int = 1,
@@ -100,10 +103,19 @@ class TransferLearning(ImageClassifier):
         loss: LossName = "softmax",
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
+        strategy: Finetuning | None = None,
     ):
-        super().__init__(num_classes, loss, 0.0, ops, optimizer, lr_scheduler)
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        finetuning = renamed_keyword(  # before save_hyperparameters: they record the resolved `finetuning`
+            "TransferLearning",
+            "strategy",
+            strategy,
+            "finetuning",
+            finetuning,
+            "feature_extraction",
+            new_key="--model.init_args.finetuning",
+        )
+        if finetuning not in FINETUNINGS:
+            raise ValueError(f"finetuning must be one of {FINETUNINGS}, got {finetuning!r}")
         for name, value, low in (
             ("resolution", resolution, 32),
             ("trainable_blocks", trainable_blocks, 1),
@@ -114,14 +126,15 @@ class TransferLearning(ImageClassifier):
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         if not backbone_lr_factor > 0:
             raise ValueError(f"backbone_lr_factor must be > 0, got {backbone_lr_factor!r}")
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
         pretrained = load_pretrained(backbone, weights, weights_path, image_size=resolution)
-        self.net = pretrained.model
-        self.head_name = replace_head(self.net, num_classes)
+        head_name = replace_head(pretrained.model, num_classes)
+        super().__init__(pretrained.model, num_classes, loss, 0.0, ops, optimizer, lr_scheduler)
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler", "strategy"])
+        self.head_name = head_name
         self.register_buffer("mean", torch.tensor(pretrained.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(pretrained.std).view(1, 3, 1, 1), persistent=False)
         self.resolution = resolution
-        self.strategy = strategy
+        self.finetuning = finetuning
         self.trainable_blocks = trainable_blocks
         self.backbone_lr_factor = float(backbone_lr_factor)
         self.unfreeze_at_epoch = unfreeze_at_epoch
@@ -132,9 +145,9 @@ class TransferLearning(ImageClassifier):
         self.net.to(memory_format=self.memory_format)
         if init_weights is not None:
             load_exact(self, read_state_dict(init_weights), f"init_weights '{init_weights}'")
-        if strategy != "full":
+        if finetuning != "full":
             self.set_trainable(self.backbone_modules(), False)
-        if strategy == "last_blocks":
+        if finetuning == "last_blocks":
             for _, modules in self.blocks()[-trainable_blocks:]:
                 self.set_trainable(modules, True)
         self.train()  # frozen parts to eval mode now: Lightning captures and restores modes around validation
@@ -143,17 +156,17 @@ class TransferLearning(ImageClassifier):
         """Refuse a data module that normalises its images: this model normalises them itself.
 
         Raises:
-            ValueError: the trainer's data module is a ``CIFAR10DataModule`` with a ``normalization`` other
-                than ``"none"``.
+            ValueError: the trainer's data module is a ``CIFAR10DataModule`` with a ``pixel_normalization``
+                other than ``"none"``.
         """
         datamodule = self.trainer.datamodule
-        if isinstance(datamodule, CIFAR10DataModule) and datamodule.normalization != "none":
+        if isinstance(datamodule, CIFAR10DataModule) and datamodule.pixel_normalization != "none":
             raise ValueError(
                 "The model TransferLearning (--model.class_path lightning_modules.transfer.TransferLearning) "
                 "normalises its inputs itself with the pretrained weights' mean/std and needs images in "
-                "[0, 1], but the data module normalises them too (--data.init_args.normalization "
-                f"{datamodule.normalization}): set --data.init_args.normalization none, or the images are "
-                "normalised twice."
+                "[0, 1], but the data module normalises them too (--data.init_args.pixel_normalization "
+                f"{datamodule.pixel_normalization}): set --data.init_args.pixel_normalization none, or the "
+                "images are normalised twice."
             )
 
     # ------------------------------------------------------------------------------------------ parts
@@ -200,24 +213,19 @@ class TransferLearning(ImageClassifier):
         size = (self.resolution, self.resolution)
         if tuple(x.shape[-2:]) != size:
             shrink = x.shape[-1] > self.resolution or x.shape[-2] > self.resolution
-            x = TF.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
         return self.net(((x - self.mean) / self.std).contiguous(memory_format=self.memory_format))
 
-    def configure_optimizers(self) -> Any:
+    def param_groups(self) -> list[dict[str, Any]]:
         """Head at the optimizer's ``lr``; trainable backbone parameters at ``backbone_lr_factor * lr``."""
-        optimizer = self.optimizer_factory([{"params": list(self.head.parameters())}])
         backbone = [p for p in self.backbone_parameters() if p.requires_grad]
-        if backbone:
-            optimizer.add_param_group(
-                {"params": backbone, "lr": optimizer.param_groups[0]["lr"] * self.backbone_lr_factor}
-            )
-        if self.lr_scheduler_factory is None:
-            return optimizer
-        scheduler = self.lr_scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        return [
+            {"params": list(self.head.parameters())},
+            {"params": backbone, "lr_factor": self.backbone_lr_factor},
+        ]
 
     def configure_callbacks(self) -> list[Callback]:
-        if self.strategy != "gradual":
+        if self.finetuning != "gradual":
             return []
         return [
             GradualUnfreezing(

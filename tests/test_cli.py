@@ -61,6 +61,32 @@ def test_every_config_runs_a_tiny_fit(config, npz, tmp_path):
     assert Path(cli.trainer.checkpoint_callback.best_model_path).is_file(), "no best checkpoint written"
 
 
+def test_a_config_with_the_deprecated_keys_still_fits(npz, tmp_path):
+    """A config written before the renames (``strategy`` of TransferLearning, ``normalization`` of the data
+    module) fits with a FutureWarning naming each new key, and its checkpoint validates with it."""
+    config = next(c for c in CONFIGS if c.name == "transfer_feature_extraction_cpu.yaml")
+    old = yaml.safe_load(config.read_text())
+    old["model"]["init_args"].pop("finetuning", None)
+    old["model"]["init_args"]["strategy"] = "full"
+    old["data"]["init_args"]["normalization"] = old["data"]["init_args"].pop("pixel_normalization")
+    old_config = tmp_path / "old_keys.yaml"
+    old_config.write_text(yaml.safe_dump(old))
+    args = tiny_args(old_config, npz, tmp_path, *offline_cpu_args(config))
+    with pytest.warns(FutureWarning) as caught:
+        cli = run_lightning(["fit", *args])
+    messages = " | ".join(str(w.message) for w in caught if issubclass(w.category, FutureWarning))
+    for new_key in ("--model.init_args.finetuning", "--data.init_args.pixel_normalization"):
+        assert new_key in messages, f"no deprecation warning naming {new_key}: {messages}"
+    assert cli.trainer.global_step == 2 and cli.model.finetuning == "full", "the old keys were not applied"
+    assert cli.datamodule.pixel_normalization == "none" == cli.datamodule.hparams.pixel_normalization
+    ckpt = cli.trainer.checkpoint_callback.last_model_path
+    with pytest.warns(FutureWarning):
+        validated = run_lightning(["validate", *args, f"--ckpt_path={ckpt}"])
+    assert validated.model.finetuning == "full" and validated.datamodule.pixel_normalization == "none"
+    with pytest.raises(SystemExit):  # the old and the new key together: refused
+        run_lightning(["fit", *args, "--model.init_args.finetuning=gradual"])
+
+
 def test_fit_without_a_logger(npz, tmp_path):
     """``--trainer.logger false`` trains and checkpoints; only the learning-rate log is skipped."""
     config = next(c for c in CONFIGS if c.name == "two_layer_tuned.yaml")
@@ -379,3 +405,57 @@ def test_ddp_fit_on_two_cpu_processes_with_sync_batchnorm(npz, tmp_path):
     for rank in (0, 1):
         kinds = (tmp_path / f"kinds{rank}").read_text()
         assert kinds == "custom_ops.nn.SyncBatchNorm", f"rank {rank} trained with {kinds}"
+
+
+BUILDERS = {
+    "lightning_modules.fc_net.FullyConnectedNet": "build_fc_net",
+    "lightning_modules.conv_net.ThreeLayerConvNet": "build_three_layer_convnet",
+    "lightning_modules.conv_net.ConvNet": "build_convnet",
+}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
+def test_print_config_lists_every_model_argument(config, capsys):
+    """``--print_config`` shows the config's model arguments and, for the CS231n nets, every argument of
+    their builder with the builder's default (the modules pass ``**net_args`` on); ``num_classes`` is the
+    data module's (linked), so it is not a model key."""
+    import inspect
+
+    from torch_cs231n import models
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", f"--config={config}", "--print_config"])
+    assert exit_info.value.code in (0, None), capsys.readouterr().err
+    printed = yaml.safe_load(capsys.readouterr().out)
+    given = yaml.safe_load(config.read_text())["model"]
+    model_args = printed["model"]["init_args"]
+    assert printed["model"]["class_path"] == given["class_path"]
+    for name, value in given.get("init_args", {}).items():
+        if isinstance(value, dict):  # optimizer / lr_scheduler: their class and given init_args
+            assert model_args[name]["class_path"] == value["class_path"], name
+            assert value.get("init_args", {}).items() <= model_args[name]["init_args"].items(), name
+        else:
+            assert model_args[name] == value, f"{name}: printed {model_args[name]!r}, config {value!r}"
+    assert "num_classes" not in model_args, "num_classes is linked from the data module"
+    builder = BUILDERS.get(given["class_path"])
+    if builder is not None:
+        for name, parameter in inspect.signature(getattr(models, builder)).parameters.items():
+            if name == "num_classes":
+                continue
+            expected = given["init_args"].get(name, parameter.default)
+            assert name in model_args, f"builder argument {name} missing from --print_config"
+            if isinstance(expected, tuple):
+                expected = list(expected)
+            assert model_args[name] == expected, f"{name}: printed {model_args[name]!r}, not {expected!r}"
+        assert {"reg", "loss", "optimizer", "lr_scheduler"} <= set(model_args)
+
+
+def test_num_classes_is_linked_from_the_data_module(npz, tmp_path, capsys):
+    config = next(c for c in CONFIGS if c.name == "two_layer_tuned.yaml")
+    cli = run_lightning(tiny_args(config, npz, tmp_path), run=False)
+    assert cli.model.val_acc.num_classes == cli.datamodule.num_classes == 10
+    assert cli.model.hparams.num_classes == 10
+    assert cli.model.hparams.num_classes == cli.datamodule.num_classes
+    status = main(["fit", *tiny_args(config, npz, tmp_path, "--model.init_args.num_classes=5")])
+    err = capsys.readouterr().err
+    assert status == 2 and "--model.init_args.num_classes 5" in err and "data module" in err, err

@@ -29,7 +29,7 @@ def _chw_float(x: np.ndarray) -> torch.Tensor:
 def test_npz_split_sizes_order_and_batch_format(tmp_path):
     path = write_npz(tmp_path / "c.npz", n_train=60)
     x, y = make_images(60, seed=0)
-    dm = CIFAR10DataModule(npz_path=str(path), val_size=10, batch_size=16, normalization="none")
+    dm = CIFAR10DataModule(npz_path=str(path), val_size=10, batch_size=16, pixel_normalization="none")
     dm.setup("fit")
     assert dm.split_sizes() == {"train": 50, "val": 10}, dm.split_sizes()
     xb, yb = next(iter(dm.train_dataloader()))
@@ -48,7 +48,7 @@ def test_npz_split_sizes_order_and_batch_format(tmp_path):
 
 def test_num_train_takes_the_first_images(tmp_path):
     path = write_npz(tmp_path / "c.npz", n_train=60)
-    dm = CIFAR10DataModule(npz_path=str(path), val_size=10, num_train=20, normalization="none")
+    dm = CIFAR10DataModule(npz_path=str(path), val_size=10, num_train=20, pixel_normalization="none")
     dm.setup("fit")
     assert dm.split_sizes() == {"train": 20, "val": 10}
     with pytest.raises(ValueError, match="num_train=55 exceeds the 50"):
@@ -58,7 +58,7 @@ def test_num_train_takes_the_first_images(tmp_path):
 def test_holdout_keeps_the_reported_validation_images_out_of_every_split(tmp_path):
     path = write_npz(tmp_path / "c.npz", n_train=60)
     x, _ = make_images(60, seed=0)
-    dm = CIFAR10DataModule(npz_path=str(path), val_size=10, holdout=10, normalization="none")
+    dm = CIFAR10DataModule(npz_path=str(path), val_size=10, holdout=10, pixel_normalization="none")
     dm.setup("fit")
     assert dm.split_sizes() == {"train": 40, "val": 10}, dm.split_sizes()
     xv, _ = _batches(dm.val_dataloader())
@@ -72,7 +72,7 @@ def test_holdout_keeps_the_reported_validation_images_out_of_every_split(tmp_pat
 
 def test_official_batches_are_read_in_order(tmp_path):
     write_official_batches(tmp_path, per_batch=12, n_test=10)
-    dm = CIFAR10DataModule(data_dir=str(tmp_path), val_size=12, batch_size=8, normalization="none")
+    dm = CIFAR10DataModule(data_dir=str(tmp_path), val_size=12, batch_size=8, pixel_normalization="none")
     dm.setup("fit")
     assert dm.split_sizes() == {"train": 48, "val": 12, "test": 10}, dm.split_sizes()
     x5, y5 = make_images(12, seed=4)  # data_batch_5 is generated with seed 4: it is the validation split
@@ -86,7 +86,7 @@ def test_official_batches_are_read_in_order(tmp_path):
 def test_per_channel_statistics_are_from_the_train_split_and_reused(tmp_path):
     path = write_npz(tmp_path / "c.npz", n_train=60, n_test=8)
     x, _ = make_images(60, seed=0)
-    dm = CIFAR10DataModule(npz_path=str(path), val_size=10, normalization="per_channel")
+    dm = CIFAR10DataModule(npz_path=str(path), val_size=10, pixel_normalization="per_channel")
     dm.setup("fit")
     train = x[:50].astype(np.float64) / 255.0
     np.testing.assert_allclose(dm.stats["mean"].flatten().numpy(), train.mean((0, 1, 2)), rtol=1e-5)
@@ -97,7 +97,7 @@ def test_per_channel_statistics_are_from_the_train_split_and_reused(tmp_path):
 
     # A fresh module (e.g. for `test` from a checkpoint) uses the saved numbers, not its own.
     saved = dm.state_dict()
-    other = CIFAR10DataModule(npz_path=str(path), val_size=30, normalization="per_channel")
+    other = CIFAR10DataModule(npz_path=str(path), val_size=30, pixel_normalization="per_channel")
     other.setup("test")
     assert not torch.equal(other.stats["mean"], saved["mean"]), "different splits should give other stats"
     other.load_state_dict(saved)
@@ -109,7 +109,7 @@ def test_per_channel_statistics_are_from_the_train_split_and_reused(tmp_path):
 def test_mean_image_is_cs231n_scale(tmp_path):
     path = write_npz(tmp_path / "c.npz", n_train=40)
     x, _ = make_images(40, seed=0)
-    dm = CIFAR10DataModule(npz_path=str(path), val_size=10, normalization="mean_image")
+    dm = CIFAR10DataModule(npz_path=str(path), val_size=10, pixel_normalization="mean_image")
     dm.setup("fit")
     mean = x[:30].astype(np.float64).mean(0).transpose(2, 0, 1)  # 0..255 scale, (3, 32, 32)
     np.testing.assert_allclose(dm.stats["mean"].numpy(), mean, rtol=1e-5)
@@ -119,15 +119,45 @@ def test_mean_image_is_cs231n_scale(tmp_path):
 
 def test_state_dict_with_other_normalization_is_refused(tmp_path):
     path = write_npz(tmp_path / "c.npz", n_train=30)
-    dm = CIFAR10DataModule(npz_path=str(path), val_size=10, normalization="mean_image")
+    dm = CIFAR10DataModule(npz_path=str(path), val_size=10, pixel_normalization="mean_image")
     dm.setup("fit")
-    with pytest.raises(ValueError, match=r"normalization='mean_image'.*normalization='per_channel'"):
-        CIFAR10DataModule(npz_path=str(path), normalization="per_channel").load_state_dict(dm.state_dict())
+    with pytest.raises(
+        ValueError, match=r"pixel_normalization='mean_image'.*pixel_normalization='per_channel'"
+    ):
+        CIFAR10DataModule(npz_path=str(path), pixel_normalization="per_channel").load_state_dict(
+            dm.state_dict()
+        )
+
+
+def test_deprecated_normalization_keyword_is_pixel_normalization(tmp_path):
+    """``normalization``, the old name of ``pixel_normalization``, works for one release: a FutureWarning
+    naming the new key; the hyper-parameters record ``pixel_normalization``; with the new keyword too, a
+    TypeError."""
+    path = write_npz(tmp_path / "c.npz", n_train=30)
+    with pytest.warns(
+        FutureWarning, match=r"'normalization' is deprecated.*--data\.init_args\.pixel_normalization"
+    ):
+        dm = CIFAR10DataModule(npz_path=str(path), val_size=10, normalization="mean_image")
+    assert dm.pixel_normalization == "mean_image", dm.pixel_normalization
+    assert dm.hparams.pixel_normalization == "mean_image" and "normalization" not in dm.hparams, dm.hparams
+    assert CIFAR10DataModule().hparams.pixel_normalization == "per_channel", "the default is logged too"
+    with pytest.raises(TypeError, match="give only pixel_normalization"):
+        CIFAR10DataModule(pixel_normalization="none", normalization="mean_image")
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="pixel_normalization must be one of"):
+        CIFAR10DataModule(normalization="zscore")
+    dm.setup("fit")
+    old_state = dm.state_dict()  # a checkpoint written before the rename names the mode `normalization`
+    old_state["normalization"] = old_state.pop("pixel_normalization")
+    restored = CIFAR10DataModule(npz_path=str(path), pixel_normalization="mean_image")
+    restored.load_state_dict(old_state)
+    assert set(restored.stats) == {"mean"} and torch.equal(restored.stats["mean"], dm.stats["mean"])
 
 
 def test_augmentation_is_per_image_and_training_only(tmp_path):
     path = write_npz(tmp_path / "c.npz", n_train=74)
-    dm = CIFAR10DataModule(npz_path=str(path), val_size=10, batch_size=64, normalization="none", augment=True)
+    dm = CIFAR10DataModule(
+        npz_path=str(path), val_size=10, batch_size=64, pixel_normalization="none", augment=True
+    )
     dm.setup("fit")
     image, label = dm._splits["train"][0]
     torch.manual_seed(0)
@@ -250,12 +280,12 @@ def test_predict_images_are_read_resized_and_normalised_like_validation(tmp_path
     wide_path = _write_image(tmp_path / "photos" / "wide.png", wide)
     jpeg = _write_image(tmp_path / "photos" / "colour.jpg", torch.full((3, 41, 33), 90, dtype=torch.uint8))
     deep = _write_png16(tmp_path / "deep.png", 257 * 60)  # 16-bit 15420 = 8-bit 60
-    fitted = CIFAR10DataModule(npz_path=str(npz), val_size=10, normalization="per_channel")
+    fitted = CIFAR10DataModule(npz_path=str(npz), val_size=10, pixel_normalization="per_channel")
     fitted.setup("fit")
     dm = CIFAR10DataModule(
         npz_path=str(npz),
         val_size=10,
-        normalization="per_channel",
+        pixel_normalization="per_channel",
         predict_images=[str(grey), str(tmp_path / "photos" / "*.*"), str(grey), str(deep)],
     )
     dm.load_state_dict(fitted.state_dict())  # as the checkpoint does
@@ -292,7 +322,7 @@ def test_predict_images_without_a_checkpoint_use_the_training_statistics(tmp_pat
 
 def test_predict_on_a_split_gives_its_indices(tmp_path):
     npz = write_npz(tmp_path / "c.npz", n_train=30, n_test=12)
-    dm = CIFAR10DataModule(npz_path=str(npz), val_size=10, eval_batch_size=5, normalization="none")
+    dm = CIFAR10DataModule(npz_path=str(npz), val_size=10, eval_batch_size=5, pixel_normalization="none")
     dm.setup("predict")
     xs, ids = zip(*dm.predict_dataloader())
     assert torch.cat(ids).tolist() == list(range(12)), "predict ids must be the test split's indices"
@@ -354,8 +384,8 @@ def test_corrupt_or_misshapen_files_are_named(tmp_path):
 
 
 def test_bad_arguments_are_rejected():
-    with pytest.raises(ValueError, match=r"normalization must be one of .*'per_channel'"):
-        CIFAR10DataModule(normalization="zscore")
+    with pytest.raises(ValueError, match=r"pixel_normalization must be one of .*'per_channel'"):
+        CIFAR10DataModule(pixel_normalization="zscore")
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         CIFAR10DataModule(batch_size=0)
     with pytest.raises(ValueError, match="val_size must be an int >= 0"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import pytest
@@ -254,3 +255,44 @@ def test_classifier_bad_arguments():
         FullyConnectedNet([10], reg=-1.0)
     with pytest.raises(ValueError, match=r"input_dim must be \(C, H, W\)"):
         build_three_layer_convnet(input_dim=(32, 32))
+
+
+@pytest.mark.parametrize(
+    ("module_cls", "builder", "args"),
+    [
+        (FullyConnectedNet, build_fc_net, ([20],)),
+        (ThreeLayerConvNet, build_three_layer_convnet, ()),
+        (ConvNet, build_convnet, ()),
+    ],
+    ids=lambda v: getattr(v, "__name__", "args"),
+)
+def test_module_defaults_are_the_builders(module_cls, builder, args):
+    """A LightningModule given no model arguments builds the builder's default net: the defaults live in
+    the builder alone, and the saved hyper-parameters name every builder argument with its default."""
+    torch.manual_seed(0)
+    module = module_cls(*args)
+    torch.manual_seed(0)
+    net = builder(*args)
+    assert str(module.net) == str(net), "the module's net is not the builder's default net"
+    for (name, a), b in zip(module.net.state_dict().items(), net.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs from the builder's for the same seed"
+    defaults = {
+        name: p.default
+        for name, p in inspect.signature(builder).parameters.items()
+        if p.default is not inspect.Parameter.empty
+    }
+    saved = {name: module.hparams[name] for name in defaults}
+    assert saved == defaults, f"saved hyper-parameters {saved} != the builder's defaults {defaults}"
+    assert module.val_acc.num_classes == defaults["num_classes"]
+    assert {"reg", "loss"} <= set(module.hparams) and not {"optimizer", "lr_scheduler"} & set(module.hparams)
+
+
+def test_module_passes_model_arguments_to_the_builder():
+    torch.manual_seed(0)
+    module = FullyConnectedNet([12], input_dim=6, num_classes=3, weight_scale=0.5, ops="builtin")
+    torch.manual_seed(0)
+    net = build_fc_net([12], input_dim=6, num_classes=3, weight_scale=0.5, ops="builtin")
+    assert all(torch.equal(a, b) for a, b in zip(module.net.parameters(), net.parameters()))
+    assert module.val_acc.num_classes == 3 and module.hparams.ops == "builtin"
+    with pytest.raises(TypeError, match="unexpected keyword argument 'not_an_arg'"):
+        FullyConnectedNet([12], not_an_arg=1)

@@ -144,13 +144,34 @@ def test_mixed_precision_training_step_matches_builtin() -> None:
         torch.testing.assert_close(g, r, rtol=5e-2, atol=5e-2, msg=f"parameter #{i} gradient differs")
 
 
-def test_conv_strategy_in_repr_and_rejected_when_unknown() -> None:
+def test_conv_algorithm_in_repr_and_rejected_when_unknown() -> None:
     from custom_ops import nn as mnn
 
-    assert "strategy='im2col'" in repr(mnn.Conv2d(3, 4, 3, strategy="im2col"))
-    assert "strategy" not in repr(mnn.Conv2d(3, 4, 3))
-    with pytest.raises(ValueError, match="strategy must be 'fast' or 'im2col'"):
-        mnn.Conv2d(3, 4, 3, strategy="fft")
+    assert "algorithm='im2col'" in repr(mnn.Conv2d(3, 4, 3, algorithm="im2col"))
+    assert "algorithm" not in repr(mnn.Conv2d(3, 4, 3))
+    with pytest.raises(ValueError, match="algorithm must be 'fast' or 'im2col'"):
+        mnn.Conv2d(3, 4, 3, algorithm="fft")
+
+
+def test_conv_deprecated_strategy_keyword() -> None:
+    """``strategy``, the old name of ``algorithm``, works for one release with a ``FutureWarning`` naming
+    ``algorithm``; with ``algorithm`` too it is a ``TypeError``; a bad value stays a ``ValueError``."""
+    from custom_ops import functional as MF
+    from custom_ops import nn as mnn
+
+    with pytest.warns(FutureWarning, match="'strategy' is deprecated.*use 'algorithm'"):
+        conv = mnn.Conv2d(3, 4, 3, strategy="im2col")
+    assert conv.algorithm == "im2col" and not hasattr(conv, "strategy")
+    x, w = torch.randn(1, 3, 6, 6), torch.randn(4, 3, 3, 3)
+    with pytest.warns(FutureWarning, match=r"conv2d\(\): the keyword 'strategy' is deprecated.*'algorithm'"):
+        out = MF.conv2d(x, w, strategy="im2col")
+    torch.testing.assert_close(out, MF.conv2d(x, w, algorithm="im2col"), rtol=0, atol=0)
+    with pytest.raises(TypeError, match=r"both strategy='fast' .*and algorithm='im2col'"):
+        mnn.Conv2d(3, 4, 3, algorithm="im2col", strategy="fast")
+    with pytest.raises(TypeError, match="give only algorithm"):
+        MF.conv2d(x, w, algorithm="im2col", strategy="im2col")
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="algorithm must be 'fast' or 'im2col'"):
+        MF.conv2d(x, w, strategy="fft")
 
 
 def test_max_pool_return_indices_and_dilation_match_builtin() -> None:

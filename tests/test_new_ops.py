@@ -11,10 +11,10 @@ import warnings
 
 import pytest
 import torch
-import torch.nn.functional as TF
+import torch.nn.functional as F
 from torch import nn
 
-import custom_ops.functional as F
+import custom_ops.functional as MF
 from custom_ops import nn as mnn
 from custom_ops._checks import OpArgumentError, OpDtypeError
 from torch_cs231n.swap import to_builtin, to_manual
@@ -31,8 +31,8 @@ def test_adaptive_max_pool_indices_match_builtin(size, layout: str) -> None:
         x = x.contiguous(memory_format=torch.channels_last)
     elif layout == "unbatched":
         x = x[0]
-    out, index = F.adaptive_max_pool2d(x, size, return_indices=True)
-    ref, ref_index = TF.adaptive_max_pool2d(x, size, return_indices=True)
+    out, index = MF.adaptive_max_pool2d(x, size, return_indices=True)
+    ref, ref_index = F.adaptive_max_pool2d(x, size, return_indices=True)
     torch.testing.assert_close(out, ref)
     assert index.dtype == torch.int64 and torch.equal(index, ref_index), "indices differ from torch's"
     if layout == "channels_last":
@@ -42,24 +42,24 @@ def test_adaptive_max_pool_indices_match_builtin(size, layout: str) -> None:
 
 def test_adaptive_max_pool_ties_pick_the_first_maximum_like_torch() -> None:
     x = torch.randint(0, 3, (2, 3, 7, 6)).double()  # many ties
-    out, index = F.adaptive_max_pool2d(x, (3, 4), return_indices=True)
-    ref, ref_index = TF.adaptive_max_pool2d(x, (3, 4), return_indices=True)
+    out, index = MF.adaptive_max_pool2d(x, (3, 4), return_indices=True)
+    ref, ref_index = F.adaptive_max_pool2d(x, (3, 4), return_indices=True)
     torch.testing.assert_close(out, ref)
     assert torch.equal(index, ref_index)
 
 
 def test_adaptive_max_pool_indices_feed_max_unpool() -> None:
     x = torch.randn(1, 2, 6, 6)
-    out, index = F.adaptive_max_pool2d(x, 3, return_indices=True)
-    restored = TF.max_unpool2d(out, index, 2, output_size=x.shape[-2:])
+    out, index = MF.adaptive_max_pool2d(x, 3, return_indices=True)
+    restored = F.max_unpool2d(out, index, 2, output_size=x.shape[-2:])
     torch.testing.assert_close(
-        restored, TF.max_unpool2d(*TF.adaptive_max_pool2d(x, 3, True), 2, output_size=(6, 6))
+        restored, F.max_unpool2d(*F.adaptive_max_pool2d(x, 3, True), 2, output_size=(6, 6))
     )
 
 
 def test_adaptive_max_pool_indices_are_not_differentiable() -> None:
     x = torch.randn(1, 2, 5, 5, requires_grad=True)
-    out, index = F.adaptive_max_pool2d(x, 2, return_indices=True)
+    out, index = MF.adaptive_max_pool2d(x, 2, return_indices=True)
     assert out.requires_grad and not index.requires_grad
 
 
@@ -67,8 +67,8 @@ def test_adaptive_max_pool_indices_are_not_differentiable() -> None:
 @pytest.mark.parametrize("size", [0, (0, 3), (2, 0)], ids=str)
 def test_adaptive_pools_to_an_empty_output(op: str, size) -> None:
     x = torch.randn(2, 3, 4, 5, requires_grad=True)
-    out = getattr(F, op)(x, size)
-    assert out.shape == getattr(TF, op)(x, size).shape
+    out = getattr(MF, op)(x, size)
+    assert out.shape == getattr(F, op)(x, size).shape
     (grad,) = torch.autograd.grad(out.sum(), x)
     assert torch.equal(grad, torch.zeros_like(x))
 
@@ -77,11 +77,11 @@ def test_adaptive_avg_pool_global_fast_path_is_kept() -> None:
     from custom_ops.adaptive_pool import GlobalAvgPool2dFunction
     from custom_ops.avg_pool import AvgPool2dFunction
 
-    out = F.adaptive_avg_pool2d(torch.randn(2, 3, 5, 5, requires_grad=True), (1, 1))
+    out = MF.adaptive_avg_pool2d(torch.randn(2, 3, 5, 5, requires_grad=True), (1, 1))
     assert out.grad_fn._forward_cls is GlobalAvgPool2dFunction, "global pooling lost its fast path"
-    uniform = F.adaptive_avg_pool2d(torch.randn(2, 3, 6, 8, requires_grad=True), (3, 2))
+    uniform = MF.adaptive_avg_pool2d(torch.randn(2, 3, 6, 8, requires_grad=True), (3, 2))
     assert uniform.grad_fn._forward_cls is AvgPool2dFunction, "dividing sizes: average pooling"
-    none_out = F.adaptive_avg_pool2d(torch.randn(2, 3, 1, 5, requires_grad=True), (None, 1))
+    none_out = MF.adaptive_avg_pool2d(torch.randn(2, 3, 1, 5, requires_grad=True), (None, 1))
     assert none_out.grad_fn._forward_cls is GlobalAvgPool2dFunction, (
         "(None, 1) of a 1-row input is global too"
     )
@@ -96,13 +96,13 @@ def test_adaptive_avg_pool_global_fast_path_is_kept() -> None:
 def test_avg_pool_int64_input_truncates_like_torch(kwargs: dict) -> None:
     x = torch.randint(-50, 50, (2, 3, 7, 6), generator=torch.Generator().manual_seed(0))
     kwargs = {"kernel_size": 2, **kwargs}
-    out = F.avg_pool2d(x, **kwargs)
-    assert out.dtype == torch.int64 and torch.equal(out, TF.avg_pool2d(x, **kwargs))
+    out = MF.avg_pool2d(x, **kwargs)
+    assert out.dtype == torch.int64 and torch.equal(out, F.avg_pool2d(x, **kwargs))
 
 
 def test_avg_pool_empty_stride_means_kernel_size() -> None:
     x = torch.randn(1, 2, 6, 6)
-    torch.testing.assert_close(F.avg_pool2d(x, (2, 3), ()), TF.avg_pool2d(x, (2, 3), ()))
+    torch.testing.assert_close(MF.avg_pool2d(x, (2, 3), ()), F.avg_pool2d(x, (2, 3), ()))
 
 
 def test_avg_pool_ceil_mode_window_past_the_input() -> None:
@@ -112,8 +112,8 @@ def test_avg_pool_ceil_mode_window_past_the_input() -> None:
         {"ceil_mode": True},
         {"ceil_mode": True, "padding": 2, "stride": 3, "count_include_pad": False},
     ):
-        torch.testing.assert_close(F.avg_pool2d(x, 5, **kwargs), TF.avg_pool2d(x, 5, **kwargs))
-        assert torch.autograd.gradcheck(lambda t, kw=kwargs: F.avg_pool2d(t, 5, **kw), (x,))
+        torch.testing.assert_close(MF.avg_pool2d(x, 5, **kwargs), F.avg_pool2d(x, 5, **kwargs))
+        assert torch.autograd.gradcheck(lambda t, kw=kwargs: MF.avg_pool2d(t, 5, **kw), (x,))
 
 
 # ------------------------------------------------------------------------------- softmax / log_softmax
@@ -123,8 +123,8 @@ def test_implicit_dim_and_its_warning_follow_torch(op: str, ndim: int) -> None:
     x = torch.randn([3] * ndim)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = getattr(F, op)(x)
-        ref = getattr(TF, op)(x)
+        out = getattr(MF, op)(x)
+        ref = getattr(F, op)(x)
     torch.testing.assert_close(out, ref)
     assert len(caught) == 2, [str(w.message) for w in caught]
     mine, theirs = caught
@@ -144,7 +144,7 @@ def test_softmax_modules_with_implicit_dim(cls) -> None:
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])
 def test_softmax_dtype_argument(op: str) -> None:
-    manual, builtin = getattr(F, op), getattr(TF, op)
+    manual, builtin = getattr(MF, op), getattr(F, op)
     x = torch.randn(3, 4, requires_grad=True)
     out = manual(x, 1, dtype=torch.float64)
     assert out.dtype == torch.float64
@@ -162,19 +162,19 @@ def test_softmax_dtype_argument(op: str) -> None:
 def test_softmax_scalar_and_empty(op: str, shape: tuple[int, ...]) -> None:
     x = torch.randn(shape)
     dim = -1 if shape else 0
-    torch.testing.assert_close(getattr(F, op)(x, dim), getattr(TF, op)(x, dim))
+    torch.testing.assert_close(getattr(MF, op)(x, dim), getattr(F, op)(x, dim))
 
 
 @pytest.mark.parametrize("op", ["softmax", "log_softmax"])
 def test_softmax_extreme_values_like_torch(op: str) -> None:
     inf = float("inf")
     x = torch.tensor([[1000.0, 0.0, -1000.0], [-inf, 0.0, 1.0], [-inf, -inf, -inf], [1.0, inf, 0.0]])
-    torch.testing.assert_close(getattr(F, op)(x, 1), getattr(TF, op)(x, 1), equal_nan=True)
+    torch.testing.assert_close(getattr(MF, op)(x, 1), getattr(F, op)(x, 1), equal_nan=True)
 
 
 def test_softmax_keeps_channels_last() -> None:
     x = torch.randn(2, 5, 3, 4).contiguous(memory_format=torch.channels_last)
-    assert F.softmax(x, 1).is_contiguous(memory_format=torch.channels_last)
+    assert MF.softmax(x, 1).is_contiguous(memory_format=torch.channels_last)
 
 
 # ----------------------------------------------------------------------------------- group_norm, gelu
@@ -182,8 +182,8 @@ def test_group_norm_low_precision_input_with_float32_parameters() -> None:
     """bfloat16 activations with float32 gamma/beta (a conv's output under autocast), as the built-in."""
     x = torch.randn(4, 6, 5, 5).bfloat16().requires_grad_()
     w, b = torch.randn(6, requires_grad=True), torch.randn(6, requires_grad=True)
-    out = F.group_norm(x, 3, w, b)
-    ref = TF.group_norm(x, 3, w, b)
+    out = MF.group_norm(x, 3, w, b)
+    ref = F.group_norm(x, 3, w, b)
     assert out.dtype == ref.dtype == torch.bfloat16
     torch.testing.assert_close(out, ref, rtol=2e-2, atol=2e-2)
     grads = torch.autograd.grad(out.float().sum(), [x, w, b])
@@ -192,24 +192,24 @@ def test_group_norm_low_precision_input_with_float32_parameters() -> None:
 
 def test_group_norm_equals_layer_norm_and_instance_norm() -> None:
     x = torch.randn(3, 4, 5, 6, dtype=torch.float64)
-    torch.testing.assert_close(F.group_norm(x, 1), TF.layer_norm(x, x.shape[1:]))
-    torch.testing.assert_close(F.group_norm(x, 4), TF.instance_norm(x))
+    torch.testing.assert_close(MF.group_norm(x, 1), F.layer_norm(x, x.shape[1:]))
+    torch.testing.assert_close(MF.group_norm(x, 4), F.instance_norm(x))
 
 
 def test_group_norm_empty_batch() -> None:
     x = torch.randn(0, 4, 3)
-    assert F.group_norm(x, 2).shape == TF.group_norm(x, 2).shape
+    assert MF.group_norm(x, 2).shape == F.group_norm(x, 2).shape
 
 
 def test_gelu_known_values() -> None:
     x = torch.tensor([-1.0, 0.0, 1.0], dtype=torch.float64)
-    torch.testing.assert_close(F.gelu(x), x * 0.5 * (1 + torch.erf(x / 2**0.5)))
-    torch.testing.assert_close(F.gelu(x, approximate="tanh"), TF.gelu(x, approximate="tanh"))
+    torch.testing.assert_close(MF.gelu(x), x * 0.5 * (1 + torch.erf(x / 2**0.5)))
+    torch.testing.assert_close(MF.gelu(x, approximate="tanh"), F.gelu(x, approximate="tanh"))
 
 
 def test_tanh_promotes_integers_like_torch() -> None:
     for x in (torch.arange(-2, 3), torch.tensor([True, False])):
-        out = F.tanh(x)
+        out = MF.tanh(x)
         assert out.dtype == torch.tanh(x).dtype == torch.get_default_dtype()
         torch.testing.assert_close(out, torch.tanh(x))
 

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-import custom_ops.functional as F
+import custom_ops.functional as MF
 from custom_ops.registry import SPECS
 from custom_ops.spec import ErrorInput, OpSpec
 
@@ -38,6 +38,6 @@ def test_errors_are_also_the_exception_types_torch_raises(spec: OpSpec, error: E
 
 
 def test_every_functional_op_has_a_spec_with_bad_inputs() -> None:
-    assert sorted(SPECS) == sorted(F.__all__), "custom_ops.functional and custom_ops.registry.SPECS differ"
+    assert sorted(SPECS) == sorted(MF.__all__), "custom_ops.functional and custom_ops.registry.SPECS differ"
     missing = [name for name, spec in SPECS.items() if not spec.errors]
     assert not missing, f"no bad-input case in the spec of {missing}"

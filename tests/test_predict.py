@@ -136,7 +136,7 @@ def test_transfer_learning_predicts_image_files_without_a_logger(tmp_path):
     model = TransferLearning("resnet18", weights=None, resolution=40)
     data = CIFAR10DataModule(
         data_dir=str(tmp_path / "none"),
-        normalization="none",
+        pixel_normalization="none",
         predict_images=[str(p) for p in _images(tmp_path)],
     )
     trainer = pl.Trainer(
@@ -191,7 +191,7 @@ def test_ddp_writes_one_csv_in_order(tmp_path):
         callbacks=[PredictionWriter()],
         enable_progress_bar=False,
     )
-    data = CIFAR10DataModule(npz_path=str(npz), val_size=10, eval_batch_size=4, normalization="none")
+    data = CIFAR10DataModule(npz_path=str(npz), val_size=10, eval_batch_size=4, pixel_normalization="none")
     trainer.predict(FullyConnectedNet([8]), datamodule=data, return_predictions=False)
     rows = _read(tmp_path / "predictions.csv")
     assert [row["image"] for row in rows] == [str(i) for i in range(13)], (

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-import torch.nn.functional as TF
+import torch.nn.functional as F
 
 from custom_ops.registry import OP_CASES, SPECS
 from custom_ops.spec import OpSpec
@@ -31,7 +31,7 @@ def ops_table() -> dict[str, list[str]]:
 
 def twin_name(fn: Callable[..., Any]) -> str:
     """How the README names a built-in twin: ``F.conv2d``, ``torch.sigmoid``, or its function name."""
-    for prefix, namespace in (("F", TF), ("torch", torch)):
+    for prefix, namespace in (("F", F), ("torch", torch)):
         if getattr(namespace, fn.__name__, None) is fn:
             return f"{prefix}.{fn.__name__}"
     return fn.__name__

@@ -98,7 +98,7 @@ def test_default_input_size() -> None:
 
 def test_config_model_matches_lightning_model_summary() -> None:
     model = build_model_from_config(CONFIGS / "conv_net.yaml", ops="builtin")
-    assert model.ops == "builtin", "--ops must override the config's ops"
+    assert model.hparams.ops == "builtin", "--ops must override the config's ops"
     table = layer_table(model)
     assert table.input_size == (3, 32, 32), f"input from the model's input_dim, got {table.input_size}"
     lightning = ModelSummary(model, max_depth=-1)

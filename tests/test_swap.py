@@ -78,7 +78,7 @@ def test_swap_keeps_tensors_mode_device_dtype_and_hooks() -> None:
     assert all(p is params[n] for n, p in model.named_parameters()), "parameters were replaced"
     assert all(b is buffers[n] for n, b in model.named_buffers()), "buffers were replaced"
     assert not model.layer1[0].bn1.training and model.layer2[0].bn1.training, "train/eval mode changed"
-    assert model.conv1.strategy == "fast"
+    assert model.conv1.algorithm == "fast"
     x, y = _batch()
     loss = nn.functional.cross_entropy(model(x.double()), y)
     assert loss.dtype == torch.float64
@@ -88,16 +88,23 @@ def test_swap_keeps_tensors_mode_device_dtype_and_hooks() -> None:
 
     to_builtin(model)
     assert all(type(m) not in BUILTINS for m in model.modules()), "manual layers left after to_builtin"
-    assert not hasattr(model.conv1, "strategy"), "to_builtin left the manual-only attribute 'strategy'"
+    assert not hasattr(model.conv1, "algorithm"), "to_builtin left the manual-only attribute 'algorithm'"
     assert type(model.fc) is nn.Linear and all(p is params[n] for n, p in model.named_parameters())
 
 
-def test_conv_strategy_and_root_layer() -> None:
+def test_conv_algorithm_and_root_layer() -> None:
     conv = nn.Conv2d(3, 4, 3, groups=1)
-    assert to_manual(conv, strategy="im2col") is conv and type(conv) is mnn.Conv2d
-    assert conv.strategy == "im2col"
-    with pytest.raises(ValueError, match="strategy"):
-        to_manual(nn.Conv2d(3, 4, 3), strategy="winograd")
+    assert to_manual(conv, algorithm="im2col") is conv and type(conv) is mnn.Conv2d
+    assert conv.algorithm == "im2col"
+    with pytest.raises(ValueError, match="algorithm must be"):
+        to_manual(nn.Conv2d(3, 4, 3), algorithm="winograd")
+    with pytest.warns(
+        FutureWarning, match=r"to_manual\(\): the keyword 'strategy' is deprecated.*'algorithm'"
+    ):
+        old = to_manual(nn.Conv2d(3, 4, 3), strategy="im2col")
+    assert old.algorithm == "im2col", "the deprecated strategy= keyword must still choose the algorithm"
+    with pytest.raises(TypeError, match="give only algorithm"):
+        to_manual(nn.Conv2d(3, 4, 3), algorithm="im2col", strategy="fast")
     with pytest.raises(TypeError, match=r"model must be a torch\.nn\.Module"):
         to_manual("resnet18")  # type: ignore[call-overload]
 

@@ -1,4 +1,4 @@
-"""Pretrained loading, the TransferLearning strategies, checkpoints and the transfer configs."""
+"""Pretrained loading, the TransferLearning fine-tuning schedules, checkpoints and the transfer configs."""
 
 from __future__ import annotations
 
@@ -143,8 +143,8 @@ def test_local_weights_file_and_key_mismatch(tmp_path: Path) -> None:
 
 
 def test_bad_arguments_are_named() -> None:
-    with pytest.raises(ValueError, match="strategy must be one of"):
-        _resnet(strategy="freeze_all")
+    with pytest.raises(ValueError, match="finetuning must be one of"):
+        _resnet(finetuning="freeze_all")
     with pytest.raises(ValueError, match="name must be a torchvision classification model"):
         load_pretrained("resnet_nineteen")
     with pytest.raises(ValueError, match="weights for resnet18 must be one of"):
@@ -153,26 +153,40 @@ def test_bad_arguments_are_named() -> None:
         _resnet()(torch.rand(2, 1, 32, 32))
 
 
+def test_deprecated_strategy_keyword_is_finetuning() -> None:
+    """``strategy``, the old name of ``finetuning``, works for one release: a FutureWarning naming the new
+    key; the hyper-parameters record ``finetuning``; with the new keyword too, a TypeError."""
+    with pytest.warns(FutureWarning, match=r"'strategy' is deprecated.*--model\.init_args\.finetuning"):
+        model = _resnet(strategy="full")
+    assert model.finetuning == "full" and all(p.requires_grad for p in model.parameters())
+    assert model.hparams.finetuning == "full" and "strategy" not in model.hparams, model.hparams
+    with pytest.raises(TypeError, match="give only finetuning"):
+        _resnet(finetuning="full", strategy="gradual")
+    with pytest.warns(FutureWarning), pytest.raises(ValueError, match="finetuning must be one of"):
+        _resnet(strategy="freeze_all")
+
+
 @pytest.mark.parametrize("stage", ["fit", "validate", "predict"])
 def test_a_data_module_that_normalises_too_is_refused(stage: str, tmp_path: Path) -> None:
     """The model normalises with the weights' mean/std; a normalising data module would do it twice."""
     npz = write_npz(tmp_path / "c.npz", n_train=24, n_test=8)
-    data = CIFAR10DataModule(npz_path=str(npz), val_size=8, batch_size=4, normalization="per_channel")
+    data = CIFAR10DataModule(npz_path=str(npz), val_size=8, batch_size=4, pixel_normalization="per_channel")
     run = {"fit": _trainer().fit, "validate": _trainer().validate, "predict": _trainer().predict}[stage]
     with pytest.raises(
         ValueError,
         match=r"TransferLearning \(--model\.class_path lightning_modules\.transfer\.TransferLearning\).*"
-        r"--data\.init_args\.normalization per_channel\): set --data\.init_args\.normalization none",
+        r"--data\.init_args\.pixel_normalization per_channel\): set --data\.init_args\.pixel_normalization "
+        r"none",
     ):
         run(_resnet(), datamodule=data)
-    accepted = CIFAR10DataModule(npz_path=str(npz), val_size=8, batch_size=4, normalization="none")
+    accepted = CIFAR10DataModule(npz_path=str(npz), val_size=8, batch_size=4, pixel_normalization="none")
     (metrics,) = _trainer().validate(_resnet(), datamodule=accepted)
-    assert "val/acc" in metrics, f"normalization none must be accepted, got the metrics {metrics}"
+    assert "val/acc" in metrics, f"pixel_normalization none must be accepted, got the metrics {metrics}"
 
 
-# ------------------------------------------------------------------------------------------ strategies
+# ------------------------------------------------------------------------------------------ finetuning
 def test_feature_extraction_freezes_backbone_and_its_batchnorm() -> None:
-    model = _resnet(strategy="feature_extraction")
+    model = _resnet(finetuning="feature_extraction")
     before = _snapshot(model)
     model.train()  # what Lightning does every epoch
     assert not model.net.layer1[0].bn1.training, "frozen BatchNorm must stay in eval mode"
@@ -189,7 +203,7 @@ def test_feature_extraction_freezes_backbone_and_its_batchnorm() -> None:
 
 
 def test_last_blocks_train_only_the_deepest_blocks() -> None:
-    model = _resnet(strategy="last_blocks", trainable_blocks=1)
+    model = _resnet(finetuning="last_blocks", trainable_blocks=1)
     before = _snapshot(model)
     _trainer().fit(model, _loader(), _loader())
     after = model.state_dict()
@@ -200,7 +214,7 @@ def test_last_blocks_train_only_the_deepest_blocks() -> None:
 
 
 def test_full_finetuning_uses_a_lower_backbone_learning_rate() -> None:
-    model = _resnet(strategy="full", backbone_lr_factor=0.1)
+    model = _resnet(finetuning="full", backbone_lr_factor=0.1)
     optimizer = model.configure_optimizers()
     head, backbone = optimizer.param_groups
     assert backbone["lr"] == pytest.approx(0.1 * head["lr"])
@@ -208,7 +222,7 @@ def test_full_finetuning_uses_a_lower_backbone_learning_rate() -> None:
 
 
 def test_gradual_unfreezing_at_the_configured_epoch() -> None:
-    model = _resnet(strategy="gradual", trainable_blocks=2, unfreeze_at_epoch=1)
+    model = _resnet(finetuning="gradual", trainable_blocks=2, unfreeze_at_epoch=1)
     (callback,) = model.configure_callbacks()
     assert isinstance(callback, GradualUnfreezing)
     before = _snapshot(model)
@@ -234,7 +248,7 @@ def test_gradual_unfreezing_group_follows_the_lr_schedule() -> None:
     """Groups added from epoch 1 on keep lr = factor * head lr under a CosineAnnealingLR created before them,
     also past T_max, where the scheduler reads its per-group ``base_lrs``."""
     model = _resnet(
-        strategy="gradual",
+        finetuning="gradual",
         unfreeze_at_epoch=1,
         backbone_lr_factor=0.1,
         lr_scheduler=lambda optimizer: torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=2),
@@ -255,7 +269,10 @@ def test_gradual_unfreezing_group_follows_the_lr_schedule() -> None:
 @pytest.mark.parametrize("ops", ["builtin", "manual"])
 def test_channels_last_gives_the_same_model(ops: str) -> None:
     """``channels_last`` changes only the memory layout: same logits, same gradients, NHWC weights."""
-    default, nhwc = _resnet(ops=ops, strategy="full"), _resnet(ops=ops, strategy="full", channels_last=True)
+    default, nhwc = (
+        _resnet(ops=ops, finetuning="full"),
+        _resnet(ops=ops, finetuning="full", channels_last=True),
+    )
     conv = nhwc.net.conv1.weight
     assert conv.is_contiguous(memory_format=torch.channels_last), "conv weight not in channels_last"
     x = next(iter(_loader()))[0]
@@ -277,7 +294,7 @@ def test_manual_ops_route_the_functional_calls_of_the_backbone_forward() -> None
     """MobileNetV2's forward calls ``F.adaptive_avg_pool2d`` itself: with ``ops="manual"`` it runs on the
     manual op too (``attach_manual_functions`` after ``to_manual``), so every layer call is manual."""
     torch.manual_seed(0)
-    manual = TransferLearning("mobilenet_v2", weights=None, resolution=32, strategy="full", ops="manual")
+    manual = TransferLearning("mobilenet_v2", weights=None, resolution=32, finetuning="full", ops="manual")
     assert manual_functions_of(manual.net) is not None, "ops='manual' did not attach ManualFunctions"
     share = manual_share(manual.net, next(iter(_loader()))[0])
     assert share.manual_calls.get("adaptive_avg_pool2d") == 1 and share.layer_calls == 1.0, str(share)
@@ -287,7 +304,7 @@ def test_manual_ops_route_the_functional_calls_of_the_backbone_forward() -> None
 
 @pytest.mark.parametrize("ops", ["builtin", "manual"])
 def test_checkpoint_round_trip(tmp_path: Path, ops: str) -> None:
-    model = _resnet(strategy="full", ops=ops)
+    model = _resnet(finetuning="full", ops=ops)
     trainer = _trainer()
     trainer.fit(model, _loader(), _loader())
     path = tmp_path / "finetuned.ckpt"
@@ -303,12 +320,12 @@ def test_checkpoint_round_trip(tmp_path: Path, ops: str) -> None:
 
 def test_second_stage_starts_from_a_checkpoint(tmp_path: Path) -> None:
     """``init_weights`` starts a new fit from a fine-tuned checkpoint's weights; a wrong one is refused."""
-    model = _resnet(strategy="full")
+    model = _resnet(finetuning="full")
     trainer = _trainer()
     trainer.fit(model, _loader(), _loader())
     path = tmp_path / "stage1.ckpt"
     trainer.save_checkpoint(path)
-    stage2 = _resnet(strategy="full", ops="manual", init_weights=str(path))
+    stage2 = _resnet(finetuning="full", ops="manual", init_weights=str(path))
     for key, value in model.state_dict().items():
         torch.testing.assert_close(
             stage2.state_dict()[key], value, msg=f"{key} not loaded from the checkpoint"

@@ -2,7 +2,7 @@
 
 For every operator of the registry (:data:`custom_ops.registry.SPECS`), on the shapes of
 :data:`BENCH_CASES` (CS231n- and ResNet-18-sized), or on the first small sample of each op (and of each
-conv strategy) with ``--tiny``, it measures, manual and built-in interleaved in one process with
+conv backward algorithm) with ``--tiny``, it measures, manual and built-in interleaved in one process with
 :class:`torch.utils.benchmark.Timer`:
 
 * ``fwd``: the forward with autograd recording (inputs require grad), as in training;
@@ -27,6 +27,7 @@ import argparse
 import json
 import statistics
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -34,8 +35,8 @@ from typing import Any
 import torch
 from torch.utils import benchmark
 
-from custom_ops.conv import STRATEGIES
-from custom_ops.registry import OPS, SPECS
+from custom_ops.conv import CONV_ALGORITHMS
+from custom_ops.registry import OP_NAMES, SPECS
 from custom_ops.spec import InputFactory, OpCase, Sample, labels, normal, randn
 
 from .memory import saved_memory
@@ -70,6 +71,8 @@ class Row:
     fwd_builtin: float | None = None
     fwdbwd_manual: float | None = None
     fwdbwd_builtin: float | None = None
+    train_step_manual: float | None = None  # "e2e" rows: a whole step (forward, loss, backward, update)
+    train_step_builtin: float | None = None
     saved_manual: int | None = None
     saved_builtin: int | None = None
     saved_extra_manual: int | None = None
@@ -80,7 +83,7 @@ class Row:
 
     def finish(self) -> Row:
         """Fill ``ratios`` from the measured values."""
-        for key in ("fwd", "fwdbwd", "saved", "saved_extra"):
+        for key in ("fwd", "fwdbwd", "train_step", "saved", "saved_extra"):
             manual, builtin = getattr(self, f"{key}_manual"), getattr(self, f"{key}_builtin")
             if manual is None or builtin is None:
                 continue
@@ -89,8 +92,8 @@ class Row:
 
 
 def _variant(case: OpCase) -> str:
-    """The conv backward strategy of a conv case, ``""`` for other ops."""
-    return case.sample.extras.get("strategy", "")
+    """The conv backward algorithm of a conv case, ``""`` for other ops."""
+    return case.sample.extras.get("algorithm", "")
 
 
 def _target_key(case: OpCase) -> str:
@@ -151,17 +154,17 @@ def _dropout(shape: tuple[int, ...]) -> OpCase:
 
 
 def _conv(n: int, c: int, hw: int, o: int, k: int, stride: int, padding: int) -> list[OpCase]:
-    """One case per backward strategy."""
+    """One case per backward algorithm."""
     return [
         _case(
             "conv2d",
-            f"{strategy}-{c}to{o}-k{k}s{stride}-{n}x{hw}x{hw}",
+            f"{algorithm}-{c}to{o}-k{k}s{stride}-{n}x{hw}x{hw}",
             normal((n, c, hw, hw), (o, c, k, k), (o,)),
             (0, 1, 2),
             kwargs={"stride": stride, "padding": padding},
-            extras={"strategy": strategy},
+            extras={"algorithm": algorithm},
         )
-        for strategy in STRATEGIES
+        for algorithm in CONV_ALGORITHMS
     ]
 
 
@@ -380,8 +383,8 @@ def bench_e2e(
         label=f"train-step-batch{batch}",
         device=str(device),
         dtype=str(dtype).removeprefix("torch."),
-        fwdbwd_manual=times["manual"],
-        fwdbwd_builtin=times["builtin"],
+        train_step_manual=times["manual"],
+        train_step_builtin=times["builtin"],
         compiled=compiled,
         target=TIME_TARGETS.get(f"e2e[{name}]"),
     ).finish()
@@ -422,17 +425,19 @@ def format_table(rows: Sequence[Row]) -> str:
     lines = [header]
     for row in rows:
         name = f"{row.name}[{row.label}]" + (" compiled" if row.compiled else "")
+        step = "fwdbwd"  # an op's forward + backward; an e2e row's whole training step in the same columns
         if row.kind == "e2e":
             name = f"e2e {name}"
+            step = "train_step"
         lines.append(
             (
                 name,
                 _ms(row.fwd_manual),
                 _ms(row.fwd_builtin),
                 _ratio(row.ratios.get("fwd")),
-                _ms(row.fwdbwd_manual),
-                _ms(row.fwdbwd_builtin),
-                _ratio(row.ratios.get("fwdbwd"), row.target),
+                _ms(getattr(row, f"{step}_manual")),
+                _ms(getattr(row, f"{step}_builtin")),
+                _ratio(row.ratios.get(step), row.target),
                 "" if row.target is None else f"<={row.target}x",
                 _mib(row.saved_manual),
                 _mib(row.saved_builtin),
@@ -470,7 +475,12 @@ def build_parser() -> argparse.ArgumentParser:
         description="Manual vs built-in operators: forward and forward+backward time, saved memory, "
         "end-to-end training steps.",
     )
-    parser.add_argument("--ops", type=_csv(OPS, "op"), default=list(OPS), help="comma-separated ops (all)")
+    parser.add_argument(
+        "--op", type=_csv(OP_NAMES, "op"), default=None, help="comma-separated op names (default: all)"
+    )
+    parser.add_argument(  # deprecated old name of --op (one release): `--ops` is the manual/builtin switch
+        "--ops", dest="deprecated_ops", type=_csv(OP_NAMES, "op"), default=None, help=argparse.SUPPRESS
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
     parser.add_argument(
@@ -508,6 +518,18 @@ def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the table (and JSON if asked). Returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.deprecated_ops is not None:
+        if args.op is not None:
+            parser.error("--ops is the deprecated old name of --op; give only --op")
+        warnings.warn(
+            "cs231n bench: the option '--ops' (op names) is deprecated and will be removed in the next "
+            "release; use '--op' instead ('--ops' is the manual/builtin switch of the other tools)",
+            FutureWarning,
+            stacklevel=2,
+        )
+        args.op = args.deprecated_ops
+    if args.op is None:
+        args.op = list(OP_NAMES)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.min_run_time <= 0:
@@ -520,14 +542,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device, dtype = torch.device(args.device), DTYPES[args.dtype]
     min_run_time = 1e-3 if args.tiny else args.min_run_time
-    if args.tiny:  # the first small case of each op, and of each conv strategy
+    if args.tiny:  # the first small case of each op, and of each conv algorithm
         firsts: dict[tuple[str, str], OpCase] = {}
-        for op in args.ops:
+        for op in args.op:
             for case in SPECS[op].cases:
                 firsts.setdefault((op, _variant(case)), case)
         cases = list(firsts.values())
     else:
-        cases = [case for size in args.sizes for case in BENCH_CASES[size] if case.op in args.ops]
+        cases = [case for size in args.sizes for case in BENCH_CASES[size] if case.op in args.op]
     log = sys.stderr if args.json == "-" else sys.stdout
     rows = []
     for case in cases:

@@ -172,7 +172,7 @@ def layer_functions() -> dict[Callable[..., Any], _Entry]:
     and ``Tensor`` functions of the same names (``torch.sigmoid``, ``Tensor.relu``), mapped to how to read
     their arguments."""
     table: dict[Callable[..., Any], _Entry] = {}
-    for op in (op for ops in LAYER_OPS.values() for op in ops):
+    for op in (op for op_names in LAYER_OPS.values() for op in op_names):
         variants: list[tuple[str, dict[str, Any]]] = [(op, {}), (f"{op}_", {"inplace": True})]
         if op.startswith(("max_pool", "adaptive_max_pool", "fractional_max_pool")):
             variants.append((f"{op}_with_indices", {"return_indices": True}))
@@ -603,7 +603,7 @@ def _model_state_kept(model: nn.Module) -> Iterator[None]:
 def _twin_codes() -> dict[CodeType, str]:
     """The code object of each manual twin, mapped to its op name."""
     codes = {}
-    for op in (op for ops in LAYER_OPS.values() for op in ops):
+    for op in (op for op_names in LAYER_OPS.values() for op in op_names):
         twin = getattr(MF, op, None)
         code = getattr(inspect.unwrap(twin), "__code__", None) if twin is not None else None
         if code is not None:

@@ -36,7 +36,7 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from custom_ops.registry import OP_CASES, OPS
+from custom_ops.registry import OP_CASES, OP_NAMES
 from custom_ops.spec import OpCase
 
 THRESHOLD = 1e-7
@@ -336,10 +336,10 @@ def error_figure(rows: Sequence[GradRow], title: str) -> Figure:
     Returns:
         The figure: one horizontal axis position per op, one dot per row.
     """
-    ops = list(dict.fromkeys(r.op for r in rows))
+    op_names = list(dict.fromkeys(r.op for r in rows))
     fig = Figure(figsize=(10, 4.5), layout="constrained")
     ax = fig.subplots()
-    for k, op in enumerate(ops):
+    for k, op in enumerate(op_names):
         these = [r for r in rows if r.op == op]
         xs = [k + j for j in torch.linspace(-0.25, 0.25, len(these)).tolist()] if len(these) > 1 else [k]
         ys = [max(r.rel_error, 1e-18) for r in these]
@@ -359,7 +359,7 @@ def error_figure(rows: Sequence[GradRow], title: str) -> Figure:
     ax.axhline(THRESHOLD, color="tab:red", linestyle="--", label=f"threshold {THRESHOLD:.0e}")
     ax.set_yscale("log")
     ax.set_ylim(top=30 * max(THRESHOLD, *(r.rel_error for r in rows)))  # room for the labels
-    ax.set_xticks(range(len(ops)), ops, rotation=40, ha="right")
+    ax.set_xticks(range(len(op_names)), op_names, rotation=40, ha="right")
     ax.set(title=title, ylabel="relative error  max|a-n| / max(|a|+|n|)")
     ax.legend(loc="upper left")
     return fig
@@ -392,7 +392,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="whose backward to check (default: manual, the hand-written ones)",
     )
     parser.add_argument(
-        "--op", nargs="+", choices=OPS, default=None, metavar="OP", help=f"only these ops: {', '.join(OPS)}"
+        "--op",
+        nargs="+",
+        choices=OP_NAMES,
+        default=None,
+        metavar="OP",
+        help=f"only these ops: {', '.join(OP_NAMES)}",
     )
     parser.add_argument("--out", type=Path, default=None, help="write gradcheck.png and gradcheck.json here")
     parser.add_argument("--json", type=Path, default=None, help="write the JSON alone to this path")

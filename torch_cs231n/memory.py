@@ -30,12 +30,10 @@ class SavedMemory:
     Attributes:
         bytes: distinct storages saved, parameters and buffers excluded (the rule of the module docstring).
         extra_bytes: the same, also excluding the storages of the activation input(s) and the output(s).
-        tensors: number of saved tensors (views counted separately).
     """
 
     bytes: int
     extra_bytes: int
-    tensors: int
 
 
 def _storage_key(t: torch.Tensor) -> tuple[str, int]:
@@ -84,4 +82,4 @@ def saved_memory(
         sizes[_storage_key(t)] = t.untyped_storage().nbytes()
     total = sum(size for key, size in sizes.items() if key not in skip)
     extra = sum(size for key, size in sizes.items() if key not in skip_extra)
-    return SavedMemory(bytes=total, extra_bytes=extra, tensors=len(saved))
+    return SavedMemory(bytes=total, extra_bytes=extra)

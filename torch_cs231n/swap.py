@@ -26,7 +26,7 @@ from typing import Literal, overload
 from torch import nn
 
 from custom_ops import nn as mnn
-from custom_ops.conv import Strategy, check_strategy
+from custom_ops.conv import ConvAlgorithm, resolve_algorithm
 from custom_ops.registry import SPECS
 from torch_cs231n.function_mode import ManualShare as ManualShare
 from torch_cs231n.function_mode import detach_manual_functions
@@ -50,7 +50,7 @@ _OP_OF: dict[type[nn.Module], str] = {
 
 # Attributes a manual twin adds to its built-in (set on the way to manual, removed on the way back).
 _EXTRA_ATTRIBUTES: dict[type[nn.Module], tuple[str, ...]] = {
-    mnn.Conv2d: ("strategy",),
+    mnn.Conv2d: ("algorithm",),
     mnn.Dropout: ("generator",),
 }
 
@@ -80,10 +80,6 @@ class SwapReport:
     def swapped_counts(self) -> Counter[str]:
         """Number of swapped layers per original type name."""
         return Counter(type_name for _, type_name, _ in self.swapped)
-
-    def kept_counts(self) -> Counter[str]:
-        """Number of kept layers per type name."""
-        return Counter(type_name for _, type_name, _ in self.kept)
 
     def __str__(self) -> str:
         lines = [f"to_{self.direction}: swapped {len(self.swapped)} layers"]
@@ -174,7 +170,7 @@ def _swap(
     model: nn.Module,
     table: dict[type[nn.Module], type[nn.Module]],
     direction: Literal["manual", "builtin"],
-    strategy: Strategy,
+    algorithm: ConvAlgorithm,
 ) -> SwapReport:
     report = SwapReport(direction)
     already = set(BUILTINS) if direction == "manual" else set(TWINS)  # the target side: nothing to do
@@ -192,7 +188,7 @@ def _swap(
                 module.__dict__.pop(attribute, None)
             module.__class__ = new_cls
             if new_cls is mnn.Conv2d:
-                module.strategy = strategy
+                module.algorithm = algorithm
             elif new_cls is mnn.Dropout:
                 module.generator = None
             report.swapped.append((label, cls.__name__, _qualname(new_cls)))
@@ -217,27 +213,43 @@ def _swap(
 
 
 @overload
-def to_manual(model: nn.Module, *, report: Literal[False] = ..., strategy: Strategy = ...) -> nn.Module: ...
+def to_manual(
+    model: nn.Module,
+    *,
+    report: Literal[False] = ...,
+    algorithm: ConvAlgorithm = ...,
+    strategy: ConvAlgorithm | None = ...,
+) -> nn.Module: ...
 @overload
 def to_manual(
-    model: nn.Module, *, report: Literal[True], strategy: Strategy = ...
+    model: nn.Module,
+    *,
+    report: Literal[True],
+    algorithm: ConvAlgorithm = ...,
+    strategy: ConvAlgorithm | None = ...,
 ) -> tuple[nn.Module, SwapReport]: ...
 def to_manual(
-    model: nn.Module, *, report: bool = False, strategy: Strategy = "fast"
+    model: nn.Module,
+    *,
+    report: bool = False,
+    algorithm: ConvAlgorithm = "fast",
+    strategy: ConvAlgorithm | None = None,
 ) -> nn.Module | tuple[nn.Module, SwapReport]:
     """Swap every built-in layer of ``model`` that has a manual twin for that twin, in place.
 
     Args:
         model: any module (the root itself may be a layer).
         report: also return the :class:`SwapReport` (it is logged at INFO level either way).
-        strategy: backward strategy of the manual ``Conv2d`` layers, ``"fast"`` or ``"im2col"``.
+        algorithm: backward algorithm of the manual ``Conv2d`` layers, ``"fast"`` or ``"im2col"``.
+        strategy: deprecated old name of ``algorithm`` (one release; a ``FutureWarning``).
 
     Returns:
         ``model`` (the same object, converted), or ``(model, report)`` when ``report`` is True.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    swap_report = _swap(model, TWINS, "manual", check_strategy(strategy))
+    algorithm = resolve_algorithm("to_manual()", algorithm, strategy)
+    swap_report = _swap(model, TWINS, "manual", algorithm)
     return (model, swap_report) if report else model
 
 

@@ -28,12 +28,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as TF
+import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 from torch.optim import Optimizer
 
-import custom_ops.functional as F
+import custom_ops.functional as MF
 from torch_cs231n.data import load_npz, looked_for
 from torch_cs231n.models import Normalization, Ops, build_fc_net
 
@@ -88,7 +88,7 @@ def load_cifar10(path: str | Path, num_train: int, num_val: int = 1000) -> Split
 
 def loss_function(ops: Ops) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The mean softmax loss of scores and labels: the project's (``"manual"``) or torch's (``"builtin"``)."""
-    return F.softmax_loss if ops == "manual" else TF.cross_entropy
+    return MF.softmax_loss if ops == "manual" else F.cross_entropy
 
 
 @torch.no_grad()

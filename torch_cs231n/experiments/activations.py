@@ -30,10 +30,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as TF
+import torch.nn.functional as F
 from matplotlib.figure import Figure
 
-import custom_ops.functional as F
+import custom_ops.functional as MF
 from torch_cs231n.init import weight_std
 
 INITS: tuple[str, ...] = ("gaussian-0.01", "gaussian-0.05", "xavier", "kaiming")
@@ -69,9 +69,9 @@ def layer_ops(
     """``(linear, {"tanh": ..., "relu": ...})`` of :mod:`custom_ops.functional` (``"manual"``) or of
     ``torch`` (``"builtin"``)."""
     if ops == "manual":
-        return F.linear, {"tanh": F.tanh, "relu": F.relu}
+        return MF.linear, {"tanh": MF.tanh, "relu": MF.relu}
     if ops == "builtin":
-        return TF.linear, {"tanh": torch.tanh, "relu": TF.relu}
+        return F.linear, {"tanh": torch.tanh, "relu": F.relu}
     raise ValueError(f"ops must be 'manual' or 'builtin', got {ops!r}")
 
 
