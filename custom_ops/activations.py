@@ -139,10 +139,17 @@ def relu6(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
 
     Shape:
         - Input: ``(*)``, any shape.
-        - Output: ``(*)``, same shape as the input.
+        - Output and input gradient ``dx``: ``(*)``, the same shape as the input.
 
     Returns:
         The activation of ``input`` (``input`` itself, modified, with ``inplace=True``).
+
+    Examples::
+
+        >>> import torch, custom_ops.functional as MF
+        >>> x = torch.tensor([-4.0, -1.0, 0.0, 2.0, 8.0])
+        >>> MF.relu6(x)
+        tensor([0., 0., 0., 2., 6.])
     """
     return _activation(ReLU6Function, input, inplace)
 
@@ -157,10 +164,17 @@ def hardsigmoid(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
 
     Shape:
         - Input: ``(*)``, any shape.
-        - Output: ``(*)``, same shape as the input.
+        - Output and input gradient ``dx``: ``(*)``, the same shape as the input.
 
     Returns:
         The activation of ``input`` (``input`` itself, modified, with ``inplace=True``).
+
+    Examples::
+
+        >>> import torch, custom_ops.functional as MF
+        >>> x = torch.tensor([-4.0, -1.0, 0.0, 2.0, 8.0])
+        >>> MF.hardsigmoid(x)
+        tensor([0.0000, 0.3333, 0.5000, 0.8333, 1.0000])
     """
     return _activation(HardsigmoidFunction, input, inplace)
 
@@ -175,10 +189,17 @@ def hardswish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
 
     Shape:
         - Input: ``(*)``, any shape.
-        - Output: ``(*)``, same shape as the input.
+        - Output and input gradient ``dx``: ``(*)``, the same shape as the input.
 
     Returns:
         The activation of ``input`` (``input`` itself, modified, with ``inplace=True``).
+
+    Examples::
+
+        >>> import torch, custom_ops.functional as MF
+        >>> x = torch.tensor([-4.0, -1.0, 0.0, 2.0, 8.0])
+        >>> MF.hardswish(x)
+        tensor([-0.0000, -0.3333,  0.0000,  1.6667,  8.0000])
     """
     return _activation(HardswishFunction, input, inplace)
 
@@ -193,10 +214,17 @@ def silu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
 
     Shape:
         - Input: ``(*)``, any shape.
-        - Output: ``(*)``, same shape as the input.
+        - Output and input gradient ``dx``: ``(*)``, the same shape as the input.
 
     Returns:
         The activation of ``input`` (``input`` itself, modified, with ``inplace=True``).
+
+    Examples::
+
+        >>> import torch, custom_ops.functional as MF
+        >>> x = torch.tensor([-4.0, -1.0, 0.0, 2.0, 8.0])
+        >>> MF.silu(x)
+        tensor([-0.0719, -0.2689,  0.0000,  1.7616,  7.9973])
     """
     return _activation(SiLUFunction, input, inplace)
 
@@ -209,10 +237,17 @@ def sigmoid(input: torch.Tensor) -> torch.Tensor:
 
     Shape:
         - Input: ``(*)``, any shape.
-        - Output: ``(*)``, same shape as the input.
+        - Output and input gradient ``dx``: ``(*)``, the same shape as the input.
 
     Returns:
         The logistic sigmoid of ``input``.
+
+    Examples::
+
+        >>> import torch, custom_ops.functional as MF
+        >>> x = torch.tensor([-4.0, -1.0, 0.0, 2.0, 8.0])
+        >>> MF.sigmoid(x)
+        tensor([0.0180, 0.2689, 0.5000, 0.8808, 0.9997])
     """
     check_floating("input", input)
     return _autocast.apply(SigmoidFunction, "same", input)

@@ -157,10 +157,19 @@ def batch_norm(
     Shape:
         - Input: ``(N, C, *)``; in training at least 2 values per channel, or none at all (an input with no
           element is returned as an empty copy, running statistics untouched, as torch).
-        - Output: same shape as the input.
+        - Output and ``dx``: same shape as the input.
+        - running_mean, running_var, weight, bias, and ``dgamma``, ``dbeta``: ``(C,)``.
 
     Returns:
         ``(input - mean) / sqrt(var + eps) * weight + bias`` per channel.
+
+    Examples::
+
+        >>> import torch, custom_ops.functional as MF
+        >>> x = torch.tensor([[1.0, 2.0], [3.0, 6.0]])  # N=2, C=2
+        >>> MF.batch_norm(x, None, None, training=True)
+        tensor([[-1.0000, -1.0000],
+                [ 1.0000,  1.0000]])
     """
     check_floating("input", input)
     if input.dim() < 2 and input.numel() > 0:

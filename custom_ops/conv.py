@@ -272,9 +272,20 @@ def conv2d(
         - Input: ``(N, C_in, H, W)`` or ``(C_in, H, W)``; N may be 0.
         - Output: ``(N, C_out, H_out, W_out)`` or ``(C_out, H_out, W_out)``, with
           ``H_out = floor((H + 2 p_h - d_h (kh - 1) - 1) / s_h) + 1``.
+        - Gradients: ``dx`` the shape of ``input``, ``dw`` ``(C_out, C_in / groups, kh, kw)``, ``db``
+          ``(C_out,)``.
 
     Returns:
         The convolution (cross-correlation, as torch) of ``input`` with ``weight``, plus ``bias``.
+
+    Examples::
+
+        >>> import torch, custom_ops.functional as MF
+        >>> MF.conv2d(torch.randn(8, 3, 32, 32), torch.randn(16, 3, 3, 3), stride=2, padding=1).shape
+        torch.Size([8, 16, 16, 16])
+        >>> MF.conv2d(torch.ones(1, 1, 3, 3), torch.ones(1, 1, 2, 2))  # window sums
+        tensor([[[[4., 4.],
+                  [4., 4.]]]])
     """
     check_floating("input", input)
     check_ndim("input", input, (3, 4), "(N, C_in, H, W) or (C_in, H, W)")

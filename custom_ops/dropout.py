@@ -74,10 +74,19 @@ def dropout(
 
     Shape:
         - Input: ``(*)``, any shape.
-        - Output: ``(*)``, same shape as the input.
+        - Output and input gradient ``dx`` (``dout`` times the mask): ``(*)``, the same shape.
 
     Returns:
         The dropped-out tensor (``input`` itself in eval mode, for ``p=0``, and with ``inplace=True``).
+
+    Examples::
+
+        >>> import torch, custom_ops.functional as MF
+        >>> out = MF.dropout(torch.ones(1000), p=0.5)  # kept values scaled by 1 / (1 - p)
+        >>> sorted(out.unique().tolist())
+        [0.0, 2.0]
+        >>> MF.dropout(torch.ones(3), p=0.5, training=False)
+        tensor([1., 1., 1.])
     """
     check_floating("input", input)
     if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:

@@ -97,10 +97,17 @@ def layer_norm(
 
     Shape:
         - Input: ``(*, *normalized_shape)``; the leading dims may hold no element.
-        - Output: same shape as the input.
+        - Output and ``dx``: same shape as the input.
+        - weight, bias, and ``dgamma``, ``dbeta``: ``normalized_shape``.
 
     Returns:
         ``(input - mean) / sqrt(var + eps) * weight + bias``, statistics per sample over the normalised dims.
+
+    Examples::
+
+        >>> import torch, custom_ops.functional as MF
+        >>> MF.layer_norm(torch.tensor([[1.0, 2.0, 3.0]]), (3,))
+        tensor([[-1.2247,  0.0000,  1.2247]])
     """
     check_floating("input", input)
     shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)

@@ -67,9 +67,22 @@ def linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     Shape:
         - Input: ``(*, in_features)``; ``*`` and ``in_features`` may be 0.
         - Output: ``(*, out_features)``; ``(*)`` for a 1-D weight.
+        - Gradients: ``dx`` the shape of ``input``, ``dw`` ``(out_features, in_features)`` (the shape of
+          ``weight``), ``db`` ``(out_features,)``.
 
     Returns:
         ``input @ weight.T + bias``.
+
+    Examples::
+
+        >>> import torch, custom_ops.functional as MF
+        >>> x = torch.tensor([[1.0, 2.0, 3.0]])
+        >>> w = torch.tensor([[1.0, 0.0, -1.0], [0.5, 0.5, 0.5]], requires_grad=True)
+        >>> MF.linear(x, w, torch.tensor([0.0, 1.0]))
+        tensor([[-2.,  4.]], grad_fn=<LinearFunctionBackward>)
+        >>> x, w, b = (torch.randn(s, dtype=torch.double, requires_grad=True) for s in [(4, 3), (2, 3), 2])
+        >>> torch.autograd.gradcheck(MF.linear, (x, w, b))
+        True
     """
     check_floating("input", input)
     check_same_dtype(input, weight=weight, bias=bias)

@@ -83,13 +83,55 @@ def _check_scores_labels(scores: torch.Tensor, y: torch.Tensor) -> None:
 
 
 def softmax_loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean softmax (cross-entropy) loss of scores ``(N, C)`` for labels ``y`` ``(N,)``; a scalar."""
+    """Mean softmax (cross-entropy) loss of scores ``(N, C)`` for labels ``y`` ``(N,)``; a scalar.
+
+    The twin of :func:`torch.nn.functional.cross_entropy` (mean reduction, no weights or smoothing).
+
+    Args:
+        scores: floating tensor ``(N, C)``, ``scores[i, j]`` the score of class j for example i; N > 0.
+        y: integer tensor ``(N,)`` of class indices in ``[0, C)``.
+
+    Shape:
+        - scores and its gradient ``dscores`` (``(softmax(scores) - onehot(y)) / N``): ``(N, C)``.
+        - y: ``(N,)`` (no gradient). Output: ``()``.
+
+    Returns:
+        ``-mean_i log softmax(scores)[i, y[i]]`` as a 0-d tensor (float32 under autocast).
+
+    Examples::
+
+        >>> import torch, custom_ops.functional as MF
+        >>> scores, y = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0]]), torch.tensor([0, 2])
+        >>> MF.softmax_loss(scores, y)
+        tensor(0.7531)
+    """
     _check_scores_labels(scores, y)
     return _autocast.apply(SoftmaxLossFunction, "fp32", scores, y.long())
 
 
 def svm_loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean multiclass SVM loss (margin 1, sum over wrong classes) of scores ``(N, C)``; a scalar."""
+    """Mean multiclass SVM loss (margin 1, sum over wrong classes) of scores ``(N, C)``; a scalar.
+
+    ``F.multi_margin_loss`` times C is its built-in twin (torch also averages over the classes).
+
+    Args:
+        scores: floating tensor ``(N, C)``; N > 0.
+        y: integer tensor ``(N,)`` of class indices in ``[0, C)``.
+
+    Shape:
+        - scores and its gradient ``dscores``: ``(N, C)``.
+        - y: ``(N,)`` (no gradient). Output: ``()``.
+
+    Returns:
+        ``mean_i sum_{j != y[i]} max(0, scores[i, j] - scores[i, y[i]] + 1)`` as a 0-d tensor.
+
+    Examples::
+
+        >>> import torch, custom_ops.functional as MF
+        >>> scores, y = torch.tensor([[2.0, 1.0, 0.0], [0.0, 0.0, 0.0]]), torch.tensor([0, 2])
+        >>> MF.svm_loss(scores, y)  # example 0: no margin violated; example 1: two, by 1 each
+        tensor(1.)
+    """
     _check_scores_labels(scores, y)
     return _autocast.apply(SVMLossFunction, "fp32", scores, y.long())
 

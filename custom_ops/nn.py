@@ -132,9 +132,12 @@ class SyncBatchNorm(_BatchNorm):
 
     Examples::
 
-        >>> model = custom_ops.nn.SyncBatchNorm.convert_sync_batchnorm(model)  # keeps manual layers manual
+        >>> import torch, custom_ops.nn
         >>> bn = custom_ops.nn.SyncBatchNorm(64)
-        >>> out = bn(torch.randn(8, 64, 16, 16))  # this rank's 8 images; statistics of the global batch
+        >>> bn.eval()(torch.randn(8, 64, 16, 16)).shape  # eval: running statistics, no synchronisation
+        torch.Size([8, 64, 16, 16])
+        >>> # training needs torch.distributed initialised: statistics of the global batch
+        >>> out = bn.train()(torch.randn(8, 64, 16, 16))  # doctest: +SKIP
     """
 
     def __init__(
@@ -181,6 +184,8 @@ class SyncBatchNorm(_BatchNorm):
 
         Examples::
 
+            >>> import custom_ops.nn
+            >>> from torch import nn
             >>> net = nn.Sequential(custom_ops.nn.Linear(20, 100), custom_ops.nn.BatchNorm1d(100))
             >>> net = custom_ops.nn.SyncBatchNorm.convert_sync_batchnorm(net)
             >>> type(net[1])

@@ -83,9 +83,17 @@ def max_pool2d(
         - Input: ``(N, C, H, W)`` or ``(C, H, W)``; N may be 0, C, H and W may not.
         - Output: ``(N, C, H_out, W_out)`` or ``(C, H_out, W_out)``, with ``H_out = floor((H + 2p - d(k-1)
           - 1) / s) + 1`` (``ceil`` in ceil mode).
+        - Input gradient ``dx``: the shape of the input (``dout`` routed to each window's max).
 
     Returns:
         The pooled tensor, or ``(output, indices)`` with ``return_indices=True`` (indices int64, same shape).
+
+    Examples::
+
+        >>> import torch, custom_ops.functional as MF
+        >>> MF.max_pool2d(torch.arange(16.0).view(1, 1, 4, 4), 2)
+        tensor([[[[ 5.,  7.],
+                  [13., 15.]]]])
     """
     check_floating("input", input)
     check_ndim("input", input, (3, 4), "(N, C, H, W) or (C, H, W)")

@@ -49,10 +49,16 @@ def relu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
 
     Shape:
         - Input: ``(*)``, any shape.
-        - Output: ``(*)``, same shape as the input.
+        - Output and input gradient ``dx``: ``(*)``, the same shape as the input.
 
     Returns:
         ``max(input, 0)`` (``input`` itself, modified, with ``inplace=True``).
+
+    Examples::
+
+        >>> import torch, custom_ops.functional as MF
+        >>> MF.relu(torch.tensor([-1.0, 0.0, 2.0]))
+        tensor([0., 0., 2.])
     """
     check_floating("input", input)
     return _autocast.apply(ReLUFunction, "same", input, bool(inplace))

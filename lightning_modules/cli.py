@@ -11,6 +11,11 @@ Models and data modules are given in subclass mode (``class_path`` + ``init_args
 and the last (``--checkpoint.*`` configures them), logs the learning rate and the training time per
 epoch (``time/epoch_s``), and writes CSV logs to
 ``lightning_logs/`` unless the config chooses another logger (e.g. TensorBoard).
+
+Configs are layered: ``configs/base.yaml`` (trainer, logger, seed, data module and its location) is a
+default config file of ``fit``/``validate``/``test``/``predict``, then the optional, git-ignored
+``configs/local.yaml`` (this machine's values), then ``--config``, then the command line
+(:data:`DEFAULT_CONFIG_FILES`).
 """
 
 from __future__ import annotations
@@ -82,6 +87,14 @@ class LinkedArgumentError(ValueError):
 
 
 EVALUATION_SUBCOMMANDS = ("validate", "test", "predict")
+LIGHTNING_SUBCOMMANDS = ("fit", *EVALUATION_SUBCOMMANDS)
+
+# The settings the experiment configs share (trainer, logger, seed, data location), loaded before any
+# `--config` by fit / validate / test / predict (and `tune`), whatever the working directory: an experiment
+# config and the command line override them. `configs/local.yaml` (git-ignored, optional, loaded after the
+# base) holds this machine's own values, e.g. another `data.init_args.npz_path`.
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+DEFAULT_CONFIG_FILES: tuple[str, ...] = (str(CONFIG_DIR / "base.yaml"), str(CONFIG_DIR / "local.yaml"))
 
 # Init arguments renamed (class path -> {old name: new name}); the old names are accepted for one release.
 RENAMED_INIT_ARGS: dict[str, dict[str, str]] = {
@@ -95,9 +108,9 @@ class CS231nCLI(LightningCLI):
     silently override the user.
 
     With ``--ckpt_path``:
-        - the arguments and config files the user gives win; the checkpoint's saved hyper-parameters
-          (model and data) fill in only what they leave unset (LightningCLI alone applies the checkpoint's
-          on top of everything the user typed);
+        - the arguments and config files the user gives (the default config files included) win; the
+          checkpoint's saved hyper-parameters (model and data) fill in only what they leave unset
+          (LightningCLI alone applies the checkpoint's on top of everything the user typed);
         - a checkpoint of another model or data class than the one given, or whose ``state_dict`` does not
           fit the model, is refused with a :class:`CheckpointMismatchError` naming both;
         - ``last`` is the newest ``last.ckpt`` of the run's experiment folder (``--checkpoint.dirpath``, or
@@ -133,8 +146,21 @@ class CS231nCLI(LightningCLI):
         if isinstance(args, (dict, Namespace)):
             self.given = parser.parse_object(args, defaults=False)
         else:
-            self.given = parser.parse_args(args, defaults=False)
+            self.given = parser.parse_args(self._with_default_config_files(args), defaults=False)
         self._rename_deprecated_init_args(parser)
+
+    def _with_default_config_files(self, args: Sequence[str] | None) -> list[str]:
+        """``args`` with the existing :data:`DEFAULT_CONFIG_FILES` as leading ``--config`` options (after
+        the subcommand): what the user gives includes the base config, which is part of every experiment
+        config, so that its values too win over a checkpoint's (``parse_args(defaults=False)`` leaves the
+        default config files out)."""
+        args = list(sys.argv[1:] if args is None else args)
+        files = [f"--config={path}" for path in DEFAULT_CONFIG_FILES if Path(path).is_file()]
+        if not hasattr(self, "_subcommand_method_arguments"):  # run=False: fit's options alone
+            return [*files, *args]
+        if not args or args[0] not in self.subcommands():
+            return args
+        return [args[0], *files, *args[1:]]
 
     def _rename_deprecated_init_args(self, parser: LightningArgumentParser) -> None:
         """Move the old names of :data:`RENAMED_INIT_ARGS` to the new ones before anything is instantiated,
@@ -326,9 +352,17 @@ def run_lightning(args: Sequence[str] | None = None, run: bool = True) -> CS231n
             ],
         },
         save_config_kwargs={"overwrite": True},
+        parser_kwargs=default_config_kwargs(run),
         args=None if args is None else list(args),
         run=run,
     )
+
+
+def default_config_kwargs(run: bool) -> dict[str, Any]:
+    """LightningCLI ``parser_kwargs`` loading :data:`DEFAULT_CONFIG_FILES`: per subcommand when the CLI
+    runs one, else (``run=False``: ``fit``'s options alone) for the one parser."""
+    files = {"default_config_files": list(DEFAULT_CONFIG_FILES)}
+    return {name: files for name in LIGHTNING_SUBCOMMANDS} if run else files
 
 
 # Subcommand -> one line of help. LightningCLI runs fit, validate, test and predict; main() dispatches the

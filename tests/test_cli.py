@@ -12,7 +12,12 @@ from cifar_fixtures import write_npz
 from lightning_modules.cli import CheckpointMismatchError, MissingCheckpointError, main, run_lightning
 from torch_cs231n.checkpoint import CheckpointError
 
-CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+# The experiment configs: every YAML of configs/ but the base (and a local override) they are layered on.
+CONFIGS = sorted(
+    c
+    for c in (Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")
+    if c.name not in ("base.yaml", "local.yaml")
+)
 
 
 def tiny_args(config: Path, npz: Path, save_dir: Path, *extra: str) -> list[str]:

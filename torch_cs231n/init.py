@@ -57,10 +57,27 @@ def init_weights_(model: nn.Module, init: InitScheme = "gaussian", weight_scale:
 
     Affine and conv weights get ``N(0, std^2)`` with ``std`` from :func:`weight_std`, biases 0; batch, layer
     and group norm get ``gamma = 1, beta = 0``. Layers are visited in ``model.modules()`` order, so two models
-    with the same structure draw the same numbers from the same RNG state. Returns ``model``.
+    with the same structure draw the same numbers from the same RNG state.
+
+    Args:
+        model: any module; its ``Linear``/``Conv2d`` and norm layers (built-in or manual) are re-initialised.
+        init: the scheme of :func:`weight_std` (``"gaussian"``: ``std = weight_scale``).
+        weight_scale: the std of ``"gaussian"``, a multiplier for the fan-in schemes.
+
+    Returns:
+        ``model``, re-initialised in place.
 
     Raises:
         ValueError: ``init`` is not a scheme, or ``weight_scale`` is not a finite float > 0.
+
+    Examples::
+
+        >>> import torch
+        >>> from torch_cs231n.init import init_weights_
+        >>> layer = init_weights_(torch.nn.Linear(3, 2), weight_scale=0.5)
+        >>> layer.bias
+        Parameter containing:
+        tensor([0., 0.], requires_grad=True)
     """
     if init not in INIT_SCHEMES:
         raise ValueError(f"init must be one of {INIT_SCHEMES}, got {init!r}")

@@ -126,6 +126,20 @@ def build_three_layer_convnet(
     The convolution has stride 1 and padding ``(filter_size - 1) // 2`` (size-preserving for odd sizes).
     Input ``(N, C, H, W)`` = ``(N, *input_dim)``, output class scores ``(N, num_classes)``.
     Arguments as in :func:`build_fc_net`.
+
+    Shape:
+        - Input ``(N, *input_dim)``; output ``(N, num_classes)``; parameter gradients the parameters' shapes.
+
+    Returns:
+        An ``nn.Sequential`` of :mod:`custom_ops.nn` layers (``ops="manual"``) or ``torch.nn`` ones.
+
+    Examples::
+
+        >>> import torch
+        >>> from torch_cs231n.models import build_three_layer_convnet
+        >>> net = build_three_layer_convnet(input_dim=(3, 8, 8), num_filters=4, hidden_dim=10)
+        >>> net(torch.randn(2, 3, 8, 8)).shape
+        torch.Size([2, 10])
     """
     layers = layer_namespace(ops)
     check_weight_scale(weight_scale)

@@ -84,6 +84,23 @@ def load_pretrained(
             enum, when given, still supplies mean/std).
         image_size: EfficientNet-Lite0 only: the input size its static "same" padding is computed for
             (default 224; any multiple of 32 gives the same padding).
+
+    Returns:
+        :class:`Pretrained`: the model with its ImageNet head (images ``(N, 3, H, W)`` -> ``(N, 1000)``), the
+        normalisation and resolution its weights expect, and their source.
+
+    Raises:
+        PretrainedWeightsError: the weights cannot be obtained (offline without a cached file, a missing file
+            or optional package).
+        WeightsMismatchError: the weights file does not fit the architecture.
+        ValueError: an unknown ``name`` or ``weights``.
+
+    Examples::
+
+        >>> from torch_cs231n.pretrained import load_pretrained
+        >>> loaded = load_pretrained("resnet18", weights=None)  # random weights, asked for explicitly
+        >>> loaded.source, loaded.mean
+        ('random initialisation', (0.485, 0.456, 0.406))
     """
     if weights is None and weights_path is not None:
         raise ValueError(
@@ -247,8 +264,24 @@ def find_head(model: nn.Module) -> str:
 
 def replace_head(model: nn.Module, num_classes: int) -> str:
     """Replace the classifier of ``model`` by a new ``Linear(in_features, num_classes)``, initialised with
-    weights ~ N(0, 0.01^2) and zero bias (the backbone's features start with a neutral head); returns
-    its qualified name. Device and dtype follow the old head."""
+    weights ~ N(0, 0.01^2) and zero bias (the backbone's features start with a neutral head). Device and
+    dtype follow the old head.
+
+    Args:
+        model: a classifier whose last registered ``nn.Linear`` is the head (:func:`find_head`).
+        num_classes: the new number of outputs, a positive int.
+
+    Returns:
+        The qualified name of the head (e.g. ``"fc"``, ``"classifier.1"``).
+
+    Examples::
+
+        >>> import torchvision
+        >>> from torch_cs231n.pretrained import replace_head
+        >>> model = torchvision.models.resnet18()
+        >>> replace_head(model, 10), model.fc
+        ('fc', Linear(in_features=512, out_features=10, bias=True))
+    """
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     name = find_head(model)
@@ -267,8 +300,22 @@ def backbone_blocks(model: nn.Module, head: str) -> list[tuple[str, list[nn.Modu
 
     Top-level children are the units, except that ``nn.Sequential``/``nn.ModuleList`` children are opened
     one level (ResNet's ``layer4`` gives its two residual blocks, EfficientNet's ``_blocks`` its 16 MBConv
-    blocks), and consecutive plain layers (``conv1, bn1, relu, maxpool``) form one block. Blocks without
-    parameters are dropped.
+    blocks), and consecutive plain layers (``conv1, bn1, relu, maxpool``) form one block, named by its first
+    and last layer. Blocks without parameters are dropped.
+
+    Args:
+        model: the full model.
+        head: the qualified name of its classifier (:func:`replace_head`'s return value), left out.
+
+    Returns:
+        ``[(name, modules), ...]``, input side first.
+
+    Examples::
+
+        >>> import torchvision
+        >>> from torch_cs231n.pretrained import backbone_blocks
+        >>> [name for name, _ in backbone_blocks(torchvision.models.resnet18(), "fc")]  # doctest: +ELLIPSIS
+        ['conv1+maxpool', 'layer1.0', 'layer1.1', ..., 'layer4.0', 'layer4.1']
     """
     units: list[tuple[str, nn.Module]] = []
     for name, child in model.named_children():

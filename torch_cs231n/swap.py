@@ -11,9 +11,13 @@ stay built-in; :func:`torch_cs231n.function_mode.attach_manual_functions` routes
 (``F.relu``, ``F.layer_norm``, ...) to the manual twins too, and :func:`manual_share` measures how much of
 a forward and backward pass runs on manual ops.
 
+>>> import torchvision
+>>> from torch_cs231n.swap import count_layers, to_manual
 >>> model = to_manual(torchvision.models.resnet18(num_classes=10))
+>>> count_layers(model)["builtin"]
+0
 >>> model, report = to_manual(torchvision.models.mobilenet_v3_small(), report=True)
->>> print(report)
+>>> print(report)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -261,7 +265,22 @@ def to_builtin(model: nn.Module, *, report: bool = False) -> nn.Module | tuple[n
     """Swap every manual layer of ``model`` back to its built-in twin, in place (the reverse of
     :func:`to_manual`), and detach the :class:`~torch_cs231n.function_mode.ManualFunctions` that
     :func:`~torch_cs231n.function_mode.attach_manual_functions` gave it or any of its submodules, so that its
-    functional calls run built-in too. Returns ``model``, or ``(model, report)`` when ``report`` is True."""
+    functional calls run built-in too.
+
+    Args:
+        model: any module; changed in place (the same parameters and buffers).
+        report: also return the :class:`SwapReport` of what was swapped and what was kept.
+
+    Returns:
+        ``model``, or ``(model, report)`` when ``report`` is True.
+
+    Examples::
+
+        >>> import custom_ops.nn
+        >>> from torch_cs231n.swap import to_builtin
+        >>> type(to_builtin(custom_ops.nn.Linear(3, 2)))
+        <class 'torch.nn.modules.linear.Linear'>
+    """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     for module in model.modules():
@@ -272,6 +291,14 @@ def to_builtin(model: nn.Module, *, report: bool = False) -> nn.Module | tuple[n
 
 def count_layers(model: nn.Module) -> dict[str, int]:
     """``{"manual": n, "builtin": m}``: how many layers of ``model`` are manual, and how many are
-    built-ins that have a manual twin (0 after a complete :func:`to_manual`)."""
+    built-ins that have a manual twin (0 after a complete :func:`to_manual`).
+
+    Examples::
+
+        >>> import torch, custom_ops.nn
+        >>> from torch_cs231n.swap import count_layers
+        >>> count_layers(torch.nn.Sequential(custom_ops.nn.Linear(3, 4), torch.nn.ReLU()))
+        {'manual': 1, 'builtin': 1}
+    """
     types = [type(m) for m in model.modules()]
     return {"manual": sum(t in BUILTINS for t in types), "builtin": sum(t in TWINS for t in types)}
