@@ -8,6 +8,23 @@ from pathlib import Path
 import numpy as np
 
 
+def tiny_fit_args(npz: Path, *extra: str) -> list[str]:
+    """``cs231n`` options shrinking a run to 2 training and 1 validation batch of 8 generated images (of
+    ``npz``), 1 epoch, on CPU, quiet; ``extra`` options follow (and win)."""
+    return [
+        f"--data.init_args.npz_path={npz}",
+        "--data.init_args.val_size=16",
+        "--data.init_args.batch_size=8",
+        "--trainer.max_epochs=1",
+        "--trainer.limit_train_batches=2",
+        "--trainer.limit_val_batches=1",
+        "--trainer.accelerator=cpu",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+        *extra,
+    ]
+
+
 def make_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """``n`` random images ``(n, 32, 32, 3)`` uint8 and labels ``(n,)`` int64 cycling through 0..9."""
     rng = np.random.default_rng(seed)

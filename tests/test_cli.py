@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from cifar_fixtures import write_npz
+from cifar_fixtures import tiny_fit_args, write_npz
 
 from lightning_modules.cli import CheckpointMismatchError, MissingCheckpointError, main, run_lightning
 from torch_cs231n.checkpoint import CheckpointError
@@ -22,21 +22,8 @@ CONFIGS = sorted(
 
 def tiny_args(config: Path, npz: Path, save_dir: Path, *extra: str) -> list[str]:
     """Overrides shrinking a config to a few batches of generated data, on CPU, logging under save_dir."""
-    return [
-        f"--config={config}",
-        f"--data.init_args.npz_path={npz}",
-        "--data.init_args.val_size=16",
-        "--data.init_args.batch_size=8",
-        "--trainer.max_epochs=1",
-        "--trainer.limit_train_batches=2",
-        "--trainer.limit_val_batches=1",
-        "--trainer.accelerator=cpu",
-        "--trainer.log_every_n_steps=1",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        f"--trainer.logger.init_args.save_dir={save_dir}",
-        *extra,
-    ]
+    logging = ("--trainer.log_every_n_steps=1", f"--trainer.logger.init_args.save_dir={save_dir}")
+    return [f"--config={config}", *tiny_fit_args(npz, *logging, *extra)]
 
 
 @pytest.fixture(scope="module")

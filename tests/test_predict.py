@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pytest
 import torch
-from cifar_fixtures import write_npz
+from cifar_fixtures import tiny_fit_args, write_npz
 from torch.utils.data import DataLoader, TensorDataset
 from torchvision.io import encode_jpeg, encode_png, write_file
 
@@ -27,20 +27,8 @@ MOUSE = REPO / ".." / "shared" / "data" / "mouse.jpg"
 
 def _args(npz: Path, save_dir: Path, *extra: str) -> list[str]:
     """A tiny, quiet CPU run of ``CONFIG`` on generated data, logging under ``save_dir``."""
-    return [
-        f"--config={CONFIG}",
-        f"--data.init_args.npz_path={npz}",
-        "--data.init_args.val_size=16",
-        "--data.init_args.batch_size=8",
-        "--trainer.max_epochs=1",
-        "--trainer.limit_train_batches=2",
-        "--trainer.limit_val_batches=1",
-        "--trainer.accelerator=cpu",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        f"--trainer.logger.init_args.save_dir={save_dir}",
-        *extra,
-    ]
+    logging = f"--trainer.logger.init_args.save_dir={save_dir}"
+    return [f"--config={CONFIG}", *tiny_fit_args(npz, logging, *extra)]
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from cifar_fixtures import write_npz
+from cifar_fixtures import tiny_fit_args, write_npz
 
 from lightning_modules.cli import COMMANDS, main, run_lightning
 
@@ -45,21 +45,11 @@ def readme_commands() -> list[list[str]]:
 
 
 COMMANDS_IN_README = readme_commands()
+EVERY_STEP = "--trainer.log_every_n_steps=1"  # a tiny fit logs something for `plot`
 
 
 def tiny_fit_options(npz: Path) -> list[str]:
-    return [
-        f"--data.init_args.npz_path={npz}",
-        "--data.init_args.val_size=16",
-        "--data.init_args.batch_size=8",
-        "--trainer.max_epochs=1",
-        "--trainer.limit_train_batches=2",
-        "--trainer.limit_val_batches=1",
-        "--trainer.accelerator=cpu",
-        "--trainer.log_every_n_steps=1",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-    ]
+    return tiny_fit_args(npz, "--trainer.log_every_n_steps=1")
 
 
 @pytest.fixture(scope="module")
@@ -98,14 +88,15 @@ def test_readme_command_works(argv: list[str], workdir: Path, monkeypatch, capsy
         assert config["data"]["class_path"] == "lightning_modules.data.CIFAR10DataModule", config["data"]
         return
     if subcommand == "tune":
-        argv = [*argv, "--n-trials", "1", *tiny_fit_options(workdir / "tiny.npz")]
+        argv = [*argv, "--n-trials", "1", *tiny_fit_args(workdir / "tiny.npz", EVERY_STEP)]
         assert main(argv) == 0, f"`cs231n {' '.join(argv)}` failed"
         best = Path("lightning_logs/tune/two_layer/best.yaml")
         assert best.is_file(), "tune wrote no best.yaml where the README's next command reads it"
         return
     if subcommand == "plot":  # the log of a tiny fit of the config the README names
         name = Path(argv[1]).parent.name
-        run_lightning(["fit", f"--config=configs/{name}.yaml", *tiny_fit_options(workdir / "tiny.npz")])
+        tiny = tiny_fit_args(workdir / "tiny.npz", EVERY_STEP)
+        run_lightning(["fit", f"--config=configs/{name}.yaml", *tiny])
         assert main(argv) == 0, f"`cs231n {' '.join(argv)}` failed"
         assert list(Path(argv[1]).glob("*.png")), "plot wrote no figure"
         return

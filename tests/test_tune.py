@@ -8,7 +8,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
-from cifar_fixtures import write_npz
+from cifar_fixtures import tiny_fit_args, write_npz
 from optuna.trial import TrialState
 
 from lightning_modules.cli import main, run_lightning
@@ -20,20 +20,9 @@ SEARCH = ROOT / "configs" / "search" / "two_layer.yaml"
 LR = "model.init_args.optimizer.init_args.lr"
 
 
-def tiny_fit_args(npz: Path, save_dir: Path) -> list[str]:
+def trial_args(npz: Path, save_dir: Path) -> list[str]:
     """fit options shrinking every trial to 2 batches of generated data, 1 epoch, on CPU."""
-    return [
-        f"--data.init_args.npz_path={npz}",
-        "--data.init_args.val_size=16",
-        "--data.init_args.batch_size=8",
-        "--trainer.max_epochs=1",
-        "--trainer.limit_train_batches=2",
-        "--trainer.limit_val_batches=1",
-        "--trainer.accelerator=cpu",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.enable_model_summary=false",
-        f"--trainer.logger.init_args.save_dir={save_dir}",
-    ]
+    return tiny_fit_args(npz, f"--trainer.logger.init_args.save_dir={save_dir}")
 
 
 def lookup(config: dict, key: str):
@@ -53,7 +42,7 @@ def studied(npz, tmp_path_factory) -> tuple[optuna.Study, Path, Path]:
     tmp = tmp_path_factory.mktemp("tune")
     storage = f"sqlite:///{tmp / 'study.db'}"
     argv = ["tune", f"--config={CONFIG}", f"--search={SEARCH}", "--n-trials=3", f"--storage={storage}"]
-    argv += ["--study-name=tiny", f"--output={tmp / 'out' / 'best.yaml'}", *tiny_fit_args(npz, tmp / "logs")]
+    argv += ["--study-name=tiny", f"--output={tmp / 'out' / 'best.yaml'}", *trial_args(npz, tmp / "logs")]
     assert main(argv) == 0
     return optuna.load_study(study_name="tiny", storage=storage), tmp / "out", tmp / "logs"
 
@@ -91,7 +80,7 @@ def test_best_config_is_complete_and_reproduces_the_best_trial(studied, tmp_path
 def test_rerun_continues_the_study_and_records_pruned_trials(npz, tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     common = dict(storage=storage, study_name="again", output=tmp_path / "best.yaml")
-    fit_args = tiny_fit_args(npz, tmp_path / "logs")
+    fit_args = trial_args(npz, tmp_path / "logs")
     tune(CONFIG, SEARCH, 1, fit_args=fit_args, **common)
     assert (tmp_path / "history.png").is_file() and not (tmp_path / "importances.png").exists(), (
         "one completed trial: a history, no importances (they need 2)"
@@ -131,12 +120,12 @@ def test_bad_search_space_is_a_clear_error_naming_the_key(spec, key, problem, np
     search = tmp_path / "bad.yaml"
     search.write_text(yaml.safe_dump(spec))
     argv = ["tune", f"--config={CONFIG}", f"--search={search}", f"--output={tmp_path / 'out' / 'best.yaml'}"]
-    assert main([*argv, *tiny_fit_args(npz, tmp_path / "logs")]) == 2
+    assert main([*argv, *trial_args(npz, tmp_path / "logs")]) == 2
     err = capsys.readouterr().err
     assert "cs231n tune: error:" in err and key in err and problem in err and str(search) in err, err
     assert not (tmp_path / "out").exists(), "a bad search space must fail before the study starts"
     with pytest.raises(SearchSpaceError, match=key):
-        tune(CONFIG, search, 1, output=tmp_path / "out" / "best.yaml", fit_args=tiny_fit_args(npz, tmp_path))
+        tune(CONFIG, search, 1, output=tmp_path / "out" / "best.yaml", fit_args=trial_args(npz, tmp_path))
 
 
 def test_help_lists_tune(capsys):
