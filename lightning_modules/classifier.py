@@ -34,6 +34,11 @@ from torch_cs231n.optim import SGD
 LossName = Literal["softmax", "svm"]
 LOSSES: tuple[str, ...] = ("softmax", "svm")
 
+# The training arguments' defaults, written once: ImageClassifier and every model class take them from here.
+DEFAULT_LOSS: LossName = "softmax"
+DEFAULT_REG = 0.0
+DEFAULT_OPTIMIZER: OptimizerCallable = SGD
+
 
 def data_loss_fn(loss: LossName, ops: Ops) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """``(scores (N, C), y (N,)) -> scalar`` for ``loss`` in ``("softmax", "svm")`` and ``ops``."""
@@ -66,10 +71,10 @@ class ImageClassifier(pl.LightningModule):
         self,
         net: nn.Module,
         num_classes: int,
-        loss: LossName = "softmax",
-        reg: float = 0.0,
+        loss: LossName = DEFAULT_LOSS,
+        reg: float = DEFAULT_REG,
         ops: Ops = "manual",
-        optimizer: OptimizerCallable = SGD,
+        optimizer: OptimizerCallable = DEFAULT_OPTIMIZER,
         lr_scheduler: LRSchedulerCallable | None = None,
     ):
         super().__init__()

@@ -7,9 +7,15 @@ from typing import Any
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from torch_cs231n.models import build_fc_net
-from torch_cs231n.optim import SGD
 
-from .classifier import ImageClassifier, LossName, add_builder_defaults
+from .classifier import (
+    DEFAULT_LOSS,
+    DEFAULT_OPTIMIZER,
+    DEFAULT_REG,
+    ImageClassifier,
+    LossName,
+    add_builder_defaults,
+)
 
 
 class FullyConnectedNet(ImageClassifier):
@@ -26,9 +32,9 @@ class FullyConnectedNet(ImageClassifier):
         self,
         hidden_dims: list[int],
         *,
-        reg: float = 0.0,
-        loss: LossName = "softmax",
-        optimizer: OptimizerCallable = SGD,
+        reg: float = DEFAULT_REG,
+        loss: LossName = DEFAULT_LOSS,
+        optimizer: OptimizerCallable = DEFAULT_OPTIMIZER,
         lr_scheduler: LRSchedulerCallable | None = None,
         **net_args: Any,
     ):

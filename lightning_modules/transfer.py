@@ -36,7 +36,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from custom_ops._checks import renamed_keyword
-from lightning_modules.classifier import ImageClassifier, LossName
+from lightning_modules.classifier import DEFAULT_LOSS, ImageClassifier, LossName
 from lightning_modules.data import CIFAR10DataModule
 from torch_cs231n.function_mode import attach_manual_functions
 from torch_cs231n.models import Ops
@@ -100,7 +100,7 @@ class TransferLearning(ImageClassifier):
         ops: Ops = "builtin",
         channels_last: bool = False,
         init_weights: str | None = None,
-        loss: LossName = "softmax",
+        loss: LossName = DEFAULT_LOSS,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         lr_scheduler: LRSchedulerCallable | None = None,
         strategy: Finetuning | None = None,
