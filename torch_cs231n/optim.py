@@ -112,6 +112,14 @@ class SGD(_CS231nOptimizer):
     Args:
         params: parameters (or param-group dicts) to optimise.
         lr: learning rate (CS231n ``learning_rate``), default ``1e-2``.
+
+    Examples::
+
+        >>> w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+        >>> w.grad = torch.tensor([0.5, 0.5])
+        >>> SGD([w], lr=0.1).step()
+        >>> w.data
+        tensor([ 0.9500, -2.0500])
     """
 
     def __init__(self, params: ParamsT, lr: float = 1e-2) -> None:
@@ -139,6 +147,16 @@ class SGDMomentum(_CS231nOptimizer):
         params: parameters (or param-group dicts) to optimise.
         lr: learning rate (CS231n ``learning_rate``), default ``1e-2``.
         momentum: velocity decay ``mu`` in ``[0, 1)``, default ``0.9``.
+
+    Examples::
+
+        >>> w = torch.nn.Parameter(torch.tensor([0.0]))
+        >>> optimizer = SGDMomentum([w], lr=0.1, momentum=0.9)
+        >>> for _ in range(2):  # the same gradient twice: the second step is 1.9x the first
+        ...     w.grad = torch.tensor([1.0])
+        ...     optimizer.step()
+        >>> optimizer.state[w]["velocity"], w.data
+        (tensor([-0.1900]), tensor([-0.2900]))
     """
 
     def __init__(self, params: ParamsT, lr: float = 1e-2, momentum: float = 0.9) -> None:
@@ -171,6 +189,14 @@ class RMSProp(_CS231nOptimizer):
         lr: learning rate (CS231n ``learning_rate``), default ``1e-2``.
         decay_rate: decay of the squared-gradient cache in ``[0, 1)``, default ``0.99``.
         eps: added to ``sqrt(cache)``, ``> 0``, default ``1e-8`` (CS231n ``epsilon``).
+
+    Examples::
+
+        >>> w = torch.nn.Parameter(torch.tensor([0.0, 0.0]))
+        >>> w.grad = torch.tensor([100.0, 0.01])  # gradients of very different sizes...
+        >>> RMSProp([w], lr=0.01).step()
+        >>> w.data  # ...give steps of the same size: lr / sqrt(1 - decay_rate)
+        tensor([-0.1000, -0.1000])
     """
 
     def __init__(
@@ -208,6 +234,19 @@ class Adagrad(_CS231nOptimizer):
         params: parameters (or param-group dicts) to optimise.
         lr: learning rate, default ``1e-2``.
         eps: added to ``sqrt(cache)``, ``> 0``, default ``1e-8``.
+
+    Examples::
+
+        >>> w = torch.nn.Parameter(torch.tensor([0.0]))
+        >>> optimizer = Adagrad([w], lr=1.0)
+        >>> steps = []
+        >>> for _ in range(4):  # a constant gradient: step t is lr / sqrt(t), shrinking as the cache grows
+        ...     before = w.item()
+        ...     w.grad = torch.tensor([3.0])
+        ...     optimizer.step()
+        ...     steps.append(round(before - w.item(), 4))
+        >>> steps
+        [1.0, 0.7071, 0.5774, 0.5]
     """
 
     def __init__(self, params: ParamsT, lr: float = 1e-2, eps: float = 1e-8) -> None:
@@ -242,6 +281,14 @@ class Adam(_CS231nOptimizer):
         betas: ``(beta1, beta2)``, decays of the first and second moment estimates, each in ``[0, 1)``,
             default ``(0.9, 0.999)``.
         eps: added to ``sqrt(vt)``, ``> 0``, default ``1e-8`` (CS231n ``epsilon``).
+
+    Examples::
+
+        >>> w = torch.nn.Parameter(torch.tensor([0.0, 0.0]))
+        >>> w.grad = torch.tensor([100.0, -0.01])
+        >>> Adam([w], lr=1e-3).step()
+        >>> w.data  # bias correction: the first step is lr * sign(dw), whatever the gradient's size
+        tensor([-0.0010,  0.0010])
     """
 
     def __init__(
