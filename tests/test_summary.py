@@ -116,6 +116,8 @@ def test_cli_summary_prints_and_writes_json_and_figure(tmp_path: Path, capsys) -
     )
     assert status == 0, f"cs231n summary returned {status}"
     out = capsys.readouterr().out
+    header = f"{config}: FullyConnectedNet, ops manual\n"
+    assert out.startswith(header), f"the header must name the model's ops:\n{out}"
     assert "net.fc1" in out and "307,300" in out, (
         f"the table must list fc1 and its 3072*100+100 params:\n{out}"
     )

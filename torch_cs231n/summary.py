@@ -315,7 +315,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as err:
         parser.error(str(err))
     table = layer_table(model, args.input_size)
-    print(f"{args.config}: {type(model).__name__}, ops {getattr(model, 'ops', '?')}")
+    ops = model.hparams.get("ops", "?")  # the model's manual/builtin switch, as saved in its hyper-parameters
+    print(f"{args.config}: {type(model).__name__}, ops {ops}")
     print(format_table(table))
     payload = {"config": str(args.config), "model": type(model).__name__, **table.to_dict()}
     paths = [args.json] if args.json else []
@@ -323,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
         paths.append(args.out / "summary.json")
         figure = args.out / "summary.png"
-        title = f"{args.config.name}: {type(model).__name__}, {getattr(model, 'ops', '?')} ops"
+        title = f"{args.config.name}: {type(model).__name__}, {ops} ops"
         summary_figure(table, title).savefig(figure, dpi=100)
         print(figure, file=sys.stderr)
     for path in paths:
