@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
-import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,6 +35,8 @@ from matplotlib.figure import Figure
 
 from custom_ops.registry import OP_CASES, OP_NAMES
 from custom_ops.spec import OpCase
+
+from .command import add_output_arguments, write_outputs
 
 THRESHOLD = 1e-7
 """A row passes when its relative error is below this (CS231n: "< 1e-7 and you're probably happy")."""
@@ -399,8 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="OP",
         help=f"only these ops: {', '.join(OP_NAMES)}",
     )
-    parser.add_argument("--out", type=Path, default=None, help="write gradcheck.png and gradcheck.json here")
-    parser.add_argument("--json", type=Path, default=None, help="write the JSON alone to this path")
+    add_output_arguments(parser, "gradcheck", "gradcheck.png")
     parser.add_argument("--seed", type=int, default=0, help="seed of the upstream gradients (default 0)")
     args = parser.parse_args(argv)
     cases = [c for c in OP_CASES if args.op is None or c.op in args.op]
@@ -411,17 +409,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print()
         print(format_circuit(circuit))
     payload = to_json(rows, circuits, args.ops)
-    paths = [args.json] if args.json else []
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        paths.append(args.out / "gradcheck.json")
-        figure = args.out / "gradcheck.png"
-        error_figure(rows, f"Numeric gradient check of the {args.ops} backward passes (float64)").savefig(
-            figure, dpi=100
-        )
-        print(figure, file=sys.stderr)
-    for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=1) + "\n")
-        print(path, file=sys.stderr)
+    title = f"Numeric gradient check of the {args.ops} backward passes (float64)"
+    write_outputs(args, "gradcheck", payload, {"gradcheck.png": lambda: error_figure(rows, title)}, indent=1)
     return 0 if payload["passed"] else 1

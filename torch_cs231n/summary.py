@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ import yaml
 from matplotlib.figure import Figure
 from torch import nn
 
+from .command import add_output_arguments, write_outputs
 from .memory import saved_memory
 
 DEFAULT_INPUT_SIZE: tuple[int, ...] = (3, 32, 32)
@@ -304,8 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="one sample's input, e.g. 3 32 32 (default: the model's example_input_array, its input_dim, "
         "or 3 32 32)",
     )
-    parser.add_argument("--out", type=Path, default=None, help="write summary.png and summary.json here")
-    parser.add_argument("--json", type=Path, default=None, help="write the JSON alone to this path")
+    add_output_arguments(parser, "summary", "summary.png")
     args, overrides = parser.parse_known_args(argv)
     unknown = [a for a in overrides if a.startswith("-") and not a.startswith("--model.")]
     if unknown:
@@ -319,16 +318,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{args.config}: {type(model).__name__}, ops {ops}")
     print(format_table(table))
     payload = {"config": str(args.config), "model": type(model).__name__, **table.to_dict()}
-    paths = [args.json] if args.json else []
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        paths.append(args.out / "summary.json")
-        figure = args.out / "summary.png"
-        title = f"{args.config.name}: {type(model).__name__}, {ops} ops"
-        summary_figure(table, title).savefig(figure, dpi=100)
-        print(figure, file=sys.stderr)
-    for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=1) + "\n")
-        print(path, file=sys.stderr)
+    title = f"{args.config.name}: {type(model).__name__}, {ops} ops"
+    write_outputs(args, "summary", payload, {"summary.png": lambda: summary_figure(table, title)}, indent=1)
     return 0

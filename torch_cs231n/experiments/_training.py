@@ -19,10 +19,10 @@ that differ in one setting start from the same weights. A run whose loss becomes
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -34,6 +34,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 import custom_ops.functional as MF
+from torch_cs231n.command import add_output_arguments, positive_int, write_outputs
 from torch_cs231n.data import load_npz, looked_for
 from torch_cs231n.models import Normalization, Ops, build_fc_net
 
@@ -206,22 +207,6 @@ def epoch_mean(losses: Sequence[float], epochs: int) -> list[float]:
 
 
 # ------------------------------------------------------------------------------------------------- CLI
-def positive_int(text: str) -> int:
-    """An ``argparse`` type: an int >= 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    """An ``argparse`` type: a finite float > 0."""
-    value = float(text)
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
-
-
 def add_common_arguments(parser: argparse.ArgumentParser, name: str, *, num_train: int, epochs: int) -> None:
     """The options every training experiment has: data, sizes, ops, seed, output.
 
@@ -254,8 +239,7 @@ def add_common_arguments(parser: argparse.ArgumentParser, name: str, *, num_trai
     parser.add_argument(
         "--seed", type=int, default=0, help="seed of the weights and the shuffles (default 0)"
     )
-    parser.add_argument("--out", type=Path, default=None, help=f"write the figures and {name}.json here")
-    parser.add_argument("--json", type=Path, default=None, help="write the JSON alone to this path")
+    add_output_arguments(parser, name)
 
 
 def run_experiment(
@@ -295,15 +279,5 @@ def run_experiment(
     result["seconds"] = round(time.perf_counter() - start, 1)
     print(table(result))
     print(f"{prog}: {result['seconds']} s", file=sys.stderr)
-    paths = [args.json] if args.json else []
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        paths.append(args.out / f"{name}.json")
-        for file_name, figure in figures.items():
-            figure(result).savefig(args.out / file_name, dpi=100)
-            print(args.out / file_name, file=sys.stderr)
-    for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(result) + "\n")
-        print(path, file=sys.stderr)
+    write_outputs(args, name, result, {file_name: partial(f, result) for file_name, f in figures.items()})
     return 0

@@ -23,10 +23,8 @@ standard-normal draw of ``W`` scaled by its init's std, so the runs differ by th
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
+from functools import partial
 from typing import Any
 
 import torch
@@ -34,6 +32,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 import custom_ops.functional as MF
+from torch_cs231n.command import add_output_arguments, positive_int, write_outputs
 from torch_cs231n.init import weight_std
 
 INITS: tuple[str, ...] = ("gaussian-0.01", "gaussian-0.05", "xavier", "kaiming")
@@ -197,22 +196,14 @@ def histogram_figure(study: dict[str, Any]) -> Figure:
     return fig
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``cs231n experiment activations``."""
     parser.add_argument("--ops", choices=("manual", "builtin"), default="manual", help="default: manual")
-    parser.add_argument("--out", type=Path, default=None, help="write the figures and activations.json here")
-    parser.add_argument("--json", type=Path, default=None, help="write the JSON alone to this path")
+    add_output_arguments(parser, "activations")
     parser.add_argument("--seed", type=int, default=0, help="seed of the inputs and weights (default 0)")
-    parser.add_argument("--depth", type=_positive_int, default=6, help="layers (default 6)")
-    parser.add_argument("--width", type=_positive_int, default=4096, help="units per layer (default 4096)")
-    parser.add_argument("--batch", type=_positive_int, default=16, help="random inputs (default 16)")
+    parser.add_argument("--depth", type=positive_int, default=6, help="layers (default 6)")
+    parser.add_argument("--width", type=positive_int, default=4096, help="units per layer (default 4096)")
+    parser.add_argument("--batch", type=positive_int, default=16, help="random inputs (default 16)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -221,15 +212,6 @@ def run(args: argparse.Namespace) -> int:
         depth=args.depth, width=args.width, batch=args.batch, ops=args.ops, seed=args.seed
     )
     print(format_table(study))
-    paths = [args.json] if args.json else []
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-        paths.append(args.out / "activations.json")
-        for name, figure in (("activations_std.png", std_figure), ("activations_hist.png", histogram_figure)):
-            figure(study).savefig(args.out / name, dpi=100)
-            print(args.out / name, file=sys.stderr)
-    for path in paths:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(study) + "\n")
-        print(path, file=sys.stderr)
+    figures = {"activations_std.png": std_figure, "activations_hist.png": histogram_figure}
+    write_outputs(args, "activations", study, {name: partial(f, study) for name, f in figures.items()})
     return 0

@@ -43,18 +43,11 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from torch_cs231n.command import positive_float, positive_int
 from torch_cs231n.models import Ops
 from torch_cs231n.optim import Adam
 
-from ._training import (
-    Splits,
-    add_common_arguments,
-    epoch_mean,
-    positive_float,
-    positive_int,
-    run_experiment,
-    train_fc_net,
-)
+from ._training import Splits, add_common_arguments, epoch_mean, run_experiment, train_fc_net
 
 HIDDEN_DIMS: tuple[int, ...] = (100, 100, 100, 100, 100)
 WEIGHT_SCALES: tuple[float, ...] = tuple(float(v) for v in np.logspace(-4, 0, 20))

@@ -29,10 +29,11 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
+from torch_cs231n.command import positive_int
 from torch_cs231n.models import Ops
 from torch_cs231n.optim import Adam
 
-from ._training import Splits, add_common_arguments, positive_int, run_experiment, train_fc_net
+from ._training import Splits, add_common_arguments, run_experiment, train_fc_net
 
 KEEP_RATIOS: tuple[float, ...] = (1.0, 0.25)
 LR = 5e-4

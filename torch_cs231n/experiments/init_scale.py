@@ -33,17 +33,11 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from torch_cs231n.command import positive_float, positive_int
 from torch_cs231n.models import Ops
 from torch_cs231n.optim import SGD
 
-from ._training import (
-    Splits,
-    add_common_arguments,
-    positive_float,
-    positive_int,
-    run_experiment,
-    train_fc_net,
-)
+from ._training import Splits, add_common_arguments, run_experiment, train_fc_net
 
 WEIGHT_SCALES: tuple[float, ...] = tuple(float(v) for v in np.logspace(-4, -1, 10))
 LEARNING_RATES: tuple[float, ...] = tuple(float(v) for v in np.logspace(-4, -1, 10))

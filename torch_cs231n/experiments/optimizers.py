@@ -43,18 +43,11 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch.optim import Optimizer
 
+from torch_cs231n.command import positive_float, positive_int
 from torch_cs231n.models import Ops
 from torch_cs231n.optim import SGD, Adagrad, Adam, RMSProp, SGDMomentum
 
-from ._training import (
-    Splits,
-    add_common_arguments,
-    epoch_mean,
-    positive_float,
-    positive_int,
-    run_experiment,
-    train_fc_net,
-)
+from ._training import Splits, add_common_arguments, epoch_mean, run_experiment, train_fc_net
 
 RULES: dict[str, type[Optimizer]] = {
     "sgd": SGD,
