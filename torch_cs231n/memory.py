@@ -41,11 +41,12 @@ def _storage_key(t: torch.Tensor) -> tuple[str, int]:
     return str(t.device), storage.data_ptr()
 
 
-def _tensors(values: Any) -> list[torch.Tensor]:
+def flat_tensors(values: Any) -> list[torch.Tensor]:
+    """The tensors of ``values``: a tensor, or (nested) tuples and lists of them; anything else is skipped."""
     if isinstance(values, torch.Tensor):
         return [values]
     if isinstance(values, (tuple, list)):
-        return [t for v in values for t in _tensors(v)]
+        return [t for v in values for t in flat_tensors(v)]
     return []
 
 
@@ -85,7 +86,7 @@ def saved_memory(
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.enable_grad():
         out = fn(*args)
     skip = {_storage_key(t) for t in exclude if t is not None}
-    skip_extra = skip | {_storage_key(t) for t in [*activations, *_tensors(out)] if t is not None}
+    skip_extra = skip | {_storage_key(t) for t in [*activations, *flat_tensors(out)] if t is not None}
     sizes = {}
     for t in saved:
         sizes[_storage_key(t)] = t.untyped_storage().nbytes()

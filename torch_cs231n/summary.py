@@ -37,7 +37,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from .command import add_output_arguments, write_outputs
-from .memory import saved_memory
+from .memory import flat_tensors, saved_memory
 
 DEFAULT_INPUT_SIZE: tuple[int, ...] = (3, 32, 32)
 """Input size of a CIFAR-10 image, used when neither the caller nor the model gives one."""
@@ -92,14 +92,6 @@ class LayerTable:
         rows = [{**row, "output_shape": list(row["output_shape"])} for row in totals.pop("rows")]
         input_size, dtype = list(totals.pop("input_size")), totals.pop("dtype")
         return {"input_size": input_size, "dtype": dtype, "rows": rows, "totals": totals}
-
-
-def _tensors(value: Any) -> list[torch.Tensor]:
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)):
-        return [t for v in value for t in _tensors(v)]
-    return []
 
 
 def default_input_size(model: nn.Module) -> tuple[int, ...]:
@@ -158,7 +150,7 @@ def layer_table(
     names = {module: name for name, module in net.named_modules()}
     calls: list[tuple[nn.Module, list[torch.Tensor]]] = []
     handles = [
-        module.register_forward_hook(lambda m, _, out: calls.append((m, _tensors(out))))
+        module.register_forward_hook(lambda m, _, out: calls.append((m, flat_tensors(out))))
         for module in net.modules()
         if next(module.children(), None) is None
     ]
