@@ -39,8 +39,9 @@ from ._checks import OpArgumentError, check_floating, check_norm_params_dtype, c
 
 
 def _channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
-    """``(C,)`` -> ``(1, C, 1, ...)`` broadcastable against an ``ndim``-D input."""
-    return t.view(1, -1, *([1] * (ndim - 2)))
+    """``(C,)`` -> ``(C, 1, ...)``, or per-sample ``(N, C)`` -> ``(N, C, 1, ...)``: broadcastable against an
+    ``(N, C, *)`` input of ``ndim`` dims."""
+    return t.reshape(*t.shape, *([1] * (ndim - 2))) if t.dim() == 2 else t.view(-1, *([1] * (ndim - 2)))
 
 
 def _affine(t: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor | None, out: torch.Tensor | None):

@@ -25,11 +25,8 @@ from torch.autograd.function import once_differentiable
 
 from . import _autocast
 from ._checks import OpArgumentError, check_floating, check_int, check_norm_params_dtype
-
-
-def _channel_view(t: torch.Tensor, ndim: int) -> torch.Tensor:
-    """``(N, C)`` or ``(C,)`` -> broadcastable against an ``(N, C, *)`` input of ``ndim`` dims."""
-    return t.reshape(*t.shape, *([1] * (ndim - 2))) if t.dim() == 2 else t.view(-1, *([1] * (ndim - 2)))
+from .batchnorm import _channel_view
+from .layernorm import standardize
 
 
 def _per_channel(t: torch.Tensor, channels_per_group: int) -> torch.Tensor:
@@ -45,13 +42,7 @@ class GroupNormFunction(torch.autograd.Function):
     def forward(ctx, x, num_groups: int, weight, bias, eps: float):
         n, c = x.shape[:2]
         xg = x.unflatten(1, (num_groups, c // num_groups))  # (N, G, C/G, *), a view in any layout
-        dims = tuple(range(2, xg.dim()))
-        d = max(math.prod(xg.shape[2:]), 1)
-        xhat_g = xg - xg.mean(dims, keepdim=True)
-        # Two-pass variance |xc|^2 / D, then s = 1 / sqrt(var + eps) on the small (N, G) tensor.
-        invstd = torch.linalg.vector_norm(xhat_g, 2, dims, keepdim=True).square_().mul_(1.0 / d)
-        invstd = invstd.add_(eps).rsqrt_()
-        xhat_g *= invstd
+        xhat_g, invstd = standardize(xg, 2, eps)  # layer norm of each group
         xhat = xhat_g.flatten(1, 2)  # back to (N, C, *): a view whenever the layout allows
         if weight is not None:
             out = xhat * _channel_view(weight, x.dim())

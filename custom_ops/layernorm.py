@@ -24,19 +24,28 @@ from . import _autocast
 from ._checks import OpArgumentError, check_floating, check_norm_params_dtype, check_shape
 
 
+def standardize(x: torch.Tensor, start_dim: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``xhat = (x - mu) * s`` over the trailing dims from ``start_dim`` on (``D`` values), and
+    ``s = 1 / sqrt(var + eps)`` (keepdim): the shared forward of layer norm and group norm (a group norm is
+    a layer norm over each group).
+
+    Two-pass variance ``|xc|^2 / D`` (var_mean's Welford kernel is far slower); ``s`` is computed in place on
+    the small per-sample tensor, then ``xhat = xc * s`` in place on the one full-size temporary.
+    """
+    dims = tuple(range(start_dim, x.dim()))
+    d = max(math.prod(x.shape[start_dim:]), 1)
+    xhat = x - x.mean(dims, keepdim=True)
+    invstd = torch.linalg.vector_norm(xhat, 2, dims, keepdim=True).square_().mul_(1.0 / d).add_(eps).rsqrt_()
+    xhat *= invstd
+    return xhat, invstd
+
+
 class LayerNormFunction(torch.autograd.Function):
     """x ``(*, *normalized_shape)``, weight/bias ``normalized_shape`` or None -> same shape as x."""
 
     @staticmethod
     def forward(ctx, x, normalized_ndim: int, weight, bias, eps: float):
-        dims = tuple(range(x.dim() - normalized_ndim, x.dim()))
-        d = max(math.prod(x.shape[x.dim() - normalized_ndim :]), 1)
-        xhat = x - x.mean(dims, keepdim=True)
-        # Two-pass variance |xc|^2 / D (var_mean's Welford kernel is far slower); s = 1 / sqrt(var + eps)
-        # on the small per-sample tensor in place; then xhat = xc * s in place.
-        sq_norm = torch.linalg.vector_norm(xhat, 2, dims, keepdim=True).square_()
-        invstd = sq_norm.mul_(1.0 / d).add_(eps).rsqrt_()
-        xhat *= invstd
+        xhat, invstd = standardize(x, x.dim() - normalized_ndim, eps)
         if weight is not None:
             if bias is None:
                 out = xhat * weight
