@@ -17,38 +17,21 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
-from typing import Any, Literal
+from typing import Any
 
 import lightning.pytorch as pl
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-import custom_ops.functional as MF
-from custom_ops.losses import builtin_svm_loss
-from torch_cs231n.models import OPS, Ops
+from torch_cs231n.models import LossName, Ops, data_loss_fn
 from torch_cs231n.optim import SGD
-
-LossName = Literal["softmax", "svm"]
-LOSSES: tuple[str, ...] = ("softmax", "svm")
 
 # The training arguments' defaults, written once: ImageClassifier and every model class take them from here.
 DEFAULT_LOSS: LossName = "softmax"
 DEFAULT_REG = 0.0
 DEFAULT_OPTIMIZER: OptimizerCallable = SGD
-
-
-def data_loss_fn(loss: LossName, ops: Ops) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """``(scores (N, C), y (N,)) -> scalar`` for ``loss`` in ``("softmax", "svm")`` and ``ops``."""
-    if loss not in LOSSES:
-        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-    if ops not in OPS:
-        raise ValueError(f"ops must be one of {OPS}, got {ops!r}")
-    if ops == "manual":
-        return MF.softmax_loss if loss == "softmax" else MF.svm_loss
-    return F.cross_entropy if loss == "softmax" else builtin_svm_loss
 
 
 class ImageClassifier(pl.LightningModule):

@@ -9,13 +9,17 @@ parameters for the same seed: the two can be compared on one run, and weights lo
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Literal
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
+import custom_ops.functional as MF
 import custom_ops.nn as manual_nn
+from custom_ops.losses import builtin_svm_loss
 
 from .init import InitScheme, check_weight_scale, init_weights_
 
@@ -25,6 +29,8 @@ SpatialNormalization = Literal["batchnorm", "groupnorm"] | None
 OPS: tuple[str, ...] = ("manual", "builtin")
 NORMALIZATIONS: tuple[str | None, ...] = (None, "batchnorm", "layernorm")
 SPATIAL_NORMALIZATIONS: tuple[str | None, ...] = (None, "batchnorm", "groupnorm")
+LossName = Literal["softmax", "svm"]
+LOSSES: tuple[str, ...] = ("softmax", "svm")
 
 
 def layer_namespace(ops: Ops) -> ModuleType:
@@ -34,6 +40,19 @@ def layer_namespace(ops: Ops) -> ModuleType:
     if ops == "builtin":
         return nn
     raise ValueError(f"ops must be one of {OPS}, got {ops!r}")
+
+
+def data_loss_fn(loss: LossName, ops: Ops) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """``(scores (N, C), y (N,)) -> scalar`` for ``loss`` in ``("softmax", "svm")`` and ``ops``: the
+    CS231n data loss, :mod:`custom_ops.functional`'s for ``"manual"``, its ``torch.nn.functional`` twin for
+    ``"builtin"``."""
+    if loss not in LOSSES:
+        raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if ops not in OPS:
+        raise ValueError(f"ops must be one of {OPS}, got {ops!r}")
+    if ops == "manual":
+        return MF.softmax_loss if loss == "softmax" else MF.svm_loss
+    return F.cross_entropy if loss == "softmax" else builtin_svm_loss
 
 
 def _check_positive_int(name: str, value: object) -> int:

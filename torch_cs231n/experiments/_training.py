@@ -28,15 +28,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import nn
 from torch.optim import Optimizer
 
-import custom_ops.functional as MF
 from torch_cs231n.command import add_output_arguments, positive_int, write_outputs
 from torch_cs231n.data import load_npz, looked_for
-from torch_cs231n.models import Normalization, Ops, build_fc_net
+from torch_cs231n.models import Normalization, Ops, build_fc_net, data_loss_fn
 
 DEFAULT_DATA = Path("../shared/data/cifar10_train.npz")
 """``--data`` by default: the CIFAR-10 training set, relative to the repository root."""
@@ -85,11 +83,6 @@ def load_cifar10(path: str | Path, num_train: int, num_val: int = 1000) -> Split
     return Splits(
         prepare(x[:num_train]), torch.from_numpy(y[:num_train]), prepare(x[pool:]), torch.from_numpy(y[pool:])
     )
-
-
-def loss_function(ops: Ops) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The mean softmax loss of scores and labels: the project's (``"manual"``) or torch's (``"builtin"``)."""
-    return MF.softmax_loss if ops == "manual" else F.cross_entropy
 
 
 @torch.no_grad()
@@ -163,7 +156,7 @@ def train_fc_net(
             ops=ops,
         )
         update = optimizer(model.parameters(), lr=lr)
-        loss_fn = loss_function(ops)
+        loss_fn = data_loss_fn("softmax", ops)
         tracked = model.get_parameter(track) if track else None
         n = data.x_train.shape[0]
         history: dict[str, Any] = {"loss": [], "train_acc": [], "val_acc": [], "diverged": False}
