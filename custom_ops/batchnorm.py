@@ -15,6 +15,9 @@ batch, ``running = (1 - momentum) * running + momentum * batch``, and the runnin
 CS231n (``convention="cs231n"``): ``momentum`` (0.9 in the assignment) is the weight of the *old* value,
 ``running = momentum * running + (1 - momentum) * batch``, with the *biased* variance.
 
+The forward and backward formulas are fused kernels (:func:`custom_ops.fused.kernel`): with fusion on, each
+runs as one compiled pass over memory instead of one eager pass per step.
+
 Saved for backward: the centred input xc (the size of x), s and gamma (C each) — the built-in kernel
 saves x, mu and s, the same bytes. Every full-size step is one plain elementwise op or reduction (the
 per-channel scalars are folded first), and full-size temporaries are reused: xc^2 becomes the output,
@@ -34,7 +37,7 @@ from typing import Literal
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import _autocast
+from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating, check_norm_params_dtype, check_shape
 
 
@@ -71,27 +74,90 @@ class EmptyBatchNormFunction(torch.autograd.Function):
         return dout.clone(), *grads
 
 
+def batch_norm_affine(
+    xc: torch.Tensor,
+    invstd: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``xc * (gamma * s) + beta`` per channel (``gamma``, ``beta`` optional), into ``out`` if given: the
+    output of batch norm from the centred input."""
+    return _affine(xc, invstd if weight is None else invstd * weight, bias, out)
+
+
+@fused.kernel
+def batch_norm_forward(
+    x: torch.Tensor,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    training: bool,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(out, xc, s, mean, var)`` of x ``(N, C, *)`` (see the module docstring): in training the batch
+    mean and biased variance, in eval the running statistics (then required)."""
+    ndim = x.dim()
+    dims = [d for d in range(ndim) if d != 1]
+    buffer = None
+    if training:
+        mean = x.mean(dims)
+        xc = x - _channel_view(mean, ndim)
+        # Two-pass variance: mean of the squared centred values (var_mean's Welford kernel is far
+        # slower); the full-size square is then reused as the output buffer.
+        buffer = xc * xc
+        var = buffer.sum(dims).mul_(1.0 / (x.numel() // x.shape[1]))
+    else:
+        mean, var = running_mean, running_var
+        xc = x - _channel_view(mean, ndim)
+    invstd = (var + eps).rsqrt_()
+    return batch_norm_affine(xc, invstd, weight, bias, buffer), xc, invstd, mean, var
+
+
+@fused.kernel
+def batch_norm_backward(
+    dout: torch.Tensor,
+    xc: torch.Tensor,
+    invstd: torch.Tensor,
+    weight: torch.Tensor | None,
+    training: bool,
+    need_dx: bool,
+    need_dweight: bool,
+    need_dbias: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """``(dx, dgamma, dbeta)`` of :func:`batch_norm_forward` from the saved ``xc``, ``s`` and gamma (None
+    where not needed; ``need_dweight`` only with a weight)."""
+    ndim = xc.dim()
+    dims = [d for d in range(ndim) if d != 1]
+    buffer = dgamma = None
+    if training or need_dweight:
+        # One full-size temporary: dout * xc gives dgamma, then holds dx.
+        buffer = dout * xc
+        dgamma = buffer.sum(dims).mul_(invstd)
+    dbeta = dout.sum(dims) if training or need_dbias else None
+    scale = invstd if weight is None else invstd * weight
+    dx = None
+    if need_dx:
+        if training:
+            # dx = scale * dout - (xc * scale * s * dgamma / M + scale * dbeta / M)
+            neg_inv_m = -1.0 / (dout.numel() // dout.shape[1])
+            dx = _affine(dout, scale, (scale * dbeta).mul_(neg_inv_m), buffer)
+            dx.addcmul_(xc, _channel_view((scale * invstd).mul_(dgamma).mul_(neg_inv_m), ndim))
+        else:
+            dx = _affine(dout, scale, None, buffer)
+    return dx, dgamma if need_dweight else None, dbeta if need_dbias else None
+
+
 class BatchNormFunction(torch.autograd.Function):
     """x ``(N, C, *)``, weight/bias ``(C,)`` or None, mean/var ``(C,)`` (used only in eval) ->
     training: ``(out, batch_mean, batch_biased_var)``; eval: ``out``."""
 
     @staticmethod
     def forward(ctx, x, weight, bias, running_mean, running_var, training: bool, eps: float):
-        ndim = x.dim()
-        dims = [d for d in range(ndim) if d != 1]
-        buffer = None
-        if training:
-            mean = x.mean(dims)
-            xc = x - _channel_view(mean, ndim)
-            # Two-pass variance: mean of the squared centred values (var_mean's Welford kernel is far
-            # slower); the full-size square is then reused as the output buffer.
-            buffer = xc * xc
-            var = buffer.sum(dims).mul_(1.0 / (x.numel() // x.shape[1]))
-        else:
-            xc = x - _channel_view(running_mean, ndim)
-            var = running_var
-        invstd = (var + eps).rsqrt_()
-        out = _affine(xc, invstd if weight is None else invstd * weight, bias, buffer)
+        out, xc, invstd, mean, var = batch_norm_forward(
+            x, weight, bias, running_mean, running_var, training, eps
+        )
         ctx.save_for_backward(xc, invstd, weight)
         ctx.training = training
         ctx.has_bias = bias is not None
@@ -107,27 +173,82 @@ class BatchNormFunction(torch.autograd.Function):
         if dout is None:  # gradients are not materialised: an undefined output gradient means zero
             return None, None, None, None, None, None, None
         xc, invstd, weight = ctx.saved_tensors
-        ndim = xc.dim()
-        dims = [d for d in range(ndim) if d != 1]
-        buffer = dgamma = None
-        if ctx.training or (weight is not None and ctx.needs_input_grad[1]):
-            # One full-size temporary: dout * xc gives dgamma, then holds dx.
-            buffer = dout * xc
-            dgamma = buffer.sum(dims).mul_(invstd)
-        dbeta = dout.sum(dims) if ctx.training or ctx.has_bias else None
-        scale = invstd if weight is None else invstd * weight
-        dx = None
-        if ctx.needs_input_grad[0]:
-            if ctx.training:
-                # dx = scale * dout - (xc * scale * s * dgamma / M + scale * dbeta / M)
-                neg_inv_m = -1.0 / (dout.numel() // dout.shape[1])
-                dx = _affine(dout, scale, (scale * dbeta).mul_(neg_inv_m), buffer)
-                dx.addcmul_(xc, _channel_view((scale * invstd).mul_(dgamma).mul_(neg_inv_m), ndim))
-            else:
-                dx = _affine(dout, scale, None, buffer)
-        dw = dgamma if weight is not None and ctx.needs_input_grad[1] else None
-        db = dbeta if ctx.has_bias and ctx.needs_input_grad[2] else None
+        need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
+        dx, dw, db = batch_norm_backward(
+            dout,
+            xc,
+            invstd,
+            weight,
+            ctx.training,
+            need_dx,
+            weight is not None and need_dw,
+            ctx.has_bias and need_db,
+        )
         return dx, dw, db, None, None, None, None
+
+
+def check_batch_norm_arguments(
+    input: torch.Tensor,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+    training: bool,
+    eps: float,
+    convention: str,
+) -> int:
+    """The argument checks of :func:`batch_norm` (an :class:`OpArgumentError` or a ``TypeError`` naming the
+    bad argument); returns the number of values per channel ``M`` (0 for an input with no element)."""
+    check_floating("input", input)
+    if input.dim() < 2 and input.numel() > 0:
+        raise OpArgumentError(
+            f"input must have shape (N, C, *) (at least 2-D), got {input.dim()}-D shape {tuple(input.shape)}"
+        )
+    check_norm_params_dtype(input, weight=weight, bias=bias)
+    channels = input.shape[1] if input.dim() >= 2 else 0
+    for name, t in (
+        ("running_mean", running_mean),
+        ("running_var", running_var),
+        ("weight", weight),
+        ("bias", bias),
+    ):
+        check_shape(name, t, (channels,), f"one value per channel, input has C={channels}")
+    if convention not in ("torch", "cs231n"):
+        raise OpArgumentError(f"convention must be 'torch' or 'cs231n', got {convention!r}")
+    count = input.numel() // channels if channels else 0
+    if training and count == 1:
+        raise OpArgumentError(
+            f"batch_norm in training needs more than 1 value per channel, got input shape "
+            f"{tuple(input.shape)}"
+        )
+    if training and eps <= 0:
+        raise OpArgumentError(f"eps must be positive in training (it is added to the variance), got {eps}")
+    if eps < 0:
+        raise OpArgumentError(f"eps must be non-negative, got {eps}")
+    if not training and (running_mean is None or running_var is None):
+        raise OpArgumentError("running_mean and running_var are required when training=False")
+    return count
+
+
+def update_running_stats(
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    momentum: float,
+    count: int,
+    convention: str,
+) -> None:
+    """Blend the batch ``mean`` and biased ``var`` (of ``count`` values per channel) into the running
+    statistics that are given, in place, by ``convention`` (see the module docstring)."""
+    new_weight = momentum if convention == "torch" else 1.0 - momentum
+    with torch.no_grad():
+        if running_mean is not None:
+            running_mean.lerp_(mean.to(running_mean.dtype), new_weight)
+        if running_var is not None:
+            if convention == "torch":
+                var = var * (count / (count - 1))
+            running_var.lerp_(var.to(running_var.dtype), new_weight)
 
 
 def batch_norm(
@@ -172,48 +293,16 @@ def batch_norm(
         tensor([[-1.0000, -1.0000],
                 [ 1.0000,  1.0000]])
     """
-    check_floating("input", input)
-    if input.dim() < 2 and input.numel() > 0:
-        raise OpArgumentError(
-            f"input must have shape (N, C, *) (at least 2-D), got {input.dim()}-D shape {tuple(input.shape)}"
-        )
-    check_norm_params_dtype(input, weight=weight, bias=bias)
-    channels = input.shape[1] if input.dim() >= 2 else 0
-    for name, t in (
-        ("running_mean", running_mean),
-        ("running_var", running_var),
-        ("weight", weight),
-        ("bias", bias),
-    ):
-        check_shape(name, t, (channels,), f"one value per channel, input has C={channels}")
-    if convention not in ("torch", "cs231n"):
-        raise OpArgumentError(f"convention must be 'torch' or 'cs231n', got {convention!r}")
-    count = input.numel() // channels if channels else 0
-    if training and count == 1:
-        raise OpArgumentError(
-            f"batch_norm in training needs more than 1 value per channel, got input shape "
-            f"{tuple(input.shape)}"
-        )
-    if training and eps <= 0:
-        raise OpArgumentError(f"eps must be positive in training (it is added to the variance), got {eps}")
-    if eps < 0:
-        raise OpArgumentError(f"eps must be non-negative, got {eps}")
-    if not training and (running_mean is None or running_var is None):
-        raise OpArgumentError("running_mean and running_var are required when training=False")
+    count = check_batch_norm_arguments(
+        input, running_mean, running_var, weight, bias, training, eps, convention
+    )
     if input.numel() == 0:
         return EmptyBatchNormFunction.apply(input, weight, bias)
     if training:
         out, mean, var = _autocast.apply(
             BatchNormFunction, "fp32_internal", input, weight, bias, None, None, True, eps
         )
-        new_weight = momentum if convention == "torch" else 1.0 - momentum
-        with torch.no_grad():
-            if running_mean is not None:
-                running_mean.lerp_(mean.to(running_mean.dtype), new_weight)
-            if running_var is not None:
-                if convention == "torch":
-                    var = var * (count / (count - 1))
-                running_var.lerp_(var.to(running_var.dtype), new_weight)
+        update_running_stats(running_mean, running_var, mean, var, momentum, count, convention)
         return out
     return _autocast.apply(
         BatchNormFunction, "fp32_internal", input, weight, bias, running_mean, running_var, False, eps

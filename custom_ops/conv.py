@@ -124,6 +124,44 @@ def _crop(dx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return dx[:, :, :h, :w].contiguous(memory_format=memory_format(x))
 
 
+def conv2d_forward(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: Pair,
+    padding: Pair,
+    dilation: Pair,
+    groups: int,
+    extra: Pair,
+) -> torch.Tensor:
+    """The convolution of x ``(N, C, H, W)``, padded by ``extra`` zero rows/columns at the bottom/right."""
+    return torch.conv2d(_pad_extra(x, extra), weight, bias, stride, padding, dilation, groups)
+
+
+def conv2d_backward(
+    dout: torch.Tensor,
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    conf: tuple[Pair, Pair, Pair, int, Pair],
+    need_dx: bool,
+    need_dw: bool,
+    need_db: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """``(dx, dw, db)`` of :func:`conv2d_forward` (the ``"fast"`` algorithm), None where not needed;
+    ``conf`` is ``(stride, padding, dilation, groups, extra)``."""
+    stride, padding, dilation, groups, extra = conf
+    xp = _pad_extra(x, extra)
+    dx = dw = db = None
+    if need_dx:
+        dx = conv2d_input_grad(dout, weight, xp.shape[2:], stride, padding, dilation, groups)
+        dx = _crop(dx, x)
+    if need_dw:
+        dw = conv2d_weight_grad(xp, dout, weight.shape, stride, padding, dilation, groups)
+    if need_db:
+        db = dout.sum((0, 2, 3))
+    return dx, dw, db
+
+
 class Conv2dFunction(torch.autograd.Function):
     """``"fast"`` algorithm. x ``(N, C, H, W)``, weight ``(O, C/groups, kh, kw)``, bias ``(O,)`` or None
     -> ``(N, O, Ho, Wo)``; ``extra``: zero rows/columns added at the bottom/right before the convolution."""
@@ -133,21 +171,13 @@ class Conv2dFunction(torch.autograd.Function):
         ctx.save_for_backward(x, weight)
         ctx.conf = (stride, padding, dilation, groups, extra)
         ctx.has_bias = bias is not None
-        return torch.conv2d(_pad_extra(x, extra), weight, bias, stride, padding, dilation, groups)
+        return conv2d_forward(x, weight, bias, stride, padding, dilation, groups, extra)
 
     @staticmethod
     def backward(ctx, dout):
         x, weight = ctx.saved_tensors
-        stride, padding, dilation, groups, extra = ctx.conf
-        xp = _pad_extra(x, extra)
-        dx = dw = db = None
-        if ctx.needs_input_grad[0]:
-            dx = conv2d_input_grad(dout, weight, xp.shape[2:], stride, padding, dilation, groups)
-            dx = _crop(dx, x)
-        if ctx.needs_input_grad[1]:
-            dw = conv2d_weight_grad(xp, dout, weight.shape, stride, padding, dilation, groups)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            db = dout.sum((0, 2, 3))
+        need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
+        dx, dw, db = conv2d_backward(dout, x, weight, ctx.conf, need_dx, need_dw, ctx.has_bias and need_db)
         return dx, dw, db, None, None, None, None, None
 
 
@@ -241,6 +271,54 @@ def _resolve_padding(
     return (totals[0] // 2, totals[1] // 2), (totals[0] % 2, totals[1] % 2)
 
 
+def check_conv2d_tensors(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """The tensor checks of :func:`conv2d`: floating, one dtype, input 3-D or 4-D, weight 4-D."""
+    check_floating("input", input)
+    check_ndim("input", input, (3, 4), "(N, C_in, H, W) or (C_in, H, W)")
+    check_same_dtype(input, weight=weight, bias=bias)
+    check_ndim("weight", weight, (4,), "(C_out, C_in / groups, kh, kw)")
+
+
+def conv2d_geometry(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: int | Sequence[int],
+    padding: str | int | Sequence[int],
+    dilation: int | Sequence[int],
+    groups: int,
+) -> tuple[Pair, Pair, Pair, Pair]:
+    """The hyper-parameter checks of :func:`conv2d` against x ``(N, C_in, H, W)`` and the weight (an
+    :class:`OpArgumentError` naming the bad one); returns ``(stride, padding, dilation, extra)`` as pairs,
+    ``extra`` the bottom/right zero padding of an asymmetric ``"same"``."""
+    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
+        raise OpArgumentError(f"groups must be a positive int, got {groups!r}")
+    out_channels, group_channels, kh, kw = weight.shape
+    if out_channels % groups:  # checked first, as torch: then the channel check below blames the channels
+        raise OpArgumentError(
+            f"groups={groups} must divide the weight's C_out={out_channels} (weight {tuple(weight.shape)})"
+        )
+    if x.shape[1] != group_channels * groups:
+        raise OpArgumentError(
+            f"input has {x.shape[1]} channels but weight {tuple(weight.shape)} with groups={groups} "
+            f"expects C_in = {group_channels} * {groups} = {group_channels * groups}"
+        )
+    check_shape("bias", bias, (out_channels,), "C_out")
+    stride_, dilation_ = pair("stride", stride), pair("dilation", dilation)
+    if min(stride_) < 1:
+        raise OpArgumentError(f"stride must be positive, got {stride!r}")
+    if min(dilation_) < 1:
+        raise OpArgumentError(f"dilation must be positive, got {dilation!r}")
+    padding_, extra = _resolve_padding(padding, (kh, kw), stride_, dilation_)
+    for dim, size, k, p, d in zip("HW", x.shape[2:], (kh, kw), padding_, dilation_):
+        if d * (k - 1) + 1 > size + 2 * p:
+            raise OpArgumentError(
+                f"kernel extent {d * (k - 1) + 1} along {dim} (kernel {k}, dilation {d}) is larger than "
+                f"the padded input ({size} + 2*{p} = {size + 2 * p})"
+            )
+    return stride_, padding_, dilation_, extra
+
+
 def conv2d(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -287,37 +365,10 @@ def conv2d(
         tensor([[[[4., 4.],
                   [4., 4.]]]])
     """
-    check_floating("input", input)
-    check_ndim("input", input, (3, 4), "(N, C_in, H, W) or (C_in, H, W)")
-    check_same_dtype(input, weight=weight, bias=bias)
-    check_ndim("weight", weight, (4,), "(C_out, C_in / groups, kh, kw)")
+    check_conv2d_tensors(input, weight, bias)
     function = _FUNCTIONS[resolve_algorithm("conv2d()", algorithm, strategy)]
-    if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1:
-        raise OpArgumentError(f"groups must be a positive int, got {groups!r}")
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
-    out_channels, group_channels, kh, kw = weight.shape
-    if out_channels % groups:  # checked first, as torch: then the channel check below blames the channels
-        raise OpArgumentError(
-            f"groups={groups} must divide the weight's C_out={out_channels} (weight {tuple(weight.shape)})"
-        )
-    if x.shape[1] != group_channels * groups:
-        raise OpArgumentError(
-            f"input has {x.shape[1]} channels but weight {tuple(weight.shape)} with groups={groups} "
-            f"expects C_in = {group_channels} * {groups} = {group_channels * groups}"
-        )
-    check_shape("bias", bias, (out_channels,), "C_out")
-    stride_, dilation_ = pair("stride", stride), pair("dilation", dilation)
-    if min(stride_) < 1:
-        raise OpArgumentError(f"stride must be positive, got {stride!r}")
-    if min(dilation_) < 1:
-        raise OpArgumentError(f"dilation must be positive, got {dilation!r}")
-    padding_, extra = _resolve_padding(padding, (kh, kw), stride_, dilation_)
-    for dim, size, k, p, d in zip("HW", x.shape[2:], (kh, kw), padding_, dilation_):
-        if d * (k - 1) + 1 > size + 2 * p:
-            raise OpArgumentError(
-                f"kernel extent {d * (k - 1) + 1} along {dim} (kernel {k}, dilation {d}) is larger than "
-                f"the padded input ({size} + 2*{p} = {size + 2 * p})"
-            )
+    stride_, padding_, dilation_, extra = conv2d_geometry(x, weight, bias, stride, padding, dilation, groups)
     out = _autocast.apply(function, "lower", x, weight, bias, stride_, padding_, dilation_, groups, extra)
     return out.squeeze(0) if unbatched else out

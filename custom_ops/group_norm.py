@@ -13,7 +13,8 @@ Backward:  the layer-norm closed form, per group, with g = dout * gamma[c]:
            per-(n, c) coefficients A = gamma s, B = -s mean_D(g * xhat), K = -s mean_D(g), folded on the
            small (N, C) tensors first; one full-size temporary (dout * xhat, then overwritten by dx).
 Saved for backward: xhat (the size of x), s (one per sample and group) and gamma — the built-in saves x,
-mu and s, the same bytes. The backward treats xhat as a constant: ``once_differentiable``.
+mu and s, the same bytes. The backward treats xhat as a constant: ``once_differentiable``. The forward and
+backward formulas are fused kernels (:func:`custom_ops.fused.kernel`): one compiled pass each with fusion on.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import math
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import _autocast
+from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating, check_int, check_norm_params_dtype
 from .batchnorm import _channel_view
 from .layernorm import standardize
@@ -35,22 +36,73 @@ def _per_channel(t: torch.Tensor, channels_per_group: int) -> torch.Tensor:
     return t.unsqueeze(2).expand(n, groups, channels_per_group).reshape(n, groups * channels_per_group)
 
 
+@fused.kernel
+def group_norm_forward(
+    x: torch.Tensor, num_groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(out, xhat, s)`` of group norm: x, out and xhat ``(N, C, *)``, s ``(N, G)``."""
+    n, c = x.shape[:2]
+    xg = x.unflatten(1, (num_groups, c // num_groups))  # (N, G, C/G, *), a view in any layout
+    xhat_g, invstd = standardize(xg, 2, eps)  # layer norm of each group
+    xhat = xhat_g.flatten(1, 2)  # back to (N, C, *): a view whenever the layout allows
+    if weight is not None:
+        out = xhat * _channel_view(weight, x.dim())
+        if bias is not None:
+            out += _channel_view(bias, x.dim())
+    else:
+        out = xhat + _channel_view(bias, x.dim()) if bias is not None else xhat.clone()
+    return out, xhat, invstd.view(n, num_groups)
+
+
+@fused.kernel
+def group_norm_backward(
+    dout: torch.Tensor,
+    xhat: torch.Tensor,
+    invstd: torch.Tensor,
+    weight: torch.Tensor | None,
+    need_dx: bool,
+    need_dweight: bool,
+    need_dbias: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """``(dx, dgamma, dbeta)`` from the saved xhat, s ``(N, G)`` and gamma (None where not needed)."""
+    n, c = xhat.shape[:2]
+    groups = invstd.shape[1]
+    per_group = c // groups
+    ndim = xhat.dim()
+    spatial = tuple(range(2, ndim))
+    d = max(math.prod(xhat.shape[1:]) // groups, 1)
+    # One full-size temporary: p = dout * xhat gives the per-(n, c) sums S2, then holds dx.
+    p = dout * xhat
+    s2 = p.sum(spatial) if spatial else p.clone()  # (N, C)
+    s1 = dout.sum(spatial) if spatial else dout  # (N, C)
+    dw = s2.sum(0) if need_dweight else None
+    db = s1.sum(0) if need_dbias else None
+    dx = None
+    if need_dx:
+        if weight is not None:
+            s1 = s1 * weight
+            s2 = s2 * weight
+        # Group means of g and g * xhat, -s * mean: (N, G) -> per channel (N, C).
+        neg_mean_g = _per_channel(s1.view(n, groups, per_group).sum(2).mul_(invstd).mul_(-1.0 / d), per_group)
+        neg_mean_gx = _per_channel(
+            s2.view(n, groups, per_group).sum(2).mul_(invstd).mul_(-1.0 / d), per_group
+        )
+        scale = _per_channel(invstd, per_group)  # s per (n, c)
+        if weight is not None:
+            scale = scale * weight
+        # dx = s gamma dout - s mean(g) - xhat s mean(g xhat)
+        dx = torch.mul(dout, _channel_view(scale, ndim), out=p)
+        dx.addcmul_(xhat, _channel_view(neg_mean_gx, ndim)).add_(_channel_view(neg_mean_g, ndim))
+    return dx, dw, db
+
+
 class GroupNormFunction(torch.autograd.Function):
     """x ``(N, C, *)``, weight/bias ``(C,)`` or None -> same shape as x."""
 
     @staticmethod
     def forward(ctx, x, num_groups: int, weight, bias, eps: float):
-        n, c = x.shape[:2]
-        xg = x.unflatten(1, (num_groups, c // num_groups))  # (N, G, C/G, *), a view in any layout
-        xhat_g, invstd = standardize(xg, 2, eps)  # layer norm of each group
-        xhat = xhat_g.flatten(1, 2)  # back to (N, C, *): a view whenever the layout allows
-        if weight is not None:
-            out = xhat * _channel_view(weight, x.dim())
-            if bias is not None:
-                out += _channel_view(bias, x.dim())
-        else:
-            out = xhat + _channel_view(bias, x.dim()) if bias is not None else xhat.clone()
-        ctx.save_for_backward(xhat, invstd.view(n, num_groups), weight)
+        out, xhat, invstd = group_norm_forward(x, num_groups, weight, bias, eps)
+        ctx.save_for_backward(xhat, invstd, weight)
         ctx.has_bias = bias is not None
         return out
 
@@ -58,36 +110,10 @@ class GroupNormFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dout):
         xhat, invstd, weight = ctx.saved_tensors
-        n, c = xhat.shape[:2]
-        groups = invstd.shape[1]
-        per_group = c // groups
-        ndim = xhat.dim()
-        spatial = tuple(range(2, ndim))
-        d = max(math.prod(xhat.shape[1:]) // groups, 1)
-        # One full-size temporary: p = dout * xhat gives the per-(n, c) sums S2, then holds dx.
-        p = dout * xhat
-        s2 = p.sum(spatial) if spatial else p.clone()  # (N, C)
-        s1 = dout.sum(spatial) if spatial else dout  # (N, C)
-        dw = s2.sum(0) if weight is not None and ctx.needs_input_grad[2] else None
-        db = s1.sum(0) if ctx.has_bias and ctx.needs_input_grad[3] else None
-        dx = None
-        if ctx.needs_input_grad[0]:
-            if weight is not None:
-                s1 = s1 * weight
-                s2 = s2 * weight
-            # Group means of g and g * xhat, -s * mean: (N, G) -> per channel (N, C).
-            neg_mean_g = _per_channel(
-                s1.view(n, groups, per_group).sum(2).mul_(invstd).mul_(-1.0 / d), per_group
-            )
-            neg_mean_gx = _per_channel(
-                s2.view(n, groups, per_group).sum(2).mul_(invstd).mul_(-1.0 / d), per_group
-            )
-            scale = _per_channel(invstd, per_group)  # s per (n, c)
-            if weight is not None:
-                scale = scale * weight
-            # dx = s gamma dout - s mean(g) - xhat s mean(g xhat)
-            dx = torch.mul(dout, _channel_view(scale, ndim), out=p)
-            dx.addcmul_(xhat, _channel_view(neg_mean_gx, ndim)).add_(_channel_view(neg_mean_g, ndim))
+        need_dx, _, need_dw, need_db = ctx.needs_input_grad[:4]
+        dx, dw, db = group_norm_backward(
+            dout, xhat, invstd, weight, need_dx, weight is not None and need_dw, ctx.has_bias and need_db
+        )
         return dx, None, dw, db, None
 
 

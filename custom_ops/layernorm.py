@@ -10,6 +10,8 @@ Saved for backward: xhat (the size of x), s (one per sample) and gamma — the b
 s, the same bytes. Every full-size step is one plain elementwise op or reduction; the backward allocates
 one full-size temporary (dout * xhat, later overwritten by dx), and with gamma the per-sample means
 mean_D(g) and mean_D(g * xhat) are matrix-vector products with gamma. ``once_differentiable``.
+The forward and backward formulas are fused kernels (:func:`custom_ops.fused.kernel`): with fusion on, each
+runs as one compiled pass over memory.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Sequence
 import torch
 from torch.autograd.function import once_differentiable
 
-from . import _autocast
+from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating, check_norm_params_dtype, check_shape
 
 
@@ -40,19 +42,73 @@ def standardize(x: torch.Tensor, start_dim: int, eps: float) -> tuple[torch.Tens
     return xhat, invstd
 
 
+def layer_norm_affine(
+    xhat: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None
+) -> torch.Tensor:
+    """``gamma * xhat + beta`` (``gamma``, ``beta`` optional): a new tensor, never ``xhat`` itself."""
+    if weight is not None:
+        if bias is None:
+            return xhat * weight
+        # into an empty_like buffer: an output allocated by addcmul would lose channels_last
+        return torch.addcmul(bias, xhat, weight, out=torch.empty_like(xhat))
+    return xhat + bias if bias is not None else xhat.clone()  # never return a saved tensor
+
+
+@fused.kernel
+def layer_norm_forward(
+    x: torch.Tensor, normalized_ndim: int, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(out, xhat, s)``: layer norm over the trailing ``normalized_ndim`` dims of x."""
+    xhat, invstd = standardize(x, x.dim() - normalized_ndim, eps)
+    return layer_norm_affine(xhat, weight, bias), xhat, invstd
+
+
+@fused.kernel
+def layer_norm_backward(
+    dout: torch.Tensor,
+    xhat: torch.Tensor,
+    invstd: torch.Tensor,
+    weight: torch.Tensor | None,
+    normalized_ndim: int,
+    need_dx: bool,
+    need_dweight: bool,
+    need_dbias: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """``(dx, dgamma, dbeta)`` of layer norm over the trailing ``normalized_ndim`` dims, from the saved
+    xhat, ``s`` and gamma (None where not needed; ``need_dweight`` only with a weight)."""
+    k = normalized_ndim
+    leading, dims = tuple(range(xhat.dim() - k)), tuple(range(xhat.dim() - k, xhat.dim()))
+    dx = dw = db = None
+    # One full-size temporary: p = dout * xhat gives dgamma and mean_D(g * xhat), then holds dx.
+    p = dout * xhat
+    # Sum over the leading dims; when normalized_shape is the whole input there are none, and
+    # sum(()) would reduce over every dim: then the gradient is the product itself.
+    if need_dweight:
+        dw = p.sum(leading) if leading else p.clone()
+    if need_dbias:
+        db = dout.sum(leading) if leading else dout.clone()
+    if need_dx:
+        if weight is not None:
+            # mean_D(g) and mean_D(g * xhat) for g = dout * gamma: matrix-vector products with gamma.
+            gamma = weight.flatten()
+            scale = -1.0 / gamma.numel()
+            neg_mean_g = (dout.flatten(-k) @ gamma).mul_(scale).view(invstd.shape)
+            neg_mean_gx = (p.flatten(-k) @ gamma).mul_(scale).view(invstd.shape)
+            dx = torch.addcmul(neg_mean_g, dout, weight, out=p)
+        else:
+            neg_mean_gx = p.mean(dims, keepdim=True).neg_()
+            dx = torch.sub(dout, dout.mean(dims, keepdim=True), out=p)
+        # dx = s * (g - mean(g) - xhat * mean(g * xhat))
+        dx.addcmul_(xhat, neg_mean_gx).mul_(invstd)
+    return dx, dw, db
+
+
 class LayerNormFunction(torch.autograd.Function):
     """x ``(*, *normalized_shape)``, weight/bias ``normalized_shape`` or None -> same shape as x."""
 
     @staticmethod
     def forward(ctx, x, normalized_ndim: int, weight, bias, eps: float):
-        xhat, invstd = standardize(x, x.dim() - normalized_ndim, eps)
-        if weight is not None:
-            if bias is None:
-                out = xhat * weight
-            else:  # into an empty_like buffer: an output allocated by addcmul would lose channels_last
-                out = torch.addcmul(bias, xhat, weight, out=torch.empty_like(xhat))
-        else:
-            out = xhat + bias if bias is not None else xhat.clone()  # never return a saved tensor
+        out, xhat, invstd = layer_norm_forward(x, normalized_ndim, weight, bias, eps)
         ctx.save_for_backward(xhat, invstd, weight)
         ctx.normalized_ndim = normalized_ndim
         ctx.has_bias = bias is not None
@@ -62,31 +118,39 @@ class LayerNormFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, dout):
         xhat, invstd, weight = ctx.saved_tensors
-        k = ctx.normalized_ndim
-        leading, dims = tuple(range(xhat.dim() - k)), tuple(range(xhat.dim() - k, xhat.dim()))
-        dx = dw = db = None
-        # One full-size temporary: p = dout * xhat gives dgamma and mean_D(g * xhat), then holds dx.
-        p = dout * xhat
-        # Sum over the leading dims; when normalized_shape is the whole input there are none, and
-        # sum(()) would reduce over every dim: then the gradient is the product itself.
-        if weight is not None and ctx.needs_input_grad[2]:
-            dw = p.sum(leading) if leading else p.clone()
-        if ctx.has_bias and ctx.needs_input_grad[3]:
-            db = dout.sum(leading) if leading else dout.clone()
-        if ctx.needs_input_grad[0]:
-            if weight is not None:
-                # mean_D(g) and mean_D(g * xhat) for g = dout * gamma: matrix-vector products with gamma.
-                gamma = weight.flatten()
-                scale = -1.0 / gamma.numel()
-                neg_mean_g = (dout.flatten(-k) @ gamma).mul_(scale).view(invstd.shape)
-                neg_mean_gx = (p.flatten(-k) @ gamma).mul_(scale).view(invstd.shape)
-                dx = torch.addcmul(neg_mean_g, dout, weight, out=p)
-            else:
-                neg_mean_gx = p.mean(dims, keepdim=True).neg_()
-                dx = torch.sub(dout, dout.mean(dims, keepdim=True), out=p)
-            # dx = s * (g - mean(g) - xhat * mean(g * xhat))
-            dx.addcmul_(xhat, neg_mean_gx).mul_(invstd)
+        need_dx, _, need_dw, need_db = ctx.needs_input_grad[:4]
+        dx, dw, db = layer_norm_backward(
+            dout,
+            xhat,
+            invstd,
+            weight,
+            ctx.normalized_ndim,
+            need_dx,
+            weight is not None and need_dw,
+            ctx.has_bias and need_db,
+        )
         return dx, None, dw, db, None
+
+
+def check_layer_norm_arguments(
+    input: torch.Tensor,
+    normalized_shape: int | Sequence[int],
+    weight: torch.Tensor | None,
+    bias: torch.Tensor | None,
+) -> tuple[int, ...]:
+    """The argument checks of :func:`layer_norm` (an :class:`OpArgumentError` or a ``TypeError`` naming the
+    bad argument); returns ``normalized_shape`` as a tuple."""
+    check_floating("input", input)
+    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
+    if len(shape) == 0 or input.dim() < len(shape) or tuple(input.shape[-len(shape) :]) != shape:
+        raise OpArgumentError(
+            f"input must have shape (*, {', '.join(map(str, shape))}) to match normalized_shape={shape}, "
+            f"got {tuple(input.shape)}"
+        )
+    check_norm_params_dtype(input, weight=weight, bias=bias)
+    check_shape("weight", weight, shape, "normalized_shape")
+    check_shape("bias", bias, shape, "normalized_shape")
+    return shape
 
 
 def layer_norm(
@@ -118,14 +182,5 @@ def layer_norm(
         >>> MF.layer_norm(torch.tensor([[1.0, 2.0, 3.0]]), (3,))
         tensor([[-1.2247,  0.0000,  1.2247]])
     """
-    check_floating("input", input)
-    shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
-    if len(shape) == 0 or input.dim() < len(shape) or tuple(input.shape[-len(shape) :]) != shape:
-        raise OpArgumentError(
-            f"input must have shape (*, {', '.join(map(str, shape))}) to match normalized_shape={shape}, "
-            f"got {tuple(input.shape)}"
-        )
-    check_norm_params_dtype(input, weight=weight, bias=bias)
-    check_shape("weight", weight, shape, "normalized_shape")
-    check_shape("bias", bias, shape, "normalized_shape")
+    shape = check_layer_norm_arguments(input, normalized_shape, weight, bias)
     return _autocast.apply(LayerNormFunction, "fp32_internal", input, len(shape), weight, bias, eps)

@@ -23,6 +23,33 @@ def _as_2d(t: torch.Tensor) -> torch.Tensor:
     return t.reshape(math.prod(t.shape[:-1]), t.shape[-1])
 
 
+def affine_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``x W^T + b`` for x ``(*, in)``, weight ``(out, in)``, bias ``(out,)`` or None: a new ``(*, out)``
+    tensor (not a view)."""
+    x2d = _as_2d(x)
+    # Written through a 2-D view into an output of the final shape: a Function must not return a view
+    # (autograd forbids modifying one in place, e.g. by a following ReLU(inplace=True)).
+    out = x.new_empty(*x.shape[:-1], weight.shape[0])
+    out2d = out.view(x2d.shape[0], weight.shape[0])
+    if bias is not None:
+        torch.addmm(bias, x2d, weight.t(), out=out2d)
+    else:
+        torch.mm(x2d, weight.t(), out=out2d)
+    return out
+
+
+def affine_backward(
+    dout: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, need_dx: bool, need_dw: bool, need_db: bool
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """``(dx, dW, db)`` of :func:`affine_forward`, None where not needed: ``dout W``, ``dout^T x``,
+    ``sum_n dout``."""
+    dout2d = _as_2d(dout)
+    dx = (dout2d @ weight).view(x.shape) if need_dx else None
+    dw = dout2d.t() @ _as_2d(x) if need_dw else None
+    db = dout2d.sum(0) if need_db else None
+    return dx, dw, db
+
+
 class LinearFunction(torch.autograd.Function):
     """x ``(*, in)``, weight ``(out, in)``, bias ``(out,)`` or None -> ``(*, out)``."""
 
@@ -30,29 +57,35 @@ class LinearFunction(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
         ctx.has_bias = bias is not None
-        x2d = _as_2d(x)
-        # Written through a 2-D view into an output of the final shape: a Function must not return a view
-        # (autograd forbids modifying one in place, e.g. by a following ReLU(inplace=True)).
-        out = x.new_empty(*x.shape[:-1], weight.shape[0])
-        out2d = out.view(x2d.shape[0], weight.shape[0])
-        if bias is not None:
-            torch.addmm(bias, x2d, weight.t(), out=out2d)
-        else:
-            torch.mm(x2d, weight.t(), out=out2d)
-        return out
+        return affine_forward(x, weight, bias)
 
     @staticmethod
     def backward(ctx, dout: torch.Tensor):
         x, weight = ctx.saved_tensors
-        dout2d = _as_2d(dout)
-        dx = dw = db = None
-        if ctx.needs_input_grad[0]:
-            dx = (dout2d @ weight).view(x.shape)
-        if ctx.needs_input_grad[1]:
-            dw = dout2d.t() @ _as_2d(x)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            db = dout2d.sum(0)
-        return dx, dw, db
+        need_dx, need_dw, need_db = ctx.needs_input_grad
+        return affine_backward(dout, x, weight, need_dx, need_dw, ctx.has_bias and need_db)
+
+
+def check_linear_arguments(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """The argument checks of :func:`linear`: an :class:`OpArgumentError` or a ``TypeError`` naming the bad
+    argument."""
+    check_floating("input", input)
+    check_same_dtype(input, weight=weight, bias=bias)
+    if weight.dim() not in (1, 2):
+        raise OpArgumentError(
+            f"weight must have shape (out_features, in_features) or (in_features,), got {tuple(weight.shape)}"
+        )
+    if input.dim() == 0 or input.shape[-1] != weight.shape[-1]:
+        raise OpArgumentError(
+            f"input must have shape (*, in_features={weight.shape[-1]}) to match weight "
+            f"{tuple(weight.shape)}, got {tuple(input.shape)}"
+        )
+    if weight.dim() == 2:
+        check_shape("bias", bias, (weight.shape[0],), "out_features")
+    elif bias is not None and bias.dim() != 0:
+        raise OpArgumentError(
+            f"with a 1-D weight, bias must be None or a 0-d tensor, got shape {tuple(bias.shape)}"
+        )
 
 
 def linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -84,23 +117,8 @@ def linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
         >>> torch.autograd.gradcheck(MF.linear, (x, w, b))
         True
     """
-    check_floating("input", input)
-    check_same_dtype(input, weight=weight, bias=bias)
-    if weight.dim() not in (1, 2):
-        raise OpArgumentError(
-            f"weight must have shape (out_features, in_features) or (in_features,), got {tuple(weight.shape)}"
-        )
-    if input.dim() == 0 or input.shape[-1] != weight.shape[-1]:
-        raise OpArgumentError(
-            f"input must have shape (*, in_features={weight.shape[-1]}) to match weight "
-            f"{tuple(weight.shape)}, got {tuple(input.shape)}"
-        )
+    check_linear_arguments(input, weight, bias)
     if weight.dim() == 1:  # one output feature, its dim dropped: the 2-D case on views
-        if bias is not None and bias.dim() != 0:
-            raise OpArgumentError(
-                f"with a 1-D weight, bias must be None or a 0-d tensor, got shape {tuple(bias.shape)}"
-            )
         b = None if bias is None else bias.reshape(1)
-        return linear(input, weight.unsqueeze(0), b).squeeze(-1)
-    check_shape("bias", bias, (weight.shape[0],), "out_features")
+        return _autocast.apply(LinearFunction, "lower", input, weight.unsqueeze(0), b).squeeze(-1)
     return _autocast.apply(LinearFunction, "lower", input, weight, bias)

@@ -36,6 +36,17 @@ def pool_output_size(
     return out
 
 
+def max_pool2d_input_grad(
+    dout: torch.Tensor, index: torch.Tensor, input_shape: Sequence[int], layout: torch.memory_format
+) -> torch.Tensor:
+    """dx of the input ``input_shape`` ``(N, C, H, W)``: each entry of ``dout`` added at its window's max,
+    the flat ``H * W`` position in ``index``; laid out as ``layout``."""
+    n, c, h, w = input_shape
+    zeros = dout.new_zeros(n, c, h * w)
+    dx = zeros.scatter_add(2, index.flatten(2), dout.flatten(2)).view(n, c, h, w)
+    return dx.contiguous(memory_format=layout)
+
+
 class MaxPool2dFunction(torch.autograd.Function):
     """x ``(N, C, H, W)`` -> ``(out, index)``, both ``(N, C, Ho, Wo)``; index (int64, not differentiable)
     is the flat position in the ``H * W`` plane of each window's max."""
@@ -52,10 +63,43 @@ class MaxPool2dFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout, _dindex):
         (index,) = ctx.saved_tensors
-        n, c, h, w = ctx.input_shape
-        zeros = dout.new_zeros(n, c, h * w)
-        dx = zeros.scatter_add(2, index.flatten(2), dout.flatten(2)).view(n, c, h, w)
-        return dx.contiguous(memory_format=ctx.memory_format), None, None, None, None, None
+        dx = max_pool2d_input_grad(dout, index, ctx.input_shape, ctx.memory_format)
+        return dx, None, None, None, None, None
+
+
+def max_pool2d_geometry(
+    plane: Sequence[int],
+    kernel_size: int | Sequence[int],
+    stride: int | Sequence[int] | None,
+    padding: int | Sequence[int],
+    dilation: int | Sequence[int],
+    ceil_mode: bool,
+) -> tuple[Pair, Pair, Pair, Pair]:
+    """The hyper-parameter checks of :func:`max_pool2d` for an input plane ``(H, W)`` (an
+    :class:`OpArgumentError` naming the bad one); returns ``(kernel, stride, padding, dilation)`` as pairs,
+    the stride ``kernel`` when None or empty."""
+    kernel = pair("kernel_size", kernel_size)
+    no_stride = stride is None or (isinstance(stride, Sequence) and len(stride) == 0)
+    stride_ = kernel if no_stride else pair("stride", stride)  # type: ignore[arg-type]
+    padding_, dilation_ = pair("padding", padding), pair("dilation", dilation)
+    for name, value, given in (("kernel_size", kernel, kernel_size), ("stride", stride_, stride)):
+        if min(value) < 1:
+            raise OpArgumentError(f"{name} must be positive, got {given!r}")
+    if min(dilation_) < 1:
+        raise OpArgumentError(f"dilation must be positive, got {dilation!r}")
+    if any(p < 0 or 2 * p > k for p, k in zip(padding_, kernel)):
+        raise OpArgumentError(f"padding must be between 0 and half the kernel size {kernel}, got {padding!r}")
+    for dim, size, k, s, p, d in zip("HW", plane, kernel, stride_, padding_, dilation_):
+        if pool_output_size(size, k, s, p, d, bool(ceil_mode)) < 1:
+            extent = (
+                f"kernel_size {k}"
+                if d == 1
+                else f"kernel_size {k} with dilation {d} (extent {d * (k - 1) + 1})"
+            )
+            raise OpArgumentError(
+                f"{extent} along {dim} is larger than the padded input ({size} + 2*{p} = {size + 2 * p})"
+            )
+    return kernel, stride_, padding_, dilation_
 
 
 def max_pool2d(
@@ -98,27 +142,9 @@ def max_pool2d(
     check_floating("input", input)
     check_ndim("input", input, (3, 4), "(N, C, H, W) or (C, H, W)")
     check_nonempty_planes("input", input, "(N, C, H, W) or (C, H, W)")
-    kernel = pair("kernel_size", kernel_size)
-    no_stride = stride is None or (isinstance(stride, Sequence) and len(stride) == 0)
-    stride_ = kernel if no_stride else pair("stride", stride)  # type: ignore[arg-type]
-    padding_, dilation_ = pair("padding", padding), pair("dilation", dilation)
-    for name, value, given in (("kernel_size", kernel, kernel_size), ("stride", stride_, stride)):
-        if min(value) < 1:
-            raise OpArgumentError(f"{name} must be positive, got {given!r}")
-    if min(dilation_) < 1:
-        raise OpArgumentError(f"dilation must be positive, got {dilation!r}")
-    if any(p < 0 or 2 * p > k for p, k in zip(padding_, kernel)):
-        raise OpArgumentError(f"padding must be between 0 and half the kernel size {kernel}, got {padding!r}")
-    for dim, size, k, s, p, d in zip("HW", input.shape[-2:], kernel, stride_, padding_, dilation_):
-        if pool_output_size(size, k, s, p, d, bool(ceil_mode)) < 1:
-            extent = (
-                f"kernel_size {k}"
-                if d == 1
-                else f"kernel_size {k} with dilation {d} (extent {d * (k - 1) + 1})"
-            )
-            raise OpArgumentError(
-                f"{extent} along {dim} is larger than the padded input ({size} + 2*{p} = {size + 2 * p})"
-            )
+    kernel, stride_, padding_, dilation_ = max_pool2d_geometry(
+        input.shape[-2:], kernel_size, stride, padding, dilation, ceil_mode
+    )
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
     out, index = _autocast.apply(

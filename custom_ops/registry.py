@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import warnings
 from collections.abc import Callable, Sequence
+from types import ModuleType
 from typing import Any
 
 import torch
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import functional as MF
+from . import layer_utils
 from . import nn as mnn
 from .conv import CONV_ALGORITHMS
 from .losses import builtin_svm_loss
@@ -1204,3 +1206,352 @@ MODULE_CASES: tuple[ModuleCase, ...] = tuple(case for spec in SPECS.values() for
 OPINFO_NAMES: dict[str, str] = {spec.name: spec.opinfo for spec in SPECS.values() if spec.opinfo}
 """Operator -> the name of its built-in twin's ``OpInfo`` in torch's ``op_db``
 (``tests/test_conformance.py``). The losses have no OpInfo of the same signature."""
+
+
+# ------------------------------------------------------------------------------------ sandwich layers
+def _sandwich_chains(ops: ModuleType) -> dict[str, Callable[..., torch.Tensor]]:
+    """The sandwich layers of :mod:`custom_ops.layer_utils` as chains of ``ops``' functions
+    (:mod:`torch.nn.functional` or :mod:`custom_ops.functional`), with the sandwiches' signatures."""
+    Tensor = torch.Tensor
+    Ints = int | Sequence[int]
+
+    def affine_relu(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+        return ops.relu(ops.linear(x, weight, bias))
+
+    def affine_bn_relu(
+        x: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        running_mean: Tensor | None,
+        running_var: Tensor | None,
+        bn_weight: Tensor | None = None,
+        bn_bias: Tensor | None = None,
+        training: bool = False,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+    ) -> Tensor:
+        pre = ops.linear(x, weight, bias)
+        return ops.relu(
+            ops.batch_norm(pre, running_mean, running_var, bn_weight, bn_bias, training, momentum, eps)
+        )
+
+    def affine_ln_relu(
+        x: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        ln_weight: Tensor | None = None,
+        ln_bias: Tensor | None = None,
+        eps: float = 1e-5,
+    ) -> Tensor:
+        return ops.relu(
+            ops.layer_norm(ops.linear(x, weight, bias), (weight.shape[0],), ln_weight, ln_bias, eps)
+        )
+
+    def conv_relu(
+        x: Tensor,
+        weight: Tensor,
+        bias: Tensor | None = None,
+        stride: Ints = 1,
+        padding: str | Ints = 0,
+        *,
+        dilation: Ints = 1,
+        groups: int = 1,
+    ) -> Tensor:
+        return ops.relu(ops.conv2d(x, weight, bias, stride, padding, dilation, groups))
+
+    def conv_bn_relu(
+        x: Tensor,
+        weight: Tensor,
+        bias: Tensor | None,
+        running_mean: Tensor | None,
+        running_var: Tensor | None,
+        bn_weight: Tensor | None = None,
+        bn_bias: Tensor | None = None,
+        training: bool = False,
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+        stride: Ints = 1,
+        padding: str | Ints = 0,
+        *,
+        dilation: Ints = 1,
+        groups: int = 1,
+    ) -> Tensor:
+        pre = ops.conv2d(x, weight, bias, stride, padding, dilation, groups)
+        return ops.relu(
+            ops.batch_norm(pre, running_mean, running_var, bn_weight, bn_bias, training, momentum, eps)
+        )
+
+    def conv_relu_pool(
+        x: Tensor,
+        weight: Tensor,
+        bias: Tensor | None = None,
+        stride: Ints = 1,
+        padding: str | Ints = 0,
+        pool_kernel: Ints = 2,
+        pool_stride: Ints | None = None,
+        *,
+        dilation: Ints = 1,
+        groups: int = 1,
+    ) -> Tensor:
+        out = ops.relu(ops.conv2d(x, weight, bias, stride, padding, dilation, groups))
+        return ops.max_pool2d(out, pool_kernel, pool_stride)
+
+    return {
+        fn.__name__: fn
+        for fn in (affine_relu, affine_bn_relu, affine_ln_relu, conv_relu, conv_bn_relu, conv_relu_pool)
+    }
+
+
+SANDWICH_BUILTIN_CHAINS: dict[str, Callable[..., torch.Tensor]] = _sandwich_chains(F)
+"""Each sandwich layer as the chain of its :mod:`torch.nn.functional` built-ins (the spec's ``builtin``)."""
+
+SANDWICH_MANUAL_CHAINS: dict[str, Callable[..., torch.Tensor]] = _sandwich_chains(MF)
+"""Each sandwich layer as the chain of the manual ops of :mod:`custom_ops.functional` (three Functions where
+the sandwich is one): what the sandwich must equal, and beat in time and memory."""
+
+
+def _tensors(*shapes: tuple[int, ...] | None, positive: tuple[int, ...] = ()) -> InputFactory:
+    """Inputs of these shapes (None: a None argument), the i-th standard normal drawn with seed i, or
+    uniform in ``[0.5, 1.5)`` at the ``positive`` positions (running variances)."""
+
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor | None, ...]:
+        return tuple(
+            None if shape is None else (_positive if i in positive else randn)(shape, dtype, device, i)
+            for i, shape in enumerate(shapes)
+        )
+
+    return inputs
+
+
+def _bn_sandwich_samples(
+    x: tuple[int, ...], weight: tuple[int, ...], conv: dict[str, Any] | None = None
+) -> tuple[Sample, ...]:
+    """Train and eval samples of a batch-norm sandwich: x, weight, bias, running mean and var, gamma, beta
+    (``conv``: the convolution's hyper-parameters, and a sample with no bias and no affine)."""
+    c = (weight[0],)
+    samples = []
+    for training in (True, False):
+        mode = "train" if training else "eval"
+        kwargs = {"training": training, "momentum": 0.1, "eps": 1e-5, **(conv or {})}
+        affine = _tensors(x, weight, c, c, c, c, c, positive=(4,))
+        samples.append(Sample(f"{mode}", affine, (0, 1, 2, 5, 6), kwargs))
+        plain = _tensors(x, weight, None, c, c, None, None, positive=(4,))
+        samples.append(Sample(f"{mode}-no-bias-no-affine", plain, (0, 1), kwargs))
+    return tuple(samples)
+
+
+_CONV_BN_HYPER = {"stride": 1, "padding": 1}
+
+AFFINE_RELU = OpSpec(
+    name="affine_relu",
+    manual=layer_utils.affine_relu,
+    builtin=SANDWICH_BUILTIN_CHAINS["affine_relu"],
+    samples=(
+        Sample("2d", _tensors((6, 5), (4, 5), (4,)), (0, 1, 2)),
+        Sample("3d-leading", _tensors((2, 3, 5), (4, 5), (4,)), (0, 1, 2)),
+        Sample("no-bias", _tensors((6, 5), (4, 5), None), (0, 1)),
+    ),
+    errors=(
+        ErrorInput(
+            "in_features",
+            lambda f: f(_t(4, 5), _t(3, 6)),
+            ValueError,
+            r"input must have shape \(\*, in_features=6\)",
+        ),
+        ErrorInput(
+            "1-D weight",
+            lambda f: f(_t(4, 5), _t(5)),
+            ValueError,
+            r"weight must have shape \(out_features, in_features\) \(a sandwich layer takes no 1-D weight\)",
+        ),
+    ),
+    backward="`da = dout * [out > 0]`, then `dx = da W`, `dW = daᵀ x`, `db = Σ da`; x and the output saved",
+)
+
+AFFINE_BN_RELU = OpSpec(
+    name="affine_bn_relu",
+    manual=layer_utils.affine_bn_relu,
+    builtin=SANDWICH_BUILTIN_CHAINS["affine_bn_relu"],
+    samples=_bn_sandwich_samples((6, 5), (4, 5)),
+    double_backward=False,
+    errors=(
+        ErrorInput(
+            "3-D input",
+            lambda f: f(_t(2, 3, 5), _t(4, 5), None, None, None, training=True),
+            ValueError,
+            r"input must have shape \(N, in_features\) \(2-D\), got 3-D",
+        ),
+        ErrorInput(
+            "running_mean channels",
+            lambda f: f(_t(6, 5), _t(4, 5), None, _t(3), _t(3).abs()),
+            ValueError,
+            r"running_mean must have shape \(4,\) \(one value per channel, input has C=4\)",
+        ),
+        ErrorInput(
+            "one value per channel",
+            lambda f: f(_t(1, 5), _t(4, 5), None, None, None, training=True),
+            ValueError,
+            r"more than 1 value per channel",
+        ),
+    ),
+    backward="ReLU mask from `y` recomputed from the saved `xc`, batch-norm closed form, affine backward",
+)
+
+AFFINE_LN_RELU = OpSpec(
+    name="affine_ln_relu",
+    manual=layer_utils.affine_ln_relu,
+    builtin=SANDWICH_BUILTIN_CHAINS["affine_ln_relu"],
+    samples=(
+        Sample("2d", _tensors((6, 5), (4, 5), (4,), (4,), (4,)), (0, 1, 2, 3, 4), {"eps": 1e-5}),
+        Sample("3d-leading", _tensors((2, 3, 5), (4, 5), (4,), (4,), (4,)), (0, 1, 2, 3, 4), {"eps": 1e-5}),
+        Sample("no-affine", _tensors((6, 5), (4, 5), (4,), None, None), (0, 1, 2), {"eps": 1e-5}),
+    ),
+    double_backward=False,
+    errors=(
+        ErrorInput(
+            "ln_weight shape",
+            lambda f: f(_t(6, 5), _t(4, 5), None, _t(5)),
+            ValueError,
+            r"weight must have shape \(4,\) \(normalized_shape\), got \(5,\)",
+        ),
+        ErrorInput(
+            "integer input",
+            lambda f: f(torch.ones(6, 5, dtype=torch.long), _t(4, 5), None),
+            TypeError,
+            r"input must be a floating-point tensor, got dtype torch.int64",
+        ),
+    ),
+    backward="ReLU mask from `y` recomputed from the saved `x̂`, layer-norm closed form, affine backward",
+)
+
+CONV_RELU = OpSpec(
+    name="conv_relu",
+    manual=layer_utils.conv_relu,
+    builtin=SANDWICH_BUILTIN_CHAINS["conv_relu"],
+    samples=(
+        Sample(
+            "3x3-pad1", _tensors((2, 3, 7, 7), (4, 3, 3, 3), (4,)), (0, 1, 2), {"stride": 1, "padding": 1}
+        ),
+        Sample(
+            "stride2-no-bias", _tensors((2, 3, 8, 8), (4, 3, 3, 3), None), (0, 1), {"stride": 2, "padding": 1}
+        ),
+        Sample(
+            "same-even-kernel",
+            _tensors((2, 3, 7, 6), (4, 3, 2, 4), (4,)),
+            (0, 1, 2),
+            {"padding": "same"},
+        ),
+        Sample(
+            "groups2-dilation2",
+            _tensors((2, 4, 9, 8), (6, 2, 3, 3), (6,)),
+            (0, 1, 2),
+            {"padding": 2, "dilation": 2, "groups": 2},
+        ),
+        Sample("unbatched", _tensors((3, 6, 6), (4, 3, 3, 3), (4,)), (0, 1, 2), {"padding": 1}),
+    ),
+    errors=(
+        ErrorInput(
+            "channels",
+            lambda f: f(_t(2, 3, 8, 8), _t(4, 2, 3, 3)),
+            ValueError,
+            r"input has 3 channels but weight \(4, 2, 3, 3\) with groups=1 expects C_in = 2 \* 1 = 2",
+        ),
+        ErrorInput(
+            "kernel too large",
+            lambda f: f(_t(1, 1, 4, 4), _t(1, 1, 7, 7), None, 1, 1),
+            ValueError,
+            r"kernel extent 7 along H .* larger than the padded input \(4 \+ 2\*1 = 6\)",
+        ),
+    ),
+    features="grouped, dilated, `padding='same'`",
+    backward="`da = dout * [out > 0]`, then the conv's fast backward; x and the output saved",
+)
+
+CONV_BN_RELU = OpSpec(
+    name="conv_bn_relu",
+    manual=layer_utils.conv_bn_relu,
+    builtin=SANDWICH_BUILTIN_CHAINS["conv_bn_relu"],
+    samples=(
+        *_bn_sandwich_samples((2, 3, 6, 5), (4, 3, 3, 3), _CONV_BN_HYPER),
+        Sample(
+            "train-stride2-groups",
+            _tensors((3, 4, 7, 7), (6, 2, 3, 3), None, (6,), (6,), (6,), (6,), positive=(4,)),
+            (0, 1, 5, 6),
+            {"training": True, "momentum": 0.1, "eps": 1e-5, "stride": 2, "padding": 1, "groups": 2},
+        ),
+    ),
+    double_backward=False,
+    errors=(
+        ErrorInput(
+            "unbatched input",
+            lambda f: f(_t(3, 8, 8), _t(4, 3, 3, 3), None, None, None, training=True),
+            ValueError,
+            r"input must have shape \(N, C_in, H, W\) \(4-D\), got 3-D",
+        ),
+        ErrorInput(
+            "bn_weight channels",
+            lambda f: f(_t(2, 3, 8, 8), _t(4, 3, 3, 3), None, None, None, _t(3), training=True),
+            ValueError,
+            r"weight must have shape \(4,\) \(one value per channel, input has C=4\)",
+        ),
+        ErrorInput(
+            "eval without stats",
+            lambda f: f(_t(2, 3, 8, 8), _t(4, 3, 3, 3), None, None, None),
+            RuntimeError,
+            r"running_mean and running_var are required when training=False",
+        ),
+    ),
+    features="strided, grouped",
+    backward="ReLU mask from `y` recomputed from the saved `xc`, batch-norm closed form, conv fast backward",
+)
+
+CONV_RELU_POOL = OpSpec(
+    name="conv_relu_pool",
+    manual=layer_utils.conv_relu_pool,
+    builtin=SANDWICH_BUILTIN_CHAINS["conv_relu_pool"],
+    samples=(
+        Sample(
+            "3x3-pad1-pool2",
+            _tensors((2, 3, 8, 8), (4, 3, 3, 3), (4,)),
+            (0, 1, 2),
+            {"stride": 1, "padding": 1, "pool_kernel": 2},
+        ),
+        Sample(
+            "pool3-stride2-leftover",
+            _tensors((2, 3, 9, 8), (4, 3, 3, 3), None),
+            (0, 1),
+            {"padding": 1, "pool_kernel": 3, "pool_stride": 2},
+        ),
+        Sample(
+            "nonsquare-unbatched",
+            _tensors((2, 7, 9), (3, 2, 2, 3), (3,)),
+            (0, 1, 2),
+            {"stride": (1, 2), "pool_kernel": (2, 1), "pool_stride": (2, 1)},
+        ),
+    ),
+    errors=(
+        ErrorInput(
+            "pool kernel too large",
+            lambda f: f(_t(1, 2, 4, 4), _t(3, 2, 3, 3), None, 1, 0, 3),
+            ValueError,
+            r"kernel_size 3 along H is larger than the padded input \(2 \+ 2\*0 = 2\)",
+        ),
+        ErrorInput(
+            "pool_kernel 0",
+            lambda f: f(_t(1, 2, 4, 4), _t(3, 2, 3, 3), None, 1, 1, 0),
+            ValueError,
+            r"kernel_size must be positive, got 0",
+        ),
+    ),
+    backward="`dp = dout * [out > 0]` on the pooled output (ReLU and max pool commute), scattered to the "
+    "maxima, then the conv's fast backward; indices saved, not the full-size ReLU output",
+)
+
+
+SANDWICHES: dict[str, OpSpec] = {
+    spec.name: spec
+    for spec in (AFFINE_RELU, AFFINE_BN_RELU, AFFINE_LN_RELU, CONV_RELU, CONV_BN_RELU, CONV_RELU_POOL)
+}
+"""The sandwich layers of :mod:`custom_ops.layer_utils` by name, each paired with the chain of built-ins it
+fuses (``builtin``; the chain of manual ops in :data:`SANDWICH_MANUAL_CHAINS`). Kept out of :data:`SPECS`:
+they are not twins of one torch function."""

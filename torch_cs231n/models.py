@@ -3,7 +3,9 @@
 ``ops="manual"`` builds the layers from :mod:`custom_ops.nn` (hand-written backward passes), ``"builtin"``
 from :mod:`torch.nn`. The manual layers subclass their built-in twins, so both variants have the same
 structure and ``state_dict`` keys, and :func:`torch_cs231n.init.init_weights_` gives them identical
-parameters for the same seed: the two can be compared on one run, and weights load across them.
+parameters for the same seed: the two can be compared on one run, and weights load across them. The manual
+models are :class:`~torch_cs231n.sandwich.SandwichSequential` containers, which compute runs such as
+``conv - relu - pool`` with one fused CS231n sandwich layer (same children, ``state_dict`` and results).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import custom_ops.nn as manual_nn
 from custom_ops.losses import builtin_svm_loss
 
 from .init import InitScheme, check_weight_scale, init_weights_
+from .sandwich import SandwichSequential
 
 Ops = Literal["manual", "builtin"]
 Normalization = Literal["batchnorm", "layernorm"] | None
@@ -53,6 +56,13 @@ def data_loss_fn(loss: LossName, ops: Ops) -> Callable[[torch.Tensor, torch.Tens
     if ops == "manual":
         return MF.softmax_loss if loss == "softmax" else MF.svm_loss
     return F.cross_entropy if loss == "softmax" else builtin_svm_loss
+
+
+def _sequential(ops: Ops) -> type[nn.Sequential]:
+    """The container of a model with ``ops``: :class:`~torch_cs231n.sandwich.SandwichSequential` for
+    ``"manual"`` (runs of manual layers computed by the fused CS231n sandwich layers, same children and
+    ``state_dict``), ``nn.Sequential`` for ``"builtin"``."""
+    return SandwichSequential if ops == "manual" else nn.Sequential
 
 
 def _check_positive_int(name: str, value: object) -> int:
@@ -88,7 +98,9 @@ def build_fc_net(
         ops: ``"manual"`` (:mod:`custom_ops.nn`) or ``"builtin"`` (:mod:`torch.nn`).
 
     Returns:
-        An ``nn.Sequential`` (``flatten``, ``fc1``, [``norm1``], ``relu1``, [``dropout1``], ..., ``fcL``).
+        An ``nn.Sequential`` (``flatten``, ``fc1``, [``norm1``], ``relu1``, [``dropout1``], ..., ``fcL``); for
+        ``ops="manual"`` a :class:`~torch_cs231n.sandwich.SandwichSequential`, which runs ``fc - [norm] -
+        relu`` as one sandwich layer.
 
     Raises:
         ValueError: a bad argument, named; also ``normalization`` or ``dropout_keep_ratio < 1`` with
@@ -127,7 +139,7 @@ def build_fc_net(
             modules[f"dropout{i}"] = layers.Dropout(p=1.0 - dropout_keep_ratio)  # torch p = drop probability
         fan_in = width
     modules[f"fc{len(dims) + 1}"] = layers.Linear(fan_in, num_classes)
-    return init_weights_(nn.Sequential(modules), init, weight_scale)
+    return init_weights_(_sequential(ops)(modules), init, weight_scale)
 
 
 def build_three_layer_convnet(
@@ -150,7 +162,9 @@ def build_three_layer_convnet(
         - Input ``(N, *input_dim)``; output ``(N, num_classes)``; parameter gradients the parameters' shapes.
 
     Returns:
-        An ``nn.Sequential`` of :mod:`custom_ops.nn` layers (``ops="manual"``) or ``torch.nn`` ones.
+        An ``nn.Sequential`` of ``torch.nn`` layers (``ops="builtin"``), or a
+        :class:`~torch_cs231n.sandwich.SandwichSequential` of :mod:`custom_ops.nn` layers (``ops="manual"``),
+        which runs ``conv - relu - pool`` and ``fc - relu`` as sandwich layers.
 
     Examples::
 
@@ -173,7 +187,7 @@ def build_three_layer_convnet(
     if conv_h < 2 or conv_w < 2:
         raise ValueError(f"filter_size={filter_size} is too large for input_dim={tuple(input_dim)}")
     pooled = num_filters * (conv_h // 2) * (conv_w // 2)
-    model = nn.Sequential(
+    model = _sequential(ops)(
         OrderedDict(
             conv1=layers.Conv2d(channels, num_filters, filter_size, stride=1, padding=pad),
             relu1=layers.ReLU(),
@@ -224,7 +238,9 @@ def build_convnet(
 
     Returns:
         An ``nn.Sequential`` (``conv1_1``, [``norm1_1``], ``relu1_1``, ..., ``pool1``, ..., ``flatten``,
-        [``fc1``, ``relu_fc1``, [``dropout1``], ...], ``fc``).
+        [``fc1``, ``relu_fc1``, [``dropout1``], ...], ``fc``); for ``ops="manual"`` a
+        :class:`~torch_cs231n.sandwich.SandwichSequential`, which runs ``conv - [batchnorm] - relu [- pool]``
+        and ``fc - relu`` as sandwich layers.
 
     Raises:
         ValueError: a bad argument, named.
@@ -288,4 +304,4 @@ def build_convnet(
             modules[f"dropout{i}"] = layers.Dropout(p=1.0 - dropout_keep_ratio)
         fan_in = size
     modules["fc"] = layers.Linear(fan_in, num_classes)
-    return init_weights_(nn.Sequential(modules), init, weight_scale)
+    return init_weights_(_sequential(ops)(modules), init, weight_scale)

@@ -1,0 +1,677 @@
+"""The CS231n "sandwich" layers (the course's ``layer_utils.py``: ``affine_relu_forward``,
+``conv_relu_pool_forward``, ...), each a single ``autograd.Function``: the chain of layers in one forward and
+one hand-written backward, reusing the math of the op files.
+
+affine_relu:     a = x W^T + b;  out = max(a, 0)
+                 da = dout * [out > 0];  dx = da W,  dW = da^T x,  db = sum_n da
+affine_bn_relu:  a = x W^T + b;  y = xc * (gamma s) + beta (batch norm: xc = a - mu, s = 1/sqrt(var + eps));
+                 out = max(y, 0)
+                 dy = dout * [y > 0], y recomputed from the saved xc;  da = batch norm backward of dy (the
+                 closed form of batchnorm.py);  then the affine backward of da
+affine_ln_relu:  as affine_bn_relu, with layer norm over the features: y = gamma * xhat + beta, xhat saved
+conv_relu:       a = conv(x, w) + b;  out = max(a, 0);  da = dout * [out > 0];  dx = transposed conv of da,
+                 dw = correlation of x with da, db = sum da  (conv.py's "fast" backward)
+conv_bn_relu:    as affine_bn_relu, with the convolution and spatial batch norm
+conv_relu_pool:  a = conv(x, w) + b;  out = max(maxpool(a), 0): ReLU and max pooling commute
+                 (max_i max(a_i, 0) = max(max_i a_i, 0), the same maxima), so the ReLU runs on the pooled
+                 tensor (kh*kw times smaller);  dp = dout * [out > 0];  da = dp scattered to each window's
+                 max (pool.py's backward);  then the conv backward of da
+
+Saved for backward, against the chain of manual ops (which saves x, W and, per layer, what its Function
+saves):
+- affine_relu, conv_relu: x, W and out, as the chain (out is the next layer's input, which it keeps anyway).
+- affine_bn_relu, conv_bn_relu: x, W, xc, s, gamma and beta; no ReLU output: the mask [y > 0] is recomputed
+  in backward from xc (one elementwise pass), one activation-sized tensor fewer than the chain.
+- affine_ln_relu: x, W, xhat, s, gamma and beta; likewise no ReLU output.
+- conv_relu_pool: x, W, the pooled output and the int64 indices of the maxima; the chain also keeps the
+  full-size ReLU output.
+The forwards apply the ReLU in place on a tensor they made (the affine or conv output, the norm output, the
+pooled maxima), so they allocate one activation-sized tensor fewer than the chain.
+
+Batch norm: training normalises with the batch statistics and updates the running ones exactly as
+:func:`custom_ops.batchnorm.batch_norm` (torch convention: ``momentum`` the weight of the new batch, the
+unbiased variance); eval uses the running statistics.
+
+Mixed precision follows the chain. Under ``torch.autocast`` the affine or convolution part runs in the
+autocast dtype (linear and conv2d's "lower" policy), max pooling and the ReLU in their input's dtype;
+the norm part computes in float32 whenever its input (the pre-activation) is float16/bfloat16, with its
+parameters and running statistics in float32, and returns the pre-activation's dtype (batch_norm and
+layer_norm's "fp32_internal" policy). Inputs with no element in a batch-norm sandwich run the chain of
+manual ops (there is nothing to fuse; the running statistics stay as they are).
+
+Double backward: the affine_relu, conv_relu and conv_relu_pool backwards are differentiable functions of
+the saved tensors, as the chain's; the norm sandwiches' backwards are ``once_differentiable``, as the norms'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
+
+from . import _autocast
+from ._checks import OpArgumentError, check_ndim, check_nonempty_planes
+from ._layout import memory_format
+from .batchnorm import (
+    batch_norm,
+    batch_norm_affine,
+    batch_norm_backward,
+    batch_norm_forward,
+    check_batch_norm_arguments,
+    update_running_stats,
+)
+from .conv import (
+    Pair,
+    check_conv2d_tensors,
+    conv2d_backward,
+    conv2d_forward,
+    conv2d_geometry,
+    conv_output_size,
+)
+from .conv import conv2d as manual_conv2d
+from .layernorm import (
+    check_layer_norm_arguments,
+    layer_norm_affine,
+    layer_norm_backward,
+    layer_norm_forward,
+)
+from .linear import affine_backward, affine_forward, check_linear_arguments
+from .linear import linear as manual_linear
+from .pool import max_pool2d_geometry, max_pool2d_input_grad
+from .relu import relu as manual_relu
+from .relu import relu_backward
+
+_LOW_PRECISION = (torch.float16, torch.bfloat16)
+ConvConf = tuple[Pair, Pair, Pair, int, Pair]  # stride, padding, dilation, groups, extra (conv.py)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+def _masked(dout: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``dout * [y > 0]`` from the recomputed pre-ReLU ``y`` (a temporary: overwritten with the result)."""
+    return y.gt_(0).mul_(dout)
+
+
+def _norm_dtype(pre: torch.Tensor) -> torch.dtype:
+    """The dtype a norm computes in: float32 for a float16/bfloat16 input, else the input's."""
+    return torch.float32 if pre.dtype in _LOW_PRECISION else pre.dtype
+
+
+def _pre_activation_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype of the linear or conv output that the chain hands to the next op: the autocast dtype under
+    autocast, else x's."""
+    device_type = x.device.type
+    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+
+
+def _stand_in(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
+    """A tensor with the shape, dtype and device of the chain's intermediate (one element of storage): what
+    the next op's argument checks run on, before the sandwich computes it."""
+    return torch.empty((), dtype=_pre_activation_dtype(x), device=x.device).expand(*shape)
+
+
+def _check_2d_weight(weight: torch.Tensor) -> None:
+    """Raise :class:`OpArgumentError` unless the affine weight is 2-D (linear's 1-D weight drops the output
+    dim, which no norm or sandwich takes)."""
+    if weight.dim() != 2:
+        raise OpArgumentError(
+            f"weight must have shape (out_features, in_features) (a sandwich layer takes no 1-D weight), "
+            f"got {tuple(weight.shape)}"
+        )
+
+
+def _conv_geometry(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: int | Sequence[int],
+    padding: str | int | Sequence[int],
+    dilation: int | Sequence[int],
+    groups: int,
+) -> tuple[ConvConf, tuple[int, int, int, int]]:
+    """conv2d's checks on x ``(N, C_in, H, W)``; ``(conf, output shape (N, C_out, H_out, W_out))``."""
+    stride_, padding_, dilation_, extra = conv2d_geometry(x, weight, bias, stride, padding, dilation, groups)
+    size = [
+        conv_output_size(h + e, k, s, p, d)
+        for h, e, k, s, p, d in zip(x.shape[2:], extra, weight.shape[2:], stride_, padding_, dilation_)
+    ]
+    return (stride_, padding_, dilation_, groups, extra), (x.shape[0], weight.shape[0], *size)
+
+
+def _apply_with_norm(
+    function: type[torch.autograd.Function],
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    norm: Sequence[torch.Tensor | None],
+    *static: object,
+) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    """``function.apply(x, weight, bias, *norm, *static)`` with the chain's mixed precision: under autocast,
+    x, weight and bias in the autocast dtype (the "lower" policy of linear and conv2d, as
+    ``_autocast.apply``), and the norm's tensors ``norm`` in float32 when the pre-activation is
+    float16/bfloat16 (the norms' "fp32_internal"). ``_autocast.apply`` itself would cast the norm's
+    parameters and running statistics to the autocast dtype too."""
+    device_type = x.device.type
+    autocasting = torch.is_autocast_enabled(device_type)
+    if autocasting:
+        low = torch.get_autocast_dtype(device_type)
+        x, weight = x.to(low), weight.to(low)
+        bias = None if bias is None else bias.to(low)
+    if x.dtype in _LOW_PRECISION:
+        norm = [None if t is None else t.to(torch.float32) for t in norm]
+    if not autocasting:
+        return function.apply(x, weight, bias, *norm, *static)
+    with torch.autocast(device_type, enabled=False):
+        return function.apply(x, weight, bias, *norm, *static)
+
+
+def _batch_norm_outputs(
+    ctx: torch.autograd.function.FunctionCtx,
+    out: torch.Tensor,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    training: bool,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """As ``BatchNormFunction``: ``out`` in eval; ``(out, batch mean, biased batch var)`` in training, the
+    statistics non-differentiable (their gradients are not materialised)."""
+    if not training:
+        return out
+    ctx.mark_non_differentiable(mean, var)
+    ctx.set_materialize_grads(False)
+    return out, mean, var
+
+
+def _bn_relu_forward(
+    pre: torch.Tensor,
+    gamma: torch.Tensor | None,
+    beta: torch.Tensor | None,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    training: bool,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(out, xc, s, mean, var)``: ``out = max(batchnorm(pre), 0)`` in pre's dtype, the norm computed in
+    :func:`_norm_dtype` (its ReLU in place on the norm's output buffer)."""
+    y, xc, invstd, mean, var = batch_norm_forward(
+        pre.to(_norm_dtype(pre)), gamma, beta, running_mean, running_var, training, eps
+    )
+    return y.clamp_min_(0).to(pre.dtype), xc, invstd, mean, var
+
+
+def _bn_relu_backward(
+    dout: torch.Tensor,
+    xc: torch.Tensor,
+    invstd: torch.Tensor,
+    gamma: torch.Tensor | None,
+    beta: torch.Tensor | None,
+    training: bool,
+    dtype: torch.dtype,
+    need: Sequence[bool],
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """``(dpre, dgamma, dbeta)``: the ReLU mask ``[y > 0]`` from ``y`` recomputed from ``xc`` (bit for bit
+    the forward's), then the batch-norm backward; ``dpre`` in ``dtype``. ``need``: the Function's
+    ``needs_input_grad`` (x, weight, bias, gamma, beta first)."""
+    dy = _masked(dout, batch_norm_affine(xc, invstd, gamma, beta))
+    dpre, dgamma, dbeta = batch_norm_backward(
+        dy, xc, invstd, gamma, training, any(need[:3]), need[3], need[4]
+    )
+    return None if dpre is None else dpre.to(dtype), dgamma, dbeta
+
+
+# ------------------------------------------------------------------------------------------- Functions
+class AffineReLUFunction(torch.autograd.Function):
+    """x ``(*, in)``, weight ``(out, in)``, bias ``(out,)`` or None -> ``(*, out)``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        out = affine_forward(x, weight, bias).clamp_min_(0)
+        ctx.save_for_backward(x, weight, out)
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, dout: torch.Tensor):
+        x, weight, out = ctx.saved_tensors
+        need_dx, need_dw, need_db = ctx.needs_input_grad
+        return affine_backward(
+            relu_backward(dout, out), x, weight, need_dx, need_dw, ctx.has_bias and need_db
+        )
+
+
+class AffineBatchNormReLUFunction(torch.autograd.Function):
+    """x ``(N, in)``, weight ``(C, in)``, bias, gamma, beta ``(C,)`` or None, running mean/var ``(C,)``
+    (used only in eval) -> training: ``(out, batch_mean, batch_biased_var)``; eval: ``out`` ``(N, C)``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, gamma, beta, running_mean, running_var, training: bool, eps: float):
+        pre = affine_forward(x, weight, bias)
+        out, xc, invstd, mean, var = _bn_relu_forward(
+            pre, gamma, beta, running_mean, running_var, training, eps
+        )
+        ctx.save_for_backward(x, weight, xc, invstd, gamma, beta)
+        ctx.has_bias = bias is not None
+        ctx.training = training
+        return _batch_norm_outputs(ctx, out, mean, var, training)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, *_):
+        if dout is None:  # gradients are not materialised: an undefined output gradient means zero
+            return (None,) * 9
+        x, weight, xc, invstd, gamma, beta = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        dpre, dgamma, dbeta = _bn_relu_backward(dout, xc, invstd, gamma, beta, ctx.training, x.dtype, need)
+        dx, dw, db = affine_backward(dpre, x, weight, need[0], need[1], ctx.has_bias and need[2])
+        return dx, dw, db, dgamma, dbeta, None, None, None, None
+
+
+class AffineLayerNormReLUFunction(torch.autograd.Function):
+    """x ``(*, in)``, weight ``(D, in)``, bias, gamma, beta ``(D,)`` or None -> ``(*, D)``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, gamma, beta, eps: float):
+        pre = affine_forward(x, weight, bias)
+        y, xhat, invstd = layer_norm_forward(pre.to(_norm_dtype(pre)), 1, gamma, beta, eps)
+        out = y.clamp_min_(0).to(pre.dtype)
+        ctx.save_for_backward(x, weight, xhat, invstd, gamma, beta)
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout):
+        x, weight, xhat, invstd, gamma, beta = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        dy = _masked(dout, layer_norm_affine(xhat, gamma, beta))  # y recomputed: the forward's, bit for bit
+        dpre, dgamma, dbeta = layer_norm_backward(dy, xhat, invstd, gamma, 1, any(need[:3]), need[3], need[4])
+        dpre = None if dpre is None else dpre.to(x.dtype)
+        dx, dw, db = affine_backward(dpre, x, weight, need[0], need[1], ctx.has_bias and need[2])
+        return dx, dw, db, dgamma, dbeta, None
+
+
+class ConvReLUFunction(torch.autograd.Function):
+    """x ``(N, C, H, W)``, weight ``(O, C/groups, kh, kw)``, bias ``(O,)`` or None -> ``(N, O, Ho, Wo)``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, conf: ConvConf):
+        out = conv2d_forward(x, weight, bias, *conf).clamp_min_(0)
+        ctx.save_for_backward(x, weight, out)
+        ctx.conf = conf
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, weight, out = ctx.saved_tensors
+        need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
+        da = relu_backward(dout, out)
+        dx, dw, db = conv2d_backward(da, x, weight, ctx.conf, need_dx, need_dw, ctx.has_bias and need_db)
+        return dx, dw, db, None
+
+
+class ConvBatchNormReLUFunction(torch.autograd.Function):
+    """x ``(N, C_in, H, W)``, weight ``(C, C_in/groups, kh, kw)``, bias, gamma, beta ``(C,)`` or None,
+    running mean/var ``(C,)`` (used only in eval) -> training: ``(out, batch_mean, batch_biased_var)``;
+    eval: ``out`` ``(N, C, Ho, Wo)``."""
+
+    @staticmethod
+    def forward(
+        ctx, x, weight, bias, gamma, beta, running_mean, running_var, training: bool, eps: float, conf
+    ):
+        pre = conv2d_forward(x, weight, bias, *conf)
+        out, xc, invstd, mean, var = _bn_relu_forward(
+            pre, gamma, beta, running_mean, running_var, training, eps
+        )
+        ctx.save_for_backward(x, weight, xc, invstd, gamma, beta)
+        ctx.conf = conf
+        ctx.has_bias = bias is not None
+        ctx.training = training
+        return _batch_norm_outputs(ctx, out, mean, var, training)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, *_):
+        if dout is None:  # gradients are not materialised: an undefined output gradient means zero
+            return (None,) * 10
+        x, weight, xc, invstd, gamma, beta = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        dpre, dgamma, dbeta = _bn_relu_backward(dout, xc, invstd, gamma, beta, ctx.training, x.dtype, need)
+        dx, dw, db = conv2d_backward(dpre, x, weight, ctx.conf, need[0], need[1], ctx.has_bias and need[2])
+        return dx, dw, db, dgamma, dbeta, None, None, None, None, None
+
+
+class ConvReLUPoolFunction(torch.autograd.Function):
+    """x ``(N, C, H, W)``, weight ``(O, C/groups, kh, kw)``, bias ``(O,)`` or None -> ``(N, O, Hp, Wp)``,
+    max pooled (no padding, no dilation) with ``kernel`` and ``stride``."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, conf: ConvConf, kernel: Pair, stride: Pair):
+        pre = conv2d_forward(x, weight, bias, *conf)
+        pooled, index = F.max_pool2d(pre, kernel, stride, return_indices=True)
+        out = pooled.clamp_min_(0)  # max(maxpool(a), 0) = maxpool(max(a, 0))
+        ctx.save_for_backward(x, weight, out, index)
+        ctx.conf = conf
+        ctx.pre = (pre.shape, memory_format(pre))
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, weight, out, index = ctx.saved_tensors
+        need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
+        da = max_pool2d_input_grad(relu_backward(dout, out), index, *ctx.pre)
+        dx, dw, db = conv2d_backward(da, x, weight, ctx.conf, need_dx, need_dw, ctx.has_bias and need_db)
+        return dx, dw, db, None, None, None
+
+
+# ------------------------------------------------------------------------------------------- functional
+def affine_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``relu(linear(x, weight, bias))`` in one Function (CS231n ``affine_relu_forward``/``_backward``).
+
+    Args:
+        x: floating tensor ``(*, in_features)``.
+        weight: ``(out_features, in_features)``.
+        bias: ``(out_features,)`` or None.
+
+    Shape:
+        - Input: ``(*, in_features)``; output ``(*, out_features)``.
+        - Gradients: ``dx`` the shape of ``x``, ``dw`` ``(out_features, in_features)``, ``db``
+          ``(out_features,)``.
+
+    Returns:
+        ``max(x @ weight.T + bias, 0)``.
+
+    Examples::
+
+        >>> import torch
+        >>> from custom_ops.layer_utils import affine_relu
+        >>> w = torch.tensor([[1.0, 1.0], [1.0, -1.0]], requires_grad=True)
+        >>> affine_relu(torch.tensor([[1.0, -2.0]]), w, torch.zeros(2))
+        tensor([[0., 3.]], grad_fn=<AffineReLUFunctionBackward>)
+        >>> x, w, b = (torch.randn(s, dtype=torch.double, requires_grad=True) for s in [(4, 3), (2, 3), 2])
+        >>> torch.autograd.gradcheck(affine_relu, (x, w, b))
+        True
+    """
+    check_linear_arguments(x, weight, bias)
+    _check_2d_weight(weight)
+    return _autocast.apply(AffineReLUFunction, "lower", x, weight, bias)
+
+
+def affine_bn_relu(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    bn_weight: torch.Tensor | None = None,
+    bn_bias: torch.Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """``relu(batch_norm(linear(x, weight, bias), ...))`` in one Function (CS231n ``affine_bn_relu``).
+
+    Args:
+        x: floating tensor ``(N, in_features)``.
+        weight: ``(C, in_features)``, C = out_features.
+        bias: ``(C,)`` or None.
+        running_mean, running_var: ``(C,)`` or None; in training, when given, updated in place as
+            :func:`custom_ops.batchnorm.batch_norm` does (unbiased variance); required in eval.
+        bn_weight, bn_bias: the batch norm's gamma and beta, ``(C,)`` or None.
+        training: normalise with the batch statistics (else with the running ones).
+        momentum: weight of the new batch in the running statistics.
+        eps: added to the variance; positive in training, non-negative in eval.
+
+    Shape:
+        - Input: ``(N, in_features)``, in training N > 1; output ``(N, C)``.
+        - Gradients: ``dx`` ``(N, in_features)``, ``dw`` ``(C, in_features)``, ``db``, ``dgamma``,
+          ``dbeta`` ``(C,)``.
+
+    Returns:
+        ``max(gamma * (a - mean) / sqrt(var + eps) + beta, 0)`` for ``a = x @ weight.T + bias``.
+
+    Examples::
+
+        >>> import torch
+        >>> from custom_ops.layer_utils import affine_bn_relu
+        >>> x, w = torch.tensor([[1.0], [3.0]]), torch.tensor([[1.0], [-1.0]])
+        >>> mean, var = torch.zeros(2), torch.ones(2)
+        >>> affine_bn_relu(x, w, None, mean, var, training=True)
+        tensor([[0.0000, 1.0000],
+                [1.0000, 0.0000]])
+        >>> mean, var  # updated: 0.1 of the batch mean (2, -2) and unbiased variance (2, 2)
+        (tensor([ 0.2000, -0.2000]), tensor([1.1000, 1.1000]))
+    """
+    check_linear_arguments(x, weight, bias)
+    _check_2d_weight(weight)
+    check_ndim("input", x, (2,), "(N, in_features)")
+    pre = _stand_in(x, (x.shape[0], weight.shape[0]))
+    count = check_batch_norm_arguments(
+        pre, running_mean, running_var, bn_weight, bn_bias, training, eps, "torch"
+    )
+    if pre.numel() == 0:
+        pre = manual_linear(x, weight, bias)
+        return manual_relu(
+            batch_norm(pre, running_mean, running_var, bn_weight, bn_bias, training, momentum, eps)
+        )
+    stats = (None, None) if training else (running_mean, running_var)
+    norm = (bn_weight, bn_bias, *stats)
+    out = _apply_with_norm(AffineBatchNormReLUFunction, x, weight, bias, norm, training, eps)
+    if not training:
+        return out
+    out, mean, var = out
+    update_running_stats(running_mean, running_var, mean, var, momentum, count, "torch")
+    return out
+
+
+def affine_ln_relu(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    ln_weight: torch.Tensor | None = None,
+    ln_bias: torch.Tensor | None = None,
+    eps: float = 1e-5,
+) -> torch.Tensor:
+    """``relu(layer_norm(linear(x, weight, bias), (D,), ln_weight, ln_bias, eps))`` in one Function (the
+    course's affine - layer norm - relu block).
+
+    Args:
+        x: floating tensor ``(*, in_features)``.
+        weight: ``(D, in_features)``, D = out_features.
+        bias: ``(D,)`` or None.
+        ln_weight, ln_bias: the layer norm's gamma and beta, ``(D,)`` or None.
+        eps: added to the variance.
+
+    Shape:
+        - Input: ``(*, in_features)``; output ``(*, D)``, normalised over the D features of each sample.
+        - Gradients: ``dx`` the shape of ``x``, ``dw`` ``(D, in_features)``, ``db``, ``dgamma``, ``dbeta``
+          ``(D,)``.
+
+    Returns:
+        ``max(gamma * (a - mean) / sqrt(var + eps) + beta, 0)`` for ``a = x @ weight.T + bias``, statistics
+        per sample.
+
+    Examples::
+
+        >>> import torch
+        >>> from custom_ops.layer_utils import affine_ln_relu
+        >>> affine_ln_relu(torch.tensor([[1.0, 2.0]]), torch.tensor([[1.0, 0.0], [0.0, 1.0]]), None)
+        tensor([[0.0000, 1.0000]])
+    """
+    check_linear_arguments(x, weight, bias)
+    _check_2d_weight(weight)
+    pre = _stand_in(x, (*x.shape[:-1], weight.shape[0]))
+    check_layer_norm_arguments(pre, weight.shape[0], ln_weight, ln_bias)
+    return _apply_with_norm(AffineLayerNormReLUFunction, x, weight, bias, (ln_weight, ln_bias), eps)
+
+
+def conv_relu(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int | Sequence[int] = 1,
+    padding: str | int | Sequence[int] = 0,
+    *,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+) -> torch.Tensor:
+    """``relu(conv2d(x, weight, bias, stride, padding, dilation, groups))`` in one Function (CS231n
+    ``conv_relu_forward``/``_backward``).
+
+    Args:
+        x: floating tensor ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``.
+        weight: ``(C_out, C_in / groups, kh, kw)``.
+        bias: ``(C_out,)`` or None.
+        stride, padding, dilation, groups: as :func:`custom_ops.conv.conv2d` (``padding`` an int, a pair,
+            ``"valid"`` or ``"same"``).
+
+    Shape:
+        - Input: ``(N, C_in, H, W)`` or ``(C_in, H, W)``; output ``(N, C_out, H_out, W_out)`` (or unbatched),
+          as conv2d.
+        - Gradients: ``dx`` the shape of ``x``, ``dw`` the shape of ``weight``, ``db`` ``(C_out,)``.
+
+    Returns:
+        ``max(conv2d(x, weight) + bias, 0)``.
+
+    Examples::
+
+        >>> import torch
+        >>> from custom_ops.layer_utils import conv_relu
+        >>> conv_relu(torch.randn(8, 3, 32, 32), torch.randn(16, 3, 3, 3), padding=1).shape
+        torch.Size([8, 16, 32, 32])
+        >>> conv_relu(torch.ones(1, 1, 2, 2), torch.tensor([[[[1.0]]], [[[-1.0]]]]))  # 2 filters, 1x1
+        tensor([[[[1., 1.],
+                  [1., 1.]],
+        <BLANKLINE>
+                 [[0., 0.],
+                  [0., 0.]]]])
+    """
+    check_conv2d_tensors(x, weight, bias)
+    unbatched = x.dim() == 3
+    x4 = x.unsqueeze(0) if unbatched else x
+    conf, _ = _conv_geometry(x4, weight, bias, stride, padding, dilation, groups)
+    out = _autocast.apply(ConvReLUFunction, "lower", x4, weight, bias, conf)
+    return out.squeeze(0) if unbatched else out
+
+
+def conv_bn_relu(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    bn_weight: torch.Tensor | None = None,
+    bn_bias: torch.Tensor | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    stride: int | Sequence[int] = 1,
+    padding: str | int | Sequence[int] = 0,
+    *,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+) -> torch.Tensor:
+    """``relu(batch_norm(conv2d(x, weight, bias, ...), ...))``, spatial batch norm, in one Function (the
+    course's conv - spatial batchnorm - relu block).
+
+    Args:
+        x: floating tensor ``(N, C_in, H, W)``.
+        weight: ``(C, C_in / groups, kh, kw)``.
+        bias: ``(C,)`` or None (usually None: beta takes its place).
+        running_mean, running_var, bn_weight, bn_bias, training, momentum, eps: as :func:`affine_bn_relu`,
+            per channel over ``N * H_out * W_out`` values.
+        stride, padding, dilation, groups: the convolution's, as :func:`conv_relu`.
+
+    Shape:
+        - Input: ``(N, C_in, H, W)``; output ``(N, C, H_out, W_out)``.
+        - Gradients: ``dx`` the shape of ``x``, ``dw`` the shape of ``weight``, ``db``, ``dgamma``,
+          ``dbeta`` ``(C,)``.
+
+    Returns:
+        ``max(gamma * (a - mean) / sqrt(var + eps) + beta, 0)`` per channel for ``a = conv2d(x, weight) +
+        bias``.
+
+    Examples::
+
+        >>> import torch
+        >>> from custom_ops.layer_utils import conv_bn_relu
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x, w = torch.randn(8, 3, 16, 16, generator=g), torch.randn(4, 3, 3, 3, generator=g)
+        >>> mean, var, gamma, beta = torch.zeros(4), torch.ones(4), torch.ones(4), torch.zeros(4)
+        >>> out = conv_bn_relu(x, w, None, mean, var, gamma, beta, training=True, padding=1)
+        >>> out.shape, bool(out.min() == 0), round(out.mean().item(), 1)  # half of a unit normal, clipped
+        (torch.Size([8, 4, 16, 16]), True, 0.4)
+    """
+    check_conv2d_tensors(x, weight, bias)
+    check_ndim("input", x, (4,), "(N, C_in, H, W)")
+    conf, shape = _conv_geometry(x, weight, bias, stride, padding, dilation, groups)
+    pre = _stand_in(x, shape)
+    count = check_batch_norm_arguments(
+        pre, running_mean, running_var, bn_weight, bn_bias, training, eps, "torch"
+    )
+    if pre.numel() == 0:
+        pre = manual_conv2d(x, weight, bias, stride, padding, dilation, groups)
+        return manual_relu(
+            batch_norm(pre, running_mean, running_var, bn_weight, bn_bias, training, momentum, eps)
+        )
+    stats = (None, None) if training else (running_mean, running_var)
+    norm = (bn_weight, bn_bias, *stats)
+    out = _apply_with_norm(ConvBatchNormReLUFunction, x, weight, bias, norm, training, eps, conf)
+    if not training:
+        return out
+    out, mean, var = out
+    update_running_stats(running_mean, running_var, mean, var, momentum, count, "torch")
+    return out
+
+
+def conv_relu_pool(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int | Sequence[int] = 1,
+    padding: str | int | Sequence[int] = 0,
+    pool_kernel: int | Sequence[int] = 2,
+    pool_stride: int | Sequence[int] | None = None,
+    *,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+) -> torch.Tensor:
+    """``max_pool2d(relu(conv2d(x, weight, bias, ...)), pool_kernel, pool_stride)`` in one Function (CS231n
+    ``conv_relu_pool_forward``/``_backward``).
+
+    Args:
+        x: floating tensor ``(N, C_in, H, W)`` or unbatched ``(C_in, H, W)``.
+        weight: ``(C_out, C_in / groups, kh, kw)``.
+        bias: ``(C_out,)`` or None.
+        stride, padding, dilation, groups: the convolution's, as :func:`conv_relu`.
+        pool_kernel: the max pool's window, an int or ``(kh, kw)``.
+        pool_stride: its step; None: ``pool_kernel``. (No pool padding, dilation or ceil mode.)
+
+    Shape:
+        - Input: ``(N, C_in, H, W)`` or ``(C_in, H, W)``; output ``(N, C_out, H_p, W_p)`` (or unbatched),
+          ``H_p = floor((H_out - k) / s) + 1`` for the conv's ``H_out``.
+        - Gradients: ``dx`` the shape of ``x``, ``dw`` the shape of ``weight``, ``db`` ``(C_out,)``.
+
+    Returns:
+        The max over each pool window of ``max(conv2d(x, weight) + bias, 0)``.
+
+    Examples::
+
+        >>> import torch
+        >>> from custom_ops.layer_utils import conv_relu_pool
+        >>> conv_relu_pool(torch.randn(8, 3, 32, 32), torch.randn(16, 3, 3, 3), padding=1).shape
+        torch.Size([8, 16, 16, 16])
+        >>> x = torch.arange(16.0).view(1, 1, 4, 4) - 8
+        >>> conv_relu_pool(x, torch.ones(1, 1, 1, 1))  # the top windows' maxima, -3 and -1, clipped
+        tensor([[[[0., 0.],
+                  [5., 7.]]]])
+    """
+    check_conv2d_tensors(x, weight, bias)
+    unbatched = x.dim() == 3
+    x4 = x.unsqueeze(0) if unbatched else x
+    conf, shape = _conv_geometry(x4, weight, bias, stride, padding, dilation, groups)
+    check_nonempty_planes("input", _stand_in(x4, shape), "(N, C, H, W) or (C, H, W)")
+    kernel, pool_stride_, _, _ = max_pool2d_geometry(shape[2:], pool_kernel, pool_stride, 0, 1, False)
+    out = _autocast.apply(ConvReLUPoolFunction, "lower", x4, weight, bias, conf, kernel, pool_stride_)
+    return out.squeeze(0) if unbatched else out

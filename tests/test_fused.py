@@ -1,0 +1,149 @@
+"""The fused kernels (:mod:`custom_ops.fused`) pass the reference path's own tests.
+
+Every op whose file defines a kernel is run, on its registry samples, through the test functions of
+``tests/test_ops.py`` and ``tests/test_ops_errors.py`` with fusion on: gradcheck in float64, parity with
+the built-in twin in float32, layouts, autocast, torch.compile, bad inputs. Each test also checks that a
+compiled kernel really ran (else it would only re-test the eager path). Compiling costs about a second per
+kernel and input signature, so the first two samples of each op run by default and the rest with
+``--runslow``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+from collections.abc import Iterator
+
+import pytest
+import test_ops
+import test_ops_errors
+import torch
+
+from custom_ops import fused
+from custom_ops.registry import OP_CASES, SPECS
+from custom_ops.spec import ErrorInput, OpCase, OpSpec
+
+FUSED_OPS = [name for name, spec in SPECS.items() if fused.kernels(spec.manual.__module__)]
+
+
+def _cases() -> list[pytest.param]:
+    seen: dict[str, int] = {}
+    params = []
+    for case in OP_CASES:
+        if case.op not in FUSED_OPS:
+            continue
+        seen[case.op] = seen.get(case.op, 0) + 1
+        marks = [pytest.mark.slow] if seen[case.op] > 2 else []
+        params.append(pytest.param(case, id=case.id, marks=marks))
+    return params
+
+
+CASES = _cases()
+FIRST_CASES = [pytest.param(SPECS[op].cases[0], id=SPECS[op].cases[0].id) for op in FUSED_OPS]
+
+
+def _fused_calls() -> int:
+    return sum(k.fused_calls for k in fused.kernels())
+
+
+@pytest.fixture(autouse=True)
+def fusion_on() -> Iterator[None]:
+    """Fusion on for the test; afterwards, a compiled kernel must have run."""
+    assert not fused.unavailable(), f"the fused kernels cannot compile here: {fused.unavailable()}"
+    before = _fused_calls()
+    with fused.enabled(True):
+        yield
+    assert _fused_calls() > before, "no compiled kernel ran: the test exercised only the eager path"
+
+
+def test_the_memory_bound_ops_have_kernels() -> None:
+    expected = {"relu", "dropout", "batch_norm", "layer_norm", "group_norm"}
+    assert expected <= set(FUSED_OPS), f"ops without a fused kernel: {sorted(expected - set(FUSED_OPS))}"
+    with fused.enabled(True):  # the fixture's check needs one compiled call
+        test_ops.test_parity_with_builtin_float32(SPECS["relu"].cases[0], "cpu")
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_gradcheck_float64(case: OpCase) -> None:
+    test_ops.test_gradcheck_float64(case)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_parity_with_builtin_float32(case: OpCase) -> None:
+    test_ops.test_parity_with_builtin_float32(case, "cpu")
+
+
+LAYOUTS = [
+    pytest.param(p.values[0], layout, id=f"{p.id}-{layout}", marks=p.marks)
+    for p in CASES
+    for layout in ("noncontiguous", "channels_last")
+    if layout == "noncontiguous" or p.values[0].spatial
+]
+
+
+@pytest.mark.parametrize(("case", "layout"), LAYOUTS)
+def test_layouts_match_contiguous(case: OpCase, layout: str) -> None:
+    test_ops.test_layouts_match_contiguous(case, layout)
+
+
+@pytest.mark.parametrize("case", FIRST_CASES)
+def test_autocast_close_to_builtin(case: OpCase) -> None:
+    test_ops.test_autocast_close_to_builtin(case, "cpu", torch.bfloat16)
+
+
+@pytest.mark.parametrize("case", FIRST_CASES)
+def test_under_torch_compile_the_eager_formulas_are_traced(case: OpCase) -> None:
+    """Under torch.compile the kernels step aside (Dynamo traces the eager formulas into its own graph);
+    the result is the reference path's. The fixture's check is met by one uncompiled call first."""
+    test_ops.run_and_grad(case, case.manual, case.inputs(torch.float32))
+    test_ops.test_compile_fullgraph(case)
+
+
+ERRORS = [(spec, error) for spec, error in test_ops_errors.ERRORS if spec.name in FUSED_OPS]
+
+
+@pytest.mark.parametrize(("spec", "error"), ERRORS, ids=[f"{s.name}-{e.label}" for s, e in ERRORS])
+def test_bad_inputs_refused(spec: OpSpec, error: ErrorInput) -> None:
+    test_ops.test_parity_with_builtin_float32(spec.cases[0], "cpu")  # one compiled call for the fixture
+    test_ops_errors.test_bad_input_is_rejected_with_a_clear_message(spec, error)
+
+
+def test_without_a_compiler_the_eager_path_runs_after_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch._inductor
+
+    def no_compiler(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("Failed to find a working C++ compiler")
+
+    monkeypatch.setattr(torch._inductor, "compile", no_compiler)
+    monkeypatch.setattr(fused, "_broken", {})
+    kernel = fused.kernel(lambda x, y: x * y + 1)
+    x = torch.randn(5)
+    with pytest.warns(
+        RuntimeWarning, match="could not compile the fused kernels on cpu.*C\\+\\+ compiler.*slower"
+    ):
+        out = kernel(x, x)
+    torch.testing.assert_close(out, x * x + 1, msg="the eager fallback gave another result")
+    assert "cpu" in fused.unavailable(), "the failure was not recorded"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once: later kernels on the device run eagerly in silence
+        fused.kernel(lambda x: x - 1)(x)
+    # the fixture needs one compiled call; compiling works again once the monkeypatch is undone
+    monkeypatch.undo()
+    test_ops.test_parity_with_builtin_float32(SPECS["relu"].cases[0], "cpu")
+
+
+def test_environment_variable_turns_fusion_on() -> None:
+    code = "from custom_ops import fused; print(fused.is_enabled())"
+    for value, expected in (("1", "True"), ("0", "False"), (None, "False")):
+        env = {k: v for k, v in os.environ.items() if k != fused.ENV_VAR}
+        if value is not None:
+            env[fused.ENV_VAR] = value
+        result = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        assert result.stdout.strip() == expected, (
+            f"{fused.ENV_VAR}={value}: is_enabled() printed {result.stdout!r}"
+        )
+    test_ops.test_parity_with_builtin_float32(SPECS["relu"].cases[0], "cpu")
