@@ -10,9 +10,11 @@ written: the readable eager *reference path*, which gradcheck and the parity tes
 
 The traced graph is handed straight to Inductor (``torch._inductor.compile``) rather than going through
 ``torch.compile``: the calls then skip TorchDynamo's frame evaluation and guards, about 10 microseconds a
-call, which is most of the time of a small op (128 x 100 batch norm). Shapes are static: a new batch size
-compiles once more (about one to three seconds each on a CPU; Inductor caches the generated code on disk,
-so later runs reuse it).
+call, which is most of the time of a small op (128 x 100 batch norm). Even so a compiled call costs several
+microseconds, more than a tiny tensor's eager passes: so on first use of a signature the compiled variant
+is timed against the eager formulas on the same arguments and kept only where it is faster
+(:data:`select_fastest`). Shapes are static: a new batch size compiles once more (about one to three
+seconds each on a CPU; Inductor caches the generated code on disk, so later runs reuse it).
 
 Switch: ``CS231N_FUSED=1`` in the environment, :func:`set_enabled`, or the :func:`enabled` context
 manager. Compiling costs seconds per kernel and signature, so fusion is off by default: keep it off for
@@ -29,8 +31,10 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -40,6 +44,12 @@ import torch
 ENV_VAR = "CS231N_FUSED"
 MAX_SIGNATURES = 64
 """Compiled variants kept per kernel; beyond that (shapes changing on every call) the eager path runs."""
+
+select_fastest = True
+"""On first use of a signature, time the compiled variant against the eager formulas on the same arguments
+and keep the faster: on small tensors (a 64 x 100 dropout) one compiled call's ~10 µs of overhead costs more
+than the passes it saves. The tests turn this off so that they always run the compiled variant."""
+_TIMED_CALLS = 5
 
 _state = threading.local()
 _default = os.environ.get(ENV_VAR, "0").strip().lower() in ("1", "true", "yes", "on")
@@ -108,13 +118,15 @@ class Kernel:
     ``fn`` returns a tensor or a tuple of tensors (or None entries); it must not modify its inputs.
     Calling the kernel calls ``fn`` itself unless fusion is on (:func:`is_enabled`), no autograd recording
     or Dynamo tracing is under way, and the arguments' device type can compile; then the compiled
-    variant for the arguments' signature runs (compiled on first use).
+    variant for the arguments' signature runs: compiled on first use, and kept only where it is measured
+    faster than the eager formulas on those arguments (:data:`select_fastest`).
     """
 
     def __init__(self, fn: Callable[..., Any]) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
-        self.compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}
+        # signature -> its compiled variant, or None where the eager formulas run (measured faster)
+        self.compiled: dict[tuple[Any, ...], Callable[..., Any] | None] = {}
         self.fused_calls = 0  # calls that ran a compiled variant (tests check the fused path really ran)
         _KERNELS.append(self)
 
@@ -122,19 +134,25 @@ class Kernel:
         if not is_enabled() or torch.compiler.is_compiling():
             return self.fn(*args)
         device = _device_type(args)
-        if device is None or device in _broken or len(self.compiled) >= MAX_SIGNATURES:
+        if device is None or device in _broken:
             return self.fn(*args)
         if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
             return self.fn(*args)
         key = _signature(args)
-        compiled = self.compiled.get(key)
-        if compiled is None:
-            compiled = self._compile(args, device)
-            if compiled is None:
-                return self.fn(*args)
-            self.compiled[key] = compiled
+        if key in self.compiled:
+            variant = self.compiled[key]
+        elif len(self.compiled) >= MAX_SIGNATURES:
+            return self.fn(*args)
+        else:
+            variant = self._compile(args, device)
+            if variant is not None and select_fastest and not _faster(variant, self.fn, args):
+                variant = None  # the eager formulas are faster on this signature
+            if device not in _broken:
+                self.compiled[key] = variant
+        if variant is None:
+            return self.fn(*args)
         self.fused_calls += 1
-        return compiled(*[a for a in args if isinstance(a, torch.Tensor)])
+        return variant(*[a for a in args if isinstance(a, torch.Tensor)])
 
     def _compile(self, args: tuple[Any, ...], device: str) -> Callable[..., Any] | None:
         """Trace ``fn`` on ``args`` (tensor positions as graph inputs, the rest baked in) and compile it;
@@ -172,6 +190,27 @@ class Kernel:
             )
             return None
         return _restructure(compiled, structure["single"], structure["none_at"], structure["strides"])
+
+
+def _faster(compiled: Callable[..., Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
+    """Whether ``compiled`` (on the tensor arguments) beats ``fn`` (on all of them): the best of
+    :data:`_TIMED_CALLS` calls each, taken in turns after one untimed call each."""
+    tensors = [a for a in args if isinstance(a, torch.Tensor)]
+    cuda = any(t.is_cuda for t in tensors)
+    best = {"compiled": math.inf, "eager": math.inf}
+    calls = {"compiled": lambda: compiled(*tensors), "eager": lambda: fn(*args)}
+    for call in calls.values():
+        call()
+    for _ in range(_TIMED_CALLS):
+        for name, call in calls.items():
+            if cuda:
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            call()
+            if cuda:
+                torch.cuda.synchronize()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best["compiled"] < best["eager"]
 
 
 def _same_layout(t: torch.Tensor, stride: tuple[int, ...]) -> bool:

@@ -49,9 +49,11 @@ def _fused_calls() -> int:
 
 
 @pytest.fixture(autouse=True)
-def fusion_on() -> Iterator[None]:
-    """Fusion on for the test; afterwards, a compiled kernel must have run."""
+def fusion_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fusion on for the test, always the compiled variant (never the eager formulas chosen for being faster
+    on these tiny inputs); afterwards, a compiled kernel must have run."""
     assert not fused.unavailable(), f"the fused kernels cannot compile here: {fused.unavailable()}"
+    monkeypatch.setattr(fused, "select_fastest", False)
     before = _fused_calls()
     with fused.enabled(True):
         yield
@@ -147,3 +149,34 @@ def test_environment_variable_turns_fusion_on() -> None:
             f"{fused.ENV_VAR}={value}: is_enabled() printed {result.stdout!r}"
         )
     test_ops.test_parity_with_builtin_float32(SPECS["relu"].cases[0], "cpu")
+
+
+@pytest.mark.parametrize("compiled_faster", [True, False])
+def test_the_faster_variant_is_kept_per_signature(
+    monkeypatch: pytest.MonkeyPatch, compiled_faster: bool
+) -> None:
+    """With ``select_fastest`` the first call of a signature times both variants and keeps the faster; the
+    result is the same either way."""
+    monkeypatch.setattr(fused, "select_fastest", True)
+    monkeypatch.setattr(fused, "_faster", lambda *_args: compiled_faster)
+    kernel = fused.kernel(lambda x, y: (x * y).add_(1))
+    x = torch.randn(7, 3)
+    for _ in range(3):
+        torch.testing.assert_close(kernel(x, x), x * x + 1, msg="the kept variant gave another result")
+    (variant,) = kernel.compiled.values()
+    assert (variant is not None) == compiled_faster, f"compiled faster={compiled_faster}, kept {variant}"
+    assert kernel.fused_calls == (3 if compiled_faster else 0), f"{kernel.fused_calls} compiled calls"
+    test_ops.test_parity_with_builtin_float32(SPECS["relu"].cases[0], "cpu")  # the fixture's compiled call
+
+
+def test_timing_picks_a_variant_and_both_agree() -> None:
+    """The real timing runs both variants on the arguments (they must not modify them) and returns a bool."""
+    kernel = fused.kernel(lambda x: x.sign().mul_(x))
+    x = torch.randn(64, 64)
+    with fused.enabled(True):
+        kernel(x)
+    (variant,) = kernel.compiled.values()
+    before = x.clone()
+    assert fused._faster(variant, kernel.fn, (x,)) in (True, False)
+    torch.testing.assert_close(x, before, msg="timing the variants modified the input")
+    torch.testing.assert_close(variant(x), kernel.fn(x), msg="compiled and eager variants differ")

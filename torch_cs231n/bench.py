@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -37,7 +38,7 @@ from torch.utils import benchmark
 
 from custom_ops import fused
 from custom_ops.conv import CONV_ALGORITHMS
-from custom_ops.registry import OP_NAMES, SPECS
+from custom_ops.registry import OP_NAMES, SANDWICH_MANUAL_CHAINS, SANDWICHES, SPECS
 from custom_ops.spec import InputFactory, OpCase, Sample, labels, normal, randn
 
 from .memory import saved_memory
@@ -82,6 +83,11 @@ class Row:
     fwd_eager: float | None = None
     fwdbwd_eager: float | None = None
     train_step_eager: float | None = None
+    # Sandwich rows (``custom_ops.layer_utils``): the manual sandwich against the chain of built-ins, and
+    # here the chain of the three manual ops it replaces.
+    fwd_chain: float | None = None
+    fwdbwd_chain: float | None = None
+    saved_chain: int | None = None
     saved_manual: int | None = None
     saved_builtin: int | None = None
     saved_extra_manual: int | None = None
@@ -94,8 +100,9 @@ class Row:
         """Fill ``ratios`` from the measured values."""
         for key in ("fwd", "fwdbwd", "train_step", "saved", "saved_extra"):
             builtin = getattr(self, f"{key}_builtin")
-            eager = getattr(self, f"{key}_eager", None)
-            for name, manual in ((key, getattr(self, f"{key}_manual")), (f"{key}_eager", eager)):
+            variants = [(key, getattr(self, f"{key}_manual"))]
+            variants += [(f"{key}_{v}", getattr(self, f"{key}_{v}", None)) for v in ("eager", "chain")]
+            for name, manual in variants:
                 if manual is None or builtin is None:
                     continue
                 self.ratios[name] = manual / builtin if builtin else (1.0 if manual == builtin else None)
@@ -191,6 +198,55 @@ def _losses(n: int, c: int) -> list[OpCase]:
     return [_case(op, f"{n}x{c}", inputs) for op in ("softmax_loss", "svm_loss")]
 
 
+def _sandwich(
+    name: str, label: str, shapes: Sequence[tuple[int, ...]], grad_inputs: tuple[int, ...], **kw: Any
+):
+    """A sandwich-layer case on inputs of ``shapes`` (standard normal; the 5th, a running variance, in
+    ``[0.5, 1.5)``)."""
+
+    def inputs(dt: torch.dtype, dev: torch.device) -> tuple[torch.Tensor, ...]:
+        return tuple(
+            randn(shape, dt, dev, i).abs_().add_(0.5) if i == 4 else randn(shape, dt, dev, i)
+            for i, shape in enumerate(shapes)
+        )
+
+    return OpCase(SANDWICHES[name], Sample(label, inputs, grad_inputs, **kw))
+
+
+def _sandwiches(n: int, d: int, o: int, conv: Sequence[tuple[int, int, int, int]]) -> list[OpCase]:
+    """Every sandwich layer: the affine ones on ``(n, d) -> o``, the conv ones (3x3, padding 1, 2x2 pool) on
+    each ``(n, c, hw, o)``."""
+    c1 = (o,)
+    bn = {"training": True, "momentum": 0.1, "eps": 1e-5}
+    cases = [
+        _sandwich("affine_relu", f"{n}x{d}-{o}", [(n, d), (o, d), c1], (0, 1, 2)),
+        _sandwich(
+            "affine_bn_relu",
+            f"train-{n}x{d}-{o}",
+            [(n, d), (o, d), c1, c1, c1, c1, c1],
+            (0, 1, 2, 5, 6),
+            kwargs=bn,
+        ),
+        _sandwich("affine_ln_relu", f"{n}x{d}-{o}", [(n, d), (o, d), c1, c1, c1], (0, 1, 2, 3, 4)),
+    ]
+    for n, c, hw, o in conv:
+        x, w, c1 = (n, c, hw, hw), (o, c, 3, 3), (o,)
+        label = f"{c}to{o}-{n}x{hw}x{hw}"
+        p1 = {"stride": 1, "padding": 1}
+        cases += [
+            _sandwich("conv_relu", label, [x, w, c1], (0, 1, 2), kwargs=p1),
+            _sandwich(
+                "conv_bn_relu",
+                f"train-{label}",
+                [x, w, c1, c1, c1, c1, c1],
+                (0, 1, 2, 5, 6),
+                kwargs={**p1, **bn},
+            ),
+            _sandwich("conv_relu_pool", label, [x, w, c1], (0, 1, 2), kwargs={**p1, "pool_kernel": 2}),
+        ]
+    return cases
+
+
 def _sized(size: str, explicit: list[OpCase], feature_map: tuple[int, ...]) -> tuple[OpCase, ...]:
     """The ``explicit`` cases and, for every other op whose spec has a sample of one ``(N, C, H, W)`` input
     (activations, pooling), that sample on a ``feature_map``; labels prefixed with ``size``."""
@@ -222,6 +278,7 @@ BENCH_CASES: dict[str, tuple[OpCase, ...]] = {
             _max_pool((64, 32, 32, 32), 2, 2, 0),
             _group_norm((64, 32, 16, 16), 4),
             *_losses(128, 10),
+            *_sandwiches(128, 3072, 100, [(64, 3, 32, 32), (64, 32, 16, 64)]),
         ],
         (64, 32, 16, 16),
     ),
@@ -248,6 +305,8 @@ BENCH_CASES: dict[str, tuple[OpCase, ...]] = {
 ops' specs. Only forward/backward speed and memory are measured on these, so the inputs are plain normal
 samples (kept apart from the specs' small samples, which the correctness tests run)."""
 SIZES = tuple(BENCH_CASES)
+BENCH_OPS = (*OP_NAMES, *SANDWICHES)
+"""What ``--op`` selects from: the registry's ops and the sandwich layers."""
 
 
 def time_interleaved(
@@ -325,19 +384,28 @@ def bench_case(
     """Time and measure one registry case, manual (fused and eager reference with ``with_fused``, else the
     eager reference) vs built-in."""
     args = case.inputs(dtype, device, requires_grad=True)
-    manual_fwd, manual_fb = _fwd_bwd(case.manual, args, case.grad_inputs)
-    builtin_fwd, builtin_fb = _fwd_bwd(case.builtin, args, case.grad_inputs)
-    fwd = time_interleaved(
-        {**_manual_variants(manual_fwd, with_fused), "builtin": builtin_fwd}, repeats, min_run_time, device
-    )
-    fb = time_interleaved(
-        {**_manual_variants(manual_fb, with_fused), "builtin": builtin_fb}, repeats, min_run_time, device
-    )
+    impls = {"manual": case.manual, "builtin": case.builtin}
+    if case.op in SANDWICH_MANUAL_CHAINS:
+        impls["chain"] = functools.partial(SANDWICH_MANUAL_CHAINS[case.op], **case.sample.kwargs)
+    fwd_fns, fb_fns = {}, {}
+    for name, fn in impls.items():
+        fwd_fn, fb_fn = _fwd_bwd(fn, args, case.grad_inputs)
+        variants = (
+            _manual_variants(fwd_fn, with_fused)
+            if name == "manual"
+            else {name: _with_fusion(fwd_fn, with_fused)}
+        )
+        fwd_fns.update(variants)
+        variants = (
+            _manual_variants(fb_fn, with_fused)
+            if name == "manual"
+            else {name: _with_fusion(fb_fn, with_fused)}
+        )
+        fb_fns.update(variants)
+    fwd = time_interleaved(fwd_fns, repeats, min_run_time, device)
+    fb = time_interleaved(fb_fns, repeats, min_run_time, device)
     params = [a for a in args[1:] if isinstance(a, torch.Tensor)]
-    mem = {
-        name: saved_memory(fn, args, exclude=params, activations=[args[0]])
-        for name, fn in (("manual", case.manual), ("builtin", case.builtin))
-    }
+    mem = {name: saved_memory(fn, args, exclude=params, activations=[args[0]]) for name, fn in impls.items()}
     return Row(
         kind="op",
         name=case.op,
@@ -351,6 +419,9 @@ def bench_case(
         fused=with_fused,
         fwd_eager=fwd.get("eager"),
         fwdbwd_eager=fb.get("eager"),
+        fwd_chain=fwd.get("chain"),
+        fwdbwd_chain=fb.get("chain"),
+        saved_chain=mem["chain"].bytes if "chain" in mem else None,
         saved_manual=mem["manual"].bytes,
         saved_builtin=mem["builtin"].bytes,
         saved_extra_manual=mem["manual"].extra_bytes,
@@ -467,9 +538,11 @@ def format_table(rows: Sequence[Row]) -> str:
         "f+b ratio",
         "target",
         "eager ratio",
+        "chain ratio",
         "saved man MiB",
         "saved blt MiB",
         "saved ratio",
+        "chain saved",
     )
     lines = [header]
     for row in rows:
@@ -489,9 +562,11 @@ def format_table(rows: Sequence[Row]) -> str:
                 _ratio(row.ratios.get(step), row.target),
                 "" if row.target is None else f"<={row.target}x",
                 _ratio(row.ratios.get(f"{step}_eager")),
+                _ratio(row.ratios.get(f"{step}_chain")),
                 _mib(row.saved_manual),
                 _mib(row.saved_builtin),
                 _ratio(row.ratios.get("saved"), MEMORY_TARGET if row.kind == "op" else None),
+                _ratio(row.ratios.get("saved_chain")),
             )
         )
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
@@ -526,10 +601,10 @@ def build_parser() -> argparse.ArgumentParser:
         "end-to-end training steps.",
     )
     parser.add_argument(
-        "--op", type=_csv(OP_NAMES, "op"), default=None, help="comma-separated op names (default: all)"
+        "--op", type=_csv(BENCH_OPS, "op"), default=None, help="comma-separated op names (default: all)"
     )
     parser.add_argument(  # deprecated old name of --op (one release): `--ops` is the manual/builtin switch
-        "--ops", dest="deprecated_ops", type=_csv(OP_NAMES, "op"), default=None, help=argparse.SUPPRESS
+        "--ops", dest="deprecated_ops", type=_csv(BENCH_OPS, "op"), default=None, help=argparse.SUPPRESS
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="float32")
@@ -586,7 +661,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         args.op = args.deprecated_ops
     if args.op is None:
-        args.op = list(OP_NAMES)
+        args.op = list(BENCH_OPS)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
     if args.min_run_time <= 0:
@@ -602,7 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.tiny:  # the first small case of each op, and of each conv algorithm
         firsts: dict[tuple[str, str], OpCase] = {}
         for op in args.op:
-            for case in SPECS[op].cases:
+            for case in {**SPECS, **SANDWICHES}[op].cases:
                 firsts.setdefault((op, _variant(case)), case)
         cases = list(firsts.values())
     else:
