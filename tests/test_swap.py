@@ -188,3 +188,34 @@ def test_to_builtin_detaches_the_manual_functions() -> None:
     to_builtin(model)
     assert manual_functions_of(model[0]) is None, "to_builtin left the ManualFunctions hooks"
     assert type(model(x).grad_fn).__name__ == "ReluBackward0", "F.relu still routed after to_builtin"
+
+
+def test_to_manual_runs_sandwich_layers_in_sequentials_and_to_builtin_undoes_it() -> None:
+    """A VGG-like ``nn.Sequential`` (Conv2d - ReLU - MaxPool2d, Linear - ReLU) becomes a SandwichSequential
+    that calls the sandwiches and computes what the built-in model computes; to_builtin restores the class."""
+    from unittest import mock
+
+    import custom_ops.layer_utils as layer_utils
+    from torch_cs231n.sandwich import SandwichSequential
+
+    torch.manual_seed(0)
+    builtin = nn.Sequential(
+        nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)),
+        nn.Flatten(),
+        nn.Sequential(nn.Linear(4 * 4 * 4, 6), nn.ReLU(), nn.Linear(6, 3)),
+    )
+    manual = to_manual(copy.deepcopy(builtin))
+    assert all(type(m) is SandwichSequential for m in manual.modules() if isinstance(m, nn.Sequential)), (
+        "to_manual left a plain nn.Sequential"
+    )
+    assert manual.state_dict().keys() == builtin.state_dict().keys(), "to_manual changed the state_dict keys"
+    x = torch.randn(2, 3, 8, 8)
+    with mock.patch.object(layer_utils, "conv_relu_pool", wraps=layer_utils.conv_relu_pool) as spy:
+        torch.testing.assert_close(manual(x), builtin(x), msg="the sandwiched model computes another result")
+    assert spy.call_count == 1, f"conv_relu_pool ran {spy.call_count} times, expected once"
+    back = to_builtin(manual)
+    assert all(type(m) is nn.Sequential for m in back.modules() if isinstance(m, nn.Sequential)), (
+        "to_builtin left a SandwichSequential"
+    )
+    plain = to_manual(copy.deepcopy(builtin), sandwiches=False)
+    assert type(plain) is nn.Sequential, "sandwiches=False still changed the Sequential's class"

@@ -255,3 +255,19 @@ def sandwich(module: nn.Module) -> nn.Module:
         if type(child) is nn.Sequential:
             child.__class__ = SandwichSequential
     return module
+
+
+def unsandwich(module: nn.Module) -> nn.Module:
+    """The reverse of :func:`sandwich`: every :class:`SandwichSequential` in ``module`` (itself included)
+    becomes a plain ``nn.Sequential`` again, in place.
+
+    Examples::
+
+        >>> from torch import nn
+        >>> type(unsandwich(sandwich(nn.Sequential(nn.ReLU())))).__name__
+        'Sequential'
+    """
+    for child in module.modules():
+        if type(child) is SandwichSequential:
+            child.__class__ = nn.Sequential
+    return module

@@ -35,6 +35,7 @@ from custom_ops.registry import SPECS
 from torch_cs231n.function_mode import ManualShare as ManualShare
 from torch_cs231n.function_mode import detach_manual_functions
 from torch_cs231n.function_mode import manual_share as manual_share
+from torch_cs231n.sandwich import sandwich, unsandwich
 
 _log = logging.getLogger(__name__)
 
@@ -223,6 +224,7 @@ def to_manual(
     report: Literal[False] = ...,
     algorithm: ConvAlgorithm = ...,
     strategy: ConvAlgorithm | None = ...,
+    sandwiches: bool = ...,
 ) -> nn.Module: ...
 @overload
 def to_manual(
@@ -231,6 +233,7 @@ def to_manual(
     report: Literal[True],
     algorithm: ConvAlgorithm = ...,
     strategy: ConvAlgorithm | None = ...,
+    sandwiches: bool = ...,
 ) -> tuple[nn.Module, SwapReport]: ...
 def to_manual(
     model: nn.Module,
@@ -238,6 +241,7 @@ def to_manual(
     report: bool = False,
     algorithm: ConvAlgorithm = "fast",
     strategy: ConvAlgorithm | None = None,
+    sandwiches: bool = True,
 ) -> nn.Module | tuple[nn.Module, SwapReport]:
     """Swap every built-in layer of ``model`` that has a manual twin for that twin, in place.
 
@@ -246,6 +250,9 @@ def to_manual(
         report: also return the :class:`SwapReport` (it is logged at INFO level either way).
         algorithm: backward algorithm of the manual ``Conv2d`` layers, ``"fast"`` or ``"im2col"``.
         strategy: deprecated old name of ``algorithm`` (one release; a ``FutureWarning``).
+        sandwiches: also make every ``nn.Sequential`` a :class:`~torch_cs231n.sandwich.SandwichSequential`
+            (same children and ``state_dict``), which runs the CS231n sandwich layers wherever consecutive
+            manual layers form one (e.g. VGG's Conv2d - ReLU - MaxPool2d); :func:`to_builtin` undoes it.
 
     Returns:
         ``model`` (the same object, converted), or ``(model, report)`` when ``report`` is True.
@@ -254,6 +261,8 @@ def to_manual(
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     algorithm = resolve_algorithm("to_manual()", algorithm, strategy)
     swap_report = _swap(model, TWINS, "manual", algorithm)
+    if sandwiches:
+        sandwich(model)
     return (model, swap_report) if report else model
 
 
@@ -263,7 +272,8 @@ def to_builtin(model: nn.Module, *, report: Literal[False] = ...) -> nn.Module: 
 def to_builtin(model: nn.Module, *, report: Literal[True]) -> tuple[nn.Module, SwapReport]: ...
 def to_builtin(model: nn.Module, *, report: bool = False) -> nn.Module | tuple[nn.Module, SwapReport]:
     """Swap every manual layer of ``model`` back to its built-in twin, in place (the reverse of
-    :func:`to_manual`), and detach the :class:`~torch_cs231n.function_mode.ManualFunctions` that
+    :func:`to_manual`; a :class:`~torch_cs231n.sandwich.SandwichSequential` becomes an ``nn.Sequential``
+    again), and detach the :class:`~torch_cs231n.function_mode.ManualFunctions` that
     :func:`~torch_cs231n.function_mode.attach_manual_functions` gave it or any of its submodules, so that its
     functional calls run built-in too.
 
@@ -286,6 +296,7 @@ def to_builtin(model: nn.Module, *, report: bool = False) -> nn.Module | tuple[n
     for module in model.modules():
         detach_manual_functions(module)
     swap_report = _swap(model, BUILTINS, "builtin", "fast")
+    unsandwich(model)
     return (model, swap_report) if report else model
 
 
