@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from custom_ops.registry import OP_NAMES
+from custom_ops.registry import OP_NAMES, SANDWICHES
 from torch_cs231n import bench
 
 
@@ -27,10 +27,19 @@ def test_bench_tiny_reports_every_op_as_json(tmp_path: Path, capsys: pytest.Capt
         assert set(row["ratios"]) >= {"fwd", "fwdbwd", "saved"}, f"ratios missing in {row}"
     table = capsys.readouterr().out
     assert all(op in table for op in OP_NAMES), "the terminal table must name every op"
+    sandwich_rows = [row for row in rows if row["name"] in SANDWICHES]
+    assert {row["name"] for row in sandwich_rows} == set(SANDWICHES), "a sandwich layer is missing"
+    for row in sandwich_rows:  # against the built-in chain, and the chain of manual ops beside it
+        assert row["fwdbwd_chain"] > 0 and "fwdbwd_chain" in row["ratios"], f"no manual-chain time: {row}"
+    assert payload["fused"] in (True, False), "the JSON must say whether the fused kernels ran"
+    fused_rows = [row for row in rows if row["fused"]]
+    assert fused_rows and all(row["fwdbwd_eager"] > 0 for row in fused_rows), "no eager reference times"
 
 
 def test_bench_json_to_stdout_and_e2e_rows(capsys: pytest.CaptureFixture[str]) -> None:
-    status = bench.main(["--tiny", "--repeats", "1", "--op", "relu", "--e2e-models", "fc_net", "--json", "-"])
+    status = bench.main(
+        ["--tiny", "--repeats", "1", "--no-fused", "--op", "relu", "--e2e-models", "fc_net", "--json", "-"]
+    )
     assert status == 0, f"bench.main returned {status}"
     payload = json.loads(capsys.readouterr().out)
     kinds = [(row["kind"], row["name"]) for row in payload["rows"]]
@@ -51,7 +60,9 @@ def test_bench_deprecated_ops_option_still_selects_ops(capsys: pytest.CaptureFix
     """``--ops`` (op names) is the deprecated old name of ``--op`` for one release: it warns naming ``--op``,
     and giving both is refused."""
     with pytest.warns(FutureWarning, match="'--ops'.*deprecated.*use '--op'"):
-        status = bench.main(["--tiny", "--repeats", "1", "--ops", "relu", "--no-e2e", "--json", "-"])
+        status = bench.main(
+            ["--tiny", "--repeats", "1", "--no-fused", "--ops", "relu", "--no-e2e", "--json", "-"]
+        )
     assert status == 0, f"bench.main returned {status}"
     names = {row["name"] for row in json.loads(capsys.readouterr().out)["rows"]}
     assert names == {"relu"}, f"--ops relu ran {sorted(names)}"
