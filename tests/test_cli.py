@@ -261,9 +261,11 @@ def _final_state(cli) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("data_seed", [None, 3], ids=["global_rng_shuffle", "seeded_shuffle"])
 @pytest.mark.parametrize("stop_after", [1, 2])
 def test_resume_ends_bit_for_bit_where_the_uninterrupted_run_ends(stop_after, data_seed, npz, tmp_path):
-    """fc_net_tuned has every random stream: shuffle, crop/flip augmentation, dropout masks."""
+    """fc_net_tuned has every random stream: shuffle, flip augmentation (and crops, turned on here), dropout
+    masks."""
     extra = [
         "--trainer.limit_train_batches=3",
+        "--data.init_args.crop_padding=4",
         f"--data.init_args.seed={'null' if data_seed is None else data_seed}",
     ]
     whole = run_lightning(

@@ -37,9 +37,11 @@ EXPECTED: dict[str, dict[str, object]] = {
         "model.init_args.hidden_dims": [1024, 512, 256],
         "model.init_args.dropout_keep_ratio": 0.7,
         "model.init_args.optimizer.init_args.lr": 1e-3,
-        "trainer.max_epochs": 40,
+        "model.init_args.lr_scheduler.init_args.T_max": 80,
+        "trainer.max_epochs": 80,
         "data.init_args.batch_size": 256,
         "data.init_args.augment": True,
+        "data.init_args.crop_padding": 0,
     },
     "conv_net": {
         "model.class_path": f"{CONV}.ThreeLayerConvNet",
