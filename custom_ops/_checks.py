@@ -79,7 +79,8 @@ def check_int(name: str, value: object) -> int:
 def check_floating(name: str, tensor: torch.Tensor) -> None:
     """Raise ``TypeError`` unless ``tensor`` is a tensor, :class:`OpDtypeError` unless it is a real
     floating-point one."""
-    check_tensor(name, tensor)
+    if not isinstance(tensor, torch.Tensor):  # check_tensor, inlined: every op calls this on every call
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(tensor).__name__}")
     if not tensor.is_floating_point():
         raise OpDtypeError(f"{name} must be a floating-point tensor, got dtype {tensor.dtype}")
 
@@ -88,12 +89,11 @@ def check_same_dtype(input: torch.Tensor, **others: torch.Tensor | None) -> None
     """Raise :class:`OpDtypeError` if any of ``others`` (a floating tensor) has a dtype other than
     ``input``'s, unless autocast is on for the input's device (the op's autocast policy then casts them to
     one dtype)."""
-    autocasting = torch.is_autocast_enabled(input.device.type)
     for name, tensor in others.items():
         if tensor is None:
             continue
         check_floating(name, tensor)
-        if tensor.dtype != input.dtype and not autocasting:
+        if tensor.dtype != input.dtype and not torch.is_autocast_enabled(input.device.type):
             raise OpDtypeError(
                 f"{name} has dtype {tensor.dtype} but input has dtype {input.dtype}; "
                 "cast them to one dtype (or run under torch.autocast)"
@@ -119,7 +119,7 @@ def check_ndim(name: str, tensor: torch.Tensor, allowed: Sequence[int], shape_hi
 
 def check_shape(name: str, tensor: torch.Tensor | None, expected: Sequence[int], why: str) -> None:
     """Raise :class:`OpArgumentError` unless ``tensor`` (if given) has exactly the ``expected`` shape."""
-    if tensor is not None and tuple(tensor.shape) != tuple(expected):
+    if tensor is not None and tensor.shape != tuple(expected):  # a torch.Size is a tuple
         raise OpArgumentError(f"{name} must have shape {tuple(expected)} ({why}), got {tuple(tensor.shape)}")
 
 

@@ -212,7 +212,8 @@ def check_batch_norm_arguments(
         ("weight", weight),
         ("bias", bias),
     ):
-        check_shape(name, t, (channels,), f"one value per channel, input has C={channels}")
+        if t is not None and t.shape != (channels,):  # the message is formatted only for a bad shape
+            check_shape(name, t, (channels,), f"one value per channel, input has C={channels}")
     if convention not in ("torch", "cs231n"):
         raise OpArgumentError(f"convention must be 'torch' or 'cs231n', got {convention!r}")
     count = input.numel() // channels if channels else 0
@@ -241,14 +242,21 @@ def update_running_stats(
 ) -> None:
     """Blend the batch ``mean`` and biased ``var`` (of ``count`` values per channel) into the running
     statistics that are given, in place, by ``convention`` (see the module docstring)."""
+    running = [t for t in (running_mean, running_var) if t is not None]
+    if not running:
+        return
     new_weight = momentum if convention == "torch" else 1.0 - momentum
-    with torch.no_grad():
-        if running_mean is not None:
-            running_mean.lerp_(mean.to(running_mean.dtype), new_weight)
-        if running_var is not None:
-            if convention == "torch":
-                var = var * (count / (count - 1))
-            running_var.lerp_(var.to(running_var.dtype), new_weight)
+    if running_var is not None and convention == "torch":
+        var = var * (count / (count - 1))
+    batch = [b.to(t.dtype) for t, b in zip((running_mean, running_var), (mean, var)) if t is not None]
+    # running = lerp(running, batch, new_weight), both statistics in one call (on CPU a loop of lerp_: the
+    # same values), as data: under no_grad where autograd could record it (a statistic that requires grad),
+    # else directly. The built-in kernel updates them in its own loop; here each call costs microseconds.
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (*running, *batch)):
+        with torch.no_grad():
+            torch._foreach_lerp_(running, batch, new_weight)
+    else:
+        torch._foreach_lerp_(running, batch, new_weight)
 
 
 def batch_norm(

@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch.autograd.function import once_differentiable
 
-from . import _autocast
+from . import _autocast, fused
 from ._checks import OpArgumentError, check_ndim, check_nonempty_planes
 from ._layout import memory_format
 from .batchnorm import (
@@ -108,7 +108,9 @@ def _pre_activation_dtype(x: torch.Tensor) -> torch.dtype:
 def _stand_in(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
     """A tensor with the shape, dtype and device of the chain's intermediate (one element of storage): what
     the next op's argument checks run on, before the sandwich computes it."""
-    return torch.empty((), dtype=_pre_activation_dtype(x), device=x.device).expand(*shape)
+    # Every stride 0: one element of storage (as an expanded 0-d tensor), made in a single call.
+    strides = (0,) * len(shape)
+    return torch.empty_strided(shape, strides, dtype=_pre_activation_dtype(x), device=x.device)
 
 
 def _check_2d_weight(weight: torch.Tensor) -> None:
@@ -182,6 +184,45 @@ def _batch_norm_outputs(
     return out, mean, var
 
 
+# The norm + ReLU part of the batch-norm sandwiches as fused kernels (:func:`custom_ops.fused.kernel`): the
+# formulas of batchnorm.py's kernels with the ReLU (and, in backward, its mask recomputed from xc) in the same
+# compiled pass, instead of one more eager pass each.
+@fused.kernel
+def bn_relu_forward(
+    pre: torch.Tensor,
+    gamma: torch.Tensor | None,
+    beta: torch.Tensor | None,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    training: bool,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(max(y, 0), xc, s, mean, var)`` for ``(y, xc, s, mean, var)`` of :func:`batch_norm_forward` (the
+    ReLU in place on its output buffer)."""
+    y, xc, invstd, mean, var = batch_norm_forward.fn(
+        pre, gamma, beta, running_mean, running_var, training, eps
+    )
+    return y.clamp_min_(0), xc, invstd, mean, var
+
+
+@fused.kernel
+def bn_relu_backward(
+    dout: torch.Tensor,
+    xc: torch.Tensor,
+    invstd: torch.Tensor,
+    gamma: torch.Tensor | None,
+    beta: torch.Tensor | None,
+    training: bool,
+    need_dx: bool,
+    need_dgamma: bool,
+    need_dbeta: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """``(dpre, dgamma, dbeta)`` of :func:`bn_relu_forward`: ``dy = dout * [y > 0]``, y recomputed from xc
+    (bit for bit the forward's), then :func:`batch_norm_backward` of dy."""
+    dy = _masked(dout, batch_norm_affine(xc, invstd, gamma, beta))
+    return batch_norm_backward.fn(dy, xc, invstd, gamma, training, need_dx, need_dgamma, need_dbeta)
+
+
 def _bn_relu_forward(
     pre: torch.Tensor,
     gamma: torch.Tensor | None,
@@ -193,10 +234,10 @@ def _bn_relu_forward(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(out, xc, s, mean, var)``: ``out = max(batchnorm(pre), 0)`` in pre's dtype, the norm computed in
     :func:`_norm_dtype` (its ReLU in place on the norm's output buffer)."""
-    y, xc, invstd, mean, var = batch_norm_forward(
+    out, xc, invstd, mean, var = bn_relu_forward(
         pre.to(_norm_dtype(pre)), gamma, beta, running_mean, running_var, training, eps
     )
-    return y.clamp_min_(0).to(pre.dtype), xc, invstd, mean, var
+    return out.to(pre.dtype), xc, invstd, mean, var
 
 
 def _bn_relu_backward(
@@ -212,9 +253,8 @@ def _bn_relu_backward(
     """``(dpre, dgamma, dbeta)``: the ReLU mask ``[y > 0]`` from ``y`` recomputed from ``xc`` (bit for bit
     the forward's), then the batch-norm backward; ``dpre`` in ``dtype``. ``need``: the Function's
     ``needs_input_grad`` (x, weight, bias, gamma, beta first)."""
-    dy = _masked(dout, batch_norm_affine(xc, invstd, gamma, beta))
-    dpre, dgamma, dbeta = batch_norm_backward(
-        dy, xc, invstd, gamma, training, any(need[:3]), need[3], need[4]
+    dpre, dgamma, dbeta = bn_relu_backward(
+        dout, xc, invstd, gamma, beta, training, any(need[:3]), need[3], need[4]
     )
     return None if dpre is None else dpre.to(dtype), dgamma, dbeta
 

@@ -19,13 +19,16 @@ from ._checks import OpArgumentError, check_floating, check_same_dtype, check_sh
 
 
 def _as_2d(t: torch.Tensor) -> torch.Tensor:
-    """``(*, k)`` -> ``(prod(*), k)``, also when ``*`` or ``k`` is 0 (where ``reshape(-1, k)`` fails)."""
-    return t.reshape(math.prod(t.shape[:-1]), t.shape[-1])
+    """``(*, k)`` -> ``(prod(*), k)``, also when ``*`` or ``k`` is 0 (where ``reshape(-1, k)`` fails); a 2-D
+    ``t`` itself."""
+    return t if t.dim() == 2 else t.reshape(math.prod(t.shape[:-1]), t.shape[-1])
 
 
 def affine_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``x W^T + b`` for x ``(*, in)``, weight ``(out, in)``, bias ``(out,)`` or None: a new ``(*, out)``
     tensor (not a view)."""
+    if x.dim() == 2:  # the common case, as torch's linear: one addmm (or mm) into a new tensor
+        return torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
     x2d = _as_2d(x)
     # Written through a 2-D view into an output of the final shape: a Function must not return a view
     # (autograd forbids modifying one in place, e.g. by a following ReLU(inplace=True)).
@@ -44,9 +47,14 @@ def affine_backward(
     """``(dx, dW, db)`` of :func:`affine_forward`, None where not needed: ``dout W``, ``dout^T x``,
     ``sum_n dout``."""
     dout2d = _as_2d(dout)
-    dx = (dout2d @ weight).view(x.shape) if need_dx else None
-    dw = dout2d.t() @ _as_2d(x) if need_dw else None
-    db = dout2d.sum(0) if need_db else None
+    dx = dw = db = None
+    if need_dx:
+        dx = torch.mm(dout2d, weight)
+        dx = dx if x.dim() == 2 else dx.view(x.shape)
+    if need_dw:
+        dw = torch.mm(dout2d.t(), _as_2d(x))
+    if need_db:
+        db = dout2d.sum(0)
     return dx, dw, db
 
 

@@ -26,6 +26,7 @@ reroutes each layer's functional calls, e.g. :func:`torch_cs231n.function_mode.m
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -174,11 +175,30 @@ def _global_hooks() -> bool:
     )
 
 
-def _match(children: Layers, start: int, input: object) -> _Sandwich | None:
-    """The sandwich that computes the run of ``children`` from ``start`` on for this input, if any."""
+@functools.lru_cache(maxsize=256)
+def _candidates(classes: tuple[type, ...]) -> tuple[tuple[_Sandwich, ...], ...]:
+    """For each position of a run of children of these classes, the patterns whose layer classes are those
+    of the children from there on, in order: the part of the matching that depends on the children alone,
+    computed once per sequence of classes (the rest, input dims, hooks and configuration, on every call)."""
+    return tuple(
+        tuple(
+            pattern
+            for pattern in SANDWICH_PATTERNS
+            if len(pattern.layers) <= len(classes) - start
+            and all(c is cls for c, cls in zip(classes[start:], pattern.layers))
+        )
+        for start in range(len(classes))
+    )
+
+
+def _match(
+    children: Layers, start: int, input: object, candidates: Sequence[_Sandwich] = SANDWICH_PATTERNS
+) -> _Sandwich | None:
+    """The sandwich that computes the run of ``children`` from ``start`` on for this input, if any, among
+    ``candidates`` (all the patterns, or those :func:`_candidates` gives for ``start``)."""
     if not isinstance(input, torch.Tensor):
         return None
-    for pattern in SANDWICH_PATTERNS:
+    for pattern in candidates:
         run = children[start : start + len(pattern.layers)]
         if (
             len(run) == len(pattern.layers)
@@ -218,11 +238,15 @@ class SandwichSequential(nn.Sequential):
     """
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        children = list(self._modules.values())
+        children = tuple(self._modules.values())
         fusable = not _global_hooks() and not torch._C._is_torch_function_mode_enabled()
+        if fusable and not torch.compiler.is_compiling():
+            candidates = _candidates(tuple(map(type, children)))  # cached: the walk runs on every call
+        else:
+            candidates = [SANDWICH_PATTERNS] * len(children)
         i = 0
         while i < len(children):
-            pattern = _match(children, i, input) if fusable else None
+            pattern = _match(children, i, input, candidates[i]) if fusable and candidates[i] else None
             if pattern is None:
                 input = children[i](input)
                 i += 1
