@@ -55,6 +55,7 @@ _state = threading.local()
 _default = os.environ.get(ENV_VAR, "0").strip().lower() in ("1", "true", "yes", "on")
 _broken: dict[str, str] = {}  # device type -> why compiling failed there (the eager path runs there)
 _KERNELS: list[Kernel] = []
+_UNSEEN = object()  # a signature not met yet
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -101,17 +102,6 @@ def kernels(module: str | None = None) -> list[Kernel]:
     return [k for k in _KERNELS if module is None or k.fn.__module__ == module]
 
 
-def _signature(args: tuple[Any, ...]) -> tuple[Any, ...]:
-    return tuple(
-        (a.shape, a.stride(), a.dtype, a.device) if isinstance(a, torch.Tensor) else (type(a), a)
-        for a in args
-    )
-
-
-def _device_type(args: tuple[Any, ...]) -> str | None:
-    return next((a.device.type for a in args if isinstance(a, torch.Tensor)), None)
-
-
 class Kernel:
     """A pure function of tensors (and constant non-tensor arguments), run as written or compiled.
 
@@ -133,26 +123,35 @@ class Kernel:
     def __call__(self, *args: Any) -> Any:
         if not is_enabled() or torch.compiler.is_compiling():
             return self.fn(*args)
-        device = _device_type(args)
-        if device is None or device in _broken:
+        # One pass over the arguments: the signature, the tensors, and whether autograd records.
+        recording = torch.is_grad_enabled()
+        key: list[Any] = []
+        tensors: list[torch.Tensor] = []
+        for a in args:
+            if isinstance(a, torch.Tensor):
+                if recording and a.requires_grad:
+                    return self.fn(*args)
+                key.append((a.shape, a.stride(), a.dtype, a.device))
+                tensors.append(a)
+            else:
+                key.append((type(a), a))
+        if not tensors or tensors[0].device.type in _broken:
             return self.fn(*args)
-        if torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args):
-            return self.fn(*args)
-        key = _signature(args)
-        if key in self.compiled:
-            variant = self.compiled[key]
-        elif len(self.compiled) >= MAX_SIGNATURES:
-            return self.fn(*args)
-        else:
+        signature = tuple(key)
+        variant = self.compiled.get(signature, _UNSEEN)
+        if variant is _UNSEEN:
+            if len(self.compiled) >= MAX_SIGNATURES:
+                return self.fn(*args)
+            device = tensors[0].device.type
             variant = self._compile(args, device)
             if variant is not None and select_fastest and not _faster(variant, self.fn, args):
                 variant = None  # the eager formulas are faster on this signature
             if device not in _broken:
-                self.compiled[key] = variant
+                self.compiled[signature] = variant
         if variant is None:
             return self.fn(*args)
         self.fused_calls += 1
-        return variant(*[a for a in args if isinstance(a, torch.Tensor)])
+        return variant(*tensors)
 
     def _compile(self, args: tuple[Any, ...], device: str) -> Callable[..., Any] | None:
         """Trace ``fn`` on ``args`` (tensor positions as graph inputs, the rest baked in) and compile it;
