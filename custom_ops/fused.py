@@ -55,7 +55,6 @@ _state = threading.local()
 _default = os.environ.get(ENV_VAR, "0").strip().lower() in ("1", "true", "yes", "on")
 _broken: dict[str, str] = {}  # device type -> why compiling failed there (the eager path runs there)
 _KERNELS: list[Kernel] = []
-_UNSEEN = object()  # a signature not met yet
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -115,8 +114,8 @@ class Kernel:
     def __init__(self, fn: Callable[..., Any]) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
-        # signature -> its compiled variant, or None where the eager formulas run (measured faster)
-        self.compiled: dict[tuple[Any, ...], Callable[..., Any] | None] = {}
+        self.compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}  # signature -> its compiled variant
+        self.eager_faster: set[tuple[Any, ...]] = set()  # signatures where the eager formulas measured faster
         self.fused_calls = 0  # calls that ran a compiled variant (tests check the fused path really ran)
         _KERNELS.append(self)
 
@@ -138,17 +137,17 @@ class Kernel:
         if not tensors or tensors[0].device.type in _broken:
             return self.fn(*args)
         signature = tuple(key)
-        variant = self.compiled.get(signature, _UNSEEN)
-        if variant is _UNSEEN:
+        variant = self.compiled.get(signature)
+        if variant is None:
             if len(self.compiled) >= MAX_SIGNATURES:
                 return self.fn(*args)
-            device = tensors[0].device.type
-            variant = self._compile(args, device)
-            if variant is not None and select_fastest and not _faster(variant, self.fn, args):
-                variant = None  # the eager formulas are faster on this signature
-            if device not in _broken:
-                self.compiled[signature] = variant
-        if variant is None:
+            variant = self._compile(args, tensors[0].device.type)
+            if variant is None:
+                return self.fn(*args)
+            self.compiled[signature] = variant
+            if select_fastest and not _faster(variant, self.fn, args):
+                self.eager_faster.add(signature)
+        if select_fastest and signature in self.eager_faster:
             return self.fn(*args)
         self.fused_calls += 1
         return variant(*tensors)

@@ -118,21 +118,21 @@ def test_without_a_compiler_the_eager_path_runs_after_one_warning(monkeypatch: p
     def no_compiler(*_args: object, **_kwargs: object) -> None:
         raise RuntimeError("Failed to find a working C++ compiler")
 
-    monkeypatch.setattr(torch._inductor, "compile", no_compiler)
-    monkeypatch.setattr(fused, "_broken", {})
-    kernel = fused.kernel(lambda x, y: x * y + 1)
     x = torch.randn(5)
-    with pytest.warns(
-        RuntimeWarning, match="could not compile the fused kernels on cpu.*C\\+\\+ compiler.*slower"
-    ):
-        out = kernel(x, x)
-    torch.testing.assert_close(out, x * x + 1, msg="the eager fallback gave another result")
-    assert "cpu" in fused.unavailable(), "the failure was not recorded"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # said once: later kernels on the device run eagerly in silence
-        fused.kernel(lambda x: x - 1)(x)
-    # the fixture needs one compiled call; compiling works again once the monkeypatch is undone
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(torch._inductor, "compile", no_compiler)
+        patch.setattr(fused, "_broken", {})
+        kernel = fused.kernel(lambda x, y: x * y + 1)
+        with pytest.warns(
+            RuntimeWarning, match="could not compile the fused kernels on cpu.*C\\+\\+ compiler.*slower"
+        ):
+            out = kernel(x, x)
+        torch.testing.assert_close(out, x * x + 1, msg="the eager fallback gave another result")
+        assert "cpu" in fused.unavailable(), "the failure was not recorded"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # said once: later kernels on the device run eagerly in silence
+            fused.kernel(lambda x: x - 1)(x)
+    # the fixture needs one compiled call: compiling works again outside the patched block
     test_ops.test_parity_with_builtin_float32(SPECS["relu"].cases[0], "cpu")
 
 
@@ -157,16 +157,35 @@ def test_the_faster_variant_is_kept_per_signature(
 ) -> None:
     """With ``select_fastest`` the first call of a signature times both variants and keeps the faster; the
     result is the same either way."""
-    monkeypatch.setattr(fused, "select_fastest", True)
-    monkeypatch.setattr(fused, "_faster", lambda *_args: compiled_faster)
     kernel = fused.kernel(lambda x, y: (x * y).add_(1))
     x = torch.randn(7, 3)
-    for _ in range(3):
-        torch.testing.assert_close(kernel(x, x), x * x + 1, msg="the kept variant gave another result")
-    (variant,) = kernel.compiled.values()
-    assert (variant is not None) == compiled_faster, f"compiled faster={compiled_faster}, kept {variant}"
+    with monkeypatch.context() as patch:
+        patch.setattr(fused, "select_fastest", True)
+        patch.setattr(fused, "_faster", lambda *_args: compiled_faster)
+        for _ in range(3):
+            torch.testing.assert_close(kernel(x, x), x * x + 1, msg="the kept variant gave another result")
+    assert len(kernel.compiled) == 1, f"{len(kernel.compiled)} variants compiled for one signature"
+    assert (not kernel.eager_faster) == compiled_faster, (
+        f"compiled faster={compiled_faster}: {kernel.eager_faster}"
+    )
     assert kernel.fused_calls == (3 if compiled_faster else 0), f"{kernel.fused_calls} compiled calls"
     test_ops.test_parity_with_builtin_float32(SPECS["relu"].cases[0], "cpu")  # the fixture's compiled call
+
+
+def test_a_signature_measured_slower_still_compiles_when_selection_is_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A signature where the eager formulas won the timing (e.g. in an earlier benchmark) runs the compiled
+    variant once ``select_fastest`` is off (the fixture turns it off)."""
+    kernel = fused.kernel(lambda x: x * 2)
+    x = torch.randn(3)
+    with monkeypatch.context() as patch:
+        patch.setattr(fused, "select_fastest", True)
+        patch.setattr(fused, "_faster", lambda *_args: False)
+        kernel(x)
+    assert kernel.eager_faster and kernel.fused_calls == 0, "the eager formulas were not chosen"
+    torch.testing.assert_close(kernel(x), x * 2, msg="the compiled variant gave another result")
+    assert kernel.fused_calls == 1, "with selection off the compiled variant did not run"
 
 
 def test_timing_picks_a_variant_and_both_agree() -> None:
