@@ -23,8 +23,8 @@ C++ compiler, no Triton for a GPU, an unsupported op), the eager path runs inste
 that device type, after one warning that says it is slower.
 
 Kernels are never compiled where the reference path must run: under ``torch.compile`` (Dynamo traces the
-eager formulas itself), and when autograd records the call (a double backward differentiates the eager
-formulas).
+eager formulas itself), under a dispatch mode (a FLOP counter sees the eager formulas' ops), and when
+autograd records the call (a double backward differentiates the eager formulas).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import torch
+from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 ENV_VAR = "CS231N_FUSED"
 MAX_SIGNATURES = 64
@@ -120,8 +121,8 @@ class Kernel:
         _KERNELS.append(self)
 
     def __call__(self, *args: Any) -> Any:
-        if not is_enabled() or torch.compiler.is_compiling():
-            return self.fn(*args)
+        if not is_enabled() or torch.compiler.is_compiling() or is_in_torch_dispatch_mode():
+            return self.fn(*args)  # a dispatch mode (a FLOP counter, a trace) sees the eager formulas' ops
         # One pass over the arguments: the signature, the tensors, and whether autograd records.
         recording = torch.is_grad_enabled()
         key: list[Any] = []
