@@ -11,10 +11,15 @@ conv backward algorithm) with ``--tiny``, it measures, manual and built-in inter
 * ``saved``: bytes saved for backward (rule in :mod:`torch_cs231n.memory`: distinct storages, activation
   input and output counted, parameters and buffers not).
 
-Times are medians over every timed run; ``ratio`` is manual / built-in. End-to-end rows time one SGD
-training step (forward, loss, backward, update) of the fully connected net, the three-layer conv net and a
-torchvision ResNet-18 on 32x32 inputs, built with manual or built-in layers, optionally under
-``torch.compile``. Targets of the issue (forward+backward ratios) are printed next to each row.
+Times are medians over every timed run; ``ratio`` is manual / built-in. ``floor`` is the ratio the manual
+side could not go below even with free math: the built-in time plus, for each Python ``autograd.Function``
+the manual forward puts in the graph, the fixed cost of one (:func:`function_overhead`, measured in the same
+run: a Python Function against a C++ autograd node doing the same one-element copy).
+
+End-to-end rows time one SGD training step (forward, loss, backward, update) of the fully connected
+net, the three-layer conv net and a torchvision ResNet-18 on 32x32 inputs, built with manual or built-in
+layers, optionally under ``torch.compile``. Targets of the issue (forward+backward ratios) are printed
+next to each row.
 
 Usage::
 
@@ -94,10 +99,16 @@ class Row:
     saved_extra_builtin: int | None = None
     compiled: bool = False
     target: float | None = None
+    functions: int | None = None  # Python autograd.Functions in the manual forward's graph
+    function_overhead: float | None = None  # seconds one adds to a forward+backward (function_overhead)
     ratios: dict[str, float | None] = field(default_factory=dict)
 
     def finish(self) -> Row:
-        """Fill ``ratios`` from the measured values."""
+        """Fill ``ratios`` from the measured values (``floor``: see the module docstring)."""
+        step = "train_step" if self.kind == "e2e" else "fwdbwd"
+        builtin = getattr(self, f"{step}_builtin")
+        if builtin and self.functions is not None and self.function_overhead is not None:
+            self.ratios["floor"] = 1 + self.functions * self.function_overhead / builtin
         for key in ("fwd", "fwdbwd", "train_step", "saved", "saved_extra"):
             builtin = getattr(self, f"{key}_builtin")
             variants = [(key, getattr(self, f"{key}_manual"))]
@@ -355,6 +366,45 @@ def _fwd_bwd(fn: Callable[..., torch.Tensor], args: list[Any], grad_positions: S
     return forward, forward_backward
 
 
+class _PythonCopy(torch.autograd.Function):
+    """The cheapest Python autograd.Function: a copy, whose gradient is the incoming one."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+def function_overhead(device: torch.device, dtype: torch.dtype, repeats: int, min_run_time: float) -> float:
+    """Seconds one Python ``autograd.Function`` adds to a forward+backward: a one-element copy through
+    :class:`_PythonCopy` against the same copy through the built-in's C++ node (``clone``), interleaved.
+    Every manual op pays it at least once (the Python forward and backward calls, the context object), so
+    a manual op can go no lower than ``(built-in time + overhead) / built-in time``."""
+    x = torch.zeros(1, device=device, dtype=dtype, requires_grad=True)
+    fns = {
+        "python": _fwd_bwd(_PythonCopy.apply, [x], (0,))[1],
+        "builtin": _fwd_bwd(torch.clone, [x], (0,))[1],
+    }
+    times = time_interleaved(fns, repeats, min_run_time, device, warmup=10)
+    return max(0.0, times["python"] - times["builtin"])
+
+
+def python_functions(out: torch.Tensor) -> int:
+    """The number of Python ``autograd.Function`` nodes in the graph that produced ``out``."""
+    seen, stack, count = set(), [out.grad_fn], 0
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        count += isinstance(node, torch.autograd.function.BackwardCFunction)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return count
+
+
 def _with_fusion(fn: Callable[[], Any], flag: bool) -> Callable[[], Any]:
     """``fn`` run with the fused kernels on or off (:mod:`custom_ops.fused`)."""
 
@@ -380,9 +430,10 @@ def bench_case(
     repeats: int,
     min_run_time: float,
     with_fused: bool = False,
+    overhead: float | None = None,
 ) -> Row:
     """Time and measure one registry case, manual (fused and eager reference with ``with_fused``, else the
-    eager reference) vs built-in."""
+    eager reference) vs built-in; ``overhead`` (:func:`function_overhead`) gives the row its floor."""
     args = case.inputs(dtype, device, requires_grad=True)
     impls = {"manual": case.manual, "builtin": case.builtin}
     if case.op in SANDWICH_MANUAL_CHAINS:
@@ -406,6 +457,7 @@ def bench_case(
     fb = time_interleaved(fb_fns, repeats, min_run_time, device)
     params = [a for a in args[1:] if isinstance(a, torch.Tensor)]
     mem = {name: saved_memory(fn, args, exclude=params, activations=[args[0]]) for name, fn in impls.items()}
+    functions = python_functions(fwd_fns["manual"]())
     return Row(
         kind="op",
         name=case.op,
@@ -427,6 +479,8 @@ def bench_case(
         saved_extra_manual=mem["manual"].extra_bytes,
         saved_extra_builtin=mem["builtin"].extra_bytes,
         target=TIME_TARGETS.get(_target_key(case)),
+        functions=functions,
+        function_overhead=overhead,
     ).finish()
 
 
@@ -455,17 +509,22 @@ def _build_model(name: str, ops: str, tiny: bool) -> torch.nn.Module:
 
 def _train_step(model: torch.nn.Module, ops: str, x: torch.Tensor, y: torch.Tensor) -> Callable[[], None]:
     """A closure running one SGD step: forward, softmax loss, backward, update."""
-    from custom_ops.functional import softmax_loss
-
-    loss_fn = softmax_loss if ops == "manual" else torch.nn.functional.cross_entropy
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        loss_fn(model(x), y).backward()
+        _loss(model, ops, x, y).backward()
         optimizer.step()
 
     return step
+
+
+def _loss(model: torch.nn.Module, ops: str, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The softmax loss of ``model`` on ``(x, y)``, the manual one for ``ops="manual"``."""
+    from custom_ops.functional import softmax_loss
+
+    loss_fn = softmax_loss if ops == "manual" else torch.nn.functional.cross_entropy
+    return loss_fn(model(x), y)
 
 
 def bench_e2e(
@@ -477,17 +536,20 @@ def bench_e2e(
     compiled: bool,
     tiny: bool,
     with_fused: bool = False,
+    overhead: float | None = None,
 ) -> Row:
     """Time one training step of model ``name`` built with manual (fused and eager reference with
-    ``with_fused``) vs built-in layers."""
+    ``with_fused``) vs built-in layers; ``overhead`` (:func:`function_overhead`) gives the row its floor."""
     batch = 4 if tiny else (32 if name == "resnet18" else 64)
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, 32, 32, generator=gen).to(device, dtype)
     y = torch.randint(0, 10, (batch,), generator=gen).to(device)
-    steps = {}
+    steps, functions = {}, None
     for ops in ("manual", "builtin"):
         torch.manual_seed(0)
         model = _build_model(name, ops, tiny).to(device, dtype).train()
+        if ops == "manual" and not compiled:
+            functions = python_functions(_loss(model, ops, x, y))
         if compiled:
             model = torch.compile(model)
         steps[ops] = _train_step(model, ops, x, y)
@@ -505,6 +567,8 @@ def bench_e2e(
         train_step_eager=times.get("eager"),
         compiled=compiled,
         target=TIME_TARGETS.get(f"e2e[{name}]"),
+        functions=functions,
+        function_overhead=overhead,
     ).finish()
 
 
@@ -526,8 +590,9 @@ def _ratio(value: float | None, target: float | None = None) -> str:
 
 def format_table(rows: Sequence[Row]) -> str:
     """The rows as an aligned plain-text table (ms, MiB, manual/built-in ratios; ``MISS`` marks a ratio
-    above its target; ``eager ratio``: the eager reference path's forward+backward or training-step ratio
-    when the manual times are the fused kernels')."""
+    above its target; ``floor``: the lowest ratio the Python autograd.Functions of the manual side allow
+    (see the module docstring); ``eager ratio``: the eager reference path's forward+backward or
+    training-step ratio when the manual times are the fused kernels')."""
     header = (
         "case",
         "fwd man ms",
@@ -537,6 +602,7 @@ def format_table(rows: Sequence[Row]) -> str:
         "f+b blt ms",
         "f+b ratio",
         "target",
+        "floor",
         "eager ratio",
         "chain ratio",
         "saved man MiB",
@@ -561,6 +627,7 @@ def format_table(rows: Sequence[Row]) -> str:
                 _ms(getattr(row, f"{step}_builtin")),
                 _ratio(row.ratios.get(step), row.target),
                 "" if row.target is None else f"<={row.target}x",
+                _ratio(row.ratios.get("floor")),
                 _ratio(row.ratios.get(f"{step}_eager")),
                 _ratio(row.ratios.get(f"{step}_chain")),
                 _mib(row.saved_manual),
@@ -683,24 +750,35 @@ def main(argv: list[str] | None = None) -> int:
     else:
         cases = [case for size in args.sizes for case in BENCH_CASES[size] if case.op in args.op]
     log = sys.stderr if args.json == "-" else sys.stdout
+    overhead = function_overhead(device, dtype, args.repeats, min_run_time)
     rows = []
     for case in cases:
         print(f"bench {case.id} ...", file=sys.stderr, flush=True)
-        rows.append(bench_case(case, device, dtype, args.repeats, min_run_time, args.fused))
+        rows.append(bench_case(case, device, dtype, args.repeats, min_run_time, args.fused, overhead))
     if args.e2e:
         for compiled in (False, True) if args.compile else (False,):
             for name in args.e2e_models:
                 print(f"bench e2e {name} compiled={compiled} ...", file=sys.stderr, flush=True)
                 rows.append(
                     bench_e2e(
-                        name, device, dtype, args.repeats, min_run_time, compiled, args.tiny, args.fused
+                        name,
+                        device,
+                        dtype,
+                        args.repeats,
+                        min_run_time,
+                        compiled,
+                        args.tiny,
+                        args.fused,
+                        overhead,
                     )
                 )
     broken = fused.unavailable().get(device.type)
     path = "fused kernels" if args.fused and not broken else "eager reference path"
     print(
         f"torch {torch.__version__}, {args.device}, {args.dtype}, {torch.get_num_threads()} threads, manual "
-        f"ops: {path}" + (f" (fused kernels unavailable: {broken})" if args.fused and broken else ""),
+        f"ops: {path}"
+        + (f" (fused kernels unavailable: {broken})" if args.fused and broken else "")
+        + f"; one Python autograd.Function costs {overhead * 1e6:.1f} us per forward+backward (floor)",
         file=log,
     )
     print(format_table(rows), file=log)
@@ -711,6 +789,7 @@ def main(argv: list[str] | None = None) -> int:
             "dtype": args.dtype,
             "threads": torch.get_num_threads(),
             "fused": args.fused and not broken,
+            "function_overhead": overhead,
             "argv": sys.argv[1:] if argv is None else list(argv),
             "rows": [asdict(row) for row in rows],
         }
