@@ -76,7 +76,8 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation
 select_fastest = True
 """Time the gradient routes on the first call of each signature and keep the fastest; off, each gradient's
 default route runs: the transposed convolution for dx, the correlation for dw (what the built-in's
-backward computes, so a FLOP counter counts the same work)."""
+backward computes, so a FLOP counter counts the same work). The defaults also run with deterministic
+algorithms on (``torch.use_deterministic_algorithms``): the same sums in every run."""
 _TIMED_CALLS = 3
 _MAX_SIGNATURES = 256
 _ROUTES: dict[tuple, Callable[..., Any]] = {}  # signature -> the fastest route, measured on first use
@@ -119,9 +120,15 @@ def _fastest(routes: dict[str, Callable[..., Any]], args: tuple) -> Callable[...
 def _run_fastest(kind: str, candidates: Callable[[], dict[str, Callable[..., Any]]], args: tuple) -> Any:
     """The fastest of ``candidates()`` (timed on the first call of the signature of ``args``) applied to
     ``args``; the first candidate, untimed, under ``torch.compile`` or a dispatch mode (a FLOP counter, a
-    trace: timing would run, and count, every candidate), past :data:`_MAX_SIGNATURES` signatures or with
-    :data:`select_fastest` off."""
-    if not select_fastest or torch.compiler.is_compiling() or is_in_torch_dispatch_mode():
+    trace: timing would run, and count, every candidate), with deterministic algorithms on (the routes sum
+    in different orders, and a timing may pick another one in another run), past :data:`_MAX_SIGNATURES`
+    signatures or with :data:`select_fastest` off."""
+    if (
+        not select_fastest
+        or torch.compiler.is_compiling()
+        or is_in_torch_dispatch_mode()
+        or torch.are_deterministic_algorithms_enabled()
+    ):
         return next(iter(candidates().values()))(*args)
     key = (
         kind,

@@ -49,7 +49,9 @@ MAX_SIGNATURES = 64
 select_fastest = True
 """On first use of a signature, time the compiled variant against the eager formulas on the same arguments
 and keep the faster: on small tensors (a 64 x 100 dropout) one compiled call's ~10 µs of overhead costs more
-than the passes it saves. The tests turn this off so that they always run the compiled variant."""
+than the passes it saves. The tests turn this off so that they always run the compiled variant. With
+deterministic algorithms on (``torch.use_deterministic_algorithms``) the compiled variant always runs: the
+same path in every run, not the one a timing picked."""
 _TIMED_CALLS = 5
 
 _state = threading.local()
@@ -148,7 +150,11 @@ class Kernel:
             self.compiled[signature] = variant
             if select_fastest and not _faster(variant, self.fn, args):
                 self.eager_faster.add(signature)
-        if select_fastest and signature in self.eager_faster:
+        if (
+            select_fastest
+            and signature in self.eager_faster
+            and not torch.are_deterministic_algorithms_enabled()
+        ):
             return self.fn(*args)
         self.fused_calls += 1
         return variant(*tensors)

@@ -207,3 +207,19 @@ def test_no_timing_under_a_dispatch_mode(monkeypatch: pytest.MonkeyPatch) -> Non
         counts[name] = counter.get_total_flops()
     assert not conv._ROUTES, f"routes were timed under a FLOP counter: {list(conv._ROUTES)}"
     assert counts["manual"] == counts["builtin"], f"FLOPs counted: {counts}"
+
+
+def test_no_timing_with_deterministic_algorithms(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``torch.use_deterministic_algorithms(True)``: the default routes, the same sums in every run."""
+    monkeypatch.setattr(conv, "_ROUTES", {})
+    x = torch.randn(4, 3, 8, 8, requires_grad=True)
+    w = torch.randn(5, 3, 3, 3, requires_grad=True)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        grads = [torch.autograd.grad(MF.conv2d(x, w, padding=1).sum(), [x, w]) for _ in range(2)]
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+    assert not conv._ROUTES, f"routes were timed in deterministic mode: {list(conv._ROUTES)}"
+    for first, second in zip(*grads):
+        assert torch.equal(first, second), "two deterministic backward passes differ"

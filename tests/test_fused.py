@@ -188,6 +188,25 @@ def test_a_signature_measured_slower_still_compiles_when_selection_is_off(
     assert kernel.fused_calls == 1, "with selection off the compiled variant did not run"
 
 
+def test_deterministic_algorithms_run_the_compiled_variant_whatever_the_timing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ``torch.use_deterministic_algorithms(True)`` the path does not depend on a timing: a signature
+    measured slower compiled still runs compiled."""
+    kernel = fused.kernel(lambda x: x * 3)
+    x = torch.randn(3)
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    with monkeypatch.context() as patch:
+        patch.setattr(fused, "select_fastest", True)
+        patch.setattr(fused, "_faster", lambda *_args: False)
+        torch.use_deterministic_algorithms(True)
+        try:
+            torch.testing.assert_close(kernel(x), x * 3, msg="the compiled variant gave another result")
+        finally:
+            torch.use_deterministic_algorithms(deterministic)
+    assert kernel.eager_faster and kernel.fused_calls == 1, "the timing chose the path in deterministic mode"
+
+
 def test_timing_picks_a_variant_and_both_agree() -> None:
     """The real timing runs both variants on the arguments (they must not modify them) and returns a bool."""
     kernel = fused.kernel(lambda x: x.sign().mul_(x))
