@@ -77,9 +77,12 @@ def _candidate_names(kind: str, x, w, stride, padding, dilation, bias: bool) -> 
     return names
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last], ids=["nchw", "nhwc"])
 @pytest.mark.parametrize("bias", [False, True], ids=["nobias", "bias"])
 @pytest.mark.parametrize("config", CONFIGS, ids=IDS)
-def test_every_weight_grad_route_matches_the_builtin(config, bias: bool, forced_route) -> None:
+def test_every_weight_grad_route_matches_the_builtin(config, bias: bool, layout, forced_route) -> None:
+    """Each route gives the built-in's dw (in the weight's layout: autograd then keeps it as ``.grad``
+    without a copy) and db."""
     xs, ws, stride, padding, dilation = config
     x, w = torch.randn(xs, dtype=torch.float64), torch.randn(ws, dtype=torch.float64)
     _, dout, _, dw_ref, db_ref = _reference(x, w, stride, padding, dilation, bias)
@@ -99,9 +102,10 @@ def test_every_weight_grad_route_matches_the_builtin(config, bias: bool, forced_
         "correlation": conv._correlation_route,
     }
     for name, route in routes.items():
-        dw, db = route(x, dout, ws, stride, padding, dilation, 1, bias)
+        dw, db = route(x, dout, ws, stride, padding, dilation, 1, bias, layout)
         torch.testing.assert_close(dw, dw_ref, msg=lambda m, name=name: f"dw by {name}: {m}")
         assert dw.shape == ws, name
+        assert dw.is_contiguous(memory_format=layout), f"dw by {name} is not in the weight's layout"
         if bias:
             torch.testing.assert_close(db, db_ref, msg=lambda m, name=name: f"db by {name}: {m}")
         else:
