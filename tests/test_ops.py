@@ -114,6 +114,11 @@ def test_parity_with_builtin_float32(case: OpCase, device: str) -> None:
     assert_close(out, ref, f"{case.id} output")
     for i, g, r in zip(case.grad_inputs, grads, ref_grads):
         assert_close(g, r, f"{case.id} gradient of input #{i}")
+        # A parameter's gradient in another layout than the built-in's is copied by autograd into .grad.
+        assert i == 0 or g.is_contiguous() or not r.is_contiguous(), (
+            f"{case.id}: the gradient of input #{i} is not contiguous (strides {g.stride()}), the built-in's "
+            "is: autograd would copy it into .grad on every step"
+        )
     # Side effects on non-differentiable tensor arguments (batch-norm running statistics) match too.
     for i, (a, b) in enumerate(zip(manual_args, builtin_args)):
         if isinstance(a, torch.Tensor) and i not in case.grad_inputs and a.is_floating_point():
