@@ -1,5 +1,6 @@
 """What the training experiments (``init-scale``, ``optimizers``, ``batchnorm``, ``dropout``) share: CIFAR-10
-prepared as CS231n prepares it, one training loop for the fully connected net, and the command-line plumbing.
+prepared as CS231n prepares it, one training loop for the fully connected net, the accuracy curves of their
+figures, and the command-line plumbing.
 
 Data (:func:`load_cifar10`): the validation images are the LAST ``num_val`` images of the file (1,000 of
 50,000, the CS231n split) and are never trained on; the training images are the FIRST ``num_train``. As in
@@ -28,6 +29,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from torch import nn
 from torch.optim import Optimizer
@@ -85,6 +87,25 @@ def load_cifar10(path: str | Path, num_train: int, num_val: int = 1000) -> Split
     )
 
 
+def random_splits(num_train: int, num_val: int, seed: int = 0) -> Splits:
+    """Standard-normal images labelled ``0, 1, ..., 9, 0, 1, ...``: stand-in data for examples.
+
+    Args:
+        num_train: training images.
+        num_val: validation images.
+        seed: seed of the images, the training ones drawn first.
+
+    Returns:
+        The splits.
+    """
+    generator = torch.Generator().manual_seed(seed)
+
+    def split(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.randn(n, 3, 32, 32, generator=generator), torch.arange(n) % 10
+
+    return Splits(*split(num_train), *split(num_val))
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
     """Fraction of ``x`` that ``model`` (in eval mode, restored afterwards) classifies as ``y``."""
@@ -138,11 +159,8 @@ def train_fc_net(
     Examples::
 
         >>> from torch_cs231n.optim import SGD
-        >>> g = torch.Generator().manual_seed(0)
-        >>> data = Splits(torch.randn(20, 3, 32, 32, generator=g), torch.arange(20) % 10,
-        ...               torch.randn(5, 3, 32, 32, generator=g), torch.arange(5))
-        >>> history = train_fc_net(data, [50], optimizer=SGD, lr=0.1, weight_scale=1e-2, epochs=15,
-        ...                        batch_size=10)
+        >>> history = train_fc_net(random_splits(20, 5), [50], optimizer=SGD, lr=0.1, weight_scale=1e-2,
+        ...                        epochs=15, batch_size=10)
         >>> len(history["loss"]), history["train_acc"][-1], history["diverged"]
         (30, 1.0, False)
     """
@@ -199,6 +217,48 @@ def epoch_mean(losses: Sequence[float], epochs: int) -> list[float]:
     return [float(np.mean(losses[k * per_epoch : (k + 1) * per_epoch])) for k in range(epochs)]
 
 
+def study_result(data: Splits, **fields: Any) -> dict[str, Any]:
+    """A study's JSON, without ``data`` and ``seconds``: the sizes of the splits, then ``fields`` in order.
+
+    Args:
+        data: the splits the study trained on.
+        **fields: the study's settings and numbers, JSON-able.
+
+    Returns:
+        ``{"num_train": ..., "num_val": ..., **fields}``.
+
+    Examples::
+
+        >>> study_result(random_splits(3, 2), epochs=5)
+        {'num_train': 3, 'num_val': 2, 'epochs': 5}
+    """
+    return {"num_train": data.x_train.shape[0], "num_val": data.x_val.shape[0], **fields}
+
+
+# --------------------------------------------------------------------------------------------- figures
+def plot_accuracies(
+    axes: Sequence[Axes],
+    runs: Sequence[dict[str, Any]],
+    label: Callable[[dict[str, Any]], str],
+    style: Callable[[dict[str, Any]], str] | None = None,
+    title_suffix: str = "",
+) -> None:
+    """Training accuracy per epoch on ``axes[0]`` and validation accuracy on ``axes[1]``, a line per run.
+
+    Args:
+        axes: the two panels.
+        runs: histories with ``"train_acc"`` and ``"val_acc"`` lists (:func:`train_fc_net`).
+        label: a run -> its legend entry.
+        style: a run -> its matplotlib format string; ``None``: ``"-o"`` for every run.
+        title_suffix: appended to the panel titles, "Training accuracy" and "Validation accuracy".
+    """
+    for ax, key, title in zip(axes, ("train_acc", "val_acc"), ("Training accuracy", "Validation accuracy")):
+        for run in runs:
+            fmt = "-o" if style is None else style(run)
+            ax.plot(range(1, len(run[key]) + 1), run[key], fmt, label=label(run))
+        ax.set(xlabel="epoch", ylabel="accuracy", title=title + title_suffix)
+
+
 # ------------------------------------------------------------------------------------------------- CLI
 def add_common_arguments(parser: argparse.ArgumentParser, name: str, *, num_train: int, epochs: int) -> None:
     """The options every training experiment has: data, sizes, ops, seed, output.
@@ -235,21 +295,50 @@ def add_common_arguments(parser: argparse.ArgumentParser, name: str, *, num_trai
     add_output_arguments(parser, name)
 
 
+def add_list_argument(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    value_type: Callable[[str], Any],
+    default: Sequence[Any],
+    help_text: str,
+) -> None:
+    """Add ``flag V [V ...]``: one or more values, a list of ``default`` when not given.
+
+    Args:
+        parser: the experiment's parser.
+        flag: the option, e.g. ``"--weight-scales"``.
+        value_type: the ``argparse`` type of each value.
+        default: the values when the option is not given.
+        help_text: the option's help.
+
+    Examples::
+
+        >>> parser = argparse.ArgumentParser()
+        >>> add_list_argument(parser, "--sizes", int, (5, 10), "batch sizes")
+        >>> parser.parse_args([]).sizes, parser.parse_args(["--sizes", "1", "2", "3"]).sizes
+        ([5, 10], [1, 2, 3])
+    """
+    parser.add_argument(flag, type=value_type, nargs="+", default=list(default), help=help_text)
+
+
 def run_experiment(
     args: argparse.Namespace,
     name: str,
-    study: Callable[[Splits], dict[str, Any]],
+    study: Callable[..., dict[str, Any]],
     table: Callable[[dict[str, Any]], str],
     figures: dict[str, Callable[[dict[str, Any]], Figure]],
+    **options: Any,
 ) -> int:
     """Load ``--data``, run ``study`` on it, print ``table``, write the JSON and (with ``--out``) the figures.
 
     Args:
-        args: parsed options (:func:`add_common_arguments` and the experiment's own).
+        args: parsed options: :func:`add_common_arguments`, the experiment's ``--batch-size`` and its own.
         name: the file stem: ``--out DIR`` writes ``DIR/NAME.json``.
-        study: the experiment on the loaded data, returning its JSON-able numbers.
+        study: the experiment, called as ``study(data, epochs=..., batch_size=..., ops=..., seed=...,
+            **options)`` with the loaded data and those values of ``args``; returns its JSON-able numbers.
         table: the numbers -> the text to print.
         figures: file name -> function drawing the numbers.
+        **options: the study's own arguments.
 
     Returns:
         The exit status: 0, or 2 (with a message on stderr) when the data cannot be read.
@@ -268,7 +357,10 @@ def run_experiment(
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    result = {"data": str(args.data), **study(data)}
+    numbers = study(
+        data, epochs=args.epochs, batch_size=args.batch_size, ops=args.ops, seed=args.seed, **options
+    )
+    result = {"data": str(args.data), **numbers}
     result["seconds"] = round(time.perf_counter() - start, 1)
     print(table(result))
     print(f"{prog}: {result['seconds']} s", file=sys.stderr)

@@ -47,7 +47,16 @@ from torch_cs231n.command import positive_float, positive_int
 from torch_cs231n.models import Ops
 from torch_cs231n.optim import Adam
 
-from ._training import Splits, add_common_arguments, epoch_mean, run_experiment, train_fc_net
+from ._training import (
+    Splits,
+    add_common_arguments,
+    add_list_argument,
+    epoch_mean,
+    plot_accuracies,
+    run_experiment,
+    study_result,
+    train_fc_net,
+)
 
 HIDDEN_DIMS: tuple[int, ...] = (100, 100, 100, 100, 100)
 WEIGHT_SCALES: tuple[float, ...] = tuple(float(v) for v in np.logspace(-4, 0, 20))
@@ -86,10 +95,8 @@ def batchnorm_study(
 
     Examples::
 
-        >>> import torch
-        >>> data = Splits(torch.randn(20, 3, 32, 32), torch.arange(20) % 10, torch.randn(4, 3, 32, 32),
-        ...               torch.arange(4))
-        >>> study = batchnorm_study(data, [1e-2, 1e-1], [5], epochs=1, batch_size=10)
+        >>> from torch_cs231n.experiments._training import random_splits
+        >>> study = batchnorm_study(random_splits(20, 4), [1e-2, 1e-1], [5], epochs=1, batch_size=10)
         >>> [len(run["best_val_acc"]) for run in study["weight_scale_sweep"]["runs"]]
         [2, 2]
         >>> [run["normalization"] for run in study["batch_size_study"]["runs"]]
@@ -145,26 +152,25 @@ def batchnorm_study(
                     "diverged": history["diverged"],
                 }
             )
-    return {
-        "num_train": data.x_train.shape[0],
-        "num_val": data.x_val.shape[0],
-        "epochs": epochs,
-        "hidden_dims": list(HIDDEN_DIMS),
-        "ops": ops,
-        "seed": seed,
-        "weight_scale_sweep": {
+    return study_result(
+        data,
+        epochs=epochs,
+        hidden_dims=list(HIDDEN_DIMS),
+        ops=ops,
+        seed=seed,
+        weight_scale_sweep={
             "lr": SWEEP_LR,
             "batch_size": batch_size,
             "weight_scales": list(weight_scales),
             "runs": sweep,
         },
-        "batch_size_study": {
+        batch_size_study={
             "lr": BATCH_SIZE_LR,
             "weight_scale": BATCH_SIZE_WEIGHT_SCALE,
             "batch_sizes": list(batch_sizes),
             "runs": by_batch,
         },
-    }
+    )
 
 
 def format_table(study: dict[str, Any]) -> str:
@@ -225,12 +231,13 @@ def _accuracy_curves(axes: Sequence[Axes], study: dict[str, Any], normalization:
     shown = [run for run in runs if run["normalization"] == normalization] + [
         run for run in runs if run["normalization"] is None and run["batch_size"] == smallest
     ]
-    for ax, key, title in zip(axes, ("train_acc", "val_acc"), ("Training accuracy", "Validation accuracy")):
-        for run in shown:
-            style = "--" if run["normalization"] is None else "-o"
-            label = f"{_label(run['normalization'])}, batch {run['batch_size']}"
-            ax.plot(range(1, len(run[key]) + 1), run[key], style, label=label)
-        ax.set(xlabel="epoch", ylabel="accuracy", title=f"{title}: {normalization}")
+    plot_accuracies(
+        axes,
+        shown,
+        lambda run: f"{_label(run['normalization'])}, batch {run['batch_size']}",
+        lambda run: "--" if run["normalization"] is None else "-o",
+        f": {normalization}",
+    )
     axes[0].legend()
 
 
@@ -272,22 +279,22 @@ def layernorm_figure(study: dict[str, Any]) -> Figure:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``cs231n experiment batchnorm``."""
     add_common_arguments(parser, "batchnorm", num_train=1000, epochs=10)
-    parser.add_argument(
+    add_list_argument(
+        parser,
         "--weight-scales",
-        type=positive_float,
-        nargs="+",
-        default=list(WEIGHT_SCALES),
-        help="initial weight stds of the sweep (default: 20 on a log grid from 1e-4 to 1)",
+        positive_float,
+        WEIGHT_SCALES,
+        "initial weight stds of the sweep (default: 20 on a log grid from 1e-4 to 1)",
     )
     parser.add_argument(
         "--batch-size", type=positive_int, default=50, help="batch size of the sweep (default 50)"
     )
-    parser.add_argument(
+    add_list_argument(
+        parser,
         "--batch-sizes",
-        type=positive_int,
-        nargs="+",
-        default=list(BATCH_SIZES),
-        help="batch sizes of the batch-size study (default 5 10 50)",
+        positive_int,
+        BATCH_SIZES,
+        "batch sizes of the batch-size study (default 5 10 50)",
     )
 
 
@@ -296,19 +303,13 @@ def run(args: argparse.Namespace) -> int:
     return run_experiment(
         args,
         "batchnorm",
-        lambda data: batchnorm_study(
-            data,
-            args.weight_scales,
-            args.batch_sizes,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            ops=args.ops,
-            seed=args.seed,
-        ),
+        batchnorm_study,
         format_table,
         {
             "batchnorm_weight_scale.png": weight_scale_figure,
             "batchnorm_batch_size.png": batch_size_figure,
             "batchnorm_layernorm.png": layernorm_figure,
         },
+        weight_scales=args.weight_scales,
+        batch_sizes=args.batch_sizes,
     )

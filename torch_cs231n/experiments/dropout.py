@@ -33,7 +33,15 @@ from torch_cs231n.command import positive_int
 from torch_cs231n.models import Ops
 from torch_cs231n.optim import Adam
 
-from ._training import Splits, add_common_arguments, run_experiment, train_fc_net
+from ._training import (
+    Splits,
+    add_common_arguments,
+    add_list_argument,
+    plot_accuracies,
+    run_experiment,
+    study_result,
+    train_fc_net,
+)
 
 KEEP_RATIOS: tuple[float, ...] = (1.0, 0.25)
 LR = 5e-4
@@ -72,10 +80,8 @@ def dropout_study(
 
     Examples::
 
-        >>> import torch
-        >>> data = Splits(torch.randn(20, 3, 32, 32), torch.arange(20) % 10, torch.randn(4, 3, 32, 32),
-        ...               torch.arange(4))
-        >>> study = dropout_study(data, hidden=50, epochs=3, batch_size=10)
+        >>> from torch_cs231n.experiments._training import random_splits
+        >>> study = dropout_study(random_splits(20, 4), hidden=50, epochs=3, batch_size=10)
         >>> [(run["keep_ratio"], len(run["val_acc"])) for run in study["runs"]]
         [(1.0, 3), (0.25, 3)]
     """
@@ -94,18 +100,17 @@ def dropout_study(
             ops=ops,
         )
         runs.append({"keep_ratio": keep, **history})
-    return {
-        "num_train": data.x_train.shape[0],
-        "num_val": data.x_val.shape[0],
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": LR,
-        "weight_scale": WEIGHT_SCALE,
-        "hidden_dims": [hidden],
-        "ops": ops,
-        "seed": seed,
-        "runs": runs,
-    }
+    return study_result(
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=LR,
+        weight_scale=WEIGHT_SCALE,
+        hidden_dims=[hidden],
+        ops=ops,
+        seed=seed,
+        runs=runs,
+    )
 
 
 def format_table(study: dict[str, Any]) -> str:
@@ -117,15 +122,15 @@ def format_table(study: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _label(run: dict[str, Any]) -> str:
+    return "no dropout" if run["keep_ratio"] == 1 else f"keep ratio {run['keep_ratio']:g}"
+
+
 def figure(study: dict[str, Any]) -> Figure:
     """Training and validation accuracy per epoch, one line per keep ratio."""
     fig = Figure(figsize=(10, 4.2), layout="constrained")
     axes = fig.subplots(1, 2)
-    for ax, key, title in zip(axes, ("train_acc", "val_acc"), ("Training accuracy", "Validation accuracy")):
-        for run in study["runs"]:
-            label = "no dropout" if run["keep_ratio"] == 1 else f"keep ratio {run['keep_ratio']:g}"
-            ax.plot(range(1, len(run[key]) + 1), run[key], "-o", label=label)
-        ax.set(xlabel="epoch", ylabel="accuracy", title=title)
+    plot_accuracies(axes, study["runs"], _label)
     axes[0].legend()
     fig.suptitle(
         f"Two-layer net (hidden {study['hidden_dims'][0]}) on {study['num_train']} images: Adam lr "
@@ -139,12 +144,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_arguments(parser, "dropout", num_train=500, epochs=25)
     parser.add_argument("--batch-size", type=positive_int, default=100, help="default 100")
     parser.add_argument("--hidden", type=positive_int, default=500, help="hidden units (default 500)")
-    parser.add_argument(
+    add_list_argument(
+        parser,
         "--keep-ratios",
-        type=_keep_ratio,
-        nargs="+",
-        default=list(KEEP_RATIOS),
-        help="probabilities of keeping a unit; 1 is no dropout (default 1 0.25)",
+        _keep_ratio,
+        KEEP_RATIOS,
+        "probabilities of keeping a unit; 1 is no dropout (default 1 0.25)",
     )
 
 
@@ -153,15 +158,9 @@ def run(args: argparse.Namespace) -> int:
     return run_experiment(
         args,
         "dropout",
-        lambda data: dropout_study(
-            data,
-            args.keep_ratios,
-            hidden=args.hidden,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            ops=args.ops,
-            seed=args.seed,
-        ),
+        dropout_study,
         format_table,
         {"dropout.png": figure},
+        keep_ratios=args.keep_ratios,
+        hidden=args.hidden,
     )

@@ -37,7 +37,14 @@ from torch_cs231n.command import positive_float, positive_int
 from torch_cs231n.models import Ops
 from torch_cs231n.optim import SGD
 
-from ._training import Splits, add_common_arguments, run_experiment, train_fc_net
+from ._training import (
+    Splits,
+    add_common_arguments,
+    add_list_argument,
+    run_experiment,
+    study_result,
+    train_fc_net,
+)
 
 WEIGHT_SCALES: tuple[float, ...] = tuple(float(v) for v in np.logspace(-4, -1, 10))
 LEARNING_RATES: tuple[float, ...] = tuple(float(v) for v in np.logspace(-4, -1, 10))
@@ -72,10 +79,8 @@ def init_scale_study(
 
     Examples::
 
-        >>> import torch
-        >>> data = Splits(torch.randn(10, 3, 32, 32), torch.arange(10), torch.randn(4, 3, 32, 32),
-        ...               torch.arange(4))
-        >>> study = init_scale_study(data, [1e-2], [1e-3, 1e-1], [3], epochs=2, batch_size=5)
+        >>> from torch_cs231n.experiments._training import random_splits
+        >>> study = init_scale_study(random_splits(10, 4), [1e-2], [1e-3, 1e-1], [3], epochs=2, batch_size=5)
         >>> np.shape(study["nets"][0]["train_acc"])
         (1, 2)
     """
@@ -108,17 +113,16 @@ def init_scale_study(
                 "diverged": [[run["diverged"] for run in row] for row in runs],
             }
         )
-    return {
-        "num_train": data.x_train.shape[0],
-        "num_val": data.x_val.shape[0],
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "ops": ops,
-        "seed": seed,
-        "weight_scales": list(weight_scales),
-        "learning_rates": list(learning_rates),
-        "nets": nets,
-    }
+    return study_result(
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        ops=ops,
+        seed=seed,
+        weight_scales=list(weight_scales),
+        learning_rates=list(learning_rates),
+        nets=nets,
+    )
 
 
 def format_table(study: dict[str, Any]) -> str:
@@ -169,19 +173,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``cs231n experiment init-scale``."""
     add_common_arguments(parser, "init_scale", num_train=50, epochs=20)
     parser.add_argument("--batch-size", type=positive_int, default=25, help="default 25")
-    parser.add_argument(
-        "--weight-scales",
-        type=positive_float,
-        nargs="+",
-        default=list(WEIGHT_SCALES),
-        help="initial weight stds (default: 10 on a log grid from 1e-4 to 1e-1)",
+    grid = "10 on a log grid from 1e-4 to 1e-1"
+    add_list_argument(
+        parser, "--weight-scales", positive_float, WEIGHT_SCALES, f"initial weight stds (default: {grid})"
     )
-    parser.add_argument(
-        "--learning-rates",
-        type=positive_float,
-        nargs="+",
-        default=list(LEARNING_RATES),
-        help="SGD learning rates (default: 10 on a log grid from 1e-4 to 1e-1)",
+    add_list_argument(
+        parser, "--learning-rates", positive_float, LEARNING_RATES, f"SGD learning rates (default: {grid})"
     )
 
 
@@ -190,15 +187,9 @@ def run(args: argparse.Namespace) -> int:
     return run_experiment(
         args,
         "init_scale",
-        lambda data: init_scale_study(
-            data,
-            args.weight_scales,
-            args.learning_rates,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            ops=args.ops,
-            seed=args.seed,
-        ),
+        init_scale_study,
         format_table,
         {"init_scale.png": figure},
+        weight_scales=args.weight_scales,
+        learning_rates=args.learning_rates,
     )

@@ -47,7 +47,15 @@ from torch_cs231n.command import positive_float, positive_int
 from torch_cs231n.models import Ops
 from torch_cs231n.optim import SGD, Adagrad, Adam, RMSProp, SGDMomentum
 
-from ._training import Splits, add_common_arguments, epoch_mean, run_experiment, train_fc_net
+from ._training import (
+    Splits,
+    add_common_arguments,
+    epoch_mean,
+    plot_accuracies,
+    run_experiment,
+    study_result,
+    train_fc_net,
+)
 
 RULES: dict[str, type[Optimizer]] = {
     "sgd": SGD,
@@ -103,10 +111,9 @@ def optimizer_study(
 
     Examples::
 
-        >>> import torch
-        >>> data = Splits(torch.randn(20, 3, 32, 32), torch.arange(20) % 10, torch.randn(4, 3, 32, 32),
-        ...               torch.arange(4))
-        >>> study = optimizer_study(data, ["sgd", "adam"], epochs=2, batch_size=10, update_steps=7)
+        >>> from torch_cs231n.experiments._training import random_splits
+        >>> study = optimizer_study(random_splits(20, 4), ["sgd", "adam"], epochs=2, batch_size=10,
+        ...                         update_steps=7)
         >>> [len(run["loss"]) for run in study["runs"]], len(study["update_size"]["runs"][0]["update_ratio"])
         ([4, 4], 7)
     """
@@ -133,22 +140,17 @@ def optimizer_study(
         )
         ratios = history["update_ratio"][:update_steps]
         long_runs.append({"rule": rule, "lr": learning_rates[rule], "update_ratio": ratios})
-    return {
-        "num_train": data.x_train.shape[0],
-        "num_val": data.x_val.shape[0],
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "weight_scale": weight_scale,
-        "hidden_dims": list(HIDDEN_DIMS),
-        "ops": ops,
-        "seed": seed,
-        "runs": runs,
-        "update_size": {
-            "param": TRACKED,
-            "steps": update_steps,
-            "runs": long_runs,
-        },
-    }
+    return study_result(
+        data,
+        epochs=epochs,
+        batch_size=batch_size,
+        weight_scale=weight_scale,
+        hidden_dims=list(HIDDEN_DIMS),
+        ops=ops,
+        seed=seed,
+        runs=runs,
+        update_size={"param": TRACKED, "steps": update_steps, "runs": long_runs},
+    )
 
 
 def format_table(study: dict[str, Any]) -> str:
@@ -191,21 +193,20 @@ def running_mean(values: Sequence[float], window: int) -> tuple[np.ndarray, np.n
     return np.arange(window, values.size + 1), np.convolve(values, np.ones(window) / window, mode="valid")
 
 
+def _label(run: dict[str, Any]) -> str:
+    return f"{run['rule']} (lr {run['lr']:g})"
+
+
 def figure(study: dict[str, Any], window: int = 10) -> Figure:
     """Training loss per update (faint; solid: running mean of ``window``), training and validation accuracy
     per epoch, one colour per rule."""
     fig = Figure(figsize=(15, 4.2), layout="constrained")
-    loss_ax, train_ax, val_ax = fig.subplots(1, 3)
+    loss_ax, *accuracy_axes = fig.subplots(1, 3)
     for run in study["runs"]:
-        label = f"{run['rule']} (lr {run['lr']:g})"
         (line,) = loss_ax.plot(np.arange(1, len(run["loss"]) + 1), run["loss"], lw=0.5, alpha=0.3)
-        loss_ax.plot(*running_mean(run["loss"], window), color=line.get_color(), lw=1.5, label=label)
-        epochs = range(1, len(run["train_acc"]) + 1)
-        train_ax.plot(epochs, run["train_acc"], "-o", label=label)
-        val_ax.plot(epochs, run["val_acc"], "-o", label=label)
+        loss_ax.plot(*running_mean(run["loss"], window), color=line.get_color(), lw=1.5, label=_label(run))
     loss_ax.set(xlabel="update", ylabel="training loss", title=f"Training loss (solid: mean of {window})")
-    train_ax.set(xlabel="epoch", ylabel="accuracy", title="Training accuracy")
-    val_ax.set(xlabel="epoch", ylabel="accuracy", title="Validation accuracy")
+    plot_accuracies(accuracy_axes, study["runs"], _label)
     loss_ax.legend()
     fig.suptitle(
         f"{len(study['hidden_dims']) + 1}-layer net, hidden {study['hidden_dims'][0]}, weight scale "
@@ -279,17 +280,11 @@ def run(args: argparse.Namespace) -> int:
     return run_experiment(
         args,
         "optimizers",
-        lambda data: optimizer_study(
-            data,
-            args.rules,
-            {**LEARNING_RATES, **dict(args.lr)},
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            weight_scale=args.weight_scale,
-            update_steps=args.update_steps,
-            ops=args.ops,
-            seed=args.seed,
-        ),
+        optimizer_study,
         format_table,
         {"optimizers.png": figure, "optimizers_update_size.png": update_size_figure},
+        rules=args.rules,
+        learning_rates={**LEARNING_RATES, **dict(args.lr)},
+        weight_scale=args.weight_scale,
+        update_steps=args.update_steps,
     )
