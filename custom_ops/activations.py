@@ -15,6 +15,10 @@ Each forward and backward allocates one or two full-size tensors and works in pl
 of the derivatives come from float-only kernels (clamp, sign), which on CPU are many times faster than
 comparisons producing bool masks mixed with float tensors.
 
+The backward formulas, and the out-of-place forwards of several steps (Hardsigmoid, Hardswish, SiLU), are
+fused kernels (:func:`custom_ops.fused.kernel`): with fusion on, each runs as one compiled pass (the eager
+formulas make one pass per step); the in-place forwards run eagerly.
+
 In place (``inplace=True``, the functional twins' and modules' argument as in torch): the result is
 written into x, which is returned and marked dirty (``ctx.mark_dirty``), so autograd rebases x's history
 on the op, as for torch's ``relu6_``, ``hardsigmoid_``, ``hardswish_``, ``silu_``. ReLU6 saves the output,
@@ -26,8 +30,64 @@ from __future__ import annotations
 
 import torch
 
-from . import _autocast
+from . import _autocast, fused
 from ._checks import check_floating
+
+
+@fused.kernel
+def relu6_backward(dout: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``dx = dout * [0 < out < 6]`` from the saved output."""
+    # [0 < out < 6] = sign(out * (6 - out)) for out in [0, 6]: float-only kernels, no bool mask.
+    return torch.rsub(out, 6).mul_(out).sign_().mul_(dout)
+
+
+@fused.kernel
+def hardsigmoid_forward(x: torch.Tensor) -> torch.Tensor:
+    """``out = min(max(x / 6 + 1/2, 0), 1)``."""
+    return (x / 6).add_(0.5).clamp_(0, 1)
+
+
+@fused.kernel
+def hardsigmoid_backward(dout: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``dx = dout / 6 * [-3 < x < 3]``."""
+    # -[|x| < 3] = min(sign(|x| - 3), 0): float-only kernels, no bool mask.
+    return x.abs().sub_(3).sign_().clamp_max_(0).mul_(dout).div_(-6)
+
+
+@fused.kernel
+def hardswish_forward(x: torch.Tensor) -> torch.Tensor:
+    """``out = x * min(max(x + 3, 0), 6) / 6``."""
+    return (x + 3).clamp_(0, 6).mul_(x).div_(6)
+
+
+@fused.kernel
+def hardswish_backward(dout: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``dx = dout * (0 if x < -3, x/3 + 1/2 if x <= 3, else 1)``."""
+    # With c = clamp(x, -3, 3): slope = c / 3 + 1/2 - sign(x - c) / 2, which is 0 below -3 and 1 above 3
+    # (float-only kernels; a where-chain over bool masks is many times slower on CPU).
+    c = x.clamp(-3, 3)
+    beyond = torch.sub(x, c).sign_()
+    return c.div_(3).add_(0.5).sub_(beyond, alpha=0.5).mul_(dout)
+
+
+@fused.kernel
+def sigmoid_backward(dout: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``dx = dout * s * (1 - s)`` from the saved output ``s``."""
+    return torch.rsub(s, 1).mul_(s).mul_(dout)
+
+
+@fused.kernel
+def silu_forward(x: torch.Tensor) -> torch.Tensor:
+    """``out = x * sigmoid(x)``."""
+    return torch.sigmoid(x).mul_(x)
+
+
+@fused.kernel
+def silu_backward(dout: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``dx = dout * s * (1 + x * (1 - s))`` with ``s = sigmoid(x)``."""
+    s = torch.sigmoid(x)
+    # 1 + x * (1 - s) = (x - x * s) + 1, then times s and dout, in place on a fresh temporary.
+    return torch.addcmul(x, x, s, value=-1).add_(1).mul_(s).mul_(dout)
 
 
 def _dirty(ctx, x: torch.Tensor) -> torch.Tensor:
@@ -48,8 +108,7 @@ class ReLU6Function(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout: torch.Tensor):
         (out,) = ctx.saved_tensors
-        # [0 < out < 6] = sign(out * (6 - out)) for out in [0, 6]: float-only kernels, no bool mask.
-        return torch.rsub(out, 6).mul_(out).sign_().mul_(dout), None
+        return relu6_backward(dout, out), None
 
 
 class HardsigmoidFunction(torch.autograd.Function):
@@ -57,15 +116,16 @@ class HardsigmoidFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, inplace: bool) -> torch.Tensor:
-        ctx.save_for_backward(x.clone() if inplace else x)
-        out = _dirty(ctx, x).div_(6) if inplace else x / 6
-        return out.add_(0.5).clamp_(0, 1)
+        if not inplace:
+            ctx.save_for_backward(x)
+            return hardsigmoid_forward(x)
+        ctx.save_for_backward(x.clone())
+        return _dirty(ctx, x).div_(6).add_(0.5).clamp_(0, 1)
 
     @staticmethod
     def backward(ctx, dout: torch.Tensor):
         (x,) = ctx.saved_tensors
-        # -[|x| < 3] = min(sign(|x| - 3), 0): float-only kernels, no bool mask.
-        return x.abs().sub_(3).sign_().clamp_max_(0).mul_(dout).div_(-6), None
+        return hardsigmoid_backward(dout, x), None
 
 
 class HardswishFunction(torch.autograd.Function):
@@ -75,7 +135,7 @@ class HardswishFunction(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, inplace: bool) -> torch.Tensor:
         if not inplace:
             ctx.save_for_backward(x)
-            return (x + 3).clamp_(0, 6).mul_(x).div_(6)
+            return hardswish_forward(x)
         original = x.clone()
         ctx.save_for_backward(original)
         return _dirty(ctx, x).add_(3).clamp_(0, 6).mul_(original).div_(6)
@@ -83,11 +143,7 @@ class HardswishFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout: torch.Tensor):
         (x,) = ctx.saved_tensors
-        # With c = clamp(x, -3, 3): slope = c / 3 + 1/2 - sign(x - c) / 2, which is 0 below -3 and 1 above 3
-        # (float-only kernels; a where-chain over bool masks is many times slower on CPU).
-        c = x.clamp(-3, 3)
-        beyond = torch.sub(x, c).sign_()
-        return c.div_(3).add_(0.5).sub_(beyond, alpha=0.5).mul_(dout), None
+        return hardswish_backward(dout, x), None
 
 
 class SigmoidFunction(torch.autograd.Function):
@@ -102,7 +158,7 @@ class SigmoidFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout: torch.Tensor) -> torch.Tensor:
         (s,) = ctx.saved_tensors
-        return torch.rsub(s, 1).mul_(s).mul_(dout)
+        return sigmoid_backward(dout, s)
 
 
 class SiLUFunction(torch.autograd.Function):
@@ -112,16 +168,14 @@ class SiLUFunction(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, inplace: bool) -> torch.Tensor:
         if not inplace:
             ctx.save_for_backward(x)
-            return torch.sigmoid(x).mul_(x)
+            return silu_forward(x)
         ctx.save_for_backward(x.clone())
         return _dirty(ctx, x).mul_(torch.sigmoid(x))
 
     @staticmethod
     def backward(ctx, dout: torch.Tensor):
         (x,) = ctx.saved_tensors
-        s = torch.sigmoid(x)
-        # 1 + x * (1 - s) = (x - x * s) + 1, then times s and dout, in place on a fresh temporary.
-        return torch.addcmul(x, x, s, value=-1).add_(1).mul_(s).mul_(dout), None
+        return silu_backward(dout, x), None
 
 
 def _activation(function: type[torch.autograd.Function], input: torch.Tensor, inplace: bool) -> torch.Tensor:

@@ -9,6 +9,9 @@ Tanh approximation (``approximate="tanh"``), with u = sqrt(2 / pi) (x + 0.044715
     dx  = dout * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2 / pi) (1 + 3 * 0.044715 x^2))
 Saved for backward: the input only (the built-in saves it too). The backward is an ordinary tensor
 expression of ``x``, so double backward works.
+
+The forward and backward formulas are fused kernels (:func:`custom_ops.fused.kernel`): with fusion on, each
+runs as one compiled pass (the eager formulas make one pass per step, five to eleven).
 """
 
 from __future__ import annotations
@@ -17,13 +20,40 @@ import math
 
 import torch
 
-from . import _autocast
+from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating
 
 _SQRT_HALF = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 _KAPPA = 0.044715
+
+
+@fused.kernel
+def gelu_forward(x: torch.Tensor, approximate: str) -> torch.Tensor:
+    """``out = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2))``, or ``0.5 x (1 + tanh(u))`` with ``"tanh"``."""
+    if approximate == "tanh":
+        t = torch.mul(x, x).mul_(_KAPPA).add_(1).mul_(x).mul_(_SQRT_2_OVER_PI).tanh_()  # tanh(u)
+        return t.add_(1).mul_(x).mul_(0.5)
+    return torch.mul(x, _SQRT_HALF).erf_().add_(1).mul_(x).mul_(0.5)  # 0.5 x (1 + erf(x / sqrt 2))
+
+
+@fused.kernel
+def gelu_backward(dout: torch.Tensor, x: torch.Tensor, approximate: str) -> torch.Tensor:
+    """``dx = dout * (Phi(x) + x phi(x))``, or the tanh approximation's derivative with ``"tanh"``."""
+    # In-place steps only on fresh temporaries whose values no autograd node keeps (the results of
+    # exp and tanh are kept: never modified), so the backward stays differentiable.
+    if approximate == "tanh":
+        x2 = x * x
+        t = torch.tanh(torch.mul(x2, _KAPPA).add_(1).mul_(x).mul_(_SQRT_2_OVER_PI))
+        du = torch.mul(x2, 3 * _KAPPA).add_(1).mul_(_SQRT_2_OVER_PI)  # du/dx
+        # 0.5 (1 + t) + 0.5 x (1 - t^2) du
+        slope = torch.mul(t, t).neg_().add_(1).mul_(du).mul_(x).add_(t).add_(1).mul_(0.5)
+    else:
+        pdf = torch.exp(torch.mul(x, x).mul_(-0.5))  # phi(x) sqrt(2 pi)
+        cdf = torch.mul(x, _SQRT_HALF).erf_().add_(1).mul_(0.5)  # Phi(x)
+        slope = cdf.addcmul_(x, pdf, value=_INV_SQRT_2PI)  # Phi(x) + x phi(x)
+    return slope.mul_(dout)
 
 
 class GELUFunction(torch.autograd.Function):
@@ -33,27 +63,12 @@ class GELUFunction(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, approximate: str) -> torch.Tensor:
         ctx.save_for_backward(x)
         ctx.approximate = approximate
-        if approximate == "tanh":
-            t = torch.mul(x, x).mul_(_KAPPA).add_(1).mul_(x).mul_(_SQRT_2_OVER_PI).tanh_()  # tanh(u)
-            return t.add_(1).mul_(x).mul_(0.5)
-        return torch.mul(x, _SQRT_HALF).erf_().add_(1).mul_(x).mul_(0.5)  # 0.5 x (1 + erf(x / sqrt 2))
+        return gelu_forward(x, approximate)
 
     @staticmethod
     def backward(ctx, dout: torch.Tensor):
         (x,) = ctx.saved_tensors
-        # In-place steps only on fresh temporaries whose values no autograd node keeps (the results of
-        # exp and tanh are kept: never modified), so the backward stays differentiable.
-        if ctx.approximate == "tanh":
-            x2 = x * x
-            t = torch.tanh(torch.mul(x2, _KAPPA).add_(1).mul_(x).mul_(_SQRT_2_OVER_PI))
-            du = torch.mul(x2, 3 * _KAPPA).add_(1).mul_(_SQRT_2_OVER_PI)  # du/dx
-            # 0.5 (1 + t) + 0.5 x (1 - t^2) du
-            slope = torch.mul(t, t).neg_().add_(1).mul_(du).mul_(x).add_(t).add_(1).mul_(0.5)
-        else:
-            pdf = torch.exp(torch.mul(x, x).mul_(-0.5))  # phi(x) sqrt(2 pi)
-            cdf = torch.mul(x, _SQRT_HALF).erf_().add_(1).mul_(0.5)  # Phi(x)
-            slope = cdf.addcmul_(x, pdf, value=_INV_SQRT_2PI)  # Phi(x) + x phi(x)
-        return slope.mul_(dout), None
+        return gelu_backward(dout, x, ctx.approximate), None
 
 
 def gelu(input: torch.Tensor, approximate: str = "none") -> torch.Tensor:

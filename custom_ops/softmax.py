@@ -13,6 +13,9 @@ backwards are tensor expressions of the saved output, so double backward works.
 ``dim=None`` follows torch's deprecated implicit choice (dim 0 for 0-, 1- and 3-D inputs, else dim 1,
 with the same warning); ``dtype`` casts the input before the op, as torch does. Under CUDA (XPU, MPS)
 autocast the ops run in float32, as torch's autocast lists them; on CPU they run in the input's dtype.
+
+The forward and backward formulas are fused kernels (:func:`custom_ops.fused.kernel`): with fusion on, each
+runs as one compiled loop nest (the eager formulas make one pass per step, reductions included).
 """
 
 from __future__ import annotations
@@ -21,8 +24,39 @@ import warnings
 
 import torch
 
-from . import _autocast
+from . import _autocast, fused
 from ._checks import OpDtypeError, check_floating, check_tensor, normalize_dim
+
+
+@fused.kernel
+def softmax_forward(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``s = exp(x - max(x)) / sum(exp(x - max(x)))`` along ``dim`` (x not empty)."""
+    out = (x - x.amax(dim, keepdim=True)).exp_()
+    out /= out.sum(dim, keepdim=True)
+    return out
+
+
+@fused.kernel
+def softmax_backward(dout: torch.Tensor, s: torch.Tensor, dim: int) -> torch.Tensor:
+    """``dx = s * (dout - sum(dout * s))`` from the saved output ``s``, the sum along ``dim``."""
+    # s * (dout - sum(dout * s)) = dout * s - s * sum(dout * s)
+    gs = dout * s
+    return gs.addcmul_(s, gs.sum(dim, keepdim=True), value=-1)
+
+
+@fused.kernel
+def log_softmax_forward(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``out = (x - max(x)) - log(sum(exp(x - max(x))))`` along ``dim`` (x not empty)."""
+    out = x - x.amax(dim, keepdim=True)
+    out -= out.exp().sum(dim, keepdim=True).log_()
+    return out
+
+
+@fused.kernel
+def log_softmax_backward(dout: torch.Tensor, out: torch.Tensor, dim: int) -> torch.Tensor:
+    """``dx = dout - exp(out) * sum(dout)`` from the saved output, the sum along ``dim``."""
+    # dout - softmax * sum(dout)
+    return torch.addcmul(dout, out.exp(), dout.sum(dim, keepdim=True), value=-1)
 
 
 class SoftmaxFunction(torch.autograd.Function):
@@ -30,11 +64,7 @@ class SoftmaxFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, dim: int) -> torch.Tensor:
-        if x.numel() == 0:
-            out = torch.empty_like(x)
-        else:
-            out = (x - x.amax(dim, keepdim=True)).exp_()
-            out /= out.sum(dim, keepdim=True)
+        out = torch.empty_like(x) if x.numel() == 0 else softmax_forward(x, dim)
         ctx.save_for_backward(out)
         ctx.dim = dim
         return out
@@ -42,9 +72,7 @@ class SoftmaxFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout: torch.Tensor):
         (s,) = ctx.saved_tensors
-        # s * (dout - sum(dout * s)) = dout * s - s * sum(dout * s)
-        gs = dout * s
-        return gs.addcmul_(s, gs.sum(ctx.dim, keepdim=True), value=-1), None
+        return softmax_backward(dout, s, ctx.dim), None
 
 
 class LogSoftmaxFunction(torch.autograd.Function):
@@ -52,11 +80,7 @@ class LogSoftmaxFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, dim: int) -> torch.Tensor:
-        if x.numel() == 0:
-            out = torch.empty_like(x)
-        else:
-            out = x - x.amax(dim, keepdim=True)
-            out -= out.exp().sum(dim, keepdim=True).log_()
+        out = torch.empty_like(x) if x.numel() == 0 else log_softmax_forward(x, dim)
         ctx.save_for_backward(out)
         ctx.dim = dim
         return out
@@ -64,8 +88,7 @@ class LogSoftmaxFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout: torch.Tensor):
         (out,) = ctx.saved_tensors
-        # dout - softmax * sum(dout)
-        return torch.addcmul(dout, out.exp(), dout.sum(ctx.dim, keepdim=True), value=-1), None
+        return log_softmax_backward(dout, out, ctx.dim), None
 
 
 def _implicit_dim(name: str, ndim: int, stacklevel: int) -> int:

@@ -61,7 +61,8 @@ def fusion_on(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_the_memory_bound_ops_have_kernels() -> None:
-    expected = {"relu", "dropout", "batch_norm", "layer_norm", "group_norm"}
+    expected = {"relu", "dropout", "batch_norm", "layer_norm", "group_norm", "relu6", "hardsigmoid"}
+    expected |= {"hardswish", "sigmoid", "silu", "gelu", "tanh", "softmax", "log_softmax"}
     assert expected <= set(FUSED_OPS), f"ops without a fused kernel: {sorted(expected - set(FUSED_OPS))}"
     with fused.enabled(True):  # the fixture's check needs one compiled call
         test_ops.test_parity_with_builtin_float32(SPECS["relu"].cases[0], "cpu")
