@@ -137,6 +137,30 @@ class ImageClassifier(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
 
+class BuiltNetClassifier(ImageClassifier):
+    """An :class:`ImageClassifier` whose network its class's ``build_net`` (a :mod:`torch_cs231n.models`
+    builder, set as a ``staticmethod``) makes from the model arguments ``net_args``, all keywords; the
+    training arguments are :class:`ImageClassifier`'s. The saved hyper-parameters: ``net_args`` with the
+    builder's defaults added, and the training arguments but ``optimizer`` and ``lr_scheduler``."""
+
+    build_net: Callable[..., nn.Module]
+
+    def __init__(
+        self,
+        *,
+        reg: float = DEFAULT_REG,
+        loss: LossName = DEFAULT_LOSS,
+        optimizer: OptimizerCallable = DEFAULT_OPTIMIZER,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        **net_args: Any,
+    ):
+        net = self.build_net(**net_args)
+        add_builder_defaults(self.build_net, net_args)  # saved whole, as hyper-parameters
+        num_classes, ops = net_args["num_classes"], net_args["ops"]
+        super().__init__(net, num_classes, loss, reg, ops, optimizer, lr_scheduler)
+        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+
+
 def add_builder_defaults(builder: Callable[..., nn.Module], net_args: dict[str, Any]) -> None:
     """Add to a model's ``net_args`` (keyword arguments of ``builder``) the defaults of those it lacks, in
     place: its saved hyper-parameters then name the whole architecture, and the values the module needs as

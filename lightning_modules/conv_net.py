@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
-
 from torch_cs231n.models import build_convnet, build_three_layer_convnet
 
-from .classifier import (
-    DEFAULT_LOSS,
-    DEFAULT_OPTIMIZER,
-    DEFAULT_REG,
-    ImageClassifier,
-    LossName,
-    add_builder_defaults,
-)
+from .classifier import BuiltNetClassifier
 
 
-class ThreeLayerConvNet(ImageClassifier):
+class ThreeLayerConvNet(BuiltNetClassifier):
     """``conv - relu - 2x2 max pool - affine - relu - affine - softmax/svm``.
 
     Input ``(N, *input_dim)``, scores ``(N, num_classes)``. The model arguments (``net_args``) and their
@@ -26,23 +15,10 @@ class ThreeLayerConvNet(ImageClassifier):
     :class:`ImageClassifier`'s.
     """
 
-    def __init__(
-        self,
-        *,
-        reg: float = DEFAULT_REG,
-        loss: LossName = DEFAULT_LOSS,
-        optimizer: OptimizerCallable = DEFAULT_OPTIMIZER,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        **net_args: Any,
-    ):
-        net = build_three_layer_convnet(**net_args)
-        add_builder_defaults(build_three_layer_convnet, net_args)  # saved whole, as hyper-parameters
-        num_classes, ops = net_args["num_classes"], net_args["ops"]
-        super().__init__(net, num_classes, loss, reg, ops, optimizer, lr_scheduler)
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+    build_net = staticmethod(build_three_layer_convnet)
 
 
-class ConvNet(ImageClassifier):
+class ConvNet(BuiltNetClassifier):
     """The CS231n challenge net, ``{[conv - [norm] - relu] x K - pool} x stages - {affine - relu} x M -
     affine - softmax/svm``, for reaching high CIFAR-10 accuracy in a few epochs.
 
@@ -51,17 +27,4 @@ class ConvNet(ImageClassifier):
     :class:`ImageClassifier`'s.
     """
 
-    def __init__(
-        self,
-        *,
-        reg: float = DEFAULT_REG,
-        loss: LossName = DEFAULT_LOSS,
-        optimizer: OptimizerCallable = DEFAULT_OPTIMIZER,
-        lr_scheduler: LRSchedulerCallable | None = None,
-        **net_args: Any,
-    ):
-        net = build_convnet(**net_args)
-        add_builder_defaults(build_convnet, net_args)  # saved whole, as hyper-parameters
-        num_classes, ops = net_args["num_classes"], net_args["ops"]
-        super().__init__(net, num_classes, loss, reg, ops, optimizer, lr_scheduler)
-        self.save_hyperparameters(ignore=["optimizer", "lr_scheduler"])
+    build_net = staticmethod(build_convnet)

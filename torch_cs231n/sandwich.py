@@ -29,6 +29,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -44,6 +45,11 @@ Layers = Sequence[nn.Module]
 def _conv_supported(conv: nn.Module) -> bool:
     """Zero padding and the ``"fast"`` backward: what the conv sandwiches compute."""
     return conv.padding_mode == "zeros" and conv.algorithm == "fast"
+
+
+def _conv_options(conv: nn.Module) -> dict[str, Any]:
+    """The conv's ``stride``, ``padding``, ``dilation`` and ``groups``, as the conv sandwiches' keywords."""
+    return {"stride": conv.stride, "padding": conv.padding, "dilation": conv.dilation, "groups": conv.groups}
 
 
 def _affine_bn_relu(layers: Layers, x: torch.Tensor) -> torch.Tensor:
@@ -62,14 +68,7 @@ def _conv_bn_relu(layers: Layers, x: torch.Tensor) -> torch.Tensor:
 
     def fused(x: torch.Tensor, *statistics_and_norm: object) -> torch.Tensor:
         return layer_utils.conv_bn_relu(
-            x,
-            conv.weight,
-            conv.bias,
-            *statistics_and_norm,
-            conv.stride,
-            conv.padding,
-            dilation=conv.dilation,
-            groups=conv.groups,
+            x, conv.weight, conv.bias, *statistics_and_norm, **_conv_options(conv)
         )
 
     return _batch_norm_forward(bn, x, fused)  # x is 4-D, as the conv output that BatchNorm2d checks
@@ -91,20 +90,15 @@ def _conv_relu_pool(layers: Layers, x: torch.Tensor) -> torch.Tensor:
         x,
         conv.weight,
         conv.bias,
-        conv.stride,
-        conv.padding,
-        pool.kernel_size,
-        pool.stride,
-        dilation=conv.dilation,
-        groups=conv.groups,
+        pool_kernel=pool.kernel_size,
+        pool_stride=pool.stride,
+        **_conv_options(conv),
     )
 
 
 def _conv_relu(layers: Layers, x: torch.Tensor) -> torch.Tensor:
     conv, _ = layers
-    return layer_utils.conv_relu(
-        x, conv.weight, conv.bias, conv.stride, conv.padding, dilation=conv.dilation, groups=conv.groups
-    )
+    return layer_utils.conv_relu(x, conv.weight, conv.bias, **_conv_options(conv))
 
 
 def _plain_pool(pool: nn.Module) -> bool:
