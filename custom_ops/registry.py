@@ -557,7 +557,8 @@ CONV2D = OpSpec(
     ),
     opinfo="nn.functional.conv2d",
     features="grouped, depthwise",
-    backward='`"fast"`: dx = transposed conv, dw = correlation of x with dout; '
+    backward='`"fast"`: dx = transposed conv or col2im, dw = correlation of x with dout or the im2col '
+    "product (db with it), the fastest timed on each shape's first call; "
     '`"im2col"`: unfold + matmul, fold',
 )
 
