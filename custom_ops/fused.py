@@ -53,6 +53,7 @@ than the passes it saves. The tests turn this off so that they always run the co
 deterministic algorithms on (``torch.use_deterministic_algorithms``) the compiled variant always runs: the
 same path in every run, not the one a timing picked."""
 _TIMED_CALLS = 5
+_UNTIMED_CALLS = 3  # a compiled variant's first calls on 8 MiB took 3 ms each, then 0.35 ms (measured)
 
 _state = threading.local()
 _default = os.environ.get(ENV_VAR, "0").strip().lower() in ("1", "true", "yes", "on")
@@ -112,11 +113,17 @@ class Kernel:
     or Dynamo tracing is under way, and the arguments' device type can compile; then the compiled
     variant for the arguments' signature runs: compiled on first use, and kept only where it is measured
     faster than the eager formulas on those arguments (:data:`select_fastest`).
+
+    ``one_loop``, when given, is what is compiled instead of ``fn``: the same math written for one fused
+    loop, where the fastest eager formulation is not (a select, which a compiled loop vectorises, is many
+    times slower than a float-only ``sign`` in eager CPU kernels). It takes ``fn``'s arguments and must
+    agree with it; the registry's tests run every op with fusion on as with it off.
     """
 
-    def __init__(self, fn: Callable[..., Any]) -> None:
+    def __init__(self, fn: Callable[..., Any], one_loop: Callable[..., Any] | None = None) -> None:
         functools.update_wrapper(self, fn)
         self.fn = fn
+        self.one_loop = fn if one_loop is None else one_loop
         self.compiled: dict[tuple[Any, ...], Callable[..., Any]] = {}  # signature -> its compiled variant
         self.eager_faster: set[tuple[Any, ...]] = set()  # signatures where the eager formulas measured faster
         self.fused_calls = 0  # calls that ran a compiled variant (tests check the fused path really ran)
@@ -160,8 +167,10 @@ class Kernel:
         return variant(*tensors)
 
     def _compile(self, args: tuple[Any, ...], device: str) -> Callable[..., Any] | None:
-        """Trace ``fn`` on ``args`` (tensor positions as graph inputs, the rest baked in) and compile it;
-        None (and one warning, then the eager path on ``device`` for every kernel) when that fails."""
+        """Trace ``one_loop`` on ``args`` (tensor positions as graph inputs, the rest baked in) and compile
+        it; None (and one warning, then the eager path on ``device`` for every kernel) when that fails. The
+        outputs come in the memory layouts ``fn`` gives (run once here when ``one_loop`` is another
+        function)."""
         from torch._inductor import compile as inductor_compile
         from torch.fx.experimental.proxy_tensor import make_fx
 
@@ -172,7 +181,7 @@ class Kernel:
             full = list(args)
             for i, t in zip(positions, tensors):
                 full[i] = t
-            out = self.fn(*full)
+            out = self.one_loop(*full)
             items = [out] if not isinstance(out, tuple) else list(out)
             structure["single"] = not isinstance(out, tuple)
             structure["none_at"] = [i for i, t in enumerate(items) if t is None]
@@ -194,18 +203,26 @@ class Kernel:
                 stacklevel=3,
             )
             return None
+        if self.one_loop is not self.fn:
+            with torch.no_grad():
+                out = self.fn(*args)
+            structure["strides"] = [
+                t.stride() for t in (out if isinstance(out, tuple) else [out]) if t is not None
+            ]
         return _restructure(compiled, structure["single"], structure["none_at"], structure["strides"])
 
 
 def _faster(compiled: Callable[..., Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
     """Whether ``compiled`` (on the tensor arguments) beats ``fn`` (on all of them): the best of
-    :data:`_TIMED_CALLS` calls each, taken in turns after one untimed call each."""
+    :data:`_TIMED_CALLS` calls each, taken in turns after :data:`_UNTIMED_CALLS` untimed calls each (first
+    calls pay for allocator warm-up and lazy initialisation)."""
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
     cuda = any(t.is_cuda for t in tensors)
     best = {"compiled": math.inf, "eager": math.inf}
     calls = {"compiled": lambda: compiled(*tensors), "eager": lambda: fn(*args)}
     for call in calls.values():
-        call()
+        for _ in range(_UNTIMED_CALLS):
+            call()
     for _ in range(_TIMED_CALLS):
         for name, call in calls.items():
             if cuda:
@@ -250,8 +267,9 @@ def _restructure(
     return call
 
 
-def kernel(fn: F) -> F:
-    """Decorator: ``fn`` becomes a :class:`Kernel`, compiled when fusion is on (see the module docstring).
+def kernel(fn: F | None = None, *, one_loop: Callable[..., Any] | None = None) -> Any:
+    """Decorator: ``fn`` becomes a :class:`Kernel`, compiled when fusion is on (see the module docstring);
+    ``@kernel(one_loop=g)``: ``g`` is compiled instead (see :class:`Kernel`).
 
     Examples::
 
@@ -263,4 +281,6 @@ def kernel(fn: F) -> F:
         >>> scaled_square(torch.tensor([1.0, 2.0]), 0.5)  # fusion off: runs as written
         tensor([0.5000, 2.0000])
     """
-    return Kernel(fn)  # type: ignore[return-value]
+    if fn is None:
+        return lambda f: Kernel(f, one_loop)
+    return Kernel(fn)

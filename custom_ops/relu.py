@@ -7,8 +7,8 @@ mask is made with ``sign`` rather than a comparison: float-only elementwise kern
 CPU than ones mixing bool and float. The backward is a masked multiply, itself differentiable, so double
 backward works.
 
-The backward's formula is a :func:`custom_ops.fused.kernel`: with fusion on, the sign and the multiply run as
-one compiled pass (the eager formula makes two).
+The backward's formula is a :func:`custom_ops.fused.kernel`: with fusion on, it runs as one compiled pass
+(the eager formula makes two), written as a select, which a compiled loop vectorises best.
 
 In place (``inplace=True``): x is clamped in place and returned; the Function marks it dirty
 (``ctx.mark_dirty``), so autograd rebases x's history on the ReLU exactly as for torch's ``relu_``, and
@@ -23,7 +23,14 @@ from . import _autocast, fused
 from ._checks import check_floating
 
 
-@fused.kernel
+def _relu_backward_select(dout: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``dx = dout * [out > 0]`` as one select: what fusion compiles (relu forward+backward 1.03-1.10x the
+    built-in's, 1.25x with the compiled sign and multiply, measured; in eager, a bool mask is 6x slower than
+    ``sign``)."""
+    return dout.masked_fill(out <= 0, 0)
+
+
+@fused.kernel(one_loop=_relu_backward_select)
 def relu_backward(dout: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """``dx = dout * [out > 0]`` from the saved output (``sign(out)`` is the 0/1 mask, as out >= 0)."""
     return out.sign().mul_(dout)

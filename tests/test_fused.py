@@ -208,6 +208,24 @@ def test_deterministic_algorithms_run_the_compiled_variant_whatever_the_timing(
     assert kernel.eager_faster and kernel.fused_calls == 1, "the timing chose the path in deterministic mode"
 
 
+def test_one_loop_is_compiled_in_the_eager_formulas_layout() -> None:
+    """``kernel(one_loop=g)`` compiles g (here traced: it records its calls) and returns its result in the
+    memory layout of the eager formulas (the first argument's, channels_last), not g's (the second's)."""
+    traced = []
+
+    def select(x, y):
+        traced.append(True)
+        return y.masked_fill(x <= 0, 0)
+
+    kernel = fused.kernel(one_loop=select)(lambda x, y: x.sign().clamp_min_(0).mul_(y))
+    x = torch.randn(2, 3, 4, 5).contiguous(memory_format=torch.channels_last)
+    y = torch.randn(2, 3, 4, 5)
+    out = kernel(x, y)
+    assert traced and kernel.fused_calls == 1, "one_loop was not the compiled function"
+    torch.testing.assert_close(out, kernel.fn(x, y), msg="one_loop and the eager formulas differ")
+    assert out.is_contiguous(memory_format=torch.channels_last), "not the eager formulas' layout"
+
+
 def test_timing_picks_a_variant_and_both_agree() -> None:
     """The real timing runs both variants on the arguments (they must not modify them) and returns a bool."""
     kernel = fused.kernel(lambda x: x.sign().mul_(x))
