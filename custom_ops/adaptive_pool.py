@@ -30,6 +30,7 @@ from . import _autocast
 from ._checks import OpArgumentError, check_floating, check_int, check_ndim
 from ._layout import memory_format
 from .avg_pool import AvgPool2dFunction
+from .pool import max_pool2d_input_grad
 
 
 class GlobalAvgPool2dFunction(torch.autograd.Function):
@@ -122,10 +123,7 @@ class AdaptiveMaxPool2dFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dout: torch.Tensor, _dindex: torch.Tensor | None = None):
         (index,) = ctx.saved_tensors
-        n, c, h, w = ctx.input_shape
-        zeros = dout.new_zeros(n, c, h * w)
-        dx = zeros.scatter_add(2, index.flatten(2), dout.flatten(2)).view(n, c, h, w)
-        return dx.contiguous(memory_format=ctx.memory_format), None
+        return max_pool2d_input_grad(dout, index, ctx.input_shape, ctx.memory_format), None
 
 
 def _output_size(name: str, output_size: object, h: int, w: int) -> tuple[int, int]:

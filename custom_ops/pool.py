@@ -42,8 +42,7 @@ def max_pool2d_input_grad(
     """dx of the input ``input_shape`` ``(N, C, H, W)``: each entry of ``dout`` added at its window's max,
     the flat ``H * W`` position in ``index``; laid out as ``layout``."""
     n, c, h, w = input_shape
-    zeros = dout.new_zeros(n, c, h * w)
-    dx = zeros.scatter_add(2, index.flatten(2), dout.flatten(2)).view(n, c, h, w)
+    dx = dout.new_zeros(n, c, h * w).scatter_add_(2, index.flatten(2), dout.flatten(2)).view(n, c, h, w)
     return dx.contiguous(memory_format=layout)
 
 
