@@ -21,6 +21,7 @@ of a few routes; the fastest for the arguments' signature is measured on its fir
                channel role, with stride and dilation swapped;
                or the im2col product [dw | db] = dout @ [cols | 1]^T, a 1x1 convolution over a chunk of
                samples at a time (db comes with dw, as the weight of a constant-1 input)
+dw comes in the weight's memory format, which autograd keeps as ``.grad`` without a copy.
 
 Both backwards are differentiable functions of the saved x and w, so double backward works.
 Saved for backward: x and w (what the built-in saves).
