@@ -36,8 +36,6 @@ An empty batch (N = 0) gives an empty output, an empty dx and a zero dw, as torc
 from __future__ import annotations
 
 import functools
-import math
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -56,6 +54,7 @@ from ._checks import (
     renamed_keyword,
 )
 from ._layout import memory_format
+from ._timing import best_times
 
 Pair = tuple[int, int]
 Grads = tuple[torch.Tensor, "torch.Tensor | None"]  # (dw, db)
@@ -99,23 +98,11 @@ def _chunk_sizes(n: int, sample_bytes: int) -> list[int]:
 
 def _fastest(routes: dict[str, Callable[..., Any]], args: tuple) -> Callable[..., Any]:
     """The route with the best of :data:`_TIMED_CALLS` calls on ``args``, taken in turns after one untimed
-    call each (as :func:`custom_ops.fused._faster`). On one CPU thread the calls are timed by that thread's
-    CPU time, which other processes sharing the cores do not inflate; else by the wall clock."""
-    cuda = args[0].is_cuda
-    clock = time.thread_time if not cuda and torch.get_num_threads() == 1 else time.perf_counter
-    best = dict.fromkeys(routes, math.inf)
+    call each (:func:`custom_ops._timing.best_times`)."""
+    calls = {name: functools.partial(route, *args) for name, route in routes.items()}
     with torch.no_grad():
-        for turn in range(_TIMED_CALLS + 1):
-            for name, route in routes.items():
-                if cuda:
-                    torch.cuda.synchronize()
-                start = clock()
-                route(*args)
-                if cuda:
-                    torch.cuda.synchronize()
-                if turn:  # the first turn is untimed (first-call allocations, lazy initialisation)
-                    best[name] = min(best[name], clock() - start)
-    return routes[min(best, key=best.__getitem__)]
+        times = best_times(calls, args[0].is_cuda, timed=_TIMED_CALLS, untimed=1)
+    return routes[min(times, key=times.__getitem__)]
 
 
 def _run_fastest(kind: str, candidates: Callable[[], dict[str, Callable[..., Any]]], args: tuple) -> Any:

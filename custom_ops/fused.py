@@ -31,16 +31,16 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import os
 import threading
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import torch
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
+
+from ._timing import best_times
 
 ENV_VAR = "CS231N_FUSED"
 MAX_SIGNATURES = 64
@@ -169,24 +169,19 @@ class Kernel:
     def _compile(self, args: tuple[Any, ...], device: str) -> Callable[..., Any] | None:
         """Trace ``one_loop`` on ``args`` (tensor positions as graph inputs, the rest baked in) and compile
         it; None (and one warning, then the eager path on ``device`` for every kernel) when that fails. The
-        outputs come in the memory layouts ``fn`` gives (run once here when ``one_loop`` is another
-        function)."""
+        compiled variant returns what ``fn`` returns, in the memory layouts ``fn`` gives (``fn`` runs once
+        here to tell)."""
         from torch._inductor import compile as inductor_compile
         from torch.fx.experimental.proxy_tensor import make_fx
 
         positions = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor)]
-        structure: dict[str, Any] = {}
 
         def graph(*tensors: torch.Tensor) -> list[torch.Tensor]:
             full = list(args)
             for i, t in zip(positions, tensors):
                 full[i] = t
             out = self.one_loop(*full)
-            items = [out] if not isinstance(out, tuple) else list(out)
-            structure["single"] = not isinstance(out, tuple)
-            structure["none_at"] = [i for i, t in enumerate(items) if t is None]
-            structure["strides"] = [t.stride() for t in items if t is not None]
-            return [t for t in items if t is not None]
+            return [t for t in (out if isinstance(out, tuple) else [out]) if t is not None]
 
         tensors = [args[i] for i in positions]
         try:
@@ -203,36 +198,23 @@ class Kernel:
                 stacklevel=3,
             )
             return None
-        if self.one_loop is not self.fn:
-            with torch.no_grad():
-                out = self.fn(*args)
-            structure["strides"] = [
-                t.stride() for t in (out if isinstance(out, tuple) else [out]) if t is not None
-            ]
-        return _restructure(compiled, structure["single"], structure["none_at"], structure["strides"])
+        with torch.no_grad():
+            out = self.fn(*args)
+        items = list(out) if isinstance(out, tuple) else [out]
+        none_at = [i for i, t in enumerate(items) if t is None]
+        return _restructure(
+            compiled, not isinstance(out, tuple), none_at, [t.stride() for t in items if t is not None]
+        )
 
 
 def _faster(compiled: Callable[..., Any], fn: Callable[..., Any], args: tuple[Any, ...]) -> bool:
     """Whether ``compiled`` (on the tensor arguments) beats ``fn`` (on all of them): the best of
-    :data:`_TIMED_CALLS` calls each, taken in turns after :data:`_UNTIMED_CALLS` untimed calls each (first
-    calls pay for allocator warm-up and lazy initialisation)."""
+    :data:`_TIMED_CALLS` calls each, taken in turns after :data:`_UNTIMED_CALLS` untimed calls each
+    (:func:`custom_ops._timing.best_times`)."""
     tensors = [a for a in args if isinstance(a, torch.Tensor)]
-    cuda = any(t.is_cuda for t in tensors)
-    best = {"compiled": math.inf, "eager": math.inf}
     calls = {"compiled": lambda: compiled(*tensors), "eager": lambda: fn(*args)}
-    for call in calls.values():
-        for _ in range(_UNTIMED_CALLS):
-            call()
-    for _ in range(_TIMED_CALLS):
-        for name, call in calls.items():
-            if cuda:
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            call()
-            if cuda:
-                torch.cuda.synchronize()
-            best[name] = min(best[name], time.perf_counter() - start)
-    return best["compiled"] < best["eager"]
+    times = best_times(calls, any(t.is_cuda for t in tensors), timed=_TIMED_CALLS, untimed=_UNTIMED_CALLS)
+    return times["compiled"] < times["eager"]
 
 
 def _same_layout(t: torch.Tensor, stride: tuple[int, ...]) -> bool:
