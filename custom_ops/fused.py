@@ -40,6 +40,7 @@ from typing import Any, TypeVar
 import torch
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
+from . import _reference
 from ._timing import best_times
 
 ENV_VAR = "CS231N_FUSED"
@@ -130,7 +131,12 @@ class Kernel:
         _KERNELS.append(self)
 
     def __call__(self, *args: Any) -> Any:
-        if not is_enabled() or torch.compiler.is_compiling() or is_in_torch_dispatch_mode():
+        if (
+            not is_enabled()
+            or _reference.is_active()
+            or torch.compiler.is_compiling()
+            or is_in_torch_dispatch_mode()
+        ):
             return self.fn(*args)  # a dispatch mode (a FLOP counter, a trace) sees the eager formulas' ops
         # One pass over the arguments: the signature, the tensors, and whether autograd records.
         recording = torch.is_grad_enabled()
