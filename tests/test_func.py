@@ -18,13 +18,12 @@ from typing import Any
 
 import pytest
 import torch
+from test_ops import call, differentiable, ids
 from torch.autograd import gradcheck
 
 import custom_ops
 from custom_ops.registry import OP_CASES
 from custom_ops.spec import OpCase
-
-from test_ops import call, differentiable, ids
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 
@@ -79,9 +78,10 @@ def test_gradcheck_batched(case: OpCase, path_name: str, check: str) -> None:
     fn, inputs = differentiable(case, case.inputs(torch.float64))
     forward_ad = check == "check_batched_forward_grad"
     with path(path_name):
-        assert gradcheck(fn, inputs, check_forward_ad=forward_ad, check_backward_ad=not forward_ad, **{check: True}), (
-            f"{case.id}: {check} failed (the derivative under vmap differs)"
+        passed = gradcheck(
+            fn, inputs, check_forward_ad=forward_ad, check_backward_ad=not forward_ad, **{check: True}
         )
+    assert passed, f"{case.id}: {check} failed (the derivative under vmap differs)"
 
 
 def tangents(inputs: tuple[torch.Tensor, ...], seed: int) -> tuple[torch.Tensor, ...]:
