@@ -22,9 +22,11 @@ tests and short runs, turn it on for long trainings and benchmarks. When a kerne
 C++ compiler, no Triton for a GPU, an unsupported op), the eager path runs instead for every kernel on
 that device type, after one warning that says it is slower.
 
-Kernels are never compiled where the reference path must run: under ``torch.compile`` (Dynamo traces the
-eager formulas itself), under a dispatch mode (a FLOP counter sees the eager formulas' ops), and when
-autograd records the call (a double backward differentiates the eager formulas).
+Kernels are never compiled where the eager formulas must run: under :func:`custom_ops.reference_path`, under
+``torch.compile`` (Dynamo traces the eager formulas itself), under a dispatch mode (a FLOP counter sees the
+eager formulas' ops), under a ``torch.func`` transform (``vmap``, ``grad``, ``jvp``: the transforms see the
+eager formulas' ops), and when autograd records the call (a double backward differentiates the eager
+formulas).
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ class Kernel:
             or _reference.is_active()
             or torch.compiler.is_compiling()
             or is_in_torch_dispatch_mode()
+            or torch._C._are_functorch_transforms_active()
         ):
             return self.fn(*args)  # a dispatch mode (a FLOP counter, a trace) sees the eager formulas' ops
         # One pass over the arguments: the signature, the tensors, and whether autograd records.

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 import torch
-from test_ops import call, differentiable, ids
+from test_ops import call, differentiable, ids, run_and_grad
 from torch.autograd import gradcheck
 
 import custom_ops
@@ -140,3 +140,16 @@ def test_vmap_matches_loop_and_builtin(case: OpCase, path_name: str) -> None:
         loop = torch.stack([on(case.manual)(x) for x in xs])
     torch.testing.assert_close(out, loop, msg=lambda m: f"{case.id}: vmap differs from a Python loop: {m}")
     torch.testing.assert_close(out, ref, msg=lambda m: f"{case.id}: vmap differs from the built-in's: {m}")
+
+
+@pytest.mark.parametrize("case", OP_CASES, ids=ids(OP_CASES))
+def test_default_path_equals_reference(case: OpCase) -> None:
+    """The tuned formulations (the default path) agree with the reference formulas: float64 tightly."""
+    args = case.inputs(torch.float64)
+    out, grads = run_and_grad(case, case.manual, args)
+    ref_args = case.inputs(torch.float64)
+    with custom_ops.reference_path():
+        ref, ref_grads = run_and_grad(case, case.manual, ref_args)
+    torch.testing.assert_close(out, ref, msg=lambda m: f"{case.id}: default path's output vs reference: {m}")
+    for i, g, r in zip(case.grad_inputs, grads, ref_grads):
+        torch.testing.assert_close(g, r, msg=lambda m, i=i: f"{case.id}: grad #{i}, default vs reference: {m}")
