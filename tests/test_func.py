@@ -152,4 +152,6 @@ def test_default_path_equals_reference(case: OpCase) -> None:
         ref, ref_grads = run_and_grad(case, case.manual, ref_args)
     torch.testing.assert_close(out, ref, msg=lambda m: f"{case.id}: default path's output vs reference: {m}")
     for i, g, r in zip(case.grad_inputs, grads, ref_grads):
-        torch.testing.assert_close(g, r, msg=lambda m, i=i: f"{case.id}: grad #{i}, default vs reference: {m}")
+        torch.testing.assert_close(
+            g, r, msg=lambda m, i=i: f"{case.id}: grad #{i}, default vs reference path: {m}"
+        )
