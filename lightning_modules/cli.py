@@ -113,8 +113,9 @@ class CS231nCLI(LightningCLI):
           (LightningCLI alone applies the checkpoint's on top of everything the user typed);
         - a checkpoint of another model or data class than the one given, or whose ``state_dict`` does not
           fit the model, is refused with a :class:`CheckpointMismatchError` naming both;
-        - ``last`` is the newest ``last.ckpt`` of the run's experiment folder (``--checkpoint.dirpath``, or
-          the logger's ``save_dir/name``), an error when there is none;
+        - ``last`` is the newest ``last.ckpt`` of the runs of the config's experiment
+          (``--checkpoint.dirpath``, or the run folders of the logger's ``save_dir/name``; not the folders
+          below them, where ``cs231n tune`` trials and evaluations go), an error when there is none;
         - the file is read with ``weights_only=True`` and its tensor checksum verified
           (:mod:`torch_cs231n.checkpoint`).
     ``validate``, ``test`` and ``predict`` require ``--ckpt_path`` (:class:`MissingCheckpointError`).
@@ -206,7 +207,7 @@ class CS231nCLI(LightningCLI):
                 )
             return
         if ckpt_path == "last":
-            ckpt_path = str(find_last_checkpoint(self._experiment_dirs(config)))
+            ckpt_path = str(find_last_checkpoint(self._last_checkpoint_search(config)))
             config["ckpt_path"] = ckpt_path
             print(f"cs231n {subcommand}: --ckpt_path last is {ckpt_path}", flush=True)
         self.checkpoint = load_checkpoint(ckpt_path)
@@ -246,19 +247,23 @@ class CS231nCLI(LightningCLI):
             raise
 
     @staticmethod
-    def _experiment_dirs(config: Namespace) -> list[Path]:
-        """Where a run of ``config`` writes its checkpoints: ``--checkpoint.dirpath``, or the loggers'
-        ``save_dir/name`` folders (or ``default_root_dir`` without a logger)."""
+    def _last_checkpoint_search(config: Namespace) -> list[tuple[Path, str]]:
+        """Where the runs of ``config``'s experiment write their ``last.ckpt``, as ``(folder, glob pattern)``
+        pairs of a fixed depth (:func:`~lightning_modules.checkpointing.find_last_checkpoint`):
+        ``--checkpoint.dirpath``; else the loggers' ``save_dir/name`` folders, one run (version) folder
+        deep; else (no logger) ``default_root_dir``. Runs of other experiments, in folders below
+        (``cs231n tune`` trials, evaluations, a logger name that continues this one), do not match."""
         if config.get("checkpoint") and config.checkpoint.get("dirpath"):
-            return [Path(config.checkpoint.dirpath)]
+            return [(Path(config.checkpoint.dirpath), "last.ckpt")]
         loggers = config.trainer.get("logger")
         loggers = loggers if isinstance(loggers, list) else [loggers]
-        dirs = []
+        search = []
         for logger in loggers:
             init_args = logger.get("init_args") if isinstance(logger, (dict, Namespace)) else None
             if init_args is not None and init_args.get("save_dir") is not None:
-                dirs.append(Path(init_args.get("save_dir")) / str(init_args.get("name") or "lightning_logs"))
-        return dirs or [Path(config.trainer.get("default_root_dir") or ".")]
+                folder = Path(init_args.get("save_dir")) / str(init_args.get("name") or "lightning_logs")
+                search.append((folder, "*/checkpoints/last.ckpt"))
+        return search or [(Path(config.trainer.get("default_root_dir") or "."), "checkpoints/last.ckpt")]
 
     def after_instantiate_classes(self) -> None:
         """Refuse a ``model.init_args.num_classes`` other than the data module's (which the model gets), and
