@@ -60,7 +60,8 @@ def find_last_checkpoint(search: list[tuple[Path, str]]) -> Path:
     if not found:
         where = ", ".join(f"'{folder.absolute() / pattern}'" for folder, pattern in search) or "(no folder)"
         raise FileNotFoundError(
-            f"--ckpt_path last: no checkpoint matches {where}. Pass the path of a checkpoint instead, or "
-            "check --trainer.logger.init_args.save_dir / name (or --checkpoint.dirpath) of the run to resume."
+            f"--ckpt_path last: no last.ckpt of a run matches {where}. Pass the path of a checkpoint "
+            "instead, or check --trainer.logger.init_args.save_dir / name (or --checkpoint.dirpath) of the "
+            "run to resume."
         )
     return max(found, key=lambda p: p.stat().st_mtime)

@@ -112,7 +112,7 @@ def test_ckpt_path_last_never_resumes_a_trial(studied, npz):
     --ckpt_path last`` of the config finds nothing to resume (it used to continue a trial)."""
     _, _, logs = studied
     assert len(list(logs.rglob("last.ckpt"))) == 3, "each trial must write a last.ckpt"
-    with pytest.raises(FileNotFoundError, match=r"--ckpt_path last: no checkpoint"):
+    with pytest.raises(FileNotFoundError, match=r"--ckpt_path last: no last\.ckpt"):
         run_lightning(["fit", f"--config={CONFIG}", *trial_args(npz, logs), "--ckpt_path=last"])
 
 
