@@ -4,11 +4,13 @@ experiment."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
 from torch_cs231n.checkpoint import add_checksum, load_checkpoint
 
@@ -65,3 +67,105 @@ def find_last_checkpoint(search: list[tuple[Path, str]]) -> Path:
             "run to resume."
         )
     return max(found, key=lambda p: p.stat().st_mtime)
+
+
+# Scheduler state that records progress (it changes while training), not a hyper-parameter.
+SCHEDULER_PROGRESS = frozenset(
+    {"last_epoch", "_step_count", "_last_lr", "base_lrs", "_get_lr_called_within_step", "_is_initial"}
+    | {"best", "num_bad_epochs", "cooldown_counter", "mode_worse"}  # ReduceLROnPlateau's
+)
+
+
+def configured_optimizers(configured: Any) -> tuple[list[Optimizer], list[Any]]:
+    """The optimizers and the learning-rate schedulers in what ``configure_optimizers`` returned (an
+    optimizer, a dict, a list or a tuple of them, nested as Lightning accepts), each list in order."""
+    if isinstance(configured, Optimizer):
+        return [configured], []
+    if isinstance(configured, (LRScheduler, ReduceLROnPlateau)):
+        return [], [configured]
+    optimizers: list[Optimizer] = []
+    schedulers: list[Any] = []
+    values = configured.values() if isinstance(configured, Mapping) else configured
+    if isinstance(values, (list, tuple)) or isinstance(configured, Mapping):
+        for value in values:
+            more_optimizers, more_schedulers = configured_optimizers(value)
+            optimizers += more_optimizers
+            schedulers += more_schedulers
+    return optimizers, schedulers
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal hyper-parameter values, a list and a tuple of equal items included (``betas``)."""
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    try:
+        return bool(a == b)
+    except (RuntimeError, TypeError, ValueError):  # e.g. tensors of several values
+        return False
+
+
+def optimizer_changes(
+    checkpoint: Mapping[str, Any], optimizers: list[Optimizer], schedulers: list[Any]
+) -> list[str]:
+    """The hyper-parameters of freshly configured ``optimizers`` and ``schedulers`` that differ from those
+    the checkpoint's run was configured with: one line each, ``"optimizer.lr: checkpoint 0.001, arguments
+    0.5"``. Resuming restores the checkpoint's optimizer and scheduler state whole, so these arguments would
+    be silently ignored.
+
+    A parameter group's ``lr`` is compared with the checkpoint's ``initial_lr`` when it has one (a
+    scheduler has changed ``lr`` since), and not at all for a group a scheduler did not see start (added
+    during training). Scheduler state that records progress (:data:`SCHEDULER_PROGRESS`) is not compared.
+
+    Args:
+        checkpoint: a Lightning checkpoint (``optimizer_states``, ``lr_schedulers``).
+        optimizers: the optimizers the arguments configure (not yet restored).
+        schedulers: their learning-rate schedulers.
+
+    Returns:
+        The differences; empty when the arguments configure what the checkpoint's run had.
+
+    Examples::
+
+        >>> import torch
+        >>> w = [torch.nn.Parameter(torch.zeros(2))]
+        >>> saved = {"optimizer_states": [torch.optim.SGD(w, lr=0.1).state_dict()]}
+        >>> optimizer_changes(saved, [torch.optim.SGD(w, lr=0.5)], [])
+        ['optimizer.lr: checkpoint 0.1, arguments 0.5']
+        >>> optimizer_changes(saved, [torch.optim.SGD(w, lr=0.1)], [])
+        []
+    """
+    changes = []
+    saved_optimizers = checkpoint.get("optimizer_states") or []
+    has_schedulers = bool(checkpoint.get("lr_schedulers"))
+    for i, (optimizer, saved) in enumerate(zip(optimizers, saved_optimizers)):
+        name = "optimizer" if len(optimizers) == 1 else f"optimizer {i}"
+        for j, (group, saved_group) in enumerate(zip(optimizer.param_groups, saved["param_groups"])):
+            where = name if j == 0 else f"{name} (param group {j})"
+            options = set(group) - {"params", "initial_lr"}
+            saved_options = set(saved_group) - {"params", "initial_lr"}
+            if options != saved_options:
+                changes.append(
+                    f"{where}: options {sorted(saved_options)} in the checkpoint, {sorted(options)} in the "
+                    "arguments (another optimizer class)"
+                )
+                continue
+            for key in sorted(options):
+                value, saved_value = group[key], saved_group[key]
+                if key == "lr" and "initial_lr" in saved_group:
+                    value, saved_value = group.get("initial_lr", value), saved_group["initial_lr"]
+                elif key == "lr" and has_schedulers:
+                    continue  # added while a scheduler ran: its first lr is unknown
+                if not _same(value, saved_value):
+                    changes.append(f"{where}.{key}: checkpoint {saved_value!r}, arguments {value!r}")
+    for i, (scheduler, saved) in enumerate(zip(schedulers, checkpoint.get("lr_schedulers") or [])):
+        name = "lr_scheduler" if len(schedulers) == 1 else f"lr_scheduler {i}"
+        state = scheduler.state_dict()
+        if set(state) != set(saved):
+            changes.append(
+                f"{name}: state {sorted(saved)} in the checkpoint, {sorted(state)} in the arguments"
+            )
+            continue
+        for key in sorted(set(state) - SCHEDULER_PROGRESS):
+            if not _same(state[key], saved[key]) and not callable(state[key]):
+                changes.append(f"{name}.{key}: checkpoint {saved[key]!r}, arguments {state[key]!r}")
+    return changes

@@ -36,7 +36,12 @@ from lightning.pytorch.plugins import CheckpointIO
 
 from torch_cs231n.checkpoint import CheckpointError, load_checkpoint, state_dict_mismatch
 
-from .checkpointing import ChecksummedCheckpointIO, find_last_checkpoint
+from .checkpointing import (
+    ChecksummedCheckpointIO,
+    configured_optimizers,
+    find_last_checkpoint,
+    optimizer_changes,
+)
 from .layer_sync import trainer_kwargs_with_manual_sync
 from .prediction import PredictionWriter
 from .seeding import EpochSeeding
@@ -272,6 +277,7 @@ class CS231nCLI(LightningCLI):
         checkpoint = getattr(self, "checkpoint", None)
         if checkpoint is None or "state_dict" not in checkpoint:
             return
+        self._check_resumed_optimizer(checkpoint)
         problems = state_dict_mismatch(self.model.state_dict(), checkpoint["state_dict"])
         if problems:
             saved = checkpoint.get("hyper_parameters") or {}
@@ -290,6 +296,37 @@ class CS231nCLI(LightningCLI):
                         *(["hyper-parameters that differ: " + "; ".join(differ)] if differ else []),
                         "Drop the arguments that change the architecture (the checkpoint fills in what is "
                         "left unset), or use a checkpoint trained with them.",
+                    ]
+                )
+            )
+
+    def _check_resumed_optimizer(self, checkpoint: dict[str, Any]) -> None:
+        """``fit --ckpt_path``: refuse optimizer or scheduler hyper-parameters other than the checkpoint's run
+        trained with (e.g. a new ``--model.init_args.optimizer.init_args.lr``).
+
+        Lightning restores the optimizer and scheduler state whole when it resumes, so such a value would be
+        ignored while the run's ``config.yaml`` records it. Applying it over the restored state instead
+        would break the exact resume, and with a scheduler "lr" would be ambiguous (the first lr of the
+        schedule, or the one from now on?): a new value is a new run."""
+        if self.subcommand != "fit" or not checkpoint.get("optimizer_states"):
+            return
+        try:
+            configured = self.model.configure_optimizers()
+        except Exception:  # a module that needs its trainer to configure its optimizer: nothing to compare
+            return
+        changes = optimizer_changes(checkpoint, *configured_optimizers(configured))
+        if changes:
+            ckpt_path = self.config[self.subcommand].ckpt_path
+            raise CheckpointMismatchError(
+                "\n".join(
+                    [
+                        f"--ckpt_path {ckpt_path}: the arguments configure the optimizer otherwise than the "
+                        "run being resumed, whose optimizer and scheduler state a resume restores whole "
+                        "(the arguments would be ignored):",
+                        *(f"  {change}" for change in changes),
+                        "Drop the option (--model.init_args.optimizer.init_args.NAME or "
+                        "--model.init_args.lr_scheduler...) to resume the run as it was, or start a new run "
+                        "without --ckpt_path to train with it.",
                     ]
                 )
             )

@@ -453,3 +453,24 @@ def test_num_classes_is_linked_from_the_data_module(npz, tmp_path, capsys):
     status = main(["fit", *tiny_args(config, npz, tmp_path, "--model.init_args.num_classes=5")])
     err = capsys.readouterr().err
     assert status == 2 and "--model.init_args.num_classes 5" in err and "data module" in err, err
+
+
+@pytest.mark.parametrize(
+    "option, change",
+    [
+        ("--model.init_args.optimizer.init_args.lr=0.5", "optimizer.lr: checkpoint 0.001, arguments 0.5"),
+        ("--model.init_args.lr_scheduler.init_args.lr_decay=0.5", "lr_scheduler.gamma: checkpoint 0.9, "),
+    ],
+    ids=["lr", "lr_decay"],
+)
+def test_resume_refuses_optimizer_hyper_parameters_it_would_ignore(option, change, fitted, npz, tmp_path):
+    """A resume restores the optimizer and scheduler state whole: a new lr (or decay) typed with
+    --ckpt_path would be ignored while config.yaml records it, so it is refused, naming it; no run starts."""
+    _, last, config = fitted
+    args = tiny_args(config, npz, tmp_path, "--trainer.max_epochs=2")
+    with pytest.raises(CheckpointMismatchError, match="configure the optimizer otherwise") as refused:
+        run_lightning(["fit", *args, option, f"--ckpt_path={last}"])
+    assert change in str(refused.value), f"the error must name the option and both values:\n{refused.value}"
+    assert not list(tmp_path.rglob("config.yaml")), "a refused resume must record no config"
+    resumed = run_lightning(["fit", *args, f"--ckpt_path={last}"])  # the config's own values: accepted
+    assert resumed.trainer.global_step > 3, "resuming with the run's own optimizer settings must train on"
