@@ -20,6 +20,7 @@ default config file of ``fit``/``validate``/``test``/``predict``, then the optio
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 import warnings
@@ -270,6 +271,29 @@ class CS231nCLI(LightningCLI):
                 search.append((folder, "*/checkpoints/last.ckpt"))
         return search or [(Path(config.trainer.get("default_root_dir") or "."), "checkpoints/last.ckpt")]
 
+    def before_instantiate_classes(self) -> None:
+        """``validate`` / ``test`` / ``predict`` log into ``NAME/SUBCOMMAND/version_N`` of the logger's
+        ``save_dir``: their own folder, not a new run folder among the experiment's training runs (which
+        ``--ckpt_path last`` and ``cs231n plot`` read)."""
+        if self.subcommand in EVALUATION_SUBCOMMANDS:
+            trainer = self.config[self.subcommand].trainer
+            trainer.logger = evaluation_logger_config(trainer.get("logger"), self.subcommand)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run it as LightningCLI does; when it fails, remove the run folders it created that hold no result
+        (:func:`remove_failed_run_folders`) before the error goes on."""
+        folders = [
+            Path(logger.log_dir) for logger in self.trainer.loggers if getattr(logger, "log_dir", None)
+        ]
+        new = [folder for folder in dict.fromkeys(folders) if not folder.exists()]
+        created = {parent for folder in new for parent in folder.parents if not parent.exists()}
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException:
+            if self.trainer.is_global_zero:
+                remove_failed_run_folders(new, subcommand in EVALUATION_SUBCOMMANDS, created)
+            raise
+
     def after_instantiate_classes(self) -> None:
         """Refuse a ``model.init_args.num_classes`` other than the data module's (which the model gets), and
         a checkpoint whose ``state_dict`` does not fit the instantiated model."""
@@ -361,6 +385,60 @@ class CS231nCLI(LightningCLI):
         if config.get("enable_checkpointing") is False:  # the `checkpoint` callback stands aside
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
         return super()._instantiate_trainer(trainer_kwargs_with_manual_sync(config), callbacks)
+
+
+def evaluation_logger_config(logger: Any, subcommand: str) -> Any:
+    """The parsed ``trainer.logger`` of an evaluation run: each logger given with a ``name`` (a
+    ``class_path``/``init_args`` entry, alone or in a list) gets the name ``NAME/SUBCOMMAND`` (``NAME``: its
+    name, or Lightning's default ``lightning_logs``); anything else is returned as it is."""
+    if isinstance(logger, list):
+        return [evaluation_logger_config(entry, subcommand) for entry in logger]
+    init_args = logger.get("init_args") if isinstance(logger, (dict, Namespace)) else None
+    if init_args is not None and "name" in init_args:
+        init_args["name"] = f"{init_args['name'] or 'lightning_logs'}/{subcommand}"
+    return logger
+
+
+# What a run folder holds before the run has produced anything: the config, the hyper-parameters and
+# TensorBoard's event files.
+RUN_FOLDER_PREAMBLE = ("config.yaml", "hparams.yaml", "events.out.tfevents.*")
+
+
+def remove_failed_run_folders(folders: Sequence[Path], evaluation: bool, created: set[Path]) -> None:
+    """Remove the run ``folders`` of a failed run (those it created), then those of their parents that it
+    created too and that this left empty (e.g. an evaluation's ``NAME/SUBCOMMAND`` folder).
+
+    Args:
+        folders: the run folders the run created.
+        evaluation: a failed ``validate`` / ``test`` / ``predict``: its folders go whole (partial metrics
+            of a failed evaluation are no result); a failed ``fit``'s only while they hold nothing but
+            :data:`RUN_FOLDER_PREAMBLE` (its checkpoints and metrics so far stay).
+        created: the parent folders that did not exist before the run.
+
+    Examples::
+
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> run = root / "exp" / "validate" / "version_0"
+        >>> run.mkdir(parents=True)
+        >>> (run / "events.out.tfevents.1.host.0").touch()
+        >>> remove_failed_run_folders([run], True, {root / "exp", root / "exp" / "validate"})
+        >>> list(root.iterdir())
+        []
+    """
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        files = [path for path in folder.rglob("*") if not path.is_dir()]
+        if not evaluation and not all(
+            any(p.match(pattern) for pattern in RUN_FOLDER_PREAMBLE) for p in files
+        ):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        parent = folder.parent
+        while parent in created and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
 
 
 def with_tensorboard(logger: Any) -> Any:

@@ -119,6 +119,11 @@ def test_resume_continues_global_step_optimizer_and_data_state(fitted, npz, tmp_
 def test_evaluate_from_checkpoint(subcommand, fitted, npz, tmp_path):
     _, last, config = fitted
     cli = run_lightning([subcommand, *tiny_args(config, npz, tmp_path), f"--ckpt_path={last}"])
+    expected = tmp_path / "two_layer_tuned" / subcommand / "version_0"
+    assert Path(cli.trainer.log_dir) == expected, (
+        f"an evaluation logs into its own folder {expected}, not a new run of the experiment: "
+        f"{cli.trainer.log_dir}"
+    )
     if subcommand == "predict":
         probabilities = torch.cat(cli.trainer.predict_loop.predictions)
         assert probabilities.shape == (16, 10), (
@@ -129,6 +134,20 @@ def test_evaluate_from_checkpoint(subcommand, fitted, npz, tmp_path):
         stage = "val" if subcommand == "validate" else "test"
         accuracy = cli.trainer.callback_metrics[f"{stage}/acc"].item()
         assert 0.0 <= accuracy <= 1.0 and f"{stage}/loss" in cli.trainer.callback_metrics
+
+
+def test_a_failed_evaluation_leaves_no_folder(fitted, npz, tmp_path):
+    """An evaluation that fails once its logger exists (here: the data cannot be split) removes its run
+    folder, and the folders it created for it; an earlier evaluation's folder stays."""
+    _, last, config = fitted
+    run_lightning(["validate", *tiny_args(config, npz, tmp_path), f"--ckpt_path={last}"])
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for save_dir in (tmp_path, tmp_path / "fresh"):
+        args = tiny_args(config, npz, save_dir, "--data.init_args.val_size=1000")
+        with pytest.raises(ValueError, match="val_size=1000"):
+            run_lightning(["validate", *args, f"--ckpt_path={last}"])
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert after == before, f"the failed validations left {sorted(set(after) - set(before))}"
 
 
 def test_plot_writes_the_solver_figures(fitted, tmp_path, capsys):
