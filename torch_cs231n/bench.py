@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import statistics
 import sys
 import warnings
@@ -46,6 +45,7 @@ from custom_ops.conv import CONV_ALGORITHMS
 from custom_ops.registry import OP_NAMES, SANDWICH_MANUAL_CHAINS, SANDWICHES, SPECS
 from custom_ops.spec import InputFactory, OpCase, Sample, labels, normal, randn
 
+from .command import add_json_argument, report_stream, write_json
 from .memory import saved_memory
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
@@ -704,7 +704,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reference path (default: on; --no-fused: the eager path only)",
     )
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice)")
-    parser.add_argument("--json", metavar="PATH", help="write the rows as JSON to PATH ('-': stdout)")
+    add_json_argument(parser, "the rows as JSON")
     parser.add_argument(
         "--tiny",
         action="store_true",
@@ -749,7 +749,7 @@ def main(argv: list[str] | None = None) -> int:
         cases = list(firsts.values())
     else:
         cases = [case for size in args.sizes for case in BENCH_CASES[size] if case.op in args.op]
-    log = sys.stderr if args.json == "-" else sys.stdout
+    log = report_stream(args)
     overhead = function_overhead(device, dtype, args.repeats, min_run_time)
     rows = []
     for case in cases:
@@ -793,12 +793,7 @@ def main(argv: list[str] | None = None) -> int:
             "argv": sys.argv[1:] if argv is None else list(argv),
             "rows": [asdict(row) for row in rows],
         }
-        text = json.dumps(payload, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
+        write_json(args.json, payload, indent=2)
     return 0
 
 

@@ -38,7 +38,7 @@ import yaml
 from matplotlib.figure import Figure
 from torch import nn
 
-from .command import add_output_arguments, write_outputs
+from .command import add_output_arguments, report_stream, write_outputs
 from .memory import flat_tensors, saved_memory
 
 DEFAULT_INPUT_SIZE: tuple[int, ...] = (3, 32, 32)
@@ -326,8 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(err))
     table = layer_table(model, args.input_size)
     ops = model.hparams.get("ops", "?")  # the model's manual/builtin switch, as saved in its hyper-parameters
-    print(f"{args.config}: {type(model).__name__}, ops {ops}")
-    print(format_table(table))
+    out = report_stream(args)
+    print(f"{args.config}: {type(model).__name__}, ops {ops}", file=out)
+    print(format_table(table), file=out)
     payload = {"config": str(args.config), "model": type(model).__name__, **table.to_dict()}
     title = f"{args.config.name}: {type(model).__name__}, {ops} ops"
     write_outputs(args, "summary", payload, {"summary.png": lambda: summary_figure(table, title)}, indent=1)

@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.optim import Optimizer
 
-from torch_cs231n.command import add_output_arguments, positive_int, write_outputs
+from torch_cs231n.command import add_output_arguments, positive_int, report_stream, write_outputs
 from torch_cs231n.data import load_npz, looked_for
 from torch_cs231n.models import Normalization, Ops, build_fc_net, data_loss_fn
 
@@ -362,7 +362,7 @@ def run_experiment(
     )
     result = {"data": str(args.data), **numbers}
     result["seconds"] = round(time.perf_counter() - start, 1)
-    print(table(result))
+    print(table(result), file=report_stream(args))
     print(f"{prog}: {result['seconds']} s", file=sys.stderr)
     write_outputs(args, name, result, {file_name: partial(f, result) for file_name, f in figures.items()})
     return 0

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 import custom_ops.functional as MF
-from torch_cs231n.command import add_output_arguments, positive_int, write_outputs
+from torch_cs231n.command import add_output_arguments, positive_int, report_stream, write_outputs
 from torch_cs231n.init import weight_std
 
 INITS: tuple[str, ...] = ("gaussian-0.01", "gaussian-0.05", "xavier", "kaiming")
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
     study = activation_study(
         depth=args.depth, width=args.width, batch=args.batch, ops=args.ops, seed=args.seed
     )
-    print(format_table(study))
+    print(format_table(study), file=report_stream(args))
     figures = {"activations_std.png": std_figure, "activations_hist.png": histogram_figure}
     write_outputs(args, "activations", study, {name: partial(f, study) for name, f in figures.items()})
     return 0
