@@ -143,13 +143,13 @@ def optimizer_changes(
             where = name if j == 0 else f"{name} (param group {j})"
             options = set(group) - {"params", "initial_lr"}
             saved_options = set(saved_group) - {"params", "initial_lr"}
-            if options != saved_options:
+            if options - saved_options and saved_options - options:  # (one-way: another torch version)
                 changes.append(
                     f"{where}: options {sorted(saved_options)} in the checkpoint, {sorted(options)} in the "
                     "arguments (another optimizer class)"
                 )
                 continue
-            for key in sorted(options):
+            for key in sorted(options & saved_options):
                 value, saved_value = group[key], saved_group[key]
                 if key == "lr" and "initial_lr" in saved_group:
                     value, saved_value = group.get("initial_lr", value), saved_group["initial_lr"]
@@ -160,12 +160,12 @@ def optimizer_changes(
     for i, (scheduler, saved) in enumerate(zip(schedulers, checkpoint.get("lr_schedulers") or [])):
         name = "lr_scheduler" if len(schedulers) == 1 else f"lr_scheduler {i}"
         state = scheduler.state_dict()
-        if set(state) != set(saved):
+        if set(state) - set(saved) and set(saved) - set(state):
             changes.append(
                 f"{name}: state {sorted(saved)} in the checkpoint, {sorted(state)} in the arguments"
             )
             continue
-        for key in sorted(set(state) - SCHEDULER_PROGRESS):
+        for key in sorted((set(state) & set(saved)) - SCHEDULER_PROGRESS):
             if not _same(state[key], saved[key]) and not callable(state[key]):
                 changes.append(f"{name}.{key}: checkpoint {saved[key]!r}, arguments {state[key]!r}")
     return changes
