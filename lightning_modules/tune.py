@@ -402,9 +402,10 @@ def write_best_config(
         *(f"#   {key}: {value}" for key, value in best.params.items()),
         f"# over {config} (with the defaults of {', '.join(defaults) or 'no default config file'}),",
         f"# and seed_everything: {seed}, the seed of every trial.",
-        "# Not copied, the fit options the trials ran with: "
-        + (" ".join(fit_args) if fit_args else "(none)"),
-        "# Run: cs231n fit --config THIS_FILE  (add those options to reproduce the trial)",
+        "# Not copied: the fit options given to tune"
+        + (", which the trials ran with (add them to reproduce the trial):" if fit_args else " (none)."),
+        *(f"#   {option}" for option in fit_args),
+        "# Run: cs231n fit --config THIS_FILE",
     ]
     output.write_text("\n".join(header) + "\n" + cli.parser.dump(cli.config, skip_none=False))
     return output

@@ -76,7 +76,7 @@ def test_best_config_is_complete_and_reproduces_the_best_trial(studied, npz, tmp
         f"best.yaml must hold the config's trainer, not the fit options given to tune: {limits}"
     )
     header = best_yaml.read_text().split("\nseed_everything")[0]
-    assert "--trainer.limit_train_batches=2" in header and "seed_everything: 0" in header, (
+    assert "#   --trainer.limit_train_batches=2\n" in header and "seed_everything: 0" in header, (
         f"the header must list the fit options not copied and the seed:\n{header}"
     )
     cli = run_lightning(["fit", f"--config={best_yaml}", *trial_args(npz, tmp_path)])
