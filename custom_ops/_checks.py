@@ -17,6 +17,8 @@ from typing import TypeVar
 
 import torch
 
+from . import _autocast
+
 T = TypeVar("T")
 
 
@@ -93,7 +95,7 @@ def check_same_dtype(input: torch.Tensor, **others: torch.Tensor | None) -> None
         if tensor is None:
             continue
         check_floating(name, tensor)
-        if tensor.dtype != input.dtype and not torch.is_autocast_enabled(input.device.type):
+        if tensor.dtype != input.dtype and not _autocast.is_enabled(input.device.type):
             raise OpDtypeError(
                 f"{name} has dtype {tensor.dtype} but input has dtype {input.dtype}; "
                 "cast them to one dtype (or run under torch.autocast)"
