@@ -1,6 +1,6 @@
-"""Lightning's side of :mod:`torch_cs231n.checkpoint`: checkpoints written with a checksum of their tensors
-and verified when read, and ``--ckpt_path last`` resolved to the newest ``last.ckpt`` of the runs of one
-experiment."""
+"""Lightning's side of :mod:`torch_cs231n.interop.checkpoint`: checkpoints written with a checksum of their
+tensors and verified when read, and ``--ckpt_path last`` resolved to the newest ``last.ckpt`` of the runs of
+one experiment."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler, ReduceLROnPlateau
 
-from torch_cs231n.checkpoint import add_checksum, load_checkpoint
+from torch_cs231n.interop.checkpoint import add_checksum, load_checkpoint
 
 
 class ChecksummedCheckpointIO(TorchCheckpointIO):

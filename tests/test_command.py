@@ -1,4 +1,4 @@
-"""``torch_cs231n.command``: ``--json -`` means stdout for every tool that has ``--json``."""
+"""``torch_cs231n.tools.command``: ``--json -`` means stdout for every tool that has ``--json``."""
 
 from __future__ import annotations
 

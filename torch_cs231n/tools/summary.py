@@ -12,8 +12,8 @@ and records, in call order, one row per call:
 Totals: the model's parameters, the forward activation memory per sample (the layers' outputs, a view of an
 earlier tensor, as ``Flatten`` or an in-place ReLU returns, counted once) and the memory saved for backward
 per sample: the tensors autograd keeps for the backward pass, measured with
-:func:`torch_cs231n.memory.saved_memory` (parameters and buffers excluded) at two batch sizes, the growth
-per sample being the per-sample figure and the rest what a batch saves whatever its size. Both
+:func:`torch_cs231n.tools.memory.saved_memory` (parameters and buffers excluded) at two batch sizes, the
+growth per sample being the per-sample figure and the rest what a batch saves whatever its size. Both
 measurements run without hooks, the model as training runs it (sandwiches fused).
 
 Lightning's ``ModelSummary`` lists modules in definition order, with the batch dimension, and needs a
