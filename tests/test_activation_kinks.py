@@ -1,4 +1,5 @@
-"""The activations' derivatives at their kinks are torch's, out of place and in place, on both paths.
+"""The activations' derivatives at their kinks are torch's, out of place and in place, on both paths; the
+in-place variants under forward-mode AD and ``torch.func`` (the registry's samples are out of place).
 
 At a kink (relu6's 0 and 6, hardsigmoid's and hardswish's -3 and 3) the derivative is a convention: torch's
 kernels give 0 at relu6's and hardsigmoid's kinks, 0 at -3 and 1 at 3 for hardswish. Finite differences
@@ -89,3 +90,29 @@ def test_second_derivative_at_the_kinks_is_torchs(op: str, inplace: bool, path_n
         *results,
         msg=lambda m: f"{op} (inplace={inplace}, {path_name} path) second derivative at {x.tolist()}: {m}",
     )
+
+
+@pytest.mark.parametrize("path_name", PATHS)
+@pytest.mark.parametrize("op", OPS)
+def test_inplace_under_forward_ad_and_torch_func(op: str, path_name: str) -> None:
+    """``inplace=True`` passes gradcheck with forward-mode and batched checks, and under ``vmap`` writes into
+    the batched input and returns it, as the built-in does; per-sample gradients match the built-in's."""
+    manual, builtin = getattr(MF, op), BUILTIN[op]
+    x = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 4
+    with _path(path_name):
+        assert torch.autograd.gradcheck(
+            lambda t: manual(t * 1.0, inplace=True),
+            (x.clone().requires_grad_(),),
+            check_forward_ad=True,
+            check_batched_grad=True,
+            check_batched_forward_grad=True,
+        ), f"{op}(inplace=True), {path_name} path: gradcheck failed"
+        batch = x.clone().movedim(0, 1)  # the batch in dim 1
+        out = torch.func.vmap(lambda t: manual(t, inplace=True), in_dims=1)(batch)
+        grads = torch.func.vmap(torch.func.grad(lambda t: manual(t * 1.0, inplace=True).sum()))(x)
+    assert out.data_ptr() == batch.data_ptr(), f"{op}(inplace=True) under vmap did not return its input"
+    torch.testing.assert_close(
+        batch.movedim(1, 0), builtin(x), msg=f"{op}(inplace=True) under vmap: wrong values"
+    )
+    expected = torch.func.vmap(torch.func.grad(lambda t: builtin(t * 1.0, inplace=True).sum()))(x)
+    torch.testing.assert_close(grads, expected, msg=f"{op}(inplace=True): per-sample gradients differ")
