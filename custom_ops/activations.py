@@ -479,12 +479,41 @@ class SiLUFunction(torch.autograd.Function):
 
 
 # ------------------------------------------------------------------------------- the functional twins
-def _activation(function: type[torch.autograd.Function], input: torch.Tensor, inplace: bool) -> torch.Tensor:
-    """Apply ``function(input, original)``: ``original`` is None out of place, else a copy of ``input`` taken
-    before it is overwritten (recorded by autograd, so the gradient reaches ``input``'s history)."""
+def without_jvp(function: type[torch.autograd.Function]) -> type[torch.autograd.Function]:
+    """A twin of ``function`` without its ``jvp``, for the wrappers to apply under ``torch.compile``: Dynamo
+    does not trace an ``autograd.Function`` that defines a ``jvp`` (a compiled region has no forward-mode AD
+    either) and would break the graph."""
+    return type(function.__name__, (function,), {"jvp": staticmethod(torch.autograd.Function.jvp)})
+
+
+_FUNCTIONS: dict[str, type[torch.autograd.Function]] = {
+    "relu6": ReLU6Function,
+    "hardsigmoid": HardsigmoidFunction,
+    "hardswish": HardswishFunction,
+    "sigmoid": SigmoidFunction,
+    "silu": SiLUFunction,
+}
+_FOR_COMPILE = {name: without_jvp(function) for name, function in _FUNCTIONS.items()}
+
+
+def _apply(op: str, *args: Any) -> torch.Tensor:
+    """Apply ``op``'s Function with the autocast policy "same" (its twin without jvp under Dynamo; the
+    Functions are looked up by name, which Dynamo traces, where a class-keyed lookup breaks the graph)."""
+    functions = _FOR_COMPILE if torch.compiler.is_compiling() else _FUNCTIONS
+    return _autocast.apply(functions[op], "same", *args)
+
+
+def _activation(op: str, input: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """Apply ``op``'s Function to ``(input, original)``: ``original`` is None out of place, else a copy of
+    ``input`` taken before it is overwritten (recorded by autograd, so the gradient reaches ``input``'s
+    history)."""
     check_floating("input", input)
-    original = input.clone() if inplace else None
-    return _autocast.apply(function, "same", input, original)
+    if not inplace:
+        return _apply(op, input, None)
+    original = input.clone()
+    if torch.compiler.is_compiling():  # Dynamo does not trace a Function that marks an input dirty
+        return input.copy_(_apply(op, original, None))
+    return _apply(op, input, original)
 
 
 def relu6(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -510,7 +539,11 @@ def relu6(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         tensor([0., 0., 0., 2., 6.])
     """
     check_floating("input", input)
-    return _autocast.apply(ReLU6Function, "same", input, bool(inplace))
+    if (
+        inplace and torch.compiler.is_compiling()
+    ):  # Dynamo does not trace a Function that marks an input dirty
+        return input.copy_(_apply("relu6", input, False))
+    return _apply("relu6", input, bool(inplace))
 
 
 def hardsigmoid(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -535,7 +568,7 @@ def hardsigmoid(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         >>> MF.hardsigmoid(x)
         tensor([0.0000, 0.3333, 0.5000, 0.8333, 1.0000])
     """
-    return _activation(HardsigmoidFunction, input, inplace)
+    return _activation("hardsigmoid", input, inplace)
 
 
 def hardswish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -560,7 +593,7 @@ def hardswish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         >>> MF.hardswish(x)
         tensor([-0.0000, -0.3333,  0.0000,  1.6667,  8.0000])
     """
-    return _activation(HardswishFunction, input, inplace)
+    return _activation("hardswish", input, inplace)
 
 
 def silu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -585,7 +618,7 @@ def silu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         >>> MF.silu(x)
         tensor([-0.0719, -0.2689,  0.0000,  1.7616,  7.9973])
     """
-    return _activation(SiLUFunction, input, inplace)
+    return _activation("silu", input, inplace)
 
 
 def sigmoid(input: torch.Tensor) -> torch.Tensor:
@@ -609,4 +642,4 @@ def sigmoid(input: torch.Tensor) -> torch.Tensor:
         tensor([0.0180, 0.2689, 0.5000, 0.8808, 0.9997])
     """
     check_floating("input", input)
-    return _autocast.apply(SigmoidFunction, "same", input)
+    return _apply("sigmoid", input)

@@ -31,7 +31,7 @@ import torch
 
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating
-from .activations import reference_formulas
+from .activations import reference_formulas, without_jvp
 
 _KAPPA = 0.044715  # the cubic term of the tanh approximation
 
@@ -146,6 +146,9 @@ class GELUFunction(torch.autograd.Function):
         return tuned_gelu_backward(x_dot, x, ctx.approximate)
 
 
+_GELU_FOR_COMPILE = without_jvp(GELUFunction)
+
+
 def gelu(input: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     """Manual twin of :func:`torch.nn.functional.gelu`.
 
@@ -170,4 +173,5 @@ def gelu(input: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     check_floating("input", input)
     if approximate not in ("none", "tanh"):
         raise OpArgumentError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
-    return _autocast.apply(GELUFunction, "same", input, approximate)
+    function = _GELU_FOR_COMPILE if torch.compiler.is_compiling() else GELUFunction
+    return _autocast.apply(function, "same", input, approximate)

@@ -1,5 +1,6 @@
 """The activations' derivatives at their kinks are torch's, out of place and in place, on both paths; the
-in-place variants under forward-mode AD and ``torch.func`` (the registry's samples are out of place).
+in-place variants under forward-mode AD, ``torch.func`` and ``torch.compile`` (the registry's samples are out
+of place).
 
 At a kink (relu6's 0 and 6, hardsigmoid's and hardswish's -3 and 3) the derivative is a convention: torch's
 kernels give 0 at relu6's and hardsigmoid's kinks, 0 at -3 and 1 at 3 for hardswish. Finite differences
@@ -116,3 +117,21 @@ def test_inplace_under_forward_ad_and_torch_func(op: str, path_name: str) -> Non
     )
     expected = torch.func.vmap(torch.func.grad(lambda t: builtin(t * 1.0, inplace=True).sum()))(x)
     torch.testing.assert_close(grads, expected, msg=f"{op}(inplace=True): per-sample gradients differ")
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_inplace_under_torch_compile_fullgraph(op: str) -> None:
+    """Under ``torch.compile(fullgraph=True)`` the in-place call writes the same values and gradients."""
+    manual, builtin = getattr(MF, op), BUILTIN[op]
+    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0)) * 4
+    compiled = torch.compile(lambda t: manual(t * 2.0, inplace=True), fullgraph=True, backend="aot_eager")
+    results = []
+    for fn in (compiled, lambda t: builtin(t * 2.0, inplace=True)):
+        leaf = x.clone().requires_grad_()
+        out = fn(leaf)
+        (grad,) = torch.autograd.grad(out.sum(), leaf)
+        results.append((out.detach(), grad))
+    for what, mine, theirs in zip(("output", "gradient"), *results):
+        torch.testing.assert_close(
+            mine, theirs, msg=lambda m, what=what: f"{op}(inplace=True) compiled {what}: {m}"
+        )
