@@ -36,6 +36,9 @@ others need the input for the slope and, like torch's in-place kernels, keep a c
 overwritten (``original``: the functional wrapper takes it, and autograd records the copy, so the gradient
 reaches ``x``'s earlier history through it). Under ``torch.func.vmap`` an in-place call writes into the
 batched ``x`` itself, as the built-in does.
+
+Under ``torch.compile`` the wrappers apply a twin of each Function without its ``jvp``, and an in-place call
+runs as the op on the copy, written into ``x``: Dynamo traces neither a custom ``jvp`` nor ``mark_dirty``.
 """
 
 from __future__ import annotations
@@ -177,15 +180,16 @@ def silu_jvp(x_dot: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------- the tuned formulations
-# Each backward kernel is also its op's tuned jvp: the same product, with the tangent x_dot for dout. The
-# product with dout (or x_dot) is out of place: under vmap of the backward the incoming gradient is batched
-# and the slope is not, and an in-place product into the less batched tensor would be refused.
 def reference_formulas() -> bool:
     """Whether the reference formulas run rather than the tuned ones: on the reference path, under a
     ``torch.func`` transform and when autograd records the call (the derivative is being differentiated)."""
     return _reference.is_active() or torch.is_grad_enabled() or torch._C._are_functorch_transforms_active()
 
 
+# Sigmoid's tuned forward is torch.sigmoid itself (one kernel; the reference makes four passes). Each backward
+# kernel is also its op's tuned jvp: the same product, with the tangent x_dot for dout. The product with dout
+# (or x_dot) is out of place: under vmap of the backward the incoming gradient is batched and the slope is
+# not, and an in-place product into the less batched tensor would be refused.
 @fused.kernel
 def tuned_relu6_backward(dout: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """``dout * [0 < out < 6]``."""
@@ -281,7 +285,8 @@ def _vmap_elementwise(
     """The vmap rule of an element-wise Function ``function(x, extra)``: the op itself on the physical
     tensors, whatever dimension holds the batch. ``extra`` is ``original`` (laid out like ``x`` here), None
     or a flag. Called with the unwrapped ``x``, an in-place op writes into it and returns it: the batched
-    ``x`` itself comes back, as from the built-in's in-place rule."""
+    ``x`` itself comes back, as from the built-in's in-place rule. (torch's generated rule,
+    ``generate_vmap_rule = True``, returns a new tensor, which ``mark_dirty`` refuses.)"""
     x_dim, extra_dim = in_dims
     if isinstance(extra, torch.Tensor) and extra_dim != x_dim:
         batched = extra_dim is not None
