@@ -41,7 +41,7 @@ from torch import nn
 
 import custom_ops.functional as MF
 from custom_ops.errors import OpArgumentError, OpDtypeError
-from custom_ops.registry import MODULE_CASES, OPINFO_NAMES
+from custom_ops.testing import MODULE_CASES, OPINFO_NAMES
 
 # Importing torch's test utilities freezes the global backend flags (torch.backends.disable_global_flags(),
 # for its own test harness): afterwards `torch.backends.cudnn.benchmark = ...` raises, and Lightning's

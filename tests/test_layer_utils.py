@@ -23,8 +23,8 @@ from torch.overrides import TorchFunctionMode
 
 import custom_ops.layer_utils as layer_utils
 import custom_ops.nn as mnn
-from custom_ops.registry import SANDWICH_MANUAL_CHAINS, SANDWICHES
-from custom_ops.spec import OpCase
+from custom_ops.registry import SANDWICH_MANUAL_CHAINS
+from custom_ops.testing import SANDWICHES, OpCase
 from torch_cs231n.nets.models import build_convnet, build_fc_net, build_three_layer_convnet
 from torch_cs231n.nets.sandwich import SandwichSequential, sandwich
 from torch_cs231n.tools.memory import saved_memory

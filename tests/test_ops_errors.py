@@ -9,8 +9,7 @@ import re
 import pytest
 
 import custom_ops.functional as MF
-from custom_ops.registry import SPECS
-from custom_ops.spec import ErrorInput, OpSpec
+from custom_ops.testing import SPECS, ErrorInput, OpSpec
 
 ERRORS = [(spec, error) for spec in SPECS.values() for error in spec.errors]
 IDS = [f"{spec.name} {error.label}" for spec, error in ERRORS]

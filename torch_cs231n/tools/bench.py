@@ -43,8 +43,8 @@ from torch.utils import benchmark
 
 from custom_ops import fused
 from custom_ops.conv import CONV_ALGORITHMS
-from custom_ops.registry import OP_NAMES, SANDWICH_MANUAL_CHAINS, SANDWICHES, SPECS
-from custom_ops.spec import InputFactory, OpCase, Sample, labels, normal, randn
+from custom_ops.registry import OP_NAMES, SANDWICH_MANUAL_CHAINS
+from custom_ops.testing import SANDWICHES, SPECS, InputFactory, OpCase, Sample, labels, normal, randn
 
 from .memory import saved_memory
 
