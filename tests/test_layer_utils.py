@@ -1,7 +1,7 @@
 """The CS231n sandwich layers (``custom_ops.layer_utils``) against the chains they fuse, and
 ``SandwichSequential`` against the ``nn.Sequential`` it replaces.
 
-The op tests iterate over ``custom_ops.registry.SANDWICHES``: every sample is checked against finite
+The op tests iterate over ``custom_ops.testing.SANDWICHES``: every sample is checked against finite
 differences, against the chain of built-ins (the spec's ``builtin``) and against the chain of manual ops
 (``SANDWICH_MANUAL_CHAINS``), for running statistics, memory saved for backward, autocast and bad input.
 """
