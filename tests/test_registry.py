@@ -116,7 +116,18 @@ def test_every_op_with_a_kink_has_kink_samples() -> None:
     assert parity >= {case.id for case in KINK_CASES}, "the parity test must run on the kink samples"
 
 
-@pytest.mark.parametrize("case", KINK_CASES, ids=[c.id for c in KINK_CASES])
+SANDWICH_KINK_CASES = tuple(case for spec in SANDWICHES.values() for case in spec.kink_cases)
+
+
+def test_the_relu_sandwiches_without_a_norm_have_kink_samples() -> None:
+    """A batch or layer norm before the ReLU gives no exact 0 to sit on; the others have kink samples."""
+    have = {case.op for case in SANDWICH_KINK_CASES}
+    assert have == {"affine_relu", "conv_relu", "conv_relu_pool"}, f"sandwich kink samples: {sorted(have)}"
+
+
+@pytest.mark.parametrize(
+    "case", KINK_CASES + SANDWICH_KINK_CASES, ids=[c.id for c in KINK_CASES + SANDWICH_KINK_CASES]
+)
 def test_kink_samples_sit_on_kinks(case: OpCase) -> None:
     """On a kink, finite differences disagree with the built-in's own gradient: why gradchecks skip these
     samples (and a sample that missed its kink would fail here)."""

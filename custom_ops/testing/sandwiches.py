@@ -1,5 +1,6 @@
 """The test data of the sandwich layers of :mod:`custom_ops.layer_utils` (:data:`SANDWICHES`): each one's
-samples and bad inputs; its twin is the chain of built-ins it fuses."""
+samples, its samples on the ReLU's kink (and on pooling ties) where no norm comes before the ReLU, and its
+bad inputs; its twin is the chain of built-ins it fuses."""
 
 from __future__ import annotations
 
@@ -42,6 +43,20 @@ def _bn_sandwich_samples(
     return tuple(samples)
 
 
+def _zero_pre_activations(x: tuple[int, ...], weight: tuple[int, ...]) -> InputFactory:
+    """x, weight and bias where the first sample of x is zero and every other bias is zero: those
+    pre-activations are exactly 0 (the ReLU's kink), and a pooling window over them holds ties."""
+
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+        x_values = randn(x, dtype, device, 0)
+        x_values[0] = 0
+        bias = randn(weight[:1], dtype, device, 2)
+        bias[::2] = 0
+        return x_values, randn(weight, dtype, device, 1), bias
+
+    return inputs
+
+
 _CONV_BN_HYPER = {"stride": 1, "padding": 1}
 
 AFFINE_RELU = OpSpec(
@@ -51,6 +66,7 @@ AFFINE_RELU = OpSpec(
         Sample("3d-leading", _tensors((2, 3, 5), (4, 5), (4,)), (0, 1, 2)),
         Sample("no-bias", _tensors((6, 5), (4, 5), None), (0, 1)),
     ),
+    kinks=(Sample("pre-activation-0", _zero_pre_activations((6, 5), (4, 5)), (0, 1, 2)),),
     errors=(
         ErrorInput(
             "in_features",
@@ -138,6 +154,11 @@ CONV_RELU = OpSpec(
         ),
         Sample("unbatched", _tensors((3, 6, 6), (4, 3, 3, 3), (4,)), (0, 1, 2), {"padding": 1}),
     ),
+    kinks=(
+        Sample(
+            "pre-activation-0", _zero_pre_activations((2, 3, 7, 7), (4, 3, 3, 3)), (0, 1, 2), {"padding": 1}
+        ),
+    ),
     errors=(
         ErrorInput(
             "channels",
@@ -209,6 +230,14 @@ CONV_RELU_POOL = OpSpec(
             _tensors((2, 7, 9), (3, 2, 2, 3), (3,)),
             (0, 1, 2),
             {"stride": (1, 2), "pool_kernel": (2, 1), "pool_stride": (2, 1)},
+        ),
+    ),
+    kinks=(
+        Sample(
+            "pre-activation-0-pool-ties",
+            _zero_pre_activations((2, 3, 8, 8), (4, 3, 3, 3)),
+            (0, 1, 2),
+            {"padding": 1, "pool_kernel": 2},
         ),
     ),
     errors=(
