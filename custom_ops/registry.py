@@ -1,7 +1,7 @@
 """What runtime code knows of each manual operator: one :class:`OpFacts` per op (:data:`OPS`).
 
 A fact here is something the package acts on or promises: the manual function and its built-in twin, the
-module twins (:func:`torch_cs231n.swap.to_manual` swaps exactly these built-in classes), whether the
+module twins (:func:`torch_cs231n.interop.swap.to_manual` swaps exactly these built-in classes), whether the
 backward is itself differentiable, whether forward-mode AD and ``torch.func.vmap`` work, whether the op
 draws random numbers, and the one-line formula of its backward. The README's operator table is rendered
 from these facts (:func:`ops_table`).

@@ -18,7 +18,7 @@ from custom_ops.testing import KINK_CASES, MODULE_CASES, PARITY_CASES, SANDWICHE
 ROOT = Path(__file__).resolve().parents[1]
 RUNTIME_PACKAGES = ("custom_ops", "torch_cs231n", "lightning_modules")
 TESTING = "custom_ops.testing"
-TOOLS = {"torch_cs231n.gradcheck", "torch_cs231n.bench"}
+TOOLS = {"torch_cs231n.tools.gradcheck", "torch_cs231n.tools.bench"}
 """Tools that run the test samples themselves (``cs231n gradcheck``, ``cs231n bench --tiny``): the CLI
 imports them only when they are called."""
 
@@ -73,7 +73,8 @@ def test_the_cli_and_the_runtime_load_no_test_data() -> None:
     code = (
         "import sys\n"
         "import custom_ops.functional, custom_ops.nn, custom_ops.registry, custom_ops.layer_utils\n"
-        "import torch_cs231n.swap, torch_cs231n.models, lightning_modules.cli\n"
+        "import torch_cs231n.interop.swap, torch_cs231n.nets.models, torch_cs231n.tools.summary\n"
+        "import lightning_modules.cli\n"
         f"loaded = sorted(m for m in sys.modules if m.startswith({TESTING!r}))\n"
         "assert not loaded, loaded\n"
     )
