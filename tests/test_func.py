@@ -22,8 +22,7 @@ from test_ops import call, differentiable, ids, run_and_grad
 from torch.autograd import gradcheck
 
 import custom_ops
-from custom_ops.registry import OP_CASES
-from custom_ops.spec import OpCase
+from custom_ops.testing import OP_CASES, OpCase
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 
