@@ -145,8 +145,10 @@ class CS231nCLI(LightningCLI):
             super().parse_arguments(parser, args)
         if isinstance(args, (dict, Namespace)):
             self.given = parser.parse_object(args, defaults=False)
+            self.command_line: list[str] = []
         else:
             self.given = parser.parse_args(self._with_default_config_files(args), defaults=False)
+            self.command_line = list(sys.argv[1:] if args is None else args)
         self._rename_deprecated_init_args(parser)
 
     def _with_default_config_files(self, args: Sequence[str] | None) -> list[str]:
@@ -165,7 +167,12 @@ class CS231nCLI(LightningCLI):
     def _rename_deprecated_init_args(self, parser: LightningArgumentParser) -> None:
         """Move the old names of :data:`RENAMED_INIT_ARGS` to the new ones before anything is instantiated,
         with a ``FutureWarning`` naming the new key, so that the saved config and the logged hyper-parameters
-        hold the new names; the old and the new key both given is a parser error."""
+        hold the new names.
+
+        The old and the new key both set: the one typed on the command line wins over one from a config file
+        (so ``--data.init_args.normalization none`` works with every shipped config, which use the new
+        ``pixel_normalization``); both on the command line, or both only in config files, is a parser
+        error."""
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
         given = (self.given.get(subcommand) if subcommand else self.given) or Namespace()
@@ -178,10 +185,22 @@ class CS231nCLI(LightningCLI):
                 if init_args is None or init_args.get(old) is None:
                     continue
                 if new in given_args:
-                    parser.error(
-                        f"--{key}.init_args.{old} is the deprecated old name of --{key}.init_args.{new}: "
-                        f"give only --{key}.init_args.{new}"
-                    )
+                    old_typed, new_typed = (self._typed(key, name) for name in (old, new))
+                    if old_typed == new_typed:
+                        parser.error(
+                            f"--{key}.init_args.{old} is the deprecated old name of --{key}.init_args.{new}: "
+                            f"give only --{key}.init_args.{new}"
+                        )
+                    if new_typed:  # the command line's new key wins over a config's old one
+                        warnings.warn(
+                            f"{key}.init_args.{old} in a config file is deprecated and will be removed in "
+                            f"the next release (overridden here by --{key}.init_args.{new}); rename it to "
+                            f"{new}",
+                            FutureWarning,
+                            stacklevel=2,
+                        )
+                        init_args[old] = None
+                        continue
                 warnings.warn(
                     f"--{key}.init_args.{old} is deprecated and will be removed in the next release; use "
                     f"'--{key}.init_args.{new}' instead",
@@ -189,6 +208,12 @@ class CS231nCLI(LightningCLI):
                     stacklevel=2,
                 )
                 init_args[new], init_args[old] = init_args[old], None
+
+    def _typed(self, key: str, name: str) -> bool:
+        """Whether ``--{key}.init_args.{name}`` (or its short form ``--{key}.{name}``) is on the command
+        line (not only in a config file)."""
+        options = {f"--{key}.init_args.{name}", f"--{key}.{name}"}
+        return any(arg.split("=", 1)[0] in options for arg in self.command_line)
 
     def _parse_ckpt_path(self) -> None:
         """Resolve ``--ckpt_path``, verify the file, and fill in only the hyper-parameters left unset."""
