@@ -72,7 +72,8 @@ def test_the_newest_run_with_training_metrics_is_used(experiment: Path, tmp_path
 
 
 def test_a_run_without_training_metrics_is_refused_by_name(experiment: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"version_1/metrics\.csv: no training loss \(train/loss_step or train/loss_epoch\)"):
+    refused = r"version_1/metrics\.csv: no training loss \(train/loss_step or train/loss_epoch\)"
+    with pytest.raises(ValueError, match=refused):
         plot_run(experiment / "version_1")
     only_validate = tmp_path / "only_validate"
     _write_run(only_validate / "version_0", VALIDATE_CSV, 1_000_000)
