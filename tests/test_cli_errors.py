@@ -19,7 +19,8 @@ from lightning_modules.cli import ArgumentValueError, main, run_lightning
 from lightning_modules.command import quiet_inherited_noise
 from torch_cs231n.data import CIFAR10DataError, load_npz
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = ROOT / "configs"
 TWO_LAYER = CONFIG_DIR / "two_layer_default.yaml"
 
 
@@ -178,7 +179,8 @@ def test_help_imports_neither_torch_nor_lightning():
         "try:\n    main(['plot', '--help'])\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('torch', 'lightning', 'matplotlib') if m in sys.modules))\n"
     )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
+
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]", f"imported for --help: {done.stdout[-300:]}"
 
