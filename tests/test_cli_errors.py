@@ -179,8 +179,9 @@ def test_help_imports_neither_torch_nor_lightning():
         "try:\n    main(['plot', '--help'])\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('torch', 'lightning', 'matplotlib') if m in sys.modules))\n"
     )
-
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]", f"imported for --help: {done.stdout[-300:]}"
 
