@@ -3,7 +3,7 @@
     cs231n fit --config configs/two_layer_default.yaml      # also validate / test / predict
     cs231n fit --config configs/fc_net_tuned.yaml --ckpt_path runs/.../checkpoints/last.ckpt   # resume
     cs231n plot LOG_DIR [--out DIR]                          # CS231n Solver figures from a CSV log
-    cs231n bench ...                                         # torch_cs231n.bench
+    cs231n bench ...                                         # torch_cs231n.tools.bench
     cs231n tune --config CONFIG --search SPACE.yaml ...      # Optuna search (lightning_modules.tune)
 
 Models and data modules are given in subclass mode (``class_path`` + ``init_args``), so any
@@ -39,8 +39,8 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins import CheckpointIO
 
-from torch_cs231n.checkpoint import CheckpointError, load_checkpoint, state_dict_mismatch
 from torch_cs231n.data import CIFAR10DataError
+from torch_cs231n.interop.checkpoint import CheckpointError, load_checkpoint, state_dict_mismatch
 
 from .checkpointing import ChecksummedCheckpointIO, find_last_checkpoint
 from .command import COMMANDS as COMMANDS  # the dispatcher, re-exported: `lightning_modules.cli.main`
@@ -329,7 +329,7 @@ class CS231nCLI(LightningCLI):
         - ``last`` is the newest ``last.ckpt`` of the run's experiment folder (``--checkpoint.dirpath``, or
           the logger's ``save_dir/name``), an error when there is none;
         - the file is read with ``weights_only=True`` and its tensor checksum verified
-          (:mod:`torch_cs231n.checkpoint`).
+          (:mod:`torch_cs231n.interop.checkpoint`).
     ``validate``, ``test`` and ``predict`` require ``--ckpt_path`` (:class:`MissingCheckpointError`).
     """
 
@@ -378,7 +378,7 @@ class CS231nCLI(LightningCLI):
         """``args`` with ``--model`` set to the class and hyper-parameters saved in the ``--ckpt_path``
         checkpoint, when the arguments and config files name no model: ``cs231n validate --ckpt_path X``
         needs no ``--config``. Arguments typed after it still win. A path that is no checkpoint file fails
-        here with the checkpoint's own message (:func:`~torch_cs231n.checkpoint.load_checkpoint`)."""
+        here with the checkpoint's own message (:func:`~torch_cs231n.interop.checkpoint.load_checkpoint`)."""
         run = hasattr(self, "_subcommand_method_arguments")  # run=False: fit's options, no subcommand
         if not run or not args or args[0] not in LIGHTNING_SUBCOMMANDS:
             return args

@@ -132,15 +132,15 @@ def _dispatch(args: list[str], lightning_args: list[str] | None) -> int:
     """Run subcommand ``args[0]``; ``lightning_args`` (``None``: ``sys.argv``) for the Lightning ones."""
     command, rest = args[0], args[1:]
     if command == "plot":
-        from torch_cs231n.plotting import main as plot_main
+        from torch_cs231n.tools.plotting import main as plot_main
 
         return plot_main(rest)
     if command == "bench":
-        from torch_cs231n import bench  # imported lazily: `fit` must not depend on the benchmark module
+        from torch_cs231n.tools import bench  # imported lazily: `fit` must not depend on the benchmark module
 
         return bench.main(rest)
     if command == "summary":
-        from torch_cs231n import summary
+        from torch_cs231n.tools import summary
 
         return summary.main(rest)
     if command == "experiment":
@@ -148,7 +148,7 @@ def _dispatch(args: list[str], lightning_args: list[str] | None) -> int:
 
         return experiments.main(rest)
     if command == "gradcheck":
-        from torch_cs231n import gradcheck
+        from torch_cs231n.tools import gradcheck
 
         return gradcheck.main(rest)
     if command == "tune":
