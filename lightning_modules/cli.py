@@ -615,10 +615,10 @@ class CS231nCLI(LightningCLI):
             cause = err
             while cause.__cause__ is not None:
                 cause = cause.__cause__
+            if isinstance(cause, USER_ERRORS):  # e.g. a file the class was given: its own message
+                raise cause from None
             if cause is err or not isinstance(cause, ValueError):
                 raise
-            if isinstance(cause, USER_ERRORS):
-                raise cause from err
             found = re.search(r"class_path='([\w.]+)'", str(err))
             where = f"{found.group(1).rsplit('.', 1)[-1]}: " if found else ""
             raise ArgumentValueError(f"{where}{cause}") from err
