@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from custom_ops.registry import OP_NAMES, SANDWICHES
+from custom_ops.registry import OP_NAMES
+from custom_ops.testing import SANDWICHES
 from torch_cs231n.tools import bench
 
 

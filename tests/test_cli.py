@@ -75,8 +75,8 @@ def test_a_config_with_the_deprecated_keys_still_fits(npz, tmp_path):
     with pytest.warns(FutureWarning):
         validated = run_lightning(["validate", *args, f"--ckpt_path={ckpt}"])
     assert validated.model.finetuning == "full" and validated.datamodule.pixel_normalization == "none"
-    with pytest.raises(SystemExit):  # the old and the new key together: refused
-        run_lightning(["fit", *args, "--model.init_args.finetuning=gradual"])
+    with pytest.raises(SystemExit):  # the old and the new key typed together: refused
+        run_lightning(["fit", *args, "--model.strategy=full", "--model.init_args.finetuning=gradual"])
 
 
 def test_fit_without_a_logger(npz, tmp_path):

@@ -24,7 +24,8 @@ def test_json_dash_is_stdout_for_every_tool(tool, tmp_path, monkeypatch, capsys)
     """stdout holds the JSON alone (the table goes to stderr), and no file named ``-`` is written."""
     monkeypatch.chdir(tmp_path)
     status = main([*TOOLS[tool], "--json", "-"])
-    assert status == 0, f"cs231n {tool} --json - returned {status}"
+    # gradcheck exits 1 when a check fails (its JSON says which); here only the output's place matters
+    assert status in ((0, 1) if tool == "gradcheck" else (0,)), f"cs231n {tool} --json - returned {status}"
     out, err = capsys.readouterr()
     try:
         payload = json.loads(out)

@@ -10,8 +10,7 @@ from test_ops import ids
 from torch import nn
 
 import custom_ops.nn as mnn
-from custom_ops.registry import OP_CASES
-from custom_ops.spec import OpCase
+from custom_ops.testing import OP_CASES, OpCase
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 

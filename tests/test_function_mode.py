@@ -13,7 +13,7 @@ import torchvision
 from torch import nn
 
 import custom_ops.functional as MF
-from custom_ops.registry import SPECS
+from custom_ops.testing import SPECS
 from torch_cs231n.interop.function_mode import (
     ManualFunctions,
     attach_manual_functions,

@@ -31,7 +31,7 @@ from torch import nn
 
 from custom_ops import nn as mnn
 from custom_ops.conv import ConvAlgorithm, resolve_algorithm
-from custom_ops.registry import SPECS
+from custom_ops.registry import OPS
 from torch_cs231n.interop.function_mode import ManualShare as ManualShare
 from torch_cs231n.interop.function_mode import detach_manual_functions
 from torch_cs231n.interop.function_mode import manual_share as manual_share
@@ -40,18 +40,13 @@ from torch_cs231n.nets.sandwich import sandwich, unsandwich
 _log = logging.getLogger(__name__)
 
 TWINS: dict[type[nn.Module], type[nn.Module]] = {
-    builtin: manual for spec in SPECS.values() for builtin, manual in spec.module_twins.items()
+    builtin: manual for facts in OPS.values() for builtin, manual in facts.module_twins.items()
 }
-"""Every built-in layer type that has a manual twin (the module twins of :data:`custom_ops.registry.SPECS`);
+"""Every built-in layer type that has a manual twin (the module twins of :data:`custom_ops.registry.OPS`);
 a twin subclasses its built-in and adds no state except the extras below."""
 
 BUILTINS: dict[type[nn.Module], type[nn.Module]] = {manual: builtin for builtin, manual in TWINS.items()}
 """Every manual layer type and its built-in twin."""
-
-# The op whose spec lists each built-in layer type: its `unsupported` says which configurations stay built-in.
-_OP_OF: dict[type[nn.Module], str] = {
-    builtin: spec.name for spec in SPECS.values() for builtin in spec.module_twins
-}
 
 # Attributes a manual twin adds to its built-in (set on the way to manual, removed on the way back).
 _EXTRA_ATTRIBUTES: dict[type[nn.Module], tuple[str, ...]] = {
@@ -71,8 +66,8 @@ class SwapReport:
         direction: ``"manual"`` (built-in -> manual) or ``"builtin"``.
         swapped: layers whose class changed; detail is the new class's qualified name.
         kept: leaf layers that do arithmetic but were not swapped, with the reason (no twin, or a
-            configuration the twin does not support), and (to manual) the attention blocks, with what
-            they compute in their own ``forward``.
+            subclass of a built-in), and (to manual) the attention blocks, with what they compute in
+            their own ``forward``.
         no_math: leaf layers with no arithmetic to swap (``Identity``, ``Flatten``, reshapes, empty
             containers).
     """
@@ -89,7 +84,7 @@ class SwapReport:
     def __str__(self) -> str:
         lines = [f"to_{self.direction}: swapped {len(self.swapped)} layers"]
         lines += [f"  {name}: {count}" for name, count in sorted(self.swapped_counts().items())]
-        lines.append(f"kept {len(self.kept)} layers (no {self.direction} twin or unsupported configuration)")
+        lines.append(f"kept {len(self.kept)} layers (no {self.direction} twin)")
         reasons = Counter((type_name, reason) for _, type_name, reason in self.kept)
         lines += [f"  {name}: {count} ({reason})" for (name, reason), count in sorted(reasons.items())]
         if self.no_math:
@@ -184,10 +179,6 @@ def _swap(
         cls = type(module)
         label = name or "<root>"
         if cls in table:
-            problem = SPECS[_OP_OF[cls]].refusal(module) if direction == "manual" else None
-            if problem is not None:
-                report.kept.append((label, cls.__name__, problem))
-                continue
             new_cls = table[cls]
             for attribute in _EXTRA_ATTRIBUTES.get(cls, ()):  # leaving manual: drop its extra state
                 module.__dict__.pop(attribute, None)

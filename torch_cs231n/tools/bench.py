@@ -1,6 +1,6 @@
 """Benchmark of the manual operators against their built-in twins (``cs231n bench``).
 
-For every operator of the registry (:data:`custom_ops.registry.SPECS`), on the shapes of
+For every operator of the registry (:data:`custom_ops.testing.SPECS`), on the shapes of
 :data:`BENCH_CASES` (CS231n- and ResNet-18-sized), or on the first small sample of each op (and of each
 conv backward algorithm) with ``--tiny``, it measures, manual and built-in interleaved in one process with
 :class:`torch.utils.benchmark.Timer`:
@@ -42,8 +42,8 @@ from torch.utils import benchmark
 
 from custom_ops import fused
 from custom_ops.conv import CONV_ALGORITHMS
-from custom_ops.registry import OP_NAMES, SANDWICH_MANUAL_CHAINS, SANDWICHES, SPECS
-from custom_ops.spec import InputFactory, OpCase, Sample, labels, normal, randn
+from custom_ops.registry import OP_NAMES, SANDWICH_MANUAL_CHAINS
+from custom_ops.testing import SANDWICHES, SPECS, InputFactory, OpCase, Sample, labels, normal, randn
 
 from .command import add_json_argument, report_stream, write_json
 from .memory import saved_memory
