@@ -49,9 +49,6 @@ from .checkpointing import (
     find_last_checkpoint,
     optimizer_changes,
 )
-from .command import COMMANDS as COMMANDS  # the dispatcher, re-exported: `lightning_modules.cli.main`
-from .command import main as main
-from .command import usage as usage
 from .data import CIFAR10UnavailableError, ImageFileError
 from .layer_sync import trainer_kwargs_with_manual_sync
 from .prediction import PredictionWriter
@@ -822,6 +819,3 @@ def default_config_kwargs(run: bool) -> dict[str, Any]:
     files = {"default_config_files": list(DEFAULT_CONFIG_FILES)}
     return {"prog": "cs231n", **{name: files for name in LIGHTNING_SUBCOMMANDS}} if run else files
 
-
-if __name__ == "__main__":
-    sys.exit(main())

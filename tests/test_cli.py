@@ -9,7 +9,8 @@ import torch
 import yaml
 from cifar_fixtures import tiny_fit_args, write_npz
 
-from lightning_modules.cli import CheckpointMismatchError, MissingCheckpointError, main, run_lightning
+from lightning_modules.cli import CheckpointMismatchError, MissingCheckpointError, run_lightning
+from lightning_modules.dispatcher import main
 from torch_cs231n.interop.checkpoint import CheckpointError
 
 # The experiment configs: every YAML of configs/ but the base (and a local override) they are layered on.
@@ -388,7 +389,7 @@ def test_ddp_fit_on_two_cpu_processes_with_sync_batchnorm(npz, tmp_path):
     probe.write_text(
         "import sys, torch\n"
         "from lightning.pytorch.callbacks import Callback\n"
-        "from lightning_modules import cli\n"
+        "from lightning_modules import dispatcher\n"
         "class Probe(Callback):\n"
         "    def on_train_batch_start(self, trainer, pl_module, batch, i):\n"
         "        kinds = sorted({type(m).__module__ + '.' + type(m).__name__ for m in pl_module.modules()\n"
@@ -396,7 +397,7 @@ def test_ddp_fit_on_two_cpu_processes_with_sync_batchnorm(npz, tmp_path):
         f"        open(r'{tmp_path}/kinds' + str(trainer.global_rank), 'w').write(','.join(kinds))\n"
         "probe = '--trainer.callbacks+=__main__.Probe'\n"
         "sys.argv += [] if probe in sys.argv else [probe]  # the DDP launcher re-runs this script\n"
-        "sys.exit(cli.main())\n"
+        "sys.exit(dispatcher.main())\n"
     )
     args = tiny_args(
         FC_NET,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lightning_modules.cli import main
+from lightning_modules.dispatcher import main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

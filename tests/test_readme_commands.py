@@ -1,7 +1,7 @@
 """Every ``cs231n ...`` command of README.md's bash blocks still works, each in a tiny form.
 
 The commands run as the README writes them, from a scratch folder that stands in for the repository root
-(``configs/`` linked into it), through :func:`lightning_modules.cli.main`:
+(``configs/`` linked into it), through :func:`lightning_modules.dispatcher.main`:
     - ``fit`` / ``validate`` / ``test`` / ``predict``: parsed with ``--print_config`` appended, which proves
       the subcommand, the config path (layered on configs/base.yaml) and every option; the resolved config
       must name a model and the CIFAR-10 data module. (tests/test_cli.py trains every config for real.)
@@ -22,7 +22,8 @@ import pytest
 import yaml
 from cifar_fixtures import tiny_fit_args, write_npz
 
-from lightning_modules.cli import COMMANDS, main, run_lightning
+from lightning_modules.cli import run_lightning
+from lightning_modules.dispatcher import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

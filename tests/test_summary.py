@@ -12,7 +12,7 @@ from lightning.pytorch.utilities.model_summary import ModelSummary
 from torch import nn
 
 import custom_ops.nn as mnn
-from lightning_modules.cli import main
+from lightning_modules.dispatcher import main
 from torch_cs231n.nets.sandwich import SandwichSequential
 from torch_cs231n.tools.memory import saved_memory
 from torch_cs231n.tools.summary import build_model_from_config, default_input_size, format_table, layer_table

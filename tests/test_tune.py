@@ -11,7 +11,8 @@ import yaml
 from cifar_fixtures import tiny_fit_args, write_npz
 from optuna.trial import TrialState
 
-from lightning_modules.cli import main, run_lightning
+from lightning_modules.cli import run_lightning
+from lightning_modules.dispatcher import main
 from lightning_modules.tune import SearchSpaceError, tune
 
 ROOT = Path(__file__).resolve().parents[1]
