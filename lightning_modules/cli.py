@@ -117,6 +117,7 @@ class CS231nCLI(LightningCLI):
           the logger's ``save_dir/name``), an error when there is none;
         - the file is read with ``weights_only=True`` and its tensor checksum verified
           (:mod:`torch_cs231n.checkpoint`).
+
     ``validate``, ``test`` and ``predict`` require ``--ckpt_path`` (:class:`MissingCheckpointError`).
     """
 

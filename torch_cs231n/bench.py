@@ -46,6 +46,7 @@ from custom_ops.conv import CONV_ALGORITHMS
 from custom_ops.registry import OP_NAMES, SANDWICH_MANUAL_CHAINS, SANDWICHES, SPECS
 from custom_ops.spec import InputFactory, OpCase, Sample, labels, normal, randn
 
+from .command import run_record
 from .memory import saved_memory
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
@@ -791,6 +792,7 @@ def main(argv: list[str] | None = None) -> int:
             "fused": args.fused and not broken,
             "function_overhead": overhead,
             "argv": sys.argv[1:] if argv is None else list(argv),
+            **run_record(),
             "rows": [asdict(row) for row in rows],
         }
         text = json.dumps(payload, indent=2)

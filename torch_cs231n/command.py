@@ -8,7 +8,10 @@ JSON alone; both may be given. Every file written is named on stderr.
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import platform
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -31,6 +34,27 @@ def positive_float(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value
+
+
+def machine() -> str:
+    """The machine a measurement ran on, for the record: the CPU model (from ``/proc/cpuinfo`` where there
+    is one), its logical CPU count, the OS and the Python version."""
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    system = f"{platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} logical CPUs, {system}, Python {platform.python_version()}"
+
+
+def run_record() -> dict[str, str]:
+    """``{"date": ..., "machine": ...}``: when (UTC, ISO 8601) and where a measurement ran, for the JSON a
+    command writes (the docs print both beside the tables they render from it)."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return {"date": now.isoformat(timespec="seconds"), "machine": machine()}
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, name: str, figures: str = "the figures") -> None:

@@ -29,6 +29,7 @@ import torch
 import torchvision
 from torch import nn
 
+from torch_cs231n.command import run_record
 from torch_cs231n.function_mode import ManualShare, attach_manual_functions, manual_functions_of
 from torch_cs231n.swap import manual_share, to_manual
 
@@ -184,13 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = torchvision.models.list_models(module=torchvision.models) if args.all else args.models.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]
     rows: list[Coverage] = []
+    record = {**run_record(), "argv": sys.argv[1:] if argv is None else list(argv)}
     for name in names:
         rows.append(measure(name, sizes))
         row = rows[-1]
         outcome = row.error or f"{_percent(row.layer_calls_swap)} -> {_percent(row.layer_calls)} calls"
         print(f"{name}: {outcome}, {_percent(row.flops)} flops ({row.seconds:.0f} s)", flush=True)
         if args.json:
-            versions = {"torch": torch.__version__, "torchvision": torchvision.__version__}
+            versions = {"torch": torch.__version__, "torchvision": torchvision.__version__, **record}
             records = [{k: None if v != v else v for k, v in asdict(r).items()} for r in rows]  # NaN: null
             args.json.write_text(json.dumps({**versions, "models": records}, indent=1))
         gc.collect()
