@@ -30,7 +30,7 @@ bench: $(STAMP)
 
 ## The documentation site (docs/_build/html): warnings are errors, the walk-throughs of examples/ run.
 docs: $(STAMP)
-	cd docs && ../$(BIN)/sphinx-build -W --keep-going -b html . _build/html
+	cd docs && $(abspath $(BIN))/sphinx-build -W --keep-going -b html . _build/html
 	$(BIN)/python docs/check_site.py docs/_build/html
 
 ## Re-run the commands behind docs/figures (about 30 min; needs ../shared/data/cifar10_train.npz), then `make docs`.
