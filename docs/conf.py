@@ -19,7 +19,6 @@ from pathlib import Path
 DOCS = Path(__file__).resolve().parent
 ROOT = DOCS.parent
 sys.path[:0] = [str(ROOT), str(DOCS / "_ext")]
-os.environ.setdefault("CS231N_FUSED", "0")  # examples time the reference path unless they switch fusion on
 
 project = "torch-cs231n"
 author = "torch-cs231n contributors"
