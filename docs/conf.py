@@ -22,7 +22,7 @@ sys.path[:0] = [str(ROOT), str(DOCS / "_ext")]
 
 project = "torch-cs231n"
 author = "torch-cs231n contributors"
-copyright = "torch-cs231n contributors"  # noqa: A001 (Sphinx's name)
+copyright = "torch-cs231n contributors"
 release = "0.1.0"
 
 extensions = [
@@ -78,6 +78,7 @@ sphinx_gallery_conf = {
     "remove_config_comments": True,
     "show_memory": False,
     "min_reported_time": 1,
+    "inspect_global_variables": False,
     "abort_on_example_error": False,
     "only_warn_on_example_error": False,
 }

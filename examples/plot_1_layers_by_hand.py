@@ -96,7 +96,10 @@ for name, loss_fn, expected in (
     loss.backward()
     with torch.no_grad():
         numeric = numeric_gradient(lambda fn=loss_fn: float(fn(scores, y)), scores)
-    print(f"{name}: loss {loss.item():.4f} ({expected}), dscores relative error {rel_error(scores.grad, numeric):.2e}")
+    print(
+        f"{name}: loss {loss.item():.4f} ({expected}), "
+        f"dscores relative error {rel_error(scores.grad, numeric):.2e}"
+    )
 
 # %%
 # ``torch.autograd.gradcheck`` does the same in one call
@@ -151,7 +154,10 @@ def loss(reg: float) -> torch.Tensor:
 
 for reg, correct in ((0.0, 3.4702243556), (1.0, 26.5948426952)):
     value = loss(reg)
-    print(f"reg {reg}: loss {value.item():.10f}, the assignment's {correct}, error {abs(value.item() - correct):.1e}")
+    print(
+        f"reg {reg}: loss {value.item():.10f}, the assignment's {correct}, "
+        f"error {abs(value.item() - correct):.1e}"
+    )
 
 # %%
 # And every parameter's gradient against finite differences, as the assignment's last check does:

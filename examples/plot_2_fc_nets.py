@@ -1,6 +1,6 @@
 """
 Fully connected nets: initialisation, update rules, batch/layer norm, dropout
-============================================================================
+=============================================================================
 
 The rest of ``FullyConnectedNets.ipynb``, ``BatchNormalization.ipynb`` and ``Dropout.ipynb`` on the manual
 operators: what the weight scale does to a deep net, the course's update rules side by side, why batch
@@ -72,8 +72,10 @@ print("running mean after one batch (momentum 0.1, torch's convention):", runnin
 x = torch.ones(100_000)
 for p in (0.25, 0.5, 0.75):
     train = MF.dropout(x, p=p, training=True)
-    print(f"p={p}: mean in training {train.mean():.3f}, kept {(train != 0).float().mean():.3f}, "
-          f"eval unchanged: {torch.equal(MF.dropout(x, p=p, training=False), x)}")
+    print(
+        f"p={p}: mean in training {train.mean():.3f}, kept {(train != 0).float().mean():.3f}, "
+        f"eval unchanged: {torch.equal(MF.dropout(x, p=p, training=False), x)}"
+    )
 
 # %%
 # Weight scale and learning rate

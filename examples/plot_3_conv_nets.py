@@ -1,6 +1,6 @@
 """
 Convolutional nets: conv and pool by hand, memory, spatial norms, a short training
-=================================================================================
+==================================================================================
 
 ``ConvolutionalNetworks.ipynb`` on the manual operators: the convolution and max-pool layers against the
 assignment's expected numbers and against finite differences, the memory of a small conv net layer by
@@ -66,7 +66,9 @@ dout = torch.randn(4, 2, 5, 5, dtype=dtype)
 MF.conv2d(x, w, b, stride=1, padding=1).backward(dout)
 for name, tensor in (("dx", x), ("dw", w), ("db", b)):
     with torch.no_grad():
-        numeric = numeric_gradient(lambda: float((MF.conv2d(x, w, b, stride=1, padding=1) * dout).sum()), tensor)
+        numeric = numeric_gradient(
+            lambda: float((MF.conv2d(x, w, b, stride=1, padding=1) * dout).sum()), tensor
+        )
     print(f"conv {name} relative error: {rel_error(tensor.grad, numeric):.2e}")
 
 # %%
@@ -122,12 +124,21 @@ print(format_table(layer_table(midterm, (1, 32, 32))))
 # normalises each sample over groups of channels (and needs no batch statistics at all).
 x = 4 * torch.randn(8, 6, 5, 5) + 10
 out = MF.batch_norm(x, None, None, training=True)
-print("spatial batch norm: per-channel mean", out.mean((0, 2, 3)).abs().max().item(),
-      "std", out.std((0, 2, 3), unbiased=False))
+print(
+    "spatial batch norm: per-channel mean",
+    out.mean((0, 2, 3)).abs().max().item(),
+    "std",
+    out.std((0, 2, 3), unbiased=False),
+)
 out = MF.group_norm(x, 2)
 groups = out.reshape(8, 2, -1)
-print("group norm: per-sample, per-group mean", groups.mean(-1).abs().max().item(),
-      "std", groups.std(-1, unbiased=False).flatten()[:4], "...")
+print(
+    "group norm: per-sample, per-group mean",
+    groups.mean(-1).abs().max().item(),
+    "std",
+    groups.std(-1, unbiased=False).flatten()[:4],
+    "...",
+)
 
 # %%
 # A three-layer conv net, trained briefly

@@ -47,8 +47,10 @@ def shared_file(name: str) -> Path:
 pretrained = load_pretrained("efficientnet_lite0")
 model = pretrained.model.eval()
 print(f"weights: {pretrained.source}")
-print(f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, native resolution "
-      f"{pretrained.resolution}, mean {pretrained.mean}, std {pretrained.std}")
+print(
+    f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, native resolution "
+    f"{pretrained.resolution}, mean {pretrained.mean}, std {pretrained.std}"
+)
 
 mouse = shared_file("mouse.jpg")
 if mouse.is_file():

@@ -124,8 +124,10 @@ for name, (manual, builtin, inputs, kwargs) in CASES.items():
             globals={"torch": torch, "fn": fn, "args": args, "kwargs": kwargs, "dout": dout},
         )
         times[label] = timer.blocked_autorange(min_run_time=0.1).median
-    print(f"{name:12} {times['manual'] * 1e3:10.3f} {times['builtin'] * 1e3:12.3f} "
-          f"{times['manual'] / times['builtin']:6.2f}x")
+    print(
+        f"{name:12} {times['manual'] * 1e3:10.3f} {times['builtin'] * 1e3:12.3f} "
+        f"{times['manual'] / times['builtin']:6.2f}x"
+    )
 
 # %%
 # Saved memory

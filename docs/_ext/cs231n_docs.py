@@ -128,7 +128,12 @@ def op_page(name: str, classes: list[str], sharing: list[str]) -> str:
     jvp = forward_mode(module)
     rows.append(("forward mode (``jvp``)", "yes" if jvp else "no"))
     others = [other for other in sharing if other != name]
-    rows.append(("file", f"``{relative}``" + (f" (also {', '.join(f':doc:`{o}`' for o in others)})" if others else "")))
+    rows.append(
+        (
+            "file",
+            f"``{relative}``" + (f" (also {', '.join(f':doc:`{o}`' for o in others)})" if others else ""),
+        )
+    )
     table = "\n".join(f"   * - {key}\n     - {value}" for key, value in rows)
     formulas = inspect.getdoc(module) or ""
     formulas_block = "\n".join(f"   {line}" if line else "" for line in formulas.splitlines())
@@ -182,7 +187,10 @@ def write_op_pages() -> None:
     for stale in OP_PAGES.glob("*.rst"):
         if stale.stem not in sharing:
             stale.unlink()
-    rows = ["| op | module twin | built-in twin | double backward | forward mode |", "| --- | --- | --- | --- | --- |"]
+    rows = [
+        "| op | module twin | built-in twin | double backward | forward mode |",
+        "| --- | --- | --- | --- | --- |",
+    ]
     specs = _specs()
     for name in op_names():
         spec = specs.get(name)
@@ -239,8 +247,9 @@ def bench_markdown(path: Path = BENCH_JSON) -> str:
         f" fused kernels {'on' if data.get('fused') else 'off'}\n\n"
     )
     rows = [
-        "| case | fwd manual (ms) | fwd built-in (ms) | fwd ratio | fwd+bwd manual (ms) | fwd+bwd built-in (ms) "
-        "| fwd+bwd ratio | eager ratio | target | saved manual (MiB) | saved built-in (MiB) |",
+        "| case | fwd manual (ms) | fwd built-in (ms) | fwd ratio | fwd+bwd manual (ms) "
+        "| fwd+bwd built-in (ms) | fwd+bwd ratio | eager ratio | target "
+        "| saved manual (MiB) | saved built-in (MiB) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in data["rows"]:
@@ -351,7 +360,9 @@ def figure_tables() -> dict[str, str]:
     rows = ["| layer | type | output shape | activations | params |", "| --- | --- | --- | ---: | ---: |"]
     for row in summary["rows"]:
         shape = "x".join(map(str, row["output_shape"]))
-        rows.append(f"| {row['name']} | {row['type']} | {shape} | {row['activations']:,} | {row['params']:,} |")
+        rows.append(
+            f"| {row['name']} | {row['type']} | {shape} | {row['activations']:,} | {row['params']:,} |"
+        )
     tables["summary"] = (
         f"`{summary.get('config', summary.get('model'))}`: {totals['params']:,} parameters, "
         f"{totals['forward_bytes']:,} bytes of forward activations and {totals['saved_bytes']:,} bytes saved "
@@ -368,13 +379,17 @@ def figure_tables() -> dict[str, str]:
         for c in grad["circuits"]
     )
     tables["gradcheck"] = (
-        f"{len(grad['rows'])} rows over {len(ops)} ops ({grad['ops']} ops, step {grad['step']:g}); the largest "
-        f"relative error is {worst['rel_error']:.2g} (`{worst['op']}[{worst['case']}]`, input `{worst['input']}`),"
+        f"{len(grad['rows'])} rows over {len(ops)} ops ({grad['ops']} ops, step {grad['step']:g}); "
+        f"the largest relative error is {worst['rel_error']:.2g} "
+        f"(`{worst['op']}[{worst['case']}]`, input `{worst['input']}`),"
         f" {'below' if grad['passed'] else 'above'} the threshold {grad['threshold']:g}.\n\n"
         f"The course's two circuits, by hand-written backward:\n\n{circuits}\n"
     )
     act, _ = _figure_json("activations")
-    rows = ["| init | nonlinearity | std after layer 1 | std after the last layer |", "| --- | --- | ---: | ---: |"]
+    rows = [
+        "| init | nonlinearity | std after layer 1 | std after the last layer |",
+        "| --- | --- | ---: | ---: |",
+    ]
     for run in act["runs"]:
         stds = [layer["std"] for layer in run["layers"]]
         rows.append(f"| {run['init']} | {run['nonlinearity']} | {_fmt(stds[0])} | {_fmt(stds[-1])} |")
@@ -398,7 +413,8 @@ def figure_tables() -> dict[str, str]:
     for run in drop["runs"]:
         best = max(run["val_acc"]) if isinstance(run["val_acc"], list) else run["val_acc"]
         rows.append(
-            f"| {run['keep_ratio']} | {_fmt(_last(run['train_acc']))} | {_fmt(_last(run['val_acc']))} | {_fmt(best)} |"
+            f"| {run['keep_ratio']} | {_fmt(_last(run['train_acc']))} | {_fmt(_last(run['val_acc']))} "
+            f"| {_fmt(best)} |"
         )
     keys = ("num_train", "num_val", "epochs", "batch_size", "lr", "hidden_dims", "ops", "seed")
     tables["dropout"] = _settings(drop, keys) + "\n".join(rows) + "\n"
@@ -406,8 +422,10 @@ def figure_tables() -> dict[str, str]:
     rows = ["| net | cells reaching 100% train accuracy | of |", "| --- | ---: | ---: |"]
     for net in init["nets"]:
         grid = [acc for line in net["train_acc"] for acc in (line if isinstance(line, list) else [line])]
-        rows.append(f"| {len(net['hidden_dims']) + 1} layers {net['hidden_dims']} | {sum(a >= 1.0 for a in grid)} "
-                    f"| {len(grid)} |")
+        rows.append(
+            f"| {len(net['hidden_dims']) + 1} layers {net['hidden_dims']} | {sum(a >= 1.0 for a in grid)} "
+            f"| {len(grid)} |"
+        )
     keys = ("num_train", "epochs", "batch_size", "ops", "seed")
     tables["init_scale"] = _settings(init, keys) + "\n".join(rows) + "\n"
     bn, _ = _figure_json("batchnorm")
