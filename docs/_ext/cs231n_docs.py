@@ -230,6 +230,20 @@ def _record(data: dict[str, Any], path: Path, command: str) -> str:
     )
 
 
+def _command(prefix: str, argv: list[str], path: Path) -> str:
+    """The command that wrote ``path``: its recorded arguments, with the output options (where it wrote its
+    files, which does not change what it measured) pointing at ``path``."""
+    kept, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+        elif word in ("--json", "--markdown"):
+            skip = True
+        elif not word.startswith(("--json=", "--markdown=")):
+            kept.append(word)
+    return " ".join([prefix, *kept, "--json", str(path.relative_to(ROOT))])
+
+
 def _ms(seconds: float | None) -> str:
     return "" if seconds is None else f"{seconds * 1e3:.3f}"
 
@@ -240,8 +254,7 @@ def _ratio(value: float | None) -> str:
 
 def bench_markdown(path: Path = BENCH_JSON) -> str:
     data = json.loads(path.read_text())
-    argv = " ".join(data.get("argv", []))
-    command = f"cs231n bench {argv}".strip()
+    command = _command("cs231n bench", data.get("argv", []), path)
     head = _record(data, path, command) + (
         f"- **device / dtype / threads:** {data.get('device')} / {data.get('dtype')} / {data.get('threads')};"
         f" fused kernels {'on' if data.get('fused') else 'off'}\n\n"
@@ -291,8 +304,8 @@ def _percent(value: float | None) -> str:
 
 def coverage_markdown(path: Path = COVERAGE_JSON) -> str:
     data = json.loads(path.read_text())
-    argv = " ".join(data.get("argv", [])) or "--all"
-    command = f"OMP_NUM_THREADS=1 python -m torch_cs231n.manual_coverage {argv}"
+    prefix = "OMP_NUM_THREADS=1 python -m torch_cs231n.manual_coverage"
+    command = _command(prefix, data.get("argv", ["--all"]), path)
     models = data["models"]
     complete = sum(1 for m in models if m.get("layer_calls") is not None and m["layer_calls"] >= 0.9995)
     head = _record(data, path, command) + (
