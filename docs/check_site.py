@@ -38,9 +38,11 @@ class _Page(HTMLParser):
 
 
 def read_site(site: Path) -> dict[Path, _Page]:
-    """Every HTML page under ``site``, parsed."""
+    """Every HTML page under ``site``, parsed (not the theme's templates in ``_static/``)."""
     pages = {}
     for path in sorted(site.rglob("*.html")):
+        if path.relative_to(site).parts[0] == "_static":
+            continue
         page = _Page()
         page.feed(path.read_text(encoding="utf-8", errors="replace"))
         pages[path.resolve()] = page

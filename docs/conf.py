@@ -38,7 +38,7 @@ extensions = [
 ]
 
 source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
-exclude_patterns = ["_build", "_generated", "bench/*.txt", "figures/*.json", "**/*.ipynb", "**.py.md5"]
+exclude_patterns = ["_build", "_generated"]  # _generated: tables included by the pages, not pages
 myst_enable_extensions = ["dollarmath", "colon_fence"]
 myst_heading_anchors = 3
 suppress_warnings = ["myst.header"]  # the pages moved from the README start at ## after their title
@@ -52,7 +52,7 @@ autodoc_preserve_defaults = True
 autodoc_inherit_docstrings = False  # torch's and Lightning's own docstrings use roles of their sites
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
-napoleon_custom_sections = ["Shape", ("Examples", "examples")]
+napoleon_custom_sections = ["Shape"]
 napoleon_use_rtype = False
 
 # intersphinx: only with the network (CS231N_DOCS_INTERSPHINX=1); offline, references to torch,
