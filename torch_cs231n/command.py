@@ -38,7 +38,13 @@ def positive_float(text: str) -> float:
 
 def machine() -> str:
     """The machine a measurement ran on, for the record: the CPU model (from ``/proc/cpuinfo`` where there
-    is one), its logical CPU count, the OS and the Python version."""
+    is one), its logical CPU count, the OS and the Python version.
+
+    Examples::
+
+        >>> "logical CPUs" in machine()
+        True
+    """
     cpu = platform.processor() or platform.machine()
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
@@ -52,7 +58,13 @@ def machine() -> str:
 
 def run_record() -> dict[str, str]:
     """``{"date": ..., "machine": ...}``: when (UTC, ISO 8601) and where a measurement ran, for the JSON a
-    command writes (the docs print both beside the tables they render from it)."""
+    command writes (the docs print both beside the tables they render from it).
+
+    Examples::
+
+        >>> sorted(run_record())
+        ['date', 'machine']
+    """
     now = datetime.datetime.now(datetime.timezone.utc)
     return {"date": now.isoformat(timespec="seconds"), "machine": machine()}
 
