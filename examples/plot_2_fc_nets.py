@@ -22,7 +22,6 @@ subtracted); without it, the studies run on random stand-in images and the accur
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
 
 import custom_ops.functional as MF
@@ -89,8 +88,8 @@ study = init_scale.init_scale_study(
     epochs=10,
 )
 print(init_scale.format_table(study))
-init_scale.figure(study)
-plt.show()
+init_scale_figure = init_scale.figure(study)  # a matplotlib Figure: a notebook shows it at a cell's end
+init_scale_figure
 
 # %%
 # Update rules
@@ -100,9 +99,12 @@ plt.show()
 # first layer's weights, for Adagrad and Adam over more steps.
 study = optimizers.optimizer_study(data(1000), epochs=2, update_steps=200)
 print(optimizers.format_table(study))
-optimizers.figure(study)
-optimizers.update_size_figure(study, window=10)
-plt.show()
+optimizers_figure = optimizers.figure(study)
+optimizers_figure
+
+# %%
+update_size_figure = optimizers.update_size_figure(study, window=10)
+update_size_figure
 
 # %%
 # Batch norm: weight scale and batch size
@@ -113,10 +115,16 @@ study = batchnorm.batchnorm_study(
     data(500), weight_scales=(1e-4, 1e-3, 1e-2, 1e-1, 1.0), batch_sizes=(5, 50), epochs=3
 )
 print(batchnorm.format_table(study))
-batchnorm.weight_scale_figure(study)
-batchnorm.batch_size_figure(study)
-batchnorm.layernorm_figure(study)
-plt.show()
+weight_scale_figure = batchnorm.weight_scale_figure(study)
+weight_scale_figure
+
+# %%
+batch_size_figure = batchnorm.batch_size_figure(study)
+batch_size_figure
+
+# %%
+layernorm_figure = batchnorm.layernorm_figure(study)
+layernorm_figure
 
 # %%
 # Dropout
@@ -124,5 +132,5 @@ plt.show()
 # A two-layer net on 500 images, without dropout and with keep ratio 0.25.
 study = dropout.dropout_study(data(500), epochs=10)
 print(dropout.format_table(study))
-dropout.figure(study)
-plt.show()
+dropout_figure = dropout.figure(study)
+dropout_figure

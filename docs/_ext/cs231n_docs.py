@@ -18,6 +18,7 @@ import inspect
 import json
 import re
 import subprocess
+import weakref
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -452,6 +453,27 @@ def write_measured_tables() -> None:
     _write(GENERATED / "coverage.md", coverage_markdown())
     for name, text in figure_tables().items():
         _write(GENERATED / f"figures_{name}.md", text)
+
+
+_SCRAPED: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+def figure_scraper(block: Any, block_vars: dict[str, Any], gallery_conf: dict[str, Any]) -> str:
+    """A sphinx-gallery image scraper for the figures the project's plotting functions return: plain
+    ``matplotlib.figure.Figure`` objects that pyplot does not manage (so the matplotlib scraper does not
+    see them). Each such figure held by a variable of the walk-through is saved once, after the code block
+    that made it, as a notebook shows a figure that ends a cell."""
+    from matplotlib.figure import Figure
+    from sphinx_gallery.scrapers import figure_rst
+
+    paths = []
+    for value in list(block_vars["example_globals"].values()):
+        if isinstance(value, Figure) and value.canvas.manager is None and value not in _SCRAPED:
+            _SCRAPED.add(value)
+            path = next(block_vars["image_path_iterator"])
+            value.savefig(path, dpi=100)
+            paths.append(path)
+    return figure_rst(paths, gallery_conf["src_dir"])
 
 
 _ROLE = re.compile(r":(?:[\w-]+:)?[\w-]+:`")
