@@ -80,7 +80,7 @@ sphinx_gallery_conf = {
     "min_reported_time": 1,
     "inspect_global_variables": False,
     "capture_repr": (),  # a cell's last expression is a figure to show (scraped), not text
-    "image_scrapers": ("matplotlib", "cs231n_docs.figure_scraper"),  # + the Figures plotting functions return
+    "image_scrapers": ("cs231n_docs.figure_scraper", "matplotlib"),  # + the Figures plotting functions return
     "abort_on_example_error": False,
     "only_warn_on_example_error": False,
 }

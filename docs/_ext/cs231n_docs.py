@@ -462,17 +462,21 @@ def figure_scraper(block: Any, block_vars: dict[str, Any], gallery_conf: dict[st
     """A sphinx-gallery image scraper for the figures the project's plotting functions return: plain
     ``matplotlib.figure.Figure`` objects that pyplot does not manage (so the matplotlib scraper does not
     see them). Each such figure held by a variable of the walk-through is saved once, after the code block
-    that made it, as a notebook shows a figure that ends a cell."""
+    that made it, as a notebook shows a figure that ends a cell. It runs before the matplotlib scraper,
+    while pyplot's figures are still open, and leaves those to it."""
     from matplotlib.figure import Figure
     from sphinx_gallery.scrapers import figure_rst
 
     paths = []
     for value in list(block_vars["example_globals"].values()):
-        if isinstance(value, Figure) and value.canvas.manager is None and value not in _SCRAPED:
-            _SCRAPED.add(value)
-            path = next(block_vars["image_path_iterator"])
-            value.savefig(path, dpi=100)
-            paths.append(path)
+        if not isinstance(value, Figure) or value in _SCRAPED:
+            continue
+        _SCRAPED.add(value)
+        if value.canvas.manager is not None:  # a pyplot figure: the matplotlib scraper (run next) saves it
+            continue
+        path = next(block_vars["image_path_iterator"])
+        value.savefig(path, dpi=100)
+        paths.append(path)
     return figure_rst(paths, gallery_conf["src_dir"])
 
 
