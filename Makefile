@@ -28,9 +28,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/cs231n bench
 
-## The documentation site (docs/_build/html): warnings are errors, the walk-throughs of examples/ run.
+## The documentation site (docs/_build/html): warnings are errors, the walk-throughs of examples/ run
+## (on one thread unless OMP_NUM_THREADS says otherwise: their tensors are small, and more threads only spin).
 docs: $(STAMP)
-	cd docs && $(abspath $(BIN))/sphinx-build -W --keep-going -b html . _build/html
+	cd docs && OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(abspath $(BIN))/sphinx-build -W --keep-going -b html . _build/html
 	$(BIN)/python docs/check_site.py docs/_build/html
 
 ## Re-run the commands behind docs/figures (about 30 min; needs ../shared/data/cifar10_train.npz), then `make docs`.
