@@ -334,6 +334,7 @@ class CS231nCLI(LightningCLI):
           below them, where ``cs231n tune`` trials and evaluations go), an error when there is none;
         - the file is read with ``weights_only=True`` and its tensor checksum verified
           (:mod:`torch_cs231n.interop.checkpoint`).
+
     ``validate``, ``test`` and ``predict`` require ``--ckpt_path`` (:class:`MissingCheckpointError`).
     """
 

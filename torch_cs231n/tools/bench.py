@@ -45,7 +45,7 @@ from custom_ops.conv import CONV_ALGORITHMS
 from custom_ops.registry import OP_NAMES, SANDWICH_MANUAL_CHAINS
 from custom_ops.testing import SANDWICHES, SPECS, InputFactory, OpCase, Sample, labels, normal, randn
 
-from .command import add_json_argument, report_stream, write_json
+from .command import add_json_argument, report_stream, run_record, write_json
 from .memory import saved_memory
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
@@ -791,6 +791,7 @@ def main(argv: list[str] | None = None) -> int:
             "fused": args.fused and not broken,
             "function_overhead": overhead,
             "argv": sys.argv[1:] if argv is None else list(argv),
+            **run_record(),
             "rows": [asdict(row) for row in rows],
         }
         write_json(args.json, payload, indent=2)

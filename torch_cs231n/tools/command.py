@@ -10,7 +10,10 @@ tool: the JSON is then all that goes to stdout, and the text a tool prints (its 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import platform
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -48,6 +51,39 @@ def add_json_argument(parser: argparse.ArgumentParser, what: str = "the JSON") -
         metavar="PATH",
         help=f"write {what} to PATH ('{STDOUT}': stdout, the printed table then going to stderr)",
     )
+
+
+def machine() -> str:
+    """The machine a measurement ran on, for the record: the CPU model (from ``/proc/cpuinfo`` where there
+    is one), its logical CPU count, the OS and the Python version.
+
+    Examples::
+
+        >>> "logical CPUs" in machine()
+        True
+    """
+    cpu = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    system = f"{platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} logical CPUs, {system}, Python {platform.python_version()}"
+
+
+def run_record() -> dict[str, str]:
+    """``{"date": ..., "machine": ...}``: when (UTC, ISO 8601) and where a measurement ran, for the JSON a
+    command writes (the docs print both beside the tables they render from it).
+
+    Examples::
+
+        >>> sorted(run_record())
+        ['date', 'machine']
+    """
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return {"date": now.isoformat(timespec="seconds"), "machine": machine()}
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, name: str, figures: str = "the figures") -> None:
