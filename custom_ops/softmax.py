@@ -22,9 +22,10 @@ double backward (and forward-over-reverse) works.
 with the same warning); ``dtype`` casts the input before the op, as torch does. Under CUDA (XPU, MPS)
 autocast the ops run in float32, as torch's autocast lists them; on CPU they run in the input's dtype.
 
-The tuned formulations, the default, are fused kernels (:func:`custom_ops.fused.kernel`): the same formulas with their
-intermediates written in place (one temporary where the reference makes several), compiled into one loop nest
-each with fusion on (the eager formulas make one pass per step, reductions included).
+The tuned formulations, the default, are fused kernels (:func:`custom_ops.fused.kernel`): the same
+formulas with their intermediates written in place (one temporary where the reference makes several),
+compiled into one loop nest each with fusion on (the eager formulas make one pass per step, reductions
+included).
 """
 
 from __future__ import annotations
