@@ -41,6 +41,7 @@ import torch
 
 from . import _autocast, _reference, fused
 from ._checks import OpArgumentError, check_floating
+from ._compile import without_jvp
 
 
 # ------------------------------------------------------------------------------------------- reference
@@ -132,6 +133,9 @@ class DropoutFunction(torch.autograd.Function):
         return x_dot
 
 
+_DropoutFunctionTraced = without_jvp(DropoutFunction)  # what torch.compile traces
+
+
 def dropout(
     input: torch.Tensor,
     p: float = 0.5,
@@ -179,6 +183,7 @@ def dropout(
         return input
     p = float(p)
     mask = None if p == 1.0 else draw_mask(input, p, generator)  # p = 1: no mask (torch draws none either)
+    function = _DropoutFunctionTraced if torch.compiler.is_compiling() else DropoutFunction
     if inplace and torch._C._are_functorch_transforms_active():
-        return input.copy_(_autocast.apply(DropoutFunction, "same", input, mask, p, False))
-    return _autocast.apply(DropoutFunction, "same", input, mask, p, bool(inplace))
+        return input.copy_(_autocast.apply(function, "same", input, mask, p, False))
+    return _autocast.apply(function, "same", input, mask, p, bool(inplace))

@@ -29,6 +29,7 @@ import torch
 
 from . import _autocast, _reference
 from ._checks import OpArgumentError, check_floating, check_same_dtype, check_shape
+from ._compile import without_jvp
 
 
 def _as_2d(t: torch.Tensor) -> torch.Tensor:
@@ -152,6 +153,9 @@ class LinearFunction(torch.autograd.Function):
         return affine_jvp_reference(x_dot, w_dot, b_dot, x, weight)
 
 
+_LinearFunctionTraced = without_jvp(LinearFunction)  # what torch.compile traces
+
+
 def check_linear_arguments(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
     """The argument checks of :func:`linear`: an :class:`OpArgumentError` or a ``TypeError`` naming the bad
     argument."""
@@ -204,7 +208,8 @@ def linear(input: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
         True
     """
     check_linear_arguments(input, weight, bias)
+    function = _LinearFunctionTraced if torch.compiler.is_compiling() else LinearFunction
     if weight.dim() == 1:  # one output feature, its dim dropped: the 2-D case on views
         b = None if bias is None else bias.reshape(1)
-        return _autocast.apply(LinearFunction, "lower", input, weight.unsqueeze(0), b).squeeze(-1)
-    return _autocast.apply(LinearFunction, "lower", input, weight, bias)
+        return _autocast.apply(function, "lower", input, weight.unsqueeze(0), b).squeeze(-1)
+    return _autocast.apply(function, "lower", input, weight, bias)

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 
 from . import _autocast, _reference, fused
 from ._checks import OpArgumentError, OpDtypeError, check_floating, check_ndim
+from ._compile import without_jvp
 
 
 def _one_hot(y: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -176,6 +177,9 @@ class SoftmaxLossFunction(torch.autograd.Function):
         return softmax_loss_jvp_reference(scores, y, scores_dot)
 
 
+_SoftmaxLossFunctionTraced = without_jvp(SoftmaxLossFunction)  # what torch.compile traces
+
+
 class SVMLossFunction(torch.autograd.Function):
     """scores ``(N, C)``, y ``(N,)`` int64 -> (scalar loss, ``[margin > 0]`` ``(N, C)`` bool, not
     differentiable).
@@ -211,6 +215,9 @@ class SVMLossFunction(torch.autograd.Function):
     def jvp(ctx: Any, scores_dot: torch.Tensor, _y_dot: None) -> tuple[torch.Tensor, None]:
         positive, y = ctx.saved_tensors
         return svm_loss_jvp_reference(positive, y, scores_dot), None
+
+
+_SVMLossFunctionTraced = without_jvp(SVMLossFunction)  # what torch.compile traces
 
 
 def _check_scores_labels(scores: torch.Tensor, y: torch.Tensor) -> None:
@@ -261,7 +268,8 @@ def softmax_loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         tensor(0.7531)
     """
     _check_scores_labels(scores, y)
-    return _autocast.apply(SoftmaxLossFunction, "fp32", scores, y.long())
+    function = _SoftmaxLossFunctionTraced if torch.compiler.is_compiling() else SoftmaxLossFunction
+    return _autocast.apply(function, "fp32", scores, y.long())
 
 
 def svm_loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -288,7 +296,8 @@ def svm_loss(scores: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         tensor(1.)
     """
     _check_scores_labels(scores, y)
-    loss, _ = _autocast.apply(SVMLossFunction, "fp32", scores, y.long())
+    function = _SVMLossFunctionTraced if torch.compiler.is_compiling() else SVMLossFunction
+    loss, _ = _autocast.apply(function, "fp32", scores, y.long())
     return loss
 
 

@@ -31,6 +31,7 @@ import torch
 
 from . import _autocast, _reference, fused
 from ._checks import check_floating
+from ._compile import without_jvp
 
 
 # ------------------------------------------------------------------------------------------- reference
@@ -111,6 +112,9 @@ class ReLUFunction(torch.autograd.Function):
         return x_dot
 
 
+_ReLUFunctionTraced = without_jvp(ReLUFunction)  # what torch.compile traces
+
+
 def relu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """Manual twin of :func:`torch.nn.functional.relu`.
 
@@ -136,6 +140,7 @@ def relu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         (tensor([0., 3.]), tensor([0., 1.]))
     """
     check_floating("input", input)
+    function = _ReLUFunctionTraced if torch.compiler.is_compiling() else ReLUFunction
     if inplace and torch._C._are_functorch_transforms_active():
-        return input.copy_(_autocast.apply(ReLUFunction, "same", input, False))
-    return _autocast.apply(ReLUFunction, "same", input, bool(inplace))
+        return input.copy_(_autocast.apply(function, "same", input, False))
+    return _autocast.apply(function, "same", input, bool(inplace))

@@ -37,6 +37,7 @@ import torch
 
 from . import _autocast, _reference, fused
 from ._checks import OpDtypeError, check_floating, check_tensor, normalize_dim
+from ._compile import without_jvp
 
 
 # ------------------------------------------------------------------------------------------- reference
@@ -151,6 +152,9 @@ class SoftmaxFunction(torch.autograd.Function):
         return softmax_jvp_reference(x_dot, s, ctx.dim)
 
 
+_SoftmaxFunctionTraced = without_jvp(SoftmaxFunction)  # what torch.compile traces
+
+
 class LogSoftmaxFunction(torch.autograd.Function):
     """x ``(*)`` -> ``(*)``, normalised along ``dim``.
 
@@ -185,6 +189,9 @@ class LogSoftmaxFunction(torch.autograd.Function):
     def jvp(ctx: Any, x_dot: torch.Tensor, _dim: None) -> torch.Tensor:
         (out,) = ctx.saved_tensors
         return log_softmax_jvp_reference(x_dot, out, ctx.dim)
+
+
+_LogSoftmaxFunctionTraced = without_jvp(LogSoftmaxFunction)  # what torch.compile traces
 
 
 def _implicit_dim(name: str, ndim: int, stacklevel: int) -> int:
@@ -246,7 +253,8 @@ def softmax(
         >>> MF.softmax(torch.tensor([0.0, 0.0]), dim=0, dtype=torch.float64)
         tensor([0.5000, 0.5000], dtype=torch.float64)
     """
-    return _apply(SoftmaxFunction, "softmax", input, dim, _stacklevel, dtype)
+    function = _SoftmaxFunctionTraced if torch.compiler.is_compiling() else SoftmaxFunction
+    return _apply(function, "softmax", input, dim, _stacklevel, dtype)
 
 
 def log_softmax(
@@ -273,4 +281,5 @@ def log_softmax(
         >>> MF.log_softmax(torch.tensor([[0.0, 0.0]]), dim=1)
         tensor([[-0.6931, -0.6931]])
     """
-    return _apply(LogSoftmaxFunction, "log_softmax", input, dim, _stacklevel, dtype)
+    function = _LogSoftmaxFunctionTraced if torch.compiler.is_compiling() else LogSoftmaxFunction
+    return _apply(function, "log_softmax", input, dim, _stacklevel, dtype)

@@ -22,6 +22,7 @@ import torch
 
 from . import _autocast, _reference, fused
 from ._checks import OpDtypeError, check_tensor
+from ._compile import without_jvp
 
 
 # ------------------------------------------------------------------------------------------- reference
@@ -83,6 +84,9 @@ class TanhFunction(torch.autograd.Function):
         return tanh_jvp_reference(x_dot, out)
 
 
+_TanhFunctionTraced = without_jvp(TanhFunction)  # what torch.compile traces
+
+
 def tanh(input: torch.Tensor) -> torch.Tensor:
     """Manual twin of :func:`torch.tanh` (and :func:`torch.nn.functional.tanh`).
 
@@ -109,4 +113,5 @@ def tanh(input: torch.Tensor) -> torch.Tensor:
         raise OpDtypeError(f"input must be a real tensor, got dtype {input.dtype}")
     if not input.is_floating_point():
         input = input.to(torch.get_default_dtype())
-    return _autocast.apply(TanhFunction, "same", input)
+    function = _TanhFunctionTraced if torch.compiler.is_compiling() else TanhFunction
+    return _autocast.apply(function, "same", input)
