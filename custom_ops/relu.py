@@ -65,8 +65,9 @@ def _relu_backward_select(dout: torch.Tensor, out: torch.Tensor) -> torch.Tensor
 @fused.kernel(one_loop=_relu_backward_select)
 def relu_backward(dout: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """``dx = dout * [out > 0]`` from the saved output, ``sign(out)`` the 0/1 mask (out >= 0). Out of place:
-    ``dout`` may be batched (``vmap``) where ``out`` is not: the product cannot be written into the mask."""
-    return dout * out.sign()
+    ``dout`` may be batched (``vmap``) where ``out`` is not: the product cannot be written into the mask. The
+    mask comes first, so the result takes the output's memory layout (channels_last kept)."""
+    return out.sign() * dout
 
 
 class ReLUFunction(torch.autograd.Function):
