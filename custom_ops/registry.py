@@ -68,7 +68,7 @@ def _t(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
 
 def _first_output(fn: Callable[..., Any]) -> Callable[..., torch.Tensor]:
     """``fn`` returning ``(output, indices)``, keeping the output: the tensor the tests differentiate (the
-    indices are compared with torch's in tests/test_ops_semantics.py and tests/test_new_ops.py)."""
+    indices are compared with torch's in tests/test_ops_semantics.py and tests/test_op_edge_cases.py)."""
 
     @functools.wraps(fn)
     def call(*args: Any) -> torch.Tensor:

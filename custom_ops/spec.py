@@ -4,7 +4,8 @@ One :class:`OpSpec` per operator (:data:`custom_ops.registry.SPECS`) is the sing
 the manual and built-in callables, the module twins, whether the backward is itself differentiable,
 whether the op is random, the example inputs (:class:`Sample`), the inputs it must refuse
 (:class:`ErrorInput`), the module configurations the manual twin does not support, the name of torch's
-OpInfo and the README's summary. The tests, :mod:`torch_cs231n.swap`, the benchmark, the gradient check
+OpInfo and the README's summary. The tests, :mod:`torch_cs231n.interop.swap`, the benchmark, the gradient
+check
 and the README table read it instead of repeating it.
 
 An :class:`OpCase` is one sample of one op as the tests use it: ``case.manual(*args)`` and
@@ -90,7 +91,7 @@ class OpSpec:
         builtin: its built-in twin, with the same call signature.
         samples: the examples the tests, the gradient check and ``bench --tiny`` run.
         modules: the module twins (manual class, built-in class) with example constructor arguments;
-            :func:`torch_cs231n.swap.to_manual` swaps exactly these built-in classes.
+            :func:`torch_cs231n.interop.swap.to_manual` swaps exactly these built-in classes.
         double_backward: whether the manual backward is itself differentiable (else
             ``once_differentiable``).
         random: the op draws from the global RNG (dropout): seed it before each call; masks then match

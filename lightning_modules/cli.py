@@ -3,7 +3,7 @@
     cs231n fit --config configs/two_layer_default.yaml      # also validate / test / predict
     cs231n fit --config configs/fc_net_tuned.yaml --ckpt_path runs/.../checkpoints/last.ckpt   # resume
     cs231n plot LOG_DIR [--out DIR]                          # CS231n Solver figures from a CSV log
-    cs231n bench ...                                         # torch_cs231n.bench
+    cs231n bench ...                                         # torch_cs231n.tools.bench
     cs231n tune --config CONFIG --search SPACE.yaml ...      # Optuna search (lightning_modules.tune)
 
 Models and data modules are given in subclass mode (``class_path`` + ``init_args``), so any
@@ -34,7 +34,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins import CheckpointIO
 
-from torch_cs231n.checkpoint import CheckpointError, load_checkpoint, state_dict_mismatch
+from torch_cs231n.interop.checkpoint import CheckpointError, load_checkpoint, state_dict_mismatch
 
 from .checkpointing import ChecksummedCheckpointIO, find_last_checkpoint
 from .layer_sync import trainer_kwargs_with_manual_sync
@@ -116,7 +116,7 @@ class CS231nCLI(LightningCLI):
         - ``last`` is the newest ``last.ckpt`` of the run's experiment folder (``--checkpoint.dirpath``, or
           the logger's ``save_dir/name``), an error when there is none;
         - the file is read with ``weights_only=True`` and its tensor checksum verified
-          (:mod:`torch_cs231n.checkpoint`).
+          (:mod:`torch_cs231n.interop.checkpoint`).
     ``validate``, ``test`` and ``predict`` require ``--ckpt_path`` (:class:`MissingCheckpointError`).
     """
 
@@ -409,15 +409,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{usage()}\n\ncs231n: error: unknown subcommand {args[0]!r}", file=sys.stderr, flush=True)
         return 2
     if args[0] == "plot":
-        from torch_cs231n.plotting import main as plot_main
+        from torch_cs231n.tools.plotting import main as plot_main
 
         return plot_main(args[1:])
     if args[0] == "bench":
-        from torch_cs231n import bench  # imported lazily: `fit` must not depend on the benchmark module
+        from torch_cs231n.tools import bench  # imported lazily: `fit` must not depend on the benchmark module
 
         return bench.main(args[1:])
     if args[0] == "summary":
-        from torch_cs231n import summary
+        from torch_cs231n.tools import summary
 
         return summary.main(args[1:])
     if args[0] == "experiment":
@@ -425,7 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return experiments.main(args[1:])
     if args[0] == "gradcheck":
-        from torch_cs231n import gradcheck
+        from torch_cs231n.tools import gradcheck
 
         return gradcheck.main(args[1:])
     if args[0] == "tune":

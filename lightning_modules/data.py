@@ -58,7 +58,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
-from custom_ops._checks import renamed_keyword
+from custom_ops.deprecation import renamed_keyword
 from torch_cs231n.data import CLASSES, CIFAR10DataError, load_npz, looked_for
 from torch_cs231n.data import IMAGE_SHAPE as IMAGE_SHAPE  # re-exported: moved to torch_cs231n.data
 from torch_cs231n.data import check_split as _check_split

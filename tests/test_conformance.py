@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 import custom_ops.functional as MF
-from custom_ops._checks import OpArgumentError, OpDtypeError
+from custom_ops.errors import OpArgumentError, OpDtypeError
 from custom_ops.registry import MODULE_CASES, OPINFO_NAMES
 
 # Importing torch's test utilities freezes the global backend flags (torch.backends.disable_global_flags(),

@@ -27,8 +27,8 @@ from torch import nn
 import custom_ops.functional as MF
 from custom_ops.registry import OP_CASES
 from custom_ops.spec import OpCase
-from torch_cs231n.models import build_convnet, build_fc_net, build_three_layer_convnet
-from torch_cs231n.swap import to_manual
+from torch_cs231n.interop.swap import to_manual
+from torch_cs231n.nets.models import build_convnet, build_fc_net, build_three_layer_convnet
 
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 

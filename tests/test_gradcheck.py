@@ -13,7 +13,7 @@ import torch
 from custom_ops.registry import OP_CASES, OP_NAMES, SPECS
 from custom_ops.spec import OpCase
 from lightning_modules.cli import main
-from torch_cs231n.gradcheck import (
+from torch_cs231n.tools.gradcheck import (
     THRESHOLD,
     add_multiply_circuit,
     check_case,

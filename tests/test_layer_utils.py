@@ -25,9 +25,9 @@ import custom_ops.layer_utils as layer_utils
 import custom_ops.nn as mnn
 from custom_ops.registry import SANDWICH_MANUAL_CHAINS, SANDWICHES
 from custom_ops.spec import OpCase
-from torch_cs231n.memory import saved_memory
-from torch_cs231n.models import build_convnet, build_fc_net, build_three_layer_convnet
-from torch_cs231n.sandwich import SandwichSequential, sandwich
+from torch_cs231n.nets.models import build_convnet, build_fc_net, build_three_layer_convnet
+from torch_cs231n.nets.sandwich import SandwichSequential, sandwich
+from torch_cs231n.tools.memory import saved_memory
 
 # torch's own warning for the built-in chain of conv_relu[same-even-kernel] (the manual ops pad the same way)
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")

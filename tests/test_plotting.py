@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from torch_cs231n.plotting import (
+from torch_cs231n.tools.plotting import (
     accuracy_figure,
     find_metrics_csv,
     loss_figure,

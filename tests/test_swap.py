@@ -12,8 +12,8 @@ from torch import nn
 
 from custom_ops import nn as mnn
 from custom_ops.registry import SPECS
-from torch_cs231n.function_mode import attach_manual_functions, manual_functions_of
-from torch_cs231n.swap import BUILTINS, TWINS, count_layers, to_builtin, to_manual
+from torch_cs231n.interop.function_mode import attach_manual_functions, manual_functions_of
+from torch_cs231n.interop.swap import BUILTINS, TWINS, count_layers, to_builtin, to_manual
 
 MODELS = ["resnet18", "mobilenet_v3_small"]
 
@@ -196,7 +196,7 @@ def test_to_manual_runs_sandwich_layers_in_sequentials_and_to_builtin_undoes_it(
     from unittest import mock
 
     import custom_ops.layer_utils as layer_utils
-    from torch_cs231n.sandwich import SandwichSequential
+    from torch_cs231n.nets.sandwich import SandwichSequential
 
     torch.manual_seed(0)
     builtin = nn.Sequential(
