@@ -75,7 +75,9 @@ def relu_backward(dout: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 def is_batched(t: torch.Tensor) -> bool:
     """Whether ``t`` is batched by ``vmap``: ``torch.func``'s, or the legacy one of gradcheck's batched
-    checks."""
+    checks. Never while Dynamo traces (it cannot trace the query; a compiled graph runs under no vmap)."""
+    if torch.compiler.is_compiling():
+        return False
     return torch._C._functorch.is_batchedtensor(t) or torch._C._functorch.is_legacy_batchedtensor(t)
 
 
