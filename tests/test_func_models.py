@@ -25,8 +25,7 @@ from test_ops import differentiable, ids
 from torch import nn
 
 import custom_ops.functional as MF
-from custom_ops.registry import OP_CASES
-from custom_ops.spec import OpCase
+from custom_ops.testing import OP_CASES, OpCase
 from torch_cs231n.interop.swap import to_manual
 from torch_cs231n.nets.models import build_convnet, build_fc_net, build_three_layer_convnet
 
