@@ -6,7 +6,12 @@ import torch
 
 
 def memory_format(x: torch.Tensor) -> torch.memory_format:
-    """``torch.channels_last`` for a 4-D tensor laid out NHWC (and not also NCHW), else contiguous."""
+    """``torch.channels_last`` for a 4-D tensor laid out NHWC (and not also NCHW), else contiguous.
+
+    Under a ``torch.func`` transform the layout is not asked (``vmap`` cannot answer for a batched tensor)
+    and results come contiguous: a layout, not a value."""
+    if torch._C._are_functorch_transforms_active():
+        return torch.contiguous_format
     if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last
     return torch.contiguous_format
