@@ -120,7 +120,7 @@ def conv2d_reference_backward(
         dx = _crop(dxpad, x).contiguous(memory_format=memory_format(x))
     if need[1]:
         cols = im2col(xpad, (kh, kw), stride, padding, dilation, groups)  # recomputed, not saved
-        dw = torch.einsum("ngol,ngkl->gok", d, cols).reshape(weight.shape)  # sum_n dout @ cols^T
+        dw = torch.matmul(d, cols.transpose(2, 3)).sum(0).reshape(weight.shape)  # sum_n dout @ cols^T
     if need[2]:
         db = dout.sum((0, 2, 3))
     return dx, dw, db

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
-from ._layout import memory_format
+from ._layout import memory_format, transforms_active
 from ._timing import best_times
 
 Pair = tuple[int, int]
@@ -71,16 +71,16 @@ def run_fastest(
     """The fastest of ``candidates()`` (timed on the first call of the signature of ``args``) applied to
     ``args``. The first candidate (the default route) runs untimed where timing would be wrong or seen:
     with ``select`` off; under ``torch.compile``; under a dispatch mode (a FLOP counter, a trace: timing
-    would run, and count, every candidate); under a ``torch.func`` transform (``vmap``, ``grad``, ``jvp``:
-    the transform would see every candidate, and the chunked routes write into buffers of their own);
+    would run, and count, every candidate); under a ``torch.func`` transform or gradcheck's vmap (the
+    transform would see every candidate, and the chunked routes write into buffers of their own);
     with deterministic algorithms on (the routes sum in different orders, and a timing may pick another
     one in another run); past :data:`_MAX_SIGNATURES` signatures."""
     if (
         not select
         or torch.compiler.is_compiling()
         or is_in_torch_dispatch_mode()
-        or torch._C._are_functorch_transforms_active()
         or torch.are_deterministic_algorithms_enabled()
+        or transforms_active()
     ):
         return next(iter(candidates().values()))(*args)
     key = (
@@ -178,7 +178,9 @@ def _correlation(
         dg = dout.reshape(n, groups, og, *dout.shape[2:]).permute(1, 2, 0, 3, 4)
         dg = dg.reshape(o, n, *dout.shape[2:])
     dw = torch.conv2d(xg, dg, None, dilation, padding, stride, groups)  # (Cg, O, >=kh, >=kw)
-    return dw[:, :, :kh, :kw].transpose(0, 1)
+    if dw.shape[2:] != (kh, kw):
+        dw = dw[:, :, :kh, :kw]
+    return dw.transpose(0, 1)
 
 
 def _correlation_route(
