@@ -13,9 +13,10 @@ def transforms_active() -> bool:
     """Whether a ``torch.func`` transform (``vmap``, ``grad``, ``jvp``, ...) or the legacy
     ``torch._vmap_internals.vmap`` (gradcheck's ``check_batched_grad`` / ``check_batched_forward_grad``)
     is running."""
-    return torch._C._are_functorch_transforms_active() or torch._C._dispatch_tls_is_dispatch_key_included(
-        _LEGACY_VMAP
-    )
+    if torch._C._are_functorch_transforms_active():
+        return True
+    # Dynamo cannot trace the dispatch-key query; a compiled graph does not run under the legacy vmap.
+    return not torch.compiler.is_compiling() and torch._C._dispatch_tls_is_dispatch_key_included(_LEGACY_VMAP)
 
 
 def memory_format(x: torch.Tensor) -> torch.memory_format:

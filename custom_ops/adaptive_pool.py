@@ -37,7 +37,7 @@ import torch
 from . import _autocast, _reference, _traced
 from ._checks import OpArgumentError, check_floating, check_int, check_ndim
 from ._layout import memory_format
-from .avg_pool import AvgPool2dFunction
+from .avg_pool import AvgPool2dFunction, AvgPool2dTraced
 from .pool import max_pool2d_input_grad, max_pool2d_jvp
 
 
@@ -75,7 +75,9 @@ def adaptive_max_pool2d_reference(x: torch.Tensor, out_size: tuple[int, int]):
     values, indices = [], []
     for top, bottom in _window_bounds(h, out_size[0]):
         for left, right in _window_bounds(w, out_size[1]):
-            window = x[:, :, top:bottom, left:right].reshape(n, c, -1)  # row-major
+            window = x[:, :, top:bottom, left:right].reshape(
+                n, c, (bottom - top) * (right - left)
+            )  # row-major
             value, arg = window.max(dim=2)  # the first max
             row = top + arg // (right - left)
             col = left + arg % (right - left)
@@ -87,7 +89,6 @@ def adaptive_max_pool2d_reference(x: torch.Tensor, out_size: tuple[int, int]):
 
 
 # ================================================================================= the Functions
-@_traced.compile_twin
 class GlobalAvgPool2dFunction(torch.autograd.Function):
     """x ``(N, C, H, W)`` -> ``(N, C, 1, 1)``: the mean over the plane (the default for output 1x1)."""
 
@@ -114,6 +115,9 @@ class GlobalAvgPool2dFunction(torch.autograd.Function):
         return x_t.mean(dim=(2, 3), keepdim=True)
 
 
+_GlobalAvgPool2dTraced = _traced.without_jvp(GlobalAvgPool2dFunction)  # for torch.compile
+
+
 def _sandwich(left: torch.Tensor, t: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     """``left @ t @ right`` over the last two dims of ``t``, contracting the cheaper side first."""
     (a, b), (c, d) = left.shape, right.shape
@@ -122,7 +126,6 @@ def _sandwich(left: torch.Tensor, t: torch.Tensor, right: torch.Tensor) -> torch
     return left @ (t @ right)
 
 
-@_traced.compile_twin
 class AdaptiveAvgPool2dFunction(torch.autograd.Function):
     """x ``(N, C, H, W)``, pooling matrices ``(Ho, H)`` and ``(Wo, W)`` -> ``(N, C, Ho, Wo)``."""
 
@@ -159,6 +162,9 @@ class AdaptiveAvgPool2dFunction(torch.autograd.Function):
         return adaptive_avg_pool2d_reference(x_t, rows, cols)
 
 
+_AdaptiveAvgPool2dTraced = _traced.without_jvp(AdaptiveAvgPool2dFunction)  # for torch.compile
+
+
 def _window_max(t: torch.Tensor, bounds: list[tuple[int, int]], dim: int):
     """Max of ``t`` over each window ``[start, end)`` of ``dim``, and the position (first maximum)."""
     values, positions = [], []
@@ -180,7 +186,6 @@ def _separable_max(x: torch.Tensor, out_size: tuple[int, int]):
     return out, index
 
 
-@_traced.compile_twin
 class AdaptiveMaxPool2dFunction(torch.autograd.Function):
     """x ``(N, C, H, W)`` -> ``(out (N, C, Ho, Wo), indices (N, C, Ho, Wo) int64)``."""
 
@@ -219,6 +224,9 @@ class AdaptiveMaxPool2dFunction(torch.autograd.Function):
         """``ẏ = ẋ`` gathered at each window's max; the indices have no tangent."""
         (index,) = ctx.saved_tensors
         return max_pool2d_jvp(x_t, index), None
+
+
+_AdaptiveMaxPool2dTraced = _traced.without_jvp(AdaptiveMaxPool2dFunction)  # for torch.compile
 
 
 def _output_size(name: str, output_size: object, h: int, w: int) -> tuple[int, int]:
@@ -283,15 +291,25 @@ def adaptive_avg_pool2d(input: torch.Tensor, output_size: int | Sequence[int | N
     x = input.unsqueeze(0) if unbatched else input
     uniform = 0 not in out_size and h % out_size[0] == 0 and w % out_size[1] == 0
     if out_size == (1, 1) and not _reference.is_active():
-        out = _autocast.apply(_traced.pick(GlobalAvgPool2dFunction), "same", x)
+        out = _autocast.apply(
+            _GlobalAvgPool2dTraced if torch.compiler.is_compiling() else GlobalAvgPool2dFunction, "same", x
+        )
     elif uniform and not _reference.is_active():  # disjoint windows of one size
         kernel = (h // out_size[0], w // out_size[1])
         args = (x, kernel, kernel, (0, 0), out_size, kernel[0] * kernel[1])
-        out = _autocast.apply(_traced.pick(AvgPool2dFunction), "same", *args)
+        out = _autocast.apply(
+            AvgPool2dTraced if torch.compiler.is_compiling() else AvgPool2dFunction, "same", *args
+        )
     else:
         rows = _pooling_matrix(h, out_size[0], x.dtype, x.device)
         cols = _pooling_matrix(w, out_size[1], x.dtype, x.device)
-        out = _autocast.apply(_traced.pick(AdaptiveAvgPool2dFunction), "same", x, rows, cols)
+        out = _autocast.apply(
+            _AdaptiveAvgPool2dTraced if torch.compiler.is_compiling() else AdaptiveAvgPool2dFunction,
+            "same",
+            x,
+            rows,
+            cols,
+        )
     return out.squeeze(0) if unbatched else out
 
 
@@ -324,7 +342,12 @@ def adaptive_max_pool2d(
     out_size = _output_size("adaptive_max_pool2d", output_size, *input.shape[-2:])
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
-    out, index = _autocast.apply(_traced.pick(AdaptiveMaxPool2dFunction), "same", x, out_size)
+    out, index = _autocast.apply(
+        _AdaptiveMaxPool2dTraced if torch.compiler.is_compiling() else AdaptiveMaxPool2dFunction,
+        "same",
+        x,
+        out_size,
+    )
     if unbatched:
         out, index = out.squeeze(0), index.squeeze(0)
     return (out, index) if return_indices else out

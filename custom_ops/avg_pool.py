@@ -176,7 +176,6 @@ def avg_pool2d_backward(
     return _window_shares(dout / divisor, input_shape, kernel, stride, padding, layout)
 
 
-@_traced.compile_twin
 class AvgPool2dFunction(torch.autograd.Function):
     """x ``(N, C, H, W)`` -> ``(N, C, Ho, Wo)``; ``divisor`` is a number or an ``(Ho, Wo)`` tensor."""
 
@@ -209,6 +208,9 @@ class AvgPool2dFunction(torch.autograd.Function):
         """``ẏ = avg_pool(ẋ)``: the pooling is linear."""
         divisor = ctx.saved_tensors[0] if ctx.divisor is None else ctx.divisor
         return avg_pool2d_forward(x_t, *ctx.geometry, divisor)
+
+
+AvgPool2dTraced = _traced.without_jvp(AvgPool2dFunction)  # for torch.compile (custom_ops._traced)
 
 
 def avg_pool2d(
@@ -287,7 +289,14 @@ def avg_pool2d(
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
     out = _autocast.apply(
-        _traced.pick(AvgPool2dFunction), "same", x, kernel, stride_, padding_, out_size, divisor
+        AvgPool2dTraced if torch.compiler.is_compiling() else AvgPool2dFunction,
+        "same",
+        x,
+        kernel,
+        stride_,
+        padding_,
+        out_size,
+        divisor,
     )
     return out.squeeze(0) if unbatched else out
 

@@ -81,7 +81,7 @@ def im2col(x: torch.Tensor, kernel: Pair, stride: Pair, padding: Pair, dilation:
     """The columns of x ``(N, C, H, W)``: ``(N, G, Cg*kh*kw, L)``, column l of group g the window of
     output pixel l over the group's channels (``F.unfold``, zero padding included)."""
     cols = F.unfold(x, kernel, dilation, padding, stride)  # (N, C*kh*kw, L)
-    return cols.reshape(x.shape[0], groups, -1, cols.shape[-1])
+    return cols.reshape(x.shape[0], groups, cols.shape[1] // groups, cols.shape[2])
 
 
 def conv2d_reference(
@@ -111,12 +111,13 @@ def conv2d_reference_backward(
     xpad = _pad_extra(x, extra)
     n, c, h, w = xpad.shape
     o, cg, kh, kw = weight.shape
-    d = dout.reshape(n, groups, o // groups, -1)  # (N, G, O/G, L)
+    length = dout.shape[2] * dout.shape[3]
+    d = dout.reshape(n, groups, o // groups, length)  # (N, G, O/G, L)
     w_mat = weight.reshape(groups, o // groups, cg * kh * kw)  # (G, O/G, Cg*kh*kw)
     dx = dw = db = None
     if need[0]:
         dcols = torch.matmul(w_mat.transpose(1, 2), d)  # W^T @ dout: (N, G, Cg*kh*kw, L)
-        dxpad = F.fold(dcols.reshape(n, c * kh * kw, -1), (h, w), (kh, kw), dilation, padding, stride)
+        dxpad = F.fold(dcols.reshape(n, c * kh * kw, length), (h, w), (kh, kw), dilation, padding, stride)
         dx = _crop(dxpad, x).contiguous(memory_format=memory_format(x))
     if need[1]:
         cols = im2col(xpad, (kh, kw), stride, padding, dilation, groups)  # recomputed, not saved
@@ -224,7 +225,6 @@ def conv2d_jvp(
     return _conv_jvp(lambda a, b: conv2d_forward(a, b, None, *conf), x, weight, tangents, out_shape)
 
 
-@_traced.compile_twin
 class Conv2dFunction(torch.autograd.Function):
     """``"fast"`` algorithm. x ``(N, C, H, W)``, weight ``(O, C/groups, kh, kw)``, bias ``(O,)`` or None
     -> ``(N, O, Ho, Wo)``; ``extra``: zero rows/columns added at the bottom/right before the convolution."""
@@ -258,7 +258,6 @@ class Conv2dFunction(torch.autograd.Function):
         return conv2d_jvp(x, weight, (x_t, w_t, b_t), ctx.conf, ctx.out_shape)
 
 
-@_traced.compile_twin
 class Conv2dIm2colFunction(torch.autograd.Function):
     """``"im2col"`` algorithm, the reference formulas; same shapes as :class:`Conv2dFunction`."""
 
@@ -296,6 +295,7 @@ _FUNCTIONS: dict[ConvAlgorithm, type[torch.autograd.Function]] = {
     "fast": Conv2dFunction,
     "im2col": Conv2dIm2colFunction,
 }
+_TRACED = {name: _traced.without_jvp(function) for name, function in _FUNCTIONS.items()}  # torch.compile's
 CONV_ALGORITHMS: tuple[ConvAlgorithm, ...] = tuple(_FUNCTIONS)
 """The backward algorithms, the default first."""
 
@@ -434,7 +434,8 @@ def conv2d(
                   [4., 4.]]]])
     """
     check_conv2d_tensors(input, weight, bias)
-    function = _traced.pick(_FUNCTIONS[resolve_algorithm("conv2d()", algorithm, strategy)])
+    functions = _TRACED if torch.compiler.is_compiling() else _FUNCTIONS  # see custom_ops._traced
+    function = functions[resolve_algorithm("conv2d()", algorithm, strategy)]
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
     stride_, padding_, dilation_, extra = conv2d_geometry(x, weight, bias, stride, padding, dilation, groups)

@@ -76,15 +76,17 @@ def max_pool2d_input_grad(
     """dx of the input ``input_shape`` ``(N, C, H, W)``: each entry of ``dout`` added at its window's max,
     the flat ``H * W`` position in ``index``; laid out as ``layout``."""
     n, c, h, w = input_shape
+    length = index.shape[2] * index.shape[3]
     zeros = dout.new_zeros(n, c, h * w)
-    dx = zeros.scatter_add(2, index.reshape(n, c, -1), dout.reshape(n, c, -1))
+    dx = zeros.scatter_add(2, index.reshape(n, c, length), dout.reshape(n, c, length))
     return dx.view(n, c, h, w).contiguous(memory_format=layout)
 
 
 def max_pool2d_jvp(x_t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """The tangent of the pooled output: ``ẏ = ẋ`` gathered at each window's max (``index``)."""
-    n, c = index.shape[:2]
-    return x_t.reshape(n, c, -1).gather(2, index.reshape(n, c, -1)).view(index.shape)
+    n, c, h, w = x_t.shape
+    flat_index = index.reshape(n, c, index.shape[2] * index.shape[3])
+    return x_t.reshape(n, c, h * w).gather(2, flat_index).view(index.shape)
 
 
 # ============================================================================ the default: the kernel
@@ -98,7 +100,6 @@ def max_pool2d_forward(
     return F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode, return_indices=True)
 
 
-@_traced.compile_twin
 class MaxPool2dFunction(torch.autograd.Function):
     """x ``(N, C, H, W)`` -> ``(out, index)``, both ``(N, C, Ho, Wo)``; index (int64, not differentiable)
     is the flat position in the ``H * W`` plane of each window's max."""
@@ -130,6 +131,9 @@ class MaxPool2dFunction(torch.autograd.Function):
         """``ẏ = ẋ`` gathered at each window's max; the indices have no tangent."""
         (index,) = ctx.saved_tensors
         return max_pool2d_jvp(x_t, index), None
+
+
+_MaxPool2dTraced = _traced.without_jvp(MaxPool2dFunction)  # for torch.compile (custom_ops._traced)
 
 
 def max_pool2d_geometry(
@@ -213,7 +217,14 @@ def max_pool2d(
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
     out, index = _autocast.apply(
-        _traced.pick(MaxPool2dFunction), "same", x, kernel, stride_, padding_, dilation_, bool(ceil_mode)
+        _MaxPool2dTraced if torch.compiler.is_compiling() else MaxPool2dFunction,
+        "same",
+        x,
+        kernel,
+        stride_,
+        padding_,
+        dilation_,
+        bool(ceil_mode),
     )
     if unbatched:
         out, index = out.squeeze(0), index.squeeze(0)
