@@ -14,7 +14,7 @@ conv.py's im2col does:
 
 (a window at output (y, z) reads xpad[n, c, y*s_h + i*d_h, z*s_w + j*d_w], s stride, d dilation.)
 The default forward is the built-in kernel ``max_pool2d_with_indices``, the same maxima and indices
-(torch's) without the columns; the backward and the jvp are the reference's on every path.
+(torch's) without the columns; the default backward scatter-adds in place into its zeros.
 Saved for backward: the int64 indices only (the built-in also keeps the input). The backward is a
 scatter-add, linear in dout, so double backward works, and so does forward-over-reverse.
 """
@@ -70,7 +70,7 @@ def max_pool2d_reference(
     return out.contiguous(memory_format=fmt), index.contiguous(memory_format=fmt)
 
 
-def max_pool2d_input_grad(
+def max_pool2d_reference_backward(
     dout: torch.Tensor, index: torch.Tensor, input_shape: Sequence[int], layout: torch.memory_format
 ) -> torch.Tensor:
     """dx of the input ``input_shape`` ``(N, C, H, W)``: each entry of ``dout`` added at its window's max,
@@ -98,6 +98,19 @@ def max_pool2d_forward(
     if _reference.is_active():
         return max_pool2d_reference(x, kernel, stride, padding, dilation, ceil_mode)
     return F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode, return_indices=True)
+
+
+def max_pool2d_input_grad(
+    dout: torch.Tensor, index: torch.Tensor, input_shape: Sequence[int], layout: torch.memory_format
+) -> torch.Tensor:
+    """:func:`max_pool2d_reference_backward` with the scatter-add made in place into the fresh zeros (the
+    out-of-place one copies them first); the reference itself on the reference path."""
+    if _reference.is_active():
+        return max_pool2d_reference_backward(dout, index, input_shape, layout)
+    n, c, h, w = input_shape
+    length = index.shape[2] * index.shape[3]
+    dx = dout.new_zeros(n, c, h * w).scatter_add_(2, index.reshape(n, c, length), dout.reshape(n, c, length))
+    return dx.view(n, c, h, w).contiguous(memory_format=layout)
 
 
 class MaxPool2dFunction(torch.autograd.Function):
