@@ -39,7 +39,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from . import _autocast, _reference, _traced
+from . import _autocast, _reference, _setup_context
 from ._checks import (
     OpArgumentError,
     check_floating,
@@ -225,6 +225,7 @@ def conv2d_jvp(
     return _conv_jvp(lambda a, b: conv2d_forward(a, b, None, *conf), x, weight, tangents, out_shape)
 
 
+@_setup_context.cached_signature
 class Conv2dFunction(torch.autograd.Function):
     """``"fast"`` algorithm. x ``(N, C, H, W)``, weight ``(O, C/groups, kh, kw)``, bias ``(O,)`` or None
     -> ``(N, O, Ho, Wo)``; ``extra``: zero rows/columns added at the bottom/right before the convolution."""
@@ -258,6 +259,7 @@ class Conv2dFunction(torch.autograd.Function):
         return conv2d_jvp(x, weight, (x_t, w_t, b_t), ctx.conf, ctx.out_shape)
 
 
+@_setup_context.cached_signature
 class Conv2dIm2colFunction(torch.autograd.Function):
     """``"im2col"`` algorithm, the reference formulas; same shapes as :class:`Conv2dFunction`."""
 
@@ -295,7 +297,9 @@ _FUNCTIONS: dict[ConvAlgorithm, type[torch.autograd.Function]] = {
     "fast": Conv2dFunction,
     "im2col": Conv2dIm2colFunction,
 }
-_TRACED = {name: _traced.without_jvp(function) for name, function in _FUNCTIONS.items()}  # torch.compile's
+_TRACED = {
+    name: _setup_context.without_jvp(function) for name, function in _FUNCTIONS.items()
+}  # torch.compile's
 CONV_ALGORITHMS: tuple[ConvAlgorithm, ...] = tuple(_FUNCTIONS)
 """The backward algorithms, the default first."""
 
@@ -434,7 +438,7 @@ def conv2d(
                   [4., 4.]]]])
     """
     check_conv2d_tensors(input, weight, bias)
-    functions = _TRACED if torch.compiler.is_compiling() else _FUNCTIONS  # see custom_ops._traced
+    functions = _TRACED if torch.compiler.is_compiling() else _FUNCTIONS  # see custom_ops._setup_context
     function = functions[resolve_algorithm("conv2d()", algorithm, strategy)]
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input

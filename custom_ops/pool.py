@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from . import _autocast, _reference, _traced
+from . import _autocast, _reference, _setup_context
 from ._checks import OpArgumentError, check_floating, check_ndim, check_nonempty_planes, pair
 from ._layout import memory_format
 
@@ -113,6 +113,7 @@ def max_pool2d_input_grad(
     return dx.view(n, c, h, w).contiguous(memory_format=layout)
 
 
+@_setup_context.cached_signature
 class MaxPool2dFunction(torch.autograd.Function):
     """x ``(N, C, H, W)`` -> ``(out, index)``, both ``(N, C, Ho, Wo)``; index (int64, not differentiable)
     is the flat position in the ``H * W`` plane of each window's max."""
@@ -146,7 +147,9 @@ class MaxPool2dFunction(torch.autograd.Function):
         return max_pool2d_jvp(x_t, index), None
 
 
-_MaxPool2dTraced = _traced.without_jvp(MaxPool2dFunction)  # for torch.compile (custom_ops._traced)
+_MaxPool2dTraced = _setup_context.without_jvp(
+    MaxPool2dFunction
+)  # for torch.compile (custom_ops._setup_context)
 
 
 def max_pool2d_geometry(
