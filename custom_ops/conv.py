@@ -88,7 +88,18 @@ def conv2d_reference(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conf: Conf
 ) -> torch.Tensor:
     """The convolution of x ``(N, C, H, W)`` by im2col: ``out = W @ cols + b``; ``conf`` is
-    ``(stride, padding, dilation, groups, extra)``."""
+    ``(stride, padding, dilation, groups, extra)`` (``extra``: the bottom/right zeros of an asymmetric
+    ``"same"``).
+
+    Examples::
+
+        >>> import torch, torch.nn.functional as F
+        >>> from custom_ops.conv import conv2d_reference
+        >>> x, w, b = torch.randn(2, 3, 6, 6), torch.randn(4, 3, 3, 3), torch.randn(4)
+        >>> out = conv2d_reference(x, w, b, ((1, 1), (1, 1), (1, 1), 1, (0, 0)))
+        >>> torch.allclose(out, F.conv2d(x, w, b, padding=1), atol=1e-5)
+        True
+    """
     stride, padding, dilation, groups, extra = conf
     xpad = _pad_extra(x, extra)
     n, _, h, w = xpad.shape
@@ -145,6 +156,18 @@ def _conv_jvp(
     if b_t is not None:
         terms.append(b_t.view(1, -1, 1, 1).expand(out_shape).contiguous())
     return sum(terms[1:], terms[0])
+
+
+def conv2d_reference_jvp(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    tangents: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None],
+    conf: Conf,
+    out_shape: Sequence[int],
+) -> torch.Tensor:
+    """The tangent ``ẏ = conv(ẋ, W) + conv(x, Ẇ) + ḃ`` of :func:`conv2d_reference` for the tangents
+    ``(ẋ, Ẇ, ḃ)`` of ``(x, weight, bias)`` (None: zero), each convolution by im2col."""
+    return _conv_jvp(lambda a, b: conv2d_reference(a, b, None, conf), x, weight, tangents, out_shape)
 
 
 # ============================================================================ the default: fast kernels
@@ -221,7 +244,7 @@ def conv2d_jvp(
     """The tangent ``ẏ = conv(ẋ, W) + conv(x, Ẇ) + ḃ`` of :func:`conv2d_forward` for the tangents
     ``(ẋ, Ẇ, ḃ)`` of ``(x, weight, bias)`` (None: zero)."""
     if _reference.is_active():
-        return _conv_jvp(lambda a, b: conv2d_reference(a, b, None, conf), x, weight, tangents, out_shape)
+        return conv2d_reference_jvp(x, weight, tangents, conf, out_shape)
     return _conv_jvp(lambda a, b: conv2d_forward(a, b, None, *conf), x, weight, tangents, out_shape)
 
 
@@ -289,8 +312,7 @@ class Conv2dIm2colFunction(torch.autograd.Function):
     def jvp(ctx, x_t, w_t, b_t, *_):
         """``ẏ = conv(ẋ, W) + conv(x, Ẇ) + ḃ``, each convolution by im2col."""
         x, weight = ctx.saved_tensors
-        conv = lambda a, b: conv2d_reference(a, b, None, ctx.conf)  # noqa: E731
-        return _conv_jvp(conv, x, weight, (x_t, w_t, b_t), ctx.out_shape)
+        return conv2d_reference_jvp(x, weight, (x_t, w_t, b_t), ctx.conf, ctx.out_shape)
 
 
 _FUNCTIONS: dict[ConvAlgorithm, type[torch.autograd.Function]] = {

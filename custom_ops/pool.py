@@ -51,7 +51,17 @@ def max_pool2d_reference(
     x: torch.Tensor, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(out, index)`` of x ``(N, C, H, W)``, both ``(N, C, Ho, Wo)``: each window's max and the flat
-    ``H * W`` position of its first max."""
+    ``H * W`` position of its first max.
+
+    Examples::
+
+        >>> import torch
+        >>> from custom_ops.pool import max_pool2d_reference
+        >>> x = torch.arange(16.0).view(1, 1, 4, 4)
+        >>> out, index = max_pool2d_reference(x, (2, 2), (2, 2), (0, 0), (1, 1), False)
+        >>> out.view(-1).tolist(), index.view(-1).tolist()
+        ([5.0, 7.0, 13.0, 15.0], [5, 7, 13, 15])
+    """
     n, c, h, w = x.shape
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
     ho = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
