@@ -12,6 +12,7 @@ Every case of ``custom_ops.registry`` is checked, on the default path and on the
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -21,8 +22,7 @@ from test_ops import call, differentiable, ids, run_and_grad
 from torch.autograd import gradcheck
 
 import custom_ops
-from custom_ops.registry import OP_CASES
-from custom_ops.spec import OpCase
+from custom_ops.testing import OP_CASES, OpCase
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 
@@ -45,23 +45,22 @@ def builtin_fn(case: OpCase, args: list[Any]) -> Callable[..., torch.Tensor]:
     return fn
 
 
-_BUILTIN_PASSES: dict[tuple[str, str], bool] = {}  # (case id, check) -> result (an OpCase is unhashable)
+CASES_BY_ID = {case.id: case for case in OP_CASES}
 
 
-def builtin_passes(case: OpCase, check: str) -> bool:
+@functools.cache
+def builtin_passes(case_id: str, check: str) -> bool:
     """Whether the built-in twin passes ``gradcheck`` with the batched ``check`` on this case (where it does
-    not, torch has no batching rule for it: the manual op is not asked for one either)."""
-    key = (case.id, check)
-    if key not in _BUILTIN_PASSES:
-        args = case.inputs(torch.float64)
-        fn = builtin_fn(case, args)
-        inputs = tuple(args[i] for i in case.grad_inputs)
-        try:
-            forward_ad = check == "check_batched_forward_grad"
-            _BUILTIN_PASSES[key] = gradcheck(fn, inputs, check_forward_ad=forward_ad, **{check: True})
-        except Exception:
-            _BUILTIN_PASSES[key] = False
-    return _BUILTIN_PASSES[key]
+    not, torch has no batching rule for it: the manual op is not asked for one either). Cached by the case's
+    id: an OpCase holds dicts, so it cannot be a cache key."""
+    case = CASES_BY_ID[case_id]
+    args = case.inputs(torch.float64)
+    fn = builtin_fn(case, args)
+    inputs = tuple(args[i] for i in case.grad_inputs)
+    try:
+        return gradcheck(fn, inputs, check_forward_ad=check == "check_batched_forward_grad", **{check: True})
+    except Exception:
+        return False
 
 
 @pytest.mark.parametrize("path_name", PATHS)
@@ -78,7 +77,7 @@ def test_gradcheck_forward_ad(case: OpCase, path_name: str) -> None:
 @pytest.mark.parametrize("path_name", PATHS)
 @pytest.mark.parametrize("case", OP_CASES, ids=ids(OP_CASES))
 def test_gradcheck_batched(case: OpCase, path_name: str, check: str) -> None:
-    if not builtin_passes(case, check):
+    if not builtin_passes(case.id, check):
         pytest.skip(f"the built-in twin does not pass gradcheck({check}=True) here")
     fn, inputs = differentiable(case, case.inputs(torch.float64))
     forward_ad = check == "check_batched_forward_grad"
