@@ -319,9 +319,8 @@ _FUNCTIONS: dict[ConvAlgorithm, type[torch.autograd.Function]] = {
     "fast": Conv2dFunction,
     "im2col": Conv2dIm2colFunction,
 }
-_TRACED = {
-    name: _setup_context.without_jvp(function) for name, function in _FUNCTIONS.items()
-}  # torch.compile's
+# What torch.compile traces: the Functions without jvp (custom_ops._setup_context).
+_TRACED = {name: _setup_context.without_jvp(function) for name, function in _FUNCTIONS.items()}
 CONV_ALGORITHMS: tuple[ConvAlgorithm, ...] = tuple(_FUNCTIONS)
 """The backward algorithms, the default first."""
 
