@@ -34,7 +34,7 @@ from collections.abc import Sequence
 
 import torch
 
-from . import _autocast, _reference, _setup_context
+from . import _autocast, _function, _reference
 from ._checks import OpArgumentError, check_floating, check_int, check_ndim
 from ._layout import memory_format
 from .avg_pool import AvgPool2dFunction, AvgPool2dTraced
@@ -89,7 +89,7 @@ def adaptive_max_pool2d_reference(x: torch.Tensor, out_size: tuple[int, int]):
 
 
 # ================================================================================= the Functions
-@_setup_context.cached_signature
+@_function.fast_apply
 class GlobalAvgPool2dFunction(torch.autograd.Function):
     """x ``(N, C, H, W)`` -> ``(N, C, 1, 1)``: the mean over the plane (the default for output 1x1)."""
 
@@ -116,7 +116,7 @@ class GlobalAvgPool2dFunction(torch.autograd.Function):
         return x_t.mean(dim=(2, 3), keepdim=True)
 
 
-_GlobalAvgPool2dTraced = _setup_context.without_jvp(GlobalAvgPool2dFunction)  # for torch.compile
+_GlobalAvgPool2dTraced = _function.without_jvp(GlobalAvgPool2dFunction)  # for torch.compile
 
 
 def _sandwich(left: torch.Tensor, t: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
@@ -127,7 +127,7 @@ def _sandwich(left: torch.Tensor, t: torch.Tensor, right: torch.Tensor) -> torch
     return left @ (t @ right)
 
 
-@_setup_context.cached_signature
+@_function.fast_apply
 class AdaptiveAvgPool2dFunction(torch.autograd.Function):
     """x ``(N, C, H, W)``, pooling matrices ``(Ho, H)`` and ``(Wo, W)`` -> ``(N, C, Ho, Wo)``."""
 
@@ -164,7 +164,7 @@ class AdaptiveAvgPool2dFunction(torch.autograd.Function):
         return adaptive_avg_pool2d_reference(x_t, rows, cols)
 
 
-_AdaptiveAvgPool2dTraced = _setup_context.without_jvp(AdaptiveAvgPool2dFunction)  # for torch.compile
+_AdaptiveAvgPool2dTraced = _function.without_jvp(AdaptiveAvgPool2dFunction)  # for torch.compile
 
 
 def _window_max(t: torch.Tensor, bounds: list[tuple[int, int]], dim: int):
@@ -188,7 +188,7 @@ def _separable_max(x: torch.Tensor, out_size: tuple[int, int]):
     return out, index
 
 
-@_setup_context.cached_signature
+@_function.fast_apply
 class AdaptiveMaxPool2dFunction(torch.autograd.Function):
     """x ``(N, C, H, W)`` -> ``(out (N, C, Ho, Wo), indices (N, C, Ho, Wo) int64)``."""
 
@@ -229,7 +229,7 @@ class AdaptiveMaxPool2dFunction(torch.autograd.Function):
         return max_pool2d_jvp(x_t, index), None
 
 
-_AdaptiveMaxPool2dTraced = _setup_context.without_jvp(AdaptiveMaxPool2dFunction)  # for torch.compile
+_AdaptiveMaxPool2dTraced = _function.without_jvp(AdaptiveMaxPool2dFunction)  # for torch.compile
 
 
 def _output_size(name: str, output_size: object, h: int, w: int) -> tuple[int, int]:

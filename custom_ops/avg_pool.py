@@ -30,7 +30,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from . import _autocast, _reference, _setup_context
+from . import _autocast, _function, _reference
 from ._checks import OpArgumentError, OpDtypeError, check_int, check_ndim, check_tensor, int_pair
 from ._layout import memory_format, transforms_active
 
@@ -176,7 +176,7 @@ def avg_pool2d_backward(
     return _window_shares(dout / divisor, input_shape, kernel, stride, padding, layout)
 
 
-@_setup_context.cached_signature
+@_function.fast_apply
 class AvgPool2dFunction(torch.autograd.Function):
     """x ``(N, C, H, W)`` -> ``(N, C, Ho, Wo)``; ``divisor`` is a number or an ``(Ho, Wo)`` tensor."""
 
@@ -211,9 +211,9 @@ class AvgPool2dFunction(torch.autograd.Function):
         return avg_pool2d_forward(x_t, *ctx.geometry, divisor)
 
 
-AvgPool2dTraced = _setup_context.without_jvp(
+AvgPool2dTraced = _function.without_jvp(
     AvgPool2dFunction
-)  # for torch.compile (custom_ops._setup_context)
+)  # for torch.compile (custom_ops._function)
 
 
 def avg_pool2d(

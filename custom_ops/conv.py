@@ -39,7 +39,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from . import _autocast, _reference, _setup_context
+from . import _autocast, _function, _reference
 from ._checks import (
     OpArgumentError,
     check_floating,
@@ -248,7 +248,7 @@ def conv2d_jvp(
     return _conv_jvp(lambda a, b: conv2d_forward(a, b, None, *conf), x, weight, tangents, out_shape)
 
 
-@_setup_context.cached_signature
+@_function.fast_apply
 class Conv2dFunction(torch.autograd.Function):
     """``"fast"`` algorithm. x ``(N, C, H, W)``, weight ``(O, C/groups, kh, kw)``, bias ``(O,)`` or None
     -> ``(N, O, Ho, Wo)``; ``extra``: zero rows/columns added at the bottom/right before the convolution."""
@@ -282,7 +282,7 @@ class Conv2dFunction(torch.autograd.Function):
         return conv2d_jvp(x, weight, (x_t, w_t, b_t), ctx.conf, ctx.out_shape)
 
 
-@_setup_context.cached_signature
+@_function.fast_apply
 class Conv2dIm2colFunction(torch.autograd.Function):
     """``"im2col"`` algorithm, the reference formulas; same shapes as :class:`Conv2dFunction`."""
 
@@ -319,8 +319,8 @@ _FUNCTIONS: dict[ConvAlgorithm, type[torch.autograd.Function]] = {
     "fast": Conv2dFunction,
     "im2col": Conv2dIm2colFunction,
 }
-# What torch.compile traces: the Functions without jvp (custom_ops._setup_context).
-_TRACED = {name: _setup_context.without_jvp(function) for name, function in _FUNCTIONS.items()}
+# What torch.compile traces: the Functions without jvp (custom_ops._function).
+_TRACED = {name: _function.without_jvp(function) for name, function in _FUNCTIONS.items()}
 CONV_ALGORITHMS: tuple[ConvAlgorithm, ...] = tuple(_FUNCTIONS)
 """The backward algorithms, the default first."""
 

@@ -41,7 +41,7 @@ import torch
 
 from . import _autocast, _reference, fused
 from ._checks import OpArgumentError, check_floating
-from ._compile import without_jvp
+from ._function import fast_apply, without_jvp
 
 
 # ------------------------------------------------------------------------------------------- reference
@@ -82,6 +82,7 @@ def masked_scale(t: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Ten
     return torch.mul(t, mask).mul_(scale)
 
 
+@fast_apply
 class DropoutFunction(torch.autograd.Function):
     """x ``(*)``, mask ``(*)`` (0/1 in x's dtype; None for p = 1) -> ``(*)``; with ``inplace`` the result
     overwrites x.

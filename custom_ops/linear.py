@@ -29,7 +29,7 @@ import torch
 
 from . import _autocast, _reference
 from ._checks import OpArgumentError, check_floating, check_same_dtype, check_shape
-from ._compile import without_jvp
+from ._function import fast_apply, without_jvp
 
 
 def _as_2d(t: torch.Tensor) -> torch.Tensor:
@@ -115,6 +115,7 @@ def affine_backward(
     return dx, dw, db
 
 
+@fast_apply
 class LinearFunction(torch.autograd.Function):
     """x ``(*, in)``, weight ``(out, in)``, bias ``(out,)`` or None -> ``(*, out)``.
 

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from . import _autocast, _reference, fused
 from ._checks import OpArgumentError, OpDtypeError, check_floating, check_ndim
-from ._compile import without_jvp
+from ._function import fast_apply, without_jvp
 
 
 def _one_hot(y: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -144,6 +144,7 @@ def svm_loss_backward(positive: torch.Tensor, y: torch.Tensor, dloss: torch.Tens
     return coeff * (dloss / positive.shape[0])
 
 
+@fast_apply
 class SoftmaxLossFunction(torch.autograd.Function):
     """scores ``(N, C)``, y ``(N,)`` int64 -> scalar.
 
@@ -180,6 +181,7 @@ class SoftmaxLossFunction(torch.autograd.Function):
 _SoftmaxLossFunctionTraced = without_jvp(SoftmaxLossFunction)  # what torch.compile traces
 
 
+@fast_apply
 class SVMLossFunction(torch.autograd.Function):
     """scores ``(N, C)``, y ``(N,)`` int64 -> (scalar loss, ``[margin > 0]`` ``(N, C)`` bool, not
     differentiable).

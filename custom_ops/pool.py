@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from . import _autocast, _reference, _setup_context
+from . import _autocast, _function, _reference
 from ._checks import OpArgumentError, check_floating, check_ndim, check_nonempty_planes, pair
 from ._layout import memory_format
 
@@ -123,7 +123,7 @@ def max_pool2d_input_grad(
     return dx.view(n, c, h, w).contiguous(memory_format=layout)
 
 
-@_setup_context.cached_signature
+@_function.fast_apply
 class MaxPool2dFunction(torch.autograd.Function):
     """x ``(N, C, H, W)`` -> ``(out, index)``, both ``(N, C, Ho, Wo)``; index (int64, not differentiable)
     is the flat position in the ``H * W`` plane of each window's max."""
@@ -157,9 +157,9 @@ class MaxPool2dFunction(torch.autograd.Function):
         return max_pool2d_jvp(x_t, index), None
 
 
-_MaxPool2dTraced = _setup_context.without_jvp(
+_MaxPool2dTraced = _function.without_jvp(
     MaxPool2dFunction
-)  # for torch.compile (custom_ops._setup_context)
+)  # for torch.compile (custom_ops._function)
 
 
 def max_pool2d_geometry(

@@ -33,7 +33,7 @@ import torch
 
 from . import _autocast, _reference, fused
 from ._checks import check_floating
-from ._compile import without_jvp
+from ._function import fast_apply, without_jvp
 
 
 # ------------------------------------------------------------------------------------------- reference
@@ -81,6 +81,7 @@ def is_batched(t: torch.Tensor) -> bool:
     return torch._C._functorch.is_batchedtensor(t) or torch._C._functorch.is_legacy_batchedtensor(t)
 
 
+@fast_apply
 class ReLUFunction(torch.autograd.Function):
     """x ``(*)`` -> ``(*)``; with ``inplace`` the result overwrites x.
 

@@ -37,7 +37,7 @@ import torch
 
 from . import _autocast, _reference, fused
 from ._checks import OpDtypeError, check_floating, check_tensor, normalize_dim
-from ._compile import without_jvp
+from ._function import fast_apply, without_jvp
 
 
 # ------------------------------------------------------------------------------------------- reference
@@ -116,6 +116,7 @@ def log_softmax_backward(dout: torch.Tensor, out: torch.Tensor, dim: int) -> tor
     return torch.addcmul(dout, out.exp(), dout.sum(dim, keepdim=True), value=-1)
 
 
+@fast_apply
 class SoftmaxFunction(torch.autograd.Function):
     """x ``(*)`` -> ``(*)``, normalised along ``dim``.
 
@@ -155,6 +156,7 @@ class SoftmaxFunction(torch.autograd.Function):
 _SoftmaxFunctionTraced = without_jvp(SoftmaxFunction)  # what torch.compile traces
 
 
+@fast_apply
 class LogSoftmaxFunction(torch.autograd.Function):
     """x ``(*)`` -> ``(*)``, normalised along ``dim``.
 

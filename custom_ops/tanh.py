@@ -22,7 +22,7 @@ import torch
 
 from . import _autocast, _reference, fused
 from ._checks import OpDtypeError, check_tensor
-from ._compile import without_jvp
+from ._function import fast_apply, without_jvp
 
 
 # ------------------------------------------------------------------------------------------- reference
@@ -54,6 +54,7 @@ def tanh_backward(dout: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return torch.mul(dout, out).mul_(out).neg_().add_(dout)
 
 
+@fast_apply
 class TanhFunction(torch.autograd.Function):
     """x ``(*)`` -> ``(*)``.
 
