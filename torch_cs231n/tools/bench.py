@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from torch.utils import benchmark
 
-from custom_ops import fused
+from custom_ops import fast_apply, fused
 from custom_ops.conv import CONV_ALGORITHMS
 from custom_ops.registry import OP_NAMES, SANDWICH_MANUAL_CHAINS
 from custom_ops.testing import SANDWICHES, SPECS, InputFactory, OpCase, Sample, labels, normal, randn
@@ -366,12 +366,19 @@ def _fwd_bwd(fn: Callable[..., torch.Tensor], args: list[Any], grad_positions: S
     return forward, forward_backward
 
 
+@fast_apply
 class _PythonCopy(torch.autograd.Function):
-    """The cheapest Python autograd.Function: a copy, whose gradient is the incoming one."""
+    """The cheapest Python autograd.Function in the form the ops use (``forward`` + ``setup_context``,
+    which ``torch.func`` needs, with :func:`custom_ops._function.fast_apply`): a copy, whose gradient is
+    the incoming one."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+    def forward(x: torch.Tensor) -> torch.Tensor:
         return x.clone()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        pass
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
