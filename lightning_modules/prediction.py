@@ -45,8 +45,8 @@ COLUMNS: tuple[str, ...] = ("image", "split", "class_id", "class_name", "probabi
 LABEL_COLUMN = "label"
 FILENAME = "predictions.csv"
 
-Row = tuple[int | str, str, int, str, float, int | None]
-"""``(image, split, class_id, class_name, probability, label)``; ``label`` ``None`` when unknown."""
+# A row of the CSV: (image, split, class_id, class_name, probability, label); label None when unknown.
+_Row = tuple[int | str, str, int, str, float, int | None]
 
 
 def class_probabilities(output: torch.Tensor, scores: torch.Tensor | None = None) -> torch.Tensor:
@@ -77,7 +77,7 @@ def class_probabilities(output: torch.Tensor, scores: torch.Tensor | None = None
     )
 
 
-def interleave_ranks(per_rank: Sequence[Sequence[Row]]) -> list[Row]:
+def interleave_ranks(per_rank: Sequence[Sequence[_Row]]) -> list[_Row]:
     """Rows of every rank -> the data's order, given that rank ``r`` of ``W`` predicted the images
     ``r, r + W, ...`` (Lightning's predict sampler); an image seen twice is kept once.
 
@@ -87,7 +87,7 @@ def interleave_ranks(per_rank: Sequence[Sequence[Row]]) -> list[Row]:
     Returns:
         The rows, rank-interleaved, without repeated images.
     """
-    rows: dict[int | str, Row] = {}
+    rows: dict[int | str, _Row] = {}
     for group in zip_longest(*per_rank):
         for row in group:
             if row is not None:
@@ -105,7 +105,7 @@ class PredictionWriter(BasePredictionWriter):
     def __init__(self, filename: str = FILENAME) -> None:
         super().__init__(write_interval="epoch")
         self.filename = filename
-        self.rows: list[Row] = []
+        self.rows: list[_Row] = []
         self.path: Path | None = None
 
     def on_predict_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -158,7 +158,7 @@ class PredictionWriter(BasePredictionWriter):
         """Gather the rows of every rank, write the CSV on rank 0 and print its path."""
         rows = self.rows
         if trainer.world_size > 1:
-            per_rank: list[list[Row] | None] = [None] * trainer.world_size
+            per_rank: list[list[_Row] | None] = [None] * trainer.world_size
             torch.distributed.all_gather_object(per_rank, rows)
             rows = interleave_ranks(per_rank)
         # `log_dir` broadcasts rank 0's folder: every rank must ask
