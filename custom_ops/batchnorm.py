@@ -71,11 +71,11 @@ def reference_formulas(t: torch.Tensor) -> bool:
     path (:func:`custom_ops.reference_path`), under a ``torch.func`` transform, and when ``t`` is batched by
     the legacy vmap of gradcheck's batched checks (the tuned formulas write with ``out=``, which has no
     batching rule)."""
-    return (
-        _reference.is_active()
-        or torch._C._are_functorch_transforms_active()
-        or torch._C._functorch.is_legacy_batchedtensor(t)
-    )
+    if _reference.is_active():
+        return True
+    if torch.compiler.is_compiling():  # Dynamo traces the tuned formulas (no transform inside its graph)
+        return False
+    return torch._C._are_functorch_transforms_active() or torch._C._functorch.is_legacy_batchedtensor(t)
 
 
 # -------------------------------------------------------------------------------------------- reference
@@ -421,6 +421,23 @@ class BatchNormFunction(torch.autograd.Function):
         return (*unfold, invstd.view(size, channels)), (1, 1, 0)
 
 
+def without_jvp(function: type[torch.autograd.Function]) -> type[torch.autograd.Function]:
+    """The ``torch.compile`` twin of ``function``: a subclass without its ``jvp`` (Dynamo cannot trace a
+    Function that defines one: a graph break, an error under ``fullgraph=True``). The ops apply it while
+    Dynamo traces (forward-mode AD of a compiled function runs eagerly, not traced)."""
+    body = {"jvp": staticmethod(torch.autograd.Function.jvp), "__doc__": function.__doc__}
+    return type(function.__name__, (function,), body)
+
+
+_EmptyBatchNormTraced = without_jvp(EmptyBatchNormFunction)
+_BatchNormTraced = without_jvp(BatchNormFunction)
+
+
+def _compiling(function: Any, traced: Any) -> Any:
+    """``traced`` (the twin without jvp) while ``torch.compile`` traces, else ``function``."""
+    return traced if torch.compiler.is_compiling() else function
+
+
 def apply_fp32_internal(
     function: type[torch.autograd.Function],
     x: torch.Tensor,
@@ -569,9 +586,16 @@ def batch_norm(
     """
     check_batch_norm_arguments(input, running_mean, running_var, weight, bias, training, eps, convention)
     if input.numel() == 0:
-        return EmptyBatchNormFunction.apply(input, weight, bias)
+        return _compiling(EmptyBatchNormFunction, _EmptyBatchNormTraced).apply(input, weight, bias)
     stats = (running_mean, running_var)
     out, _, _ = apply_fp32_internal(
-        BatchNormFunction, input, (weight, bias), stats, training, momentum, eps, convention
+        _compiling(BatchNormFunction, _BatchNormTraced),
+        input,
+        (weight, bias),
+        stats,
+        training,
+        momentum,
+        eps,
+        convention,
     )
     return out

@@ -49,11 +49,11 @@ def builtin_fn(case: OpCase, args: list[Any]) -> Callable[..., torch.Tensor]:
 def builtin_passes(case: OpCase, check: str) -> bool:
     """Whether the built-in twin passes ``gradcheck`` with the batched ``check`` on this case (where it does
     not, torch has no batching rule for it: the manual op is not asked for one either)."""
-    return _builtin_passes(case.id, check)
+    return _builtin_passes(case.id, check)  # by id: an OpCase holds dicts, it cannot be a cache key
 
 
 @functools.cache
-def _builtin_passes(case_id: str, check: str) -> bool:  # by id: an OpCase (its kwargs dict) is unhashable
+def _builtin_passes(case_id: str, check: str) -> bool:
     case = next(c for c in OP_CASES if c.id == case_id)
     args = case.inputs(torch.float64)
     fn = builtin_fn(case, args)
