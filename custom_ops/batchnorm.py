@@ -433,7 +433,7 @@ _EmptyBatchNormTraced = without_jvp(EmptyBatchNormFunction)
 _BatchNormTraced = without_jvp(BatchNormFunction)
 
 
-def _compiling(function: Any, traced: Any) -> Any:
+def compiling_twin(function: Any, traced: Any) -> Any:
     """``traced`` (the twin without jvp) while ``torch.compile`` traces, else ``function``."""
     return traced if torch.compiler.is_compiling() else function
 
@@ -586,10 +586,10 @@ def batch_norm(
     """
     check_batch_norm_arguments(input, running_mean, running_var, weight, bias, training, eps, convention)
     if input.numel() == 0:
-        return _compiling(EmptyBatchNormFunction, _EmptyBatchNormTraced).apply(input, weight, bias)
+        return compiling_twin(EmptyBatchNormFunction, _EmptyBatchNormTraced).apply(input, weight, bias)
     stats = (running_mean, running_var)
     out, _, _ = apply_fp32_internal(
-        _compiling(BatchNormFunction, _BatchNormTraced),
+        compiling_twin(BatchNormFunction, _BatchNormTraced),
         input,
         (weight, bias),
         stats,
