@@ -49,10 +49,14 @@ from .batchnorm import _affine, _channel_view, batch_norm
 
 class SyncBatchNormFunction(torch.autograd.Function):
     """x ``(N, C, *)`` (N may differ between ranks), weight/bias ``(C,)`` or None, ``group`` a process
-    group (None: the default group) -> ``(out, global_batch_mean, global_batch_unbiased_var)``."""
+    group (None: the default group) -> ``(out, global_batch_mean, global_batch_unbiased_var, xc, s, M)``:
+    the output, the statistics for the running ones, and (non-differentiable, for the backward) the centred
+    input, ``s = 1 / sqrt(var + eps)`` and the global count ``M`` (a float)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, eps: float, group: Any):
+    def forward(
+        x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float, group: Any
+    ) -> tuple[Any, ...]:
         ndim, channels = x.dim(), x.shape[1]
         dims = [d for d in range(ndim) if d != 1]
         local_count = x.new_full((1,), x.numel() // channels, dtype=torch.float64)
@@ -72,17 +76,22 @@ class SyncBatchNormFunction(torch.autograd.Function):
         var.mul_(1.0 / count)
         invstd = (var + eps).rsqrt_()
         out = _affine(xc, invstd if weight is None else invstd * weight, bias, buffer)
-        ctx.save_for_backward(xc, invstd, weight)
-        ctx.count, ctx.group, ctx.has_bias = count, group, bias is not None
         unbiased_var = var.mul_(count / (count - 1))
-        ctx.mark_non_differentiable(mean, unbiased_var)
+        return out, mean, unbiased_var, xc, invstd, count
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
+        _, weight, bias, _, group = inputs
+        _, mean, unbiased_var, xc, invstd, count = output
+        ctx.mark_non_differentiable(mean, unbiased_var, xc, invstd)
         # Gradients stay materialised (zeros for an unused output): every rank must enter the backward's
         # all_reduce with a tensor.
-        return out, mean, unbiased_var
+        ctx.save_for_backward(xc, invstd, weight)
+        ctx.count, ctx.group, ctx.has_bias = count, group, bias is not None
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout, *_):
+    def backward(ctx: Any, dout: torch.Tensor, *_: Any) -> tuple[torch.Tensor | None, ...]:
         xc, invstd, weight = ctx.saved_tensors
         ndim = xc.dim()
         dims = [d for d in range(ndim) if d != 1]
@@ -157,7 +166,7 @@ def sync_batch_norm(
         ("bias", bias),
     ):
         check_shape(name, t, (channels,), f"one value per channel, input has C={channels}")
-    out, mean, var = _autocast.apply(
+    out, mean, var, *_ = _autocast.apply(
         SyncBatchNormFunction, "fp32_internal", input, weight, bias, eps, process_group
     )
     with torch.no_grad():
