@@ -51,6 +51,7 @@ from torch.autograd.function import once_differentiable
 
 from . import _reference, fused
 from ._checks import OpArgumentError, check_floating, check_norm_params_dtype, check_shape
+from ._compile import without_jvp
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -421,21 +422,8 @@ class BatchNormFunction(torch.autograd.Function):
         return (*unfold, invstd.view(size, channels)), (1, 1, 0)
 
 
-def without_jvp(function: type[torch.autograd.Function]) -> type[torch.autograd.Function]:
-    """The ``torch.compile`` twin of ``function``: a subclass without its ``jvp`` (Dynamo cannot trace a
-    Function that defines one: a graph break, an error under ``fullgraph=True``). The ops apply it while
-    Dynamo traces (forward-mode AD of a compiled function runs eagerly, not traced)."""
-    body = {"jvp": staticmethod(torch.autograd.Function.jvp), "__doc__": function.__doc__}
-    return type(function.__name__, (function,), body)
-
-
 _EmptyBatchNormTraced = without_jvp(EmptyBatchNormFunction)
 _BatchNormTraced = without_jvp(BatchNormFunction)
-
-
-def compiling_twin(function: Any, traced: Any) -> Any:
-    """``traced`` (the twin without jvp) while ``torch.compile`` traces, else ``function``."""
-    return traced if torch.compiler.is_compiling() else function
 
 
 def apply_fp32_internal(
@@ -586,10 +574,12 @@ def batch_norm(
     """
     check_batch_norm_arguments(input, running_mean, running_var, weight, bias, training, eps, convention)
     if input.numel() == 0:
-        return compiling_twin(EmptyBatchNormFunction, _EmptyBatchNormTraced).apply(input, weight, bias)
+        return (_EmptyBatchNormTraced if torch.compiler.is_compiling() else EmptyBatchNormFunction).apply(
+            input, weight, bias
+        )
     stats = (running_mean, running_var)
     out, _, _ = apply_fp32_internal(
-        compiling_twin(BatchNormFunction, _BatchNormTraced),
+        _BatchNormTraced if torch.compiler.is_compiling() else BatchNormFunction,
         input,
         (weight, bias),
         stats,

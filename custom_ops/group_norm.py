@@ -34,7 +34,8 @@ from torch.autograd.function import once_differentiable
 
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating, check_int, check_norm_params_dtype
-from .batchnorm import _channel_view, compiling_twin, reference_formulas, scale_shift, without_jvp
+from ._compile import without_jvp
+from .batchnorm import _channel_view, reference_formulas, scale_shift
 from .layernorm import standardize
 
 
@@ -298,5 +299,5 @@ def group_norm(
     # torch's CUDA autocast runs group_norm in float32 (and returns float32)
     if _autocast.fp32_under_autocast(input):
         input, weight, bias = (t if t is None else t.float() for t in (input, weight, bias))
-    function = compiling_twin(GroupNormFunction, _GroupNormTraced)
+    function = _GroupNormTraced if torch.compiler.is_compiling() else GroupNormFunction
     return _autocast.apply(function, "fp32_internal", input, num_groups, weight, bias, eps)[0]

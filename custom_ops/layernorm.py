@@ -33,7 +33,8 @@ from torch.autograd.function import once_differentiable
 
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating, check_norm_params_dtype, check_shape
-from .batchnorm import compiling_twin, reference_formulas, without_jvp
+from ._compile import without_jvp
+from .batchnorm import reference_formulas
 
 
 # -------------------------------------------------------------------------------------------- reference
@@ -294,5 +295,5 @@ def layer_norm(
         tensor([[-1.2247,  0.0000,  1.2247]])
     """
     shape = check_layer_norm_arguments(input, normalized_shape, weight, bias)
-    function = compiling_twin(LayerNormFunction, _LayerNormTraced)
+    function = _LayerNormTraced if torch.compiler.is_compiling() else LayerNormFunction
     return _autocast.apply(function, "fp32_internal", input, len(shape), weight, bias, eps)[0]
