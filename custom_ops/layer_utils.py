@@ -207,8 +207,8 @@ def _affine_tangent(
 ) -> torch.Tensor | None:
     """``ȧ = ẋ W^T + x Ẇ^T + ḃ``: the tangent of ``a = x W^T + b``, bilinear in (x, W); shaped as ``a``."""
     a_t = _sum_tangents(
-        None if x_t is None else affine_forward(x_t, weight, None),
-        None if w_t is None else affine_forward(x, w_t, None),
+        None if x_t is None else x_t @ weight.t(),
+        None if w_t is None else x @ w_t.t(),
         b_t,
     )
     return None if a_t is None else a_t.expand(*x.shape[:-1], weight.shape[0])
