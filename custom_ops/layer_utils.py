@@ -17,6 +17,19 @@ conv_relu_pool:  a = conv(x, w) + b;  out = max(maxpool(a), 0): ReLU and max poo
                  tensor (kh*kw times smaller);  dp = dout * [out > 0];  da = dp scattered to each window's
                  max (pool.py's backward);  then the conv backward of da
 
+Forward mode (jvp), the chain rule through the chain: the pre-activation's tangent is bilinear,
+``ȧ = ẋ W^T + x Ẇ^T + ḃ`` (``conv(ẋ, W) + conv(x, Ẇ) + ḃ``); the norm's tangent ``ẏ`` is the norm file's
+(:func:`~custom_ops.batchnorm.batchnorm_jvp`, :func:`~custom_ops.layernorm.layernorm_jvp`); the ReLU
+passes ``ȯut = ẏ [y > 0]``; the max pool takes the tangent at each window's max.
+
+The reference: inside :func:`custom_ops.reference_path`, under ``torch.func`` transforms and in
+gradcheck's batched checks, the norm and ReLU parts run the reference formulas of batchnorm.py and
+layernorm.py (no fused kernel, no in-place mask), and linear/conv/pool their own reference paths.
+
+vmap: each Function has a rule. With only x batched, the vmapped slices go through as one batch (their
+samples stacked; eval batch norm is per sample too); otherwise each slice is applied in turn. Training
+batch norm refuses unbatched running statistics, as torch's ``batch_norm`` under ``vmap``.
+
 Saved for backward, against the chain of manual ops (which saves x, W and, per layer, what its Function
 saves):
 - affine_relu, conv_relu: x, W and out, as the chain (out is the next layer's input, which it keeps anyway).
@@ -30,14 +43,15 @@ pooled maxima), so they allocate one activation-sized tensor fewer than the chai
 
 Batch norm: training normalises with the batch statistics and updates the running ones exactly as
 :func:`custom_ops.batchnorm.batch_norm` (torch convention: ``momentum`` the weight of the new batch, the
-unbiased variance); eval uses the running statistics.
+unbiased variance), in the Function's forward: once per call, under transforms too; eval uses the running
+statistics.
 
 Mixed precision follows the chain. Under ``torch.autocast`` the affine or convolution part runs in the
 autocast dtype (linear and conv2d's "lower" policy), max pooling and the ReLU in their input's dtype;
 the norm part computes in float32 whenever its input (the pre-activation) is float16/bfloat16, with its
-parameters and running statistics in float32, and returns the pre-activation's dtype (batch_norm and
-layer_norm's "fp32_internal" policy). Inputs with no element in a batch-norm sandwich run the chain of
-manual ops (there is nothing to fuse; the running statistics stay as they are).
+parameters (and the running statistics it reads in eval) in float32, and returns the pre-activation's
+dtype (batch_norm and layer_norm's "fp32_internal" policy). Inputs with no element in a batch-norm sandwich
+run the chain of manual ops (there is nothing to fuse; the running statistics stay as they are).
 
 Double backward: the affine_relu, conv_relu and conv_relu_pool backwards are differentiable functions of
 the saved tensors, as the chain's; the norm sandwiches' backwards are ``once_differentiable``, as the norms'.
