@@ -163,6 +163,19 @@ def test_gradcheck_forward_ad_and_batched(case: OpCase, path_name: str) -> None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=ids(CASES))
+def test_default_path_equals_reference(case: OpCase) -> None:
+    """The tuned formulations (fused kernels, in-place masks) agree with the reference formulas, float64."""
+    args, ref_args = case.inputs(torch.float64), case.inputs(torch.float64)
+    out, grads = run_and_grad(case, case.manual, args)
+    with custom_ops.reference_path():  # the forward and the backward
+        ref, ref_grads = run_and_grad(case, case.manual, ref_args)
+    assert_close(out, ref, f"{case.id}: default path's output vs the reference path")
+    for i, g, r in zip(case.grad_inputs, grads, ref_grads):
+        assert_close(g, r, f"{case.id}: gradient of input #{i}, default vs reference path")
+    assert_same_state(case, args, ref_args, "the reference path")
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids(CASES))
 def test_vmap_and_jvp_match_loop_and_chain(case: OpCase) -> None:
     """``torch.func.vmap`` over a batch of inputs against a Python loop and against the built-in chain
     under vmap (which refuses training batch norm with unbatched running statistics: so must the
