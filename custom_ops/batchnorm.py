@@ -47,6 +47,9 @@ import contextlib
 from typing import Any, Literal
 
 import torch
+from torch._C._functorch import TransformType
+from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+from torch.autograd import forward_ad
 from torch.autograd.function import once_differentiable
 
 from . import _reference, fused
@@ -77,6 +80,43 @@ def reference_formulas(t: torch.Tensor) -> bool:
     if torch.compiler.is_compiling():  # Dynamo traces the tuned formulas (no transform inside its graph)
         return False
     return torch._C._are_functorch_transforms_active() or torch._C._functorch.is_legacy_batchedtensor(t)
+
+
+_FORWARD_OVER_REVERSE = (
+    "{}: forward-mode differentiation of its backward (forward-over-reverse: torch.func.hessian, jacfwd of "
+    "jacrev, jvp of grad) is not supported, as its double backward is not (the backward is "
+    "once_differentiable); differentiate in reverse mode over forward mode instead (jacrev of jacfwd)"
+)
+
+
+def refuse_forward_over_reverse(ctx: Any, name: str) -> None:
+    """Raise a ``RuntimeError`` where a once-differentiable backward runs under forward-mode AD: under a
+    ``torch.func`` jvp transform, or inside a ``torch.autograd.forward_ad`` dual level for a call whose
+    inputs had tangents (``ctx.had_tangents``, set by the jvp). Its saved tensors carry no tangent, so the
+    gradient's tangent would be silently wrong."""
+    if torch._C._are_functorch_transforms_active() and any(
+        interpreter.key() == TransformType.Jvp for interpreter in retrieve_all_functorch_interpreters()
+    ):
+        raise RuntimeError(_FORWARD_OVER_REVERSE.format(name))
+    if getattr(ctx, "had_tangents", False) and forward_ad._current_level >= 0:
+        raise RuntimeError(_FORWARD_OVER_REVERSE.format(name))
+
+
+def is_batched(in_dim: Any) -> bool:
+    """Whether a vmap rule's ``in_dims`` entry says its argument is batched (an int; None, or a tuple of
+    Nones for a non-tensor argument such as a conv's ``conf``, when not)."""
+    return isinstance(in_dim, int)
+
+
+def vmap_loop(function: Any, info: Any, in_dims: tuple[int | None, ...], *args: Any) -> tuple[Any, Any]:
+    """The vmap rule of last resort: ``function`` applied to each slice, the results stacked (dim 0). A
+    batched running statistic's slices are views: each slice's update lands in it."""
+    outs = []
+    for i in range(info.batch_size):
+        outs.append(function.apply(*(a.select(d, i) if is_batched(d) else a for a, d in zip(args, in_dims))))
+    if isinstance(outs[0], tuple):
+        return tuple(torch.stack(o) for o in zip(*outs)), (0,) * len(outs[0])
+    return torch.stack(outs), 0
 
 
 # -------------------------------------------------------------------------------------------- reference
@@ -145,7 +185,8 @@ def batchnorm_jvp(
     training: bool,
 ) -> torch.Tensor:
     """The reference forward-mode derivative: the output tangent for the tangents ``ẋ``, ``γ̇``, ``β̇``
-    (None: zero), from the saved ``xc = x − μ``, s and γ."""
+    (None: zero), from ``xc = x − μ``, s and γ (:class:`BatchNormFunction` recomputes xc and s from x, so
+    that the tangent is a differentiable function of the inputs: reverse-over-forward differentiates it)."""
     ndim = xc.dim()
     dims = _channel_dims(ndim)
     xhat = xc * _channel_view(invstd, ndim)  # x̂
@@ -304,7 +345,8 @@ class BatchNormFunction(torch.autograd.Function):
     ``dγ = Σ dout x̂``, ``dβ = Σ dout`` (eval: ``dx = γ s dout``).
 
     jvp: :func:`batchnorm_jvp`, ``ȯut = γ s (ẋ − mean(ẋ) − x̂ mean(ẋ x̂)) + γ̇ x̂ + β̇`` (eval:
-    ``γ s ẋ + γ̇ x̂ + β̇``); the running statistics are constants.
+    ``γ s ẋ + γ̇ x̂ + β̇``), x̂ and s recomputed from x; the running statistics are constants. The
+    backward refuses forward-mode AD over it (:func:`refuse_forward_over_reverse`).
 
     vmap: :meth:`vmap`, as torch's ``batch_norm`` under ``torch.func.vmap``.
     """
@@ -330,13 +372,14 @@ class BatchNormFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-        _, weight, bias, _, _, training, _, _, _ = inputs
+        x, weight, bias, running_mean, running_var, training, _, eps, _ = inputs
         _, xc, invstd = output
         ctx.mark_non_differentiable(xc, invstd)
         ctx.set_materialize_grads(False)  # no zero-filled gradients for xc and s: backward ignores them
         ctx.save_for_backward(xc, invstd, weight)
-        ctx.save_for_forward(xc, invstd, weight)
-        ctx.training = training
+        stats = (None, None) if training else (running_mean, running_var)  # training updated them in place
+        ctx.save_for_forward(x, weight, *stats)
+        ctx.training, ctx.eps = training, eps
         ctx.has_bias = bias is not None
 
     @staticmethod
@@ -344,6 +387,7 @@ class BatchNormFunction(torch.autograd.Function):
     def backward(ctx: Any, dout: torch.Tensor | None, *_: Any) -> tuple[torch.Tensor | None, ...]:
         if dout is None:  # gradients are not materialised: an undefined output gradient means zero
             return (None,) * 9
+        refuse_forward_over_reverse(ctx, "batch_norm")
         xc, invstd, weight = ctx.saved_tensors
         need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
         need_dw = need_dw and weight is not None
@@ -359,7 +403,11 @@ class BatchNormFunction(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx: Any, x_t: torch.Tensor | None, weight_t: Any, bias_t: Any, *_: Any) -> tuple[Any, ...]:
-        xc, invstd, weight = ctx.saved_tensors
+        ctx.had_tangents = True
+        x, weight, running_mean, running_var = ctx.saved_tensors
+        _, xc, invstd, _, _ = batchnorm_forward(
+            x, None, None, running_mean, running_var, ctx.training, ctx.eps
+        )
         return batchnorm_jvp(x_t, weight_t, bias_t, xc, invstd, weight, ctx.training), None, None
 
     @staticmethod

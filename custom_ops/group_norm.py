@@ -20,8 +20,8 @@ reference runs instead inside :func:`custom_ops.reference_path`, under ``torch.f
 gradcheck's batched checks (:func:`custom_ops.batchnorm.reference_formulas`); the tests check both equal.
 
 Saved for backward: x̂ (the size of x), s (one per sample and group) and γ — the built-in saves x, μ and s,
-the same bytes. The backward uses them as constants: ``once_differentiable``. The formulas are per sample,
-so ``torch.func.vmap`` batches them as written (``generate_vmap_rule``).
+the same bytes. The backward uses them as constants: ``once_differentiable``. The formulas are per sample:
+under ``torch.func.vmap`` the vmapped slices' samples are one batch (:meth:`GroupNormFunction.vmap`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,14 @@ from torch.autograd.function import once_differentiable
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating, check_int, check_norm_params_dtype
 from ._compile import without_jvp
-from .batchnorm import _channel_view, reference_formulas, scale_shift
+from .batchnorm import (
+    _channel_view,
+    is_batched,
+    reference_formulas,
+    refuse_forward_over_reverse,
+    scale_shift,
+    vmap_loop,
+)
 from .layernorm import standardize
 
 
@@ -191,10 +198,9 @@ class GroupNormFunction(torch.autograd.Function):
     Backward: :func:`groupnorm_backward`, ``dx = s (g − mean(g) − x̂ mean(g x̂))`` per group for
     ``g = γ dout``, ``dγ = Σ dout x̂``, ``dβ = Σ dout``.
 
-    jvp: :func:`groupnorm_jvp`, ``ȯut = γ s (ẋ − mean(ẋ) − x̂ mean(ẋ x̂)) + γ̇ x̂ + β̇``.
+    jvp: :func:`groupnorm_jvp`, ``ȯut = γ s (ẋ − mean(ẋ) − x̂ mean(ẋ x̂)) + γ̇ x̂ + β̇``, x̂ and s recomputed
+    from x (reverse-over-forward works; forward-over-reverse is refused, as double backward).
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(
@@ -209,12 +215,13 @@ class GroupNormFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-        _, _, weight, bias, _ = inputs
+        x, num_groups, weight, bias, eps = inputs
         _, xhat, invstd = output
         ctx.mark_non_differentiable(xhat, invstd)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(xhat, invstd, weight)
-        ctx.save_for_forward(xhat, invstd, weight)
+        ctx.save_for_forward(x, weight)
+        ctx.num_groups, ctx.eps = num_groups, eps
         ctx.has_bias = bias is not None
 
     @staticmethod
@@ -222,6 +229,7 @@ class GroupNormFunction(torch.autograd.Function):
     def backward(ctx: Any, dout: torch.Tensor | None, *_: Any) -> tuple[torch.Tensor | None, ...]:
         if dout is None:  # gradients are not materialised: an undefined output gradient means zero
             return None, None, None, None, None
+        refuse_forward_over_reverse(ctx, "group_norm")
         xhat, invstd, weight = ctx.saved_tensors
         need_dx, _, need_dw, need_db = ctx.needs_input_grad[:4]
         need_dw = need_dw and weight is not None
@@ -235,8 +243,21 @@ class GroupNormFunction(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx: Any, x_t: torch.Tensor | None, _: Any, weight_t: Any, bias_t: Any, *__: Any) -> tuple:
-        xhat, invstd, weight = ctx.saved_tensors
+        ctx.had_tangents = True
+        x, weight = ctx.saved_tensors
+        _, xhat, invstd = groupnorm_forward(x, ctx.num_groups, None, None, ctx.eps)  # differentiable in x
         return groupnorm_jvp(x_t, weight_t, bias_t, xhat, invstd, weight), None, None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[Any, ...], x, num_groups, weight, bias, eps) -> tuple[Any, Any]:
+        """Per sample: with only x batched the slices' samples are one batch (x ``(B, N, C, *)`` ->
+        ``(B * N, C, *)``); with γ or β batched, each slice in turn."""
+        args = (x, num_groups, weight, bias, eps)
+        if not is_batched(in_dims[0]) or is_batched(in_dims[2]) or is_batched(in_dims[3]):
+            return vmap_loop(GroupNormFunction, info, in_dims, *args)
+        out, xhat, invstd = GroupNormFunction.apply(x.movedim(in_dims[0], 0).flatten(0, 1), *args[1:])
+        size = info.batch_size
+        return tuple(t.unflatten(0, (size, -1)) for t in (out, xhat, invstd)), (0, 0, 0)
 
 
 _GroupNormTraced = without_jvp(GroupNormFunction)

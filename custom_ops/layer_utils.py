@@ -81,9 +81,12 @@ from .batchnorm import (
     batchnorm_forward,
     batchnorm_jvp,
     check_batch_norm_arguments,
+    is_batched,
     reference_formulas,
+    refuse_forward_over_reverse,
     scale_shift,
     update_running_stats,
+    vmap_loop,
 )
 from .conv import (
     Pair,
@@ -362,19 +365,31 @@ def _bn_relu_backward(
 
 
 def _bn_relu_jvp(
+    pre: torch.Tensor,
     pre_t: torch.Tensor | None,
     gamma_t: torch.Tensor | None,
     beta_t: torch.Tensor | None,
-    xc: torch.Tensor,
-    invstd: torch.Tensor,
     gamma: torch.Tensor | None,
     beta: torch.Tensor | None,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
     training: bool,
-    dtype: torch.dtype,
+    eps: float,
 ) -> torch.Tensor:
-    """``ȯut = ẏ [y > 0]`` for the batch norm's tangent ``ẏ`` (:func:`batchnorm_jvp`), in ``dtype``."""
+    """``ȯut = ẏ [y > 0]`` for the batch norm's tangent ``ẏ`` (:func:`batchnorm_jvp`) of the pre-activation
+    ``pre`` (recomputed from the inputs: the tangent is a differentiable function of them), in pre's
+    dtype."""
+    y, xc, invstd, _, _ = batchnorm_forward(
+        pre.to(_norm_dtype(pre)), gamma, beta, running_mean, running_var, training, eps
+    )
     y_t = batchnorm_jvp(pre_t, gamma_t, beta_t, xc, invstd, gamma, training)
-    return (y_t * (_bn_y(xc, invstd, gamma, beta) > 0)).to(dtype)
+    return (y_t * (y > 0)).to(pre.dtype)
+
+
+def _affine_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``a = x W^T + b`` as plain differentiable ops (the jvps recompute the pre-activation with it)."""
+    a = x @ weight.t()
+    return a if bias is None else a + bias
 
 
 def _ln_y(xhat: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None) -> torch.Tensor:
@@ -386,23 +401,6 @@ def _ln_y(xhat: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | N
 
 
 # ------------------------------------------------------------------------------------------- vmap rules
-def _batched(in_dim: Any) -> bool:
-    """Whether a vmap rule's ``in_dims`` entry says its argument is batched (an int; None, or a tuple of
-    Nones for a non-tensor argument such as a conv's ``conf``, when not)."""
-    return isinstance(in_dim, int)
-
-
-def _vmap_loop(function: Any, info: Any, in_dims: tuple[int | None, ...], *args: Any) -> tuple[Any, Any]:
-    """The vmap rule of last resort: ``function`` applied to each slice, the results stacked (dim 0). A
-    batched running statistic's slices are views: each slice's update lands in it."""
-    outs = []
-    for i in range(info.batch_size):
-        outs.append(function.apply(*(a.select(d, i) if _batched(d) else a for a, d in zip(args, in_dims))))
-    if isinstance(outs[0], tuple):
-        return tuple(torch.stack(o) for o in zip(*outs)), (0,) * len(outs[0])
-    return torch.stack(outs), 0
-
-
 def _vmap_x_only(
     function: Any,
     info: Any,
@@ -415,8 +413,8 @@ def _vmap_x_only(
     batch (``fold``: x ``(B, N, ...)`` -> ``(B * N, ...)``, for an op that takes one batch dim; else x with
     its extra leading dim, for the affine ops, which take any); the loop otherwise. ``per_sample``: which
     outputs carry the batch (the others, e.g. eval batch norm's s, are the same for every slice)."""
-    if any(_batched(d) for d in in_dims[1:]) or not _batched(in_dims[0]):
-        return _vmap_loop(function, info, in_dims, *args)
+    if any(is_batched(d) for d in in_dims[1:]) or not is_batched(in_dims[0]):
+        return vmap_loop(function, info, in_dims, *args)
     x = args[0].movedim(in_dims[0], 0)
     out = function.apply(x.flatten(0, 1) if fold else x, *args[1:])
     outs = out if isinstance(out, tuple) else (out,)
@@ -439,7 +437,7 @@ def _vmap_bn(
             running_var is not None and in_dims[6] is None
         ):
             raise RuntimeError(_UNBATCHED_STATS)
-        return _vmap_loop(function, info, in_dims, *args)
+        return vmap_loop(function, info, in_dims, *args)
     return _vmap_x_only(function, info, in_dims, args, (True, True, False), fold=True)
 
 
@@ -493,20 +491,22 @@ class AffineBatchNormReLUFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-        x, weight, bias, gamma, beta, _, _, training, _, _ = inputs
+        x, weight, bias, gamma, beta, running_mean, running_var, training, _, eps = inputs
         _, xc, invstd = output
         ctx.mark_non_differentiable(xc, invstd)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, weight, xc, invstd, gamma, beta)
-        ctx.save_for_forward(x, weight, xc, invstd, gamma, beta)
+        stats = (None, None) if training else (running_mean, running_var)  # training updated them in place
+        ctx.save_for_forward(x, weight, bias, gamma, beta, *stats)
         ctx.has_bias = bias is not None
-        ctx.training = training
+        ctx.training, ctx.eps = training, eps
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, *_):
         if dout is None:  # gradients are not materialised: an undefined output gradient means zero
             return (None,) * 10
+        refuse_forward_over_reverse(ctx, "affine_bn_relu")
         x, weight, xc, invstd, gamma, beta = ctx.saved_tensors
         need = ctx.needs_input_grad
         dpre, dgamma, dbeta = _bn_relu_backward(dout, xc, invstd, gamma, beta, ctx.training, x.dtype, need)
@@ -515,13 +515,11 @@ class AffineBatchNormReLUFunction(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, x_t, w_t, b_t, gamma_t, beta_t, *_):
-        x, weight, xc, invstd, gamma, beta = ctx.saved_tensors
-        pre_t = _affine_tangent(x, weight, x_t, w_t, b_t)
-        return (
-            _bn_relu_jvp(pre_t, gamma_t, beta_t, xc, invstd, gamma, beta, ctx.training, x.dtype),
-            None,
-            None,
-        )
+        ctx.had_tangents = True
+        x, weight, bias, gamma, beta, running_mean, running_var = ctx.saved_tensors
+        pre, pre_t = _affine_reference(x, weight, bias), _affine_tangent(x, weight, x_t, w_t, b_t)
+        stats = (running_mean, running_var, ctx.training, ctx.eps)
+        return _bn_relu_jvp(pre, pre_t, gamma_t, beta_t, gamma, beta, *stats), None, None
 
     @staticmethod
     def vmap(info: Any, in_dims: Any, *args: Any) -> tuple[Any, Any]:
@@ -549,19 +547,21 @@ class AffineLayerNormReLUFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-        x, weight, bias, gamma, beta, _ = inputs
+        x, weight, bias, gamma, beta, eps = inputs
         _, xhat, invstd = output
         ctx.mark_non_differentiable(xhat, invstd)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, weight, xhat, invstd, gamma, beta)
-        ctx.save_for_forward(x, weight, xhat, invstd, gamma, beta)
+        ctx.save_for_forward(x, weight, bias, gamma, beta)
         ctx.has_bias = bias is not None
+        ctx.eps = eps
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, *_):
         if dout is None:  # gradients are not materialised: an undefined output gradient means zero
             return (None,) * 6
+        refuse_forward_over_reverse(ctx, "affine_ln_relu")
         x, weight, xhat, invstd, gamma, beta = ctx.saved_tensors
         need = ctx.needs_input_grad
         need_dpre = any(need[:3])
@@ -578,10 +578,12 @@ class AffineLayerNormReLUFunction(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, x_t, w_t, b_t, gamma_t, beta_t, _):
-        x, weight, xhat, invstd, gamma, beta = ctx.saved_tensors
-        pre_t = _affine_tangent(x, weight, x_t, w_t, b_t)
+        ctx.had_tangents = True
+        x, weight, bias, gamma, beta = ctx.saved_tensors
+        pre, pre_t = _affine_reference(x, weight, bias), _affine_tangent(x, weight, x_t, w_t, b_t)
+        y, xhat, invstd = layernorm_forward(pre.to(_norm_dtype(pre)), 1, gamma, beta, ctx.eps)
         y_t = layernorm_jvp(pre_t, gamma_t, beta_t, xhat, invstd, gamma, 1)
-        return (y_t * (_ln_y(xhat, gamma, beta) > 0)).to(x.dtype), None, None
+        return (y_t * (y > 0)).to(pre.dtype), None, None
 
     @staticmethod
     def vmap(info: Any, in_dims: Any, *args: Any) -> tuple[Any, Any]:
@@ -640,21 +642,23 @@ class ConvBatchNormReLUFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-        x, weight, bias, gamma, beta, _, _, training, _, _, conf = inputs
+        x, weight, bias, gamma, beta, running_mean, running_var, training, _, eps, conf = inputs
         _, xc, invstd = output
         ctx.mark_non_differentiable(xc, invstd)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, weight, xc, invstd, gamma, beta)
-        ctx.save_for_forward(x, weight, xc, invstd, gamma, beta)
+        stats = (None, None) if training else (running_mean, running_var)  # training updated them in place
+        ctx.save_for_forward(x, weight, bias, gamma, beta, *stats)
         ctx.conf = conf
         ctx.has_bias = bias is not None
-        ctx.training = training
+        ctx.training, ctx.eps = training, eps
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, *_):
         if dout is None:  # gradients are not materialised: an undefined output gradient means zero
             return (None,) * 11
+        refuse_forward_over_reverse(ctx, "conv_bn_relu")
         x, weight, xc, invstd, gamma, beta = ctx.saved_tensors
         need = ctx.needs_input_grad
         dpre, dgamma, dbeta = _bn_relu_backward(dout, xc, invstd, gamma, beta, ctx.training, x.dtype, need)
@@ -663,13 +667,12 @@ class ConvBatchNormReLUFunction(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx, x_t, w_t, b_t, gamma_t, beta_t, *_):
-        x, weight, xc, invstd, gamma, beta = ctx.saved_tensors
+        ctx.had_tangents = True
+        x, weight, bias, gamma, beta, running_mean, running_var = ctx.saved_tensors
+        pre = conv2d_forward(x, weight, bias, *ctx.conf)
         pre_t = _conv_tangent(x, weight, ctx.conf, x_t, w_t, b_t)
-        return (
-            _bn_relu_jvp(pre_t, gamma_t, beta_t, xc, invstd, gamma, beta, ctx.training, x.dtype),
-            None,
-            None,
-        )
+        stats = (running_mean, running_var, ctx.training, ctx.eps)
+        return _bn_relu_jvp(pre, pre_t, gamma_t, beta_t, gamma, beta, *stats), None, None
 
     @staticmethod
     def vmap(info: Any, in_dims: Any, *args: Any) -> tuple[Any, Any]:

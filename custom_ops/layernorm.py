@@ -19,7 +19,8 @@ gradcheck's batched checks (:func:`custom_ops.batchnorm.reference_formulas`); th
 
 Saved for backward: x̂ (the size of x), s (one per sample) and γ — the built-in saves x, μ and s, the same
 bytes. The backward uses them as constants: ``once_differentiable`` (no double backward). The formulas
-are per sample, so ``torch.func.vmap`` batches them as written (``generate_vmap_rule``).
+are per sample: under ``torch.func.vmap`` the vmapped slices are one more batch dim
+(:meth:`LayerNormFunction.vmap`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from torch.autograd.function import once_differentiable
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating, check_norm_params_dtype, check_shape
 from ._compile import without_jvp
-from .batchnorm import reference_formulas
+from .batchnorm import is_batched, reference_formulas, refuse_forward_over_reverse, vmap_loop
 
 
 # -------------------------------------------------------------------------------------------- reference
@@ -190,10 +191,10 @@ class LayerNormFunction(torch.autograd.Function):
     Backward: :func:`layernorm_backward`, ``dx = s (g − mean(g) − x̂ mean(g x̂))`` for ``g = γ dout``,
     ``dγ = Σ dout x̂``, ``dβ = Σ dout`` (sums over the samples).
 
-    jvp: :func:`layernorm_jvp`, ``ȯut = γ s (ẋ − mean(ẋ) − x̂ mean(ẋ x̂)) + γ̇ x̂ + β̇``.
+    jvp: :func:`layernorm_jvp`, ``ȯut = γ s (ẋ − mean(ẋ) − x̂ mean(ẋ x̂)) + γ̇ x̂ + β̇``, x̂ and s recomputed
+    from x (a differentiable function of the inputs: reverse-over-forward works; forward-over-reverse is
+    refused, as double backward).
     """
-
-    generate_vmap_rule = True
 
     @staticmethod
     def forward(
@@ -208,13 +209,13 @@ class LayerNormFunction(torch.autograd.Function):
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
-        _, normalized_ndim, weight, bias, _ = inputs
+        x, normalized_ndim, weight, bias, eps = inputs
         _, xhat, invstd = output
         ctx.mark_non_differentiable(xhat, invstd)
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(xhat, invstd, weight)
-        ctx.save_for_forward(xhat, invstd, weight)
-        ctx.normalized_ndim = normalized_ndim
+        ctx.save_for_forward(x, weight)
+        ctx.normalized_ndim, ctx.eps = normalized_ndim, eps
         ctx.has_bias = bias is not None
 
     @staticmethod
@@ -222,6 +223,7 @@ class LayerNormFunction(torch.autograd.Function):
     def backward(ctx: Any, dout: torch.Tensor | None, *_: Any) -> tuple[torch.Tensor | None, ...]:
         if dout is None:  # gradients are not materialised: an undefined output gradient means zero
             return None, None, None, None, None
+        refuse_forward_over_reverse(ctx, "layer_norm")
         xhat, invstd, weight = ctx.saved_tensors
         need_dx, _, need_dw, need_db = ctx.needs_input_grad[:4]
         need_dw = need_dw and weight is not None
@@ -237,8 +239,21 @@ class LayerNormFunction(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx: Any, x_t: torch.Tensor | None, _: Any, weight_t: Any, bias_t: Any, *__: Any) -> tuple:
-        xhat, invstd, weight = ctx.saved_tensors
+        ctx.had_tangents = True
+        x, weight = ctx.saved_tensors
+        _, xhat, invstd = layernorm_forward(
+            x, ctx.normalized_ndim, None, None, ctx.eps
+        )  # differentiable in x
         return layernorm_jvp(x_t, weight_t, bias_t, xhat, invstd, weight, ctx.normalized_ndim), None, None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[Any, ...], x, normalized_ndim, weight, bias, eps) -> tuple[Any, Any]:
+        """Per sample: with only x batched its batch is one more leading dim (x ``(B, *, *normalized)``, the
+        statistics per slice and sample); with γ or β batched, each slice in turn."""
+        args = (x, normalized_ndim, weight, bias, eps)
+        if not is_batched(in_dims[0]) or is_batched(in_dims[2]) or is_batched(in_dims[3]):
+            return vmap_loop(LayerNormFunction, info, in_dims, *args)
+        return LayerNormFunction.apply(x.movedim(in_dims[0], 0), *args[1:]), (0, 0, 0)
 
 
 _LayerNormTraced = without_jvp(LayerNormFunction)
