@@ -1,6 +1,8 @@
 """Batch norm's running statistics under forward-mode AD and ``torch.func``, and its vmap rule's cases
 beyond the registry samples of ``tests/test_func.py`` (batched running statistics, only γ/β batched, an
-empty input), each against ``torch.nn.functional.batch_norm``."""
+empty input), each against ``torch.nn.functional.batch_norm``; second derivatives of the norms (whose
+backward is once differentiable): reverse-over-forward against the built-in's Hessian, forward-over-reverse
+refused."""
 
 from __future__ import annotations
 
@@ -102,3 +104,33 @@ def test_empty_input_under_jvp_and_vmap() -> None:
         torch.randn(2, 0, 3, dtype=F64)
     )
     assert batched.shape == (2, 0, 3), f"empty input under vmap gave {tuple(batched.shape)}"
+
+
+NORMS = {
+    "batch_norm-train": (MF.batch_norm, F.batch_norm, lambda f, x: f(x, None, None, None, None, True)),
+    "batch_norm-eval": (
+        MF.batch_norm,
+        F.batch_norm,
+        lambda f, x: f(x, torch.zeros(3, dtype=F64), torch.ones(3, dtype=F64), None, None, False),
+    ),
+    "layer_norm": (MF.layer_norm, F.layer_norm, lambda f, x: f(x, (3, 2))),
+    "group_norm": (MF.group_norm, F.group_norm, lambda f, x: f(x, 3)),
+}
+
+
+@pytest.mark.parametrize("name", NORMS)
+def test_second_derivatives(name: str) -> None:
+    """``jacrev(jacfwd(f))`` (reverse over the hand-written jvp) equals the built-in's Hessian;
+    ``torch.func.hessian`` (forward over the once-differentiable backward) raises, as double backward."""
+    manual, builtin, call = NORMS[name]
+    x = torch.randn(4, 3, 2, dtype=F64)
+
+    def loss(f: Callable[..., torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda t: call(f, t).pow(3).sum()
+
+    hessian = torch.func.jacrev(torch.func.jacfwd(loss(manual)))(x)
+    torch.testing.assert_close(
+        hessian, torch.func.hessian(loss(builtin))(x), msg=lambda m: f"{name}: jacrev(jacfwd) Hessian: {m}"
+    )
+    with pytest.raises(RuntimeError, match="forward-over-reverse"):
+        torch.func.hessian(loss(manual))(x)

@@ -213,6 +213,29 @@ def test_vmap_and_jvp_match_loop_and_chain(case: OpCase) -> None:
     assert_same_state(case, args, ref_args, "the chain under torch.func.jvp")
 
 
+NORM_SANDWICHES = ["affine_bn_relu[train]", "affine_ln_relu[2d]", "conv_bn_relu[eval]"]
+
+
+@pytest.mark.parametrize("case_id", NORM_SANDWICHES)
+def test_norm_sandwich_second_derivatives(case_id: str) -> None:
+    """Reverse over the hand-written jvp gives the chain's Hessian in x; forward over the once-differentiable
+    backward (``torch.func.hessian``) raises, as double backward."""
+    case = next(c for c in CASES if c.id == case_id)
+    args, ref_args = (
+        case.inputs(torch.float64, requires_grad=False),
+        case.inputs(torch.float64, requires_grad=False),
+    )
+
+    def loss(fn: Callable[..., torch.Tensor], full: list[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda x: fn(x, *full[1:]).pow(3).sum()
+
+    hessian = torch.func.jacrev(torch.func.jacfwd(loss(case.manual, args)))(args[0])
+    ref = torch.func.hessian(loss(case.builtin, ref_args))(ref_args[0])
+    assert_close(hessian, ref, f"{case.id}: jacrev(jacfwd) Hessian vs the chain's")
+    with pytest.raises(RuntimeError, match="forward-over-reverse"):
+        torch.func.hessian(loss(case.manual, args))(args[0])
+
+
 def _call_chain(case: OpCase, args: list[Any], *grad_tensors: torch.Tensor) -> torch.Tensor:
     """The built-in chain of ``case`` with its grad inputs replaced by ``grad_tensors``."""
     full = list(args)
