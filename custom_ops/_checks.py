@@ -11,55 +11,15 @@ out of range raises an ``IndexError`` (torch's "Dimension out of range").
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
-from typing import TypeVar
 
 import torch
 
-T = TypeVar("T")
+from . import _autocast
+from .deprecation import renamed_keyword
+from .errors import OpArgumentError, OpDtypeError
 
-
-class OpArgumentError(ValueError, RuntimeError):
-    """A bad shape or argument value (torch raises ``RuntimeError`` for it; catch either)."""
-
-
-class OpDtypeError(TypeError, NotImplementedError):
-    """A tensor of a dtype the operator does not compute in, or dtypes that do not match (torch raises
-    ``RuntimeError`` or ``NotImplementedError``; catch either, or ``TypeError``)."""
-
-
-def renamed_keyword(
-    where: str,
-    old: str,
-    old_value: T | None,
-    new: str,
-    new_value: T,
-    default: T,
-    new_key: str | None = None,
-    stacklevel: int = 3,
-) -> T:
-    """The value of a keyword renamed from ``old`` to ``new``, the old name kept for one release.
-
-    ``old_value`` is ``None`` when the old keyword is not given: then ``new_value``. Otherwise a
-    ``FutureWarning`` (shown by default) names the new keyword (``new_key``, e.g. the command-line key, when
-    given) and ``old_value`` is used; a ``TypeError`` (Python's error for conflicting keywords) when ``new``
-    is given too, i.e. differs from its ``default`` (a caller such as the CLI passes every default).
-    ``stacklevel``: as :func:`warnings.warn`'s, counted from this function (3: the caller's caller).
-    """
-    if old_value is None:
-        return new_value
-    if new_value != default:
-        raise TypeError(
-            f"{where} got both {old}={old_value!r} (deprecated) and {new}={new_value!r}; give only {new}"
-        )
-    warnings.warn(
-        f"{where}: the keyword '{old}' is deprecated and will be removed in the next release; use "
-        f"'{new_key or new}' instead",
-        FutureWarning,
-        stacklevel=stacklevel,
-    )
-    return old_value
+__all__ = ["OpArgumentError", "OpDtypeError", "renamed_keyword"]  # re-exported for the op files
 
 
 def check_tensor(name: str, value: object) -> torch.Tensor:
@@ -93,7 +53,7 @@ def check_same_dtype(input: torch.Tensor, **others: torch.Tensor | None) -> None
         if tensor is None:
             continue
         check_floating(name, tensor)
-        if tensor.dtype != input.dtype and not torch.is_autocast_enabled(input.device.type):
+        if tensor.dtype != input.dtype and not _autocast.is_enabled(input.device.type):
             raise OpDtypeError(
                 f"{name} has dtype {tensor.dtype} but input has dtype {input.dtype}; "
                 "cast them to one dtype (or run under torch.autocast)"

@@ -1,186 +1,525 @@
-"""Element-wise activations met in torchvision classification models and EfficientNet-Lite.
+"""Element-wise activations met in torchvision classification models and EfficientNet-Lite: ReLU6,
+Hardsigmoid, Hardswish, Sigmoid and SiLU (swish).
 
-Each is an ``autograd.Function`` with its derivative written out; the backwards are ordinary tensor
-expressions of what was saved, so double backward works.
+The reference (the top of this file). An element-wise op ``y = f(x)`` has a diagonal Jacobian, ``f'(x)`` on
+the diagonal, so both of its derivatives are one product with the local slope ``f'(x)``:
 
-ReLU6:        out = min(max(x, 0), 6)                 dx = dout * [0 < x < 6]
-Hardsigmoid:  out = min(max(x / 6 + 1/2, 0), 1)       dx = dout / 6 * [-3 < x < 3]
-Hardswish:    out = x * min(max(x + 3, 0), 6) / 6     dx = dout * (0 if x < -3, x/3 + 1/2 if x <= 3, else 1)
-Sigmoid:      out = s = 1 / (1 + exp(-x))             dx = dout * s * (1 - s)
-SiLU (swish): out = x * s                             dx = dout * s * (1 + x * (1 - s))
-The kink conventions (which side a boundary point belongs to) are PyTorch's, so gradients match the
-built-ins exactly, boundaries included.
-Saved for backward: the output where it determines the derivative (ReLU6, Sigmoid), else the input.
-Each forward and backward allocates one or two full-size tensors and works in place on them; the masks
-of the derivatives come from float-only kernels (clamp, sign), which on CPU are many times faster than
-comparisons producing bool masks mixed with float tensors.
+    backward (vector-Jacobian product):      dx    = dout * f'(x)
+    forward mode (Jacobian-vector product):  y_dot = f'(x) * x_dot
 
-The backward formulas, and the out-of-place forwards of several steps (Hardsigmoid, Hardswish, SiLU), are
-fused kernels (:func:`custom_ops.fused.kernel`): with fusion on, each runs as one compiled pass (the eager
-formulas make one pass per step); the in-place forwards run eagerly.
+Each op below is written as its forward ``f`` (``<op>_forward``), its slope ``f'`` (``<op>_derivative``) and
+the two products (``<op>_backward``, ``<op>_jvp``):
 
-In place (``inplace=True``, the functional twins' and modules' argument as in torch): the result is
-written into x, which is returned and marked dirty (``ctx.mark_dirty``), so autograd rebases x's history
-on the op, as for torch's ``relu6_``, ``hardsigmoid_``, ``hardswish_``, ``silu_``. ReLU6 saves the output,
-so in place costs no extra memory; the others need the input for the derivative and save a copy of it
-taken before it is overwritten (torch's in-place kernels keep the original input too).
+    ReLU6:        y = min(max(x, 0), 6)                f'(x) = [0 < x < 6]
+    Hardsigmoid:  y = min(max(x / 6 + 1/2, 0), 1)      f'(x) = [-3 < x < 3] / 6
+    Hardswish:    y = x min(max(x + 3, 0), 6) / 6      f'(x) = 0 (x <= -3), x/3 + 1/2 (-3 < x < 3), 1 (x >= 3)
+    Sigmoid:      y = s = 1 / (1 + exp(-x))            f'(x) = s (1 - s)
+    SiLU:         y = x s                              f'(x) = s (1 + x (1 - s))
+
+At a kink the slope is PyTorch's: 0 at relu6's 0 and 6 and at hardsigmoid's -3 and 3; 0 at -3 and 1 at 3 for
+hardswish. So gradients and forward-mode derivatives equal the built-ins' exactly, kinks included.
+Saved: the output where it determines the slope (ReLU6, Sigmoid), else the input. The backwards are ordinary
+differentiable tensor expressions, so double backward and forward-over-reverse work.
+
+The tuned formulations (``tuned_*``, the default path) compute the same values with fewer temporaries, in
+place on fresh ones, and take their masks from float-only kernels (clamp, sign, floor) instead of
+comparisons producing bool masks, which on CPU cost several float passes each. They are fused kernels
+(:func:`custom_ops.fused.kernel`): with fusion on, each runs as one compiled pass. They run on the plain
+first-order path only: under :func:`custom_ops.reference_path`, under a ``torch.func`` transform and when
+autograd records the derivative (a double backward), the reference formulas run (:func:`reference_formulas`);
+their own derivatives are torch's at the kinks, where a clamp's are not.
+
+In place (``inplace=True``, as in torch): the result is written into ``x``, which is returned and marked
+dirty (``ctx.mark_dirty``), so autograd rebases ``x``'s history on the op, as for torch's ``relu6_``,
+``hardsigmoid_``, ``hardswish_``, ``silu_``. ReLU6 saves the output, so in place costs no extra memory; the
+others need the input for the slope and, like torch's in-place kernels, keep a copy of it taken before it is
+overwritten (``original``: the functional wrapper takes it, and autograd records the copy, so the gradient
+reaches ``x``'s earlier history through it). Under ``torch.func.vmap`` an in-place call writes into the
+batched ``x`` itself, as the built-in does.
+
+Under ``torch.compile`` the wrappers apply a twin of each Function without its ``jvp``, and an in-place call
+runs as the op on the copy, written into ``x``: Dynamo traces neither a custom ``jvp`` nor ``mark_dirty``.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
-from . import _autocast, fused
+from . import _autocast, _reference, fused
 from ._checks import check_floating
 
 
-@fused.kernel
+# ------------------------------------------------------------------------------------------ the reference
+def relu6_forward(x: torch.Tensor) -> torch.Tensor:
+    """``y = min(max(x, 0), 6)``."""
+    out = torch.clamp(x, 0, 6)
+    return out
+
+
+def relu6_derivative(out: torch.Tensor) -> torch.Tensor:
+    """``f'(x) = [0 < x < 6]``, read from the output: ``0 < out < 6`` exactly where ``0 < x < 6``."""
+    inside = (out > 0) & (out < 6)
+    slope = inside.to(out.dtype)
+    return slope
+
+
 def relu6_backward(dout: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """``dx = dout * [0 < out < 6]`` from the saved output."""
-    # [0 < out < 6] = sign(out * (6 - out)) for out in [0, 6]: float-only kernels, no bool mask.
-    return torch.rsub(out, 6).mul_(out).sign_().mul_(dout)
+    """``dx = dout * [0 < x < 6]``."""
+    dx = dout * relu6_derivative(out)
+    return dx
+
+
+def relu6_jvp(x_dot: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``y_dot = [0 < x < 6] * x_dot``."""
+    out_dot = relu6_derivative(out) * x_dot
+    return out_dot
+
+
+def hardsigmoid_forward(x: torch.Tensor) -> torch.Tensor:
+    """``y = min(max(x / 6 + 1/2, 0), 1)``: the line through (-3, 0) and (3, 1), clipped to [0, 1]."""
+    out = torch.clamp(x / 6 + 0.5, 0, 1)
+    return out
+
+
+def hardsigmoid_derivative(x: torch.Tensor) -> torch.Tensor:
+    """``f'(x) = [-3 < x < 3] / 6``: the line's slope inside, 0 on the flat parts and at the kinks."""
+    inside = (x > -3) & (x < 3)
+    slope = inside.to(x.dtype) / 6
+    return slope
+
+
+def hardsigmoid_backward(dout: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``dx = dout * [-3 < x < 3] / 6``."""
+    dx = dout * hardsigmoid_derivative(x)
+    return dx
+
+
+def hardsigmoid_jvp(x_dot: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``y_dot = [-3 < x < 3] / 6 * x_dot``."""
+    out_dot = hardsigmoid_derivative(x) * x_dot
+    return out_dot
+
+
+def hardswish_forward(x: torch.Tensor) -> torch.Tensor:
+    """``y = x min(max(x + 3, 0), 6) / 6``: ``x`` times a hard gate that opens from -3 to 3."""
+    gate = torch.clamp(x + 3, 0, 6)
+    out = x * gate / 6
+    return out
+
+
+def hardswish_derivative(x: torch.Tensor) -> torch.Tensor:
+    """``f'(x) = 0 (x <= -3), x / 3 + 1/2 (-3 < x < 3), 1 (x >= 3)`` (product rule inside)."""
+    inside = (x > -3) & (x < 3)
+    above = x >= 3
+    slope = torch.where(inside, x / 3 + 0.5, above.to(x.dtype))
+    return slope
+
+
+def hardswish_backward(dout: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``dx = dout * f'(x)``."""
+    dx = dout * hardswish_derivative(x)
+    return dx
+
+
+def hardswish_jvp(x_dot: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``y_dot = f'(x) * x_dot``."""
+    out_dot = hardswish_derivative(x) * x_dot
+    return out_dot
+
+
+def sigmoid_forward(x: torch.Tensor) -> torch.Tensor:
+    """``s = 1 / (1 + exp(-x))`` (``exp(-x)`` overflows to inf for very negative ``x``: ``s`` is then 0)."""
+    s = 1 / (1 + torch.exp(-x))
+    return s
+
+
+def sigmoid_derivative(s: torch.Tensor) -> torch.Tensor:
+    """``f'(x) = s (1 - s)``, from the output ``s``."""
+    slope = s * (1 - s)
+    return slope
+
+
+def sigmoid_backward(dout: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``dx = dout * s (1 - s)``."""
+    dx = dout * sigmoid_derivative(s)
+    return dx
+
+
+def sigmoid_jvp(x_dot: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``y_dot = s (1 - s) * x_dot``."""
+    out_dot = sigmoid_derivative(s) * x_dot
+    return out_dot
+
+
+def silu_forward(x: torch.Tensor) -> torch.Tensor:
+    """``y = x s`` with ``s = sigmoid(x)``."""
+    s = sigmoid_forward(x)
+    out = x * s
+    return out
+
+
+def silu_derivative(x: torch.Tensor) -> torch.Tensor:
+    """``f'(x) = s + x s (1 - s) = s (1 + x (1 - s))`` (product rule, ``s' = s (1 - s)``)."""
+    s = sigmoid_forward(x)
+    slope = s * (1 + x * (1 - s))
+    return slope
+
+
+def silu_backward(dout: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``dx = dout * s (1 + x (1 - s))``."""
+    dx = dout * silu_derivative(x)
+    return dx
+
+
+def silu_jvp(x_dot: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``y_dot = s (1 + x (1 - s)) * x_dot``."""
+    out_dot = silu_derivative(x) * x_dot
+    return out_dot
+
+
+# ---------------------------------------------------------------------------- the tuned formulations
+def reference_formulas() -> bool:
+    """Whether the reference formulas run rather than the tuned ones: on the reference path, under a
+    ``torch.func`` transform and when autograd records the call (the derivative is being differentiated)."""
+    return _reference.is_active() or torch.is_grad_enabled() or torch._C._are_functorch_transforms_active()
+
+
+# Sigmoid's tuned forward is torch.sigmoid itself (one kernel; the reference makes four passes). Each backward
+# kernel is also its op's tuned jvp: the same product, with the tangent x_dot for dout. The product with dout
+# (or x_dot) is out of place: under vmap of the backward the incoming gradient is batched and the slope is
+# not, and an in-place product into the less batched tensor would be refused.
+@fused.kernel
+def tuned_relu6_backward(dout: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``dout * [0 < out < 6]``."""
+    # [0 < out < 6] = sign(out * (6 - out)) for out in [0, 6].
+    inside = torch.rsub(out, 6).mul_(out).sign_()
+    return dout * inside
 
 
 @fused.kernel
-def hardsigmoid_forward(x: torch.Tensor) -> torch.Tensor:
-    """``out = min(max(x / 6 + 1/2, 0), 1)``."""
+def tuned_hardsigmoid_forward(x: torch.Tensor) -> torch.Tensor:
+    """``min(max(x / 6 + 1/2, 0), 1)``, in place on one temporary."""
     return (x / 6).add_(0.5).clamp_(0, 1)
 
 
 @fused.kernel
-def hardsigmoid_backward(dout: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``dx = dout / 6 * [-3 < x < 3]``."""
-    # -[|x| < 3] = min(sign(|x| - 3), 0): float-only kernels, no bool mask.
-    return x.abs().sub_(3).sign_().clamp_max_(0).mul_(dout).div_(-6)
+def tuned_hardsigmoid_backward(dout: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``dout * [-3 < x < 3] / 6``."""
+    # [|x| < 3] = max(sign(3 - |x|), 0): 1 inside, 0 at the kinks and beyond.
+    slope = torch.rsub(x.abs(), 3).sign_().clamp_min_(0).div_(6)
+    return dout * slope
 
 
 @fused.kernel
-def hardswish_forward(x: torch.Tensor) -> torch.Tensor:
-    """``out = x * min(max(x + 3, 0), 6) / 6``."""
+def tuned_hardswish_forward(x: torch.Tensor) -> torch.Tensor:
+    """``x min(max(x + 3, 0), 6) / 6``, in place on one temporary."""
     return (x + 3).clamp_(0, 6).mul_(x).div_(6)
 
 
 @fused.kernel
-def hardswish_backward(dout: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``dx = dout * (0 if x < -3, x/3 + 1/2 if x <= 3, else 1)``."""
-    # With c = clamp(x, -3, 3): slope = c / 3 + 1/2 - sign(x - c) / 2, which is 0 below -3 and 1 above 3
-    # (float-only kernels; a where-chain over bool masks is many times slower on CPU).
-    c = x.clamp(-3, 3)
-    beyond = torch.sub(x, c).sign_()
-    return c.div_(3).add_(0.5).sub_(beyond, alpha=0.5).mul_(dout)
+def tuned_hardswish_backward(dout: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``dout * f'(x)``, ``f'(x) = 0 (x <= -3), x / 3 + 1/2 (-3 < x < 3), 1 (x >= 3)``."""
+    # With q = clamp(x, -3, 3) / 3 in [-1, 1]: f'(x) = q + 1/2 - q floor(q^2) / 2. floor(q^2) is 1 at
+    # q = +-1 (x <= -3 or x >= 3) and 0 inside (|q| < 1 there, so q^2 rounds below 1), so the kinks take
+    # torch's values 0 and 1. (floor is a cheap float kernel; trunc and where-chains cost many times more.)
+    q = x.clamp(-3, 3).div_(3)
+    slope = torch.mul(q, q).floor_().mul_(q).mul_(-0.5).add_(q).add_(0.5)
+    return dout * slope
 
 
 @fused.kernel
-def sigmoid_backward(dout: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-    """``dx = dout * s * (1 - s)`` from the saved output ``s``."""
-    return torch.rsub(s, 1).mul_(s).mul_(dout)
+def tuned_sigmoid_backward(dout: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """``dout * s (1 - s)`` from the saved output ``s``."""
+    slope = torch.rsub(s, 1).mul_(s)
+    return dout * slope
 
 
 @fused.kernel
-def silu_forward(x: torch.Tensor) -> torch.Tensor:
-    """``out = x * sigmoid(x)``."""
+def tuned_silu_forward(x: torch.Tensor) -> torch.Tensor:
+    """``x sigmoid(x)``, in place on one temporary."""
     return torch.sigmoid(x).mul_(x)
 
 
 @fused.kernel
-def silu_backward(dout: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``dx = dout * s * (1 + x * (1 - s))`` with ``s = sigmoid(x)``."""
+def tuned_silu_backward(dout: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``dout * s (1 + x (1 - s))`` with ``s = sigmoid(x)``."""
     s = torch.sigmoid(x)
-    # 1 + x * (1 - s) = (x - x * s) + 1, then times s and dout, in place on a fresh temporary.
-    return torch.addcmul(x, x, s, value=-1).add_(1).mul_(s).mul_(dout)
+    # 1 + x (1 - s) = (x - x s) + 1, then times s, in place on one temporary.
+    slope = torch.addcmul(x, x, s, value=-1).add_(1).mul_(s)
+    return dout * slope
 
 
-def _dirty(ctx, x: torch.Tensor) -> torch.Tensor:
-    """Mark ``x`` as modified in place by the forward (autograd then rebases its history); return it."""
-    ctx.mark_dirty(x)
-    return x
+# ------------------------------------------------------------------------------------- the Functions
+def _save_input(ctx: Any, x: torch.Tensor, original: torch.Tensor | None) -> None:
+    """Save the input the slope is computed from (``original`` when the op writes into ``x``), for the
+    backward and for the jvp; mark ``x`` dirty when written in place."""
+    ctx.inplace = original is not None
+    source = original if ctx.inplace else x
+    if ctx.inplace:
+        ctx.mark_dirty(x)
+    ctx.save_for_backward(source)
+    ctx.save_for_forward(source)
+
+
+def _input_grads(ctx: Any, dx: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The gradients of ``(x, original)``: in place, the output depends on ``original`` only."""
+    return (None, dx) if ctx.inplace else (dx, None)
+
+
+def _output_tangent(x_dot: torch.Tensor | None, out_dot: torch.Tensor) -> torch.Tensor:
+    """The tangent of an in-place output: forward-mode AD requires it written into ``x``'s own tangent."""
+    if x_dot is None:
+        return out_dot
+    x_dot.copy_(out_dot)
+    # Under gradcheck's (legacy) vmap an in-place copy into a batched tangent leaves its version counter,
+    # which forward-mode AD checks, as it was.
+    torch.autograd.graph.increment_version(x_dot)
+    return x_dot
+
+
+def _vmap_elementwise(
+    function: type[torch.autograd.Function], in_dims: tuple[Any, ...], x: torch.Tensor, extra: Any
+) -> tuple[torch.Tensor, int]:
+    """The vmap rule of an element-wise Function ``function(x, extra)``: the op itself on the physical
+    tensors, whatever dimension holds the batch. ``extra`` is ``original`` (laid out like ``x`` here), None
+    or a flag. Called with the unwrapped ``x``, an in-place op writes into it and returns it: the batched
+    ``x`` itself comes back, as from the built-in's in-place rule. (torch's generated rule,
+    ``generate_vmap_rule = True``, returns a new tensor, which ``mark_dirty`` refuses.)"""
+    x_dim, extra_dim = in_dims
+    if isinstance(extra, torch.Tensor) and extra_dim != x_dim:
+        batched = extra_dim is not None
+        extra = extra.movedim(extra_dim, x_dim) if batched else extra.unsqueeze(x_dim).expand_as(x)
+    return function.apply(x, extra), x_dim
 
 
 class ReLU6Function(torch.autograd.Function):
-    """x ``(*)`` -> ``(*)``."""
+    """``y = min(max(x, 0), 6)``, x ``(*)`` -> ``(*)``, in place into ``x`` when ``inplace``.
+
+    Backward ``dx = dout * [0 < x < 6]``; jvp ``y_dot = [0 < x < 6] * x_dot``; both read the mask from the
+    saved output.
+    """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, inplace: bool) -> torch.Tensor:
-        out = _dirty(ctx, x).clamp_(0, 6) if inplace else x.clamp(0, 6)
-        ctx.save_for_backward(out)
-        return out
+    def forward(x: torch.Tensor, inplace: bool) -> torch.Tensor:
+        if not inplace:
+            return relu6_forward(x)
+        if reference_formulas():
+            return x.copy_(relu6_forward(x))
+        return x.clamp_(0, 6)
 
     @staticmethod
-    def backward(ctx, dout: torch.Tensor):
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, bool], output: torch.Tensor) -> None:
+        x, inplace = inputs
+        ctx.inplace = inplace
+        if inplace:
+            ctx.mark_dirty(x)
+        ctx.save_for_backward(output)
+        ctx.save_for_forward(output)
+
+    @staticmethod
+    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor, None]:
         (out,) = ctx.saved_tensors
-        return relu6_backward(dout, out), None
+        dx = relu6_backward(dout, out) if reference_formulas() else tuned_relu6_backward(dout, out)
+        return dx, None
+
+    @staticmethod
+    def jvp(ctx: Any, x_dot: torch.Tensor, _: None) -> torch.Tensor:
+        (out,) = ctx.saved_tensors
+        out_dot = relu6_jvp(x_dot, out) if reference_formulas() else tuned_relu6_backward(x_dot, out)
+        return _output_tangent(x_dot, out_dot) if ctx.inplace else out_dot
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[Any, ...], x: torch.Tensor, inplace: bool) -> tuple[torch.Tensor, int]:
+        return _vmap_elementwise(ReLU6Function, in_dims, x, inplace)
 
 
 class HardsigmoidFunction(torch.autograd.Function):
-    """x ``(*)`` -> ``(*)``."""
+    """``y = min(max(x / 6 + 1/2, 0), 1)``, x ``(*)`` -> ``(*)``; with ``original`` (a copy of ``x``), the
+    result of ``original`` is written into ``x``.
+
+    Backward ``dx = dout * [-3 < x < 3] / 6``; jvp ``y_dot = [-3 < x < 3] / 6 * x_dot``.
+    """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, inplace: bool) -> torch.Tensor:
-        if not inplace:
-            ctx.save_for_backward(x)
-            return hardsigmoid_forward(x)
-        ctx.save_for_backward(x.clone())
-        return _dirty(ctx, x).div_(6).add_(0.5).clamp_(0, 1)
+    def forward(x: torch.Tensor, original: torch.Tensor | None) -> torch.Tensor:
+        if original is None:
+            return hardsigmoid_forward(x) if reference_formulas() else tuned_hardsigmoid_forward(x)
+        if reference_formulas():
+            return x.copy_(hardsigmoid_forward(original))
+        return x.div_(6).add_(0.5).clamp_(0, 1)
 
     @staticmethod
-    def backward(ctx, dout: torch.Tensor):
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, Any], output: torch.Tensor) -> None:
+        _save_input(ctx, *inputs)
+
+    @staticmethod
+    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         (x,) = ctx.saved_tensors
-        return hardsigmoid_backward(dout, x), None
+        dx = hardsigmoid_backward(dout, x) if reference_formulas() else tuned_hardsigmoid_backward(dout, x)
+        return _input_grads(ctx, dx)
+
+    @staticmethod
+    def jvp(ctx: Any, x_dot: torch.Tensor | None, original_dot: torch.Tensor | None) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        tangent = original_dot if ctx.inplace else x_dot
+        if reference_formulas():
+            out_dot = hardsigmoid_jvp(tangent, x)
+        else:
+            out_dot = tuned_hardsigmoid_backward(tangent, x)
+        return _output_tangent(x_dot, out_dot) if ctx.inplace else out_dot
+
+    @staticmethod
+    def vmap(
+        info: Any, in_dims: tuple[Any, ...], x: torch.Tensor, original: torch.Tensor | None
+    ) -> tuple[torch.Tensor, int]:
+        return _vmap_elementwise(HardsigmoidFunction, in_dims, x, original)
 
 
 class HardswishFunction(torch.autograd.Function):
-    """x ``(*)`` -> ``(*)``."""
+    """``y = x min(max(x + 3, 0), 6) / 6``, x ``(*)`` -> ``(*)``; with ``original`` (a copy of ``x``), the
+    result of ``original`` is written into ``x``.
+
+    Backward ``dx = dout * f'(x)``; jvp ``y_dot = f'(x) * x_dot``; ``f'(x)`` is 0 for ``x <= -3``,
+    ``x / 3 + 1/2`` for ``-3 < x < 3`` and 1 for ``x >= 3`` (torch's values at the kinks).
+    """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, inplace: bool) -> torch.Tensor:
-        if not inplace:
-            ctx.save_for_backward(x)
-            return hardswish_forward(x)
-        original = x.clone()
-        ctx.save_for_backward(original)
-        return _dirty(ctx, x).add_(3).clamp_(0, 6).mul_(original).div_(6)
+    def forward(x: torch.Tensor, original: torch.Tensor | None) -> torch.Tensor:
+        if original is None:
+            return hardswish_forward(x) if reference_formulas() else tuned_hardswish_forward(x)
+        if reference_formulas():
+            return x.copy_(hardswish_forward(original))
+        return x.add_(3).clamp_(0, 6).mul_(original).div_(6)
 
     @staticmethod
-    def backward(ctx, dout: torch.Tensor):
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, Any], output: torch.Tensor) -> None:
+        _save_input(ctx, *inputs)
+
+    @staticmethod
+    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         (x,) = ctx.saved_tensors
-        return hardswish_backward(dout, x), None
+        dx = hardswish_backward(dout, x) if reference_formulas() else tuned_hardswish_backward(dout, x)
+        return _input_grads(ctx, dx)
+
+    @staticmethod
+    def jvp(ctx: Any, x_dot: torch.Tensor | None, original_dot: torch.Tensor | None) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        tangent = original_dot if ctx.inplace else x_dot
+        out_dot = hardswish_jvp(tangent, x) if reference_formulas() else tuned_hardswish_backward(tangent, x)
+        return _output_tangent(x_dot, out_dot) if ctx.inplace else out_dot
+
+    @staticmethod
+    def vmap(
+        info: Any, in_dims: tuple[Any, ...], x: torch.Tensor, original: torch.Tensor | None
+    ) -> tuple[torch.Tensor, int]:
+        return _vmap_elementwise(HardswishFunction, in_dims, x, original)
 
 
 class SigmoidFunction(torch.autograd.Function):
-    """x ``(*)`` -> ``(*)``."""
+    """``s = 1 / (1 + exp(-x))``, x ``(*)`` -> ``(*)``.
+
+    Backward ``dx = dout * s (1 - s)``; jvp ``y_dot = s (1 - s) * x_dot``; both from the saved output ``s``.
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        out = torch.sigmoid(x)
-        ctx.save_for_backward(out)
-        return out
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return sigmoid_forward(x) if reference_formulas() else torch.sigmoid(x)
 
     @staticmethod
-    def backward(ctx, dout: torch.Tensor) -> torch.Tensor:
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        ctx.save_for_backward(output)
+        ctx.save_for_forward(output)
+
+    @staticmethod
+    def backward(ctx: Any, dout: torch.Tensor) -> torch.Tensor:
         (s,) = ctx.saved_tensors
-        return sigmoid_backward(dout, s)
+        return sigmoid_backward(dout, s) if reference_formulas() else tuned_sigmoid_backward(dout, s)
+
+    @staticmethod
+    def jvp(ctx: Any, x_dot: torch.Tensor) -> torch.Tensor:
+        (s,) = ctx.saved_tensors
+        return sigmoid_jvp(x_dot, s) if reference_formulas() else tuned_sigmoid_backward(x_dot, s)
 
 
 class SiLUFunction(torch.autograd.Function):
-    """x ``(*)`` -> ``(*)``."""
+    """``y = x s``, ``s = sigmoid(x)``, x ``(*)`` -> ``(*)``; with ``original`` (a copy of ``x``), the result
+    of ``original`` is written into ``x``.
+
+    Backward ``dx = dout * s (1 + x (1 - s))``; jvp ``y_dot = s (1 + x (1 - s)) * x_dot``.
+    """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, inplace: bool) -> torch.Tensor:
-        if not inplace:
-            ctx.save_for_backward(x)
-            return silu_forward(x)
-        ctx.save_for_backward(x.clone())
-        return _dirty(ctx, x).mul_(torch.sigmoid(x))
+    def forward(x: torch.Tensor, original: torch.Tensor | None) -> torch.Tensor:
+        if original is None:
+            return silu_forward(x) if reference_formulas() else tuned_silu_forward(x)
+        if reference_formulas():
+            return x.copy_(silu_forward(original))
+        return x.mul_(torch.sigmoid(original))
 
     @staticmethod
-    def backward(ctx, dout: torch.Tensor):
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, Any], output: torch.Tensor) -> None:
+        _save_input(ctx, *inputs)
+
+    @staticmethod
+    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         (x,) = ctx.saved_tensors
-        return silu_backward(dout, x), None
+        dx = silu_backward(dout, x) if reference_formulas() else tuned_silu_backward(dout, x)
+        return _input_grads(ctx, dx)
+
+    @staticmethod
+    def jvp(ctx: Any, x_dot: torch.Tensor | None, original_dot: torch.Tensor | None) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        tangent = original_dot if ctx.inplace else x_dot
+        out_dot = silu_jvp(tangent, x) if reference_formulas() else tuned_silu_backward(tangent, x)
+        return _output_tangent(x_dot, out_dot) if ctx.inplace else out_dot
+
+    @staticmethod
+    def vmap(
+        info: Any, in_dims: tuple[Any, ...], x: torch.Tensor, original: torch.Tensor | None
+    ) -> tuple[torch.Tensor, int]:
+        return _vmap_elementwise(SiLUFunction, in_dims, x, original)
 
 
-def _activation(function: type[torch.autograd.Function], input: torch.Tensor, inplace: bool) -> torch.Tensor:
+# ------------------------------------------------------------------------------- the functional twins
+def without_jvp(function: type[torch.autograd.Function]) -> type[torch.autograd.Function]:
+    """A twin of ``function`` without its ``jvp``, for the wrappers to apply under ``torch.compile``: Dynamo
+    does not trace an ``autograd.Function`` that defines a ``jvp`` (a compiled region has no forward-mode AD
+    either) and would break the graph."""
+    return type(function.__name__, (function,), {"jvp": staticmethod(torch.autograd.Function.jvp)})
+
+
+_FUNCTIONS: dict[str, type[torch.autograd.Function]] = {
+    "relu6": ReLU6Function,
+    "hardsigmoid": HardsigmoidFunction,
+    "hardswish": HardswishFunction,
+    "sigmoid": SigmoidFunction,
+    "silu": SiLUFunction,
+}
+_FOR_COMPILE = {name: without_jvp(function) for name, function in _FUNCTIONS.items()}
+
+
+def _apply(op: str, *args: Any) -> torch.Tensor:
+    """Apply ``op``'s Function with the autocast policy "same" (its twin without jvp under Dynamo; the
+    Functions are looked up by name, which Dynamo traces, where a class-keyed lookup breaks the graph)."""
+    functions = _FOR_COMPILE if torch.compiler.is_compiling() else _FUNCTIONS
+    return _autocast.apply(functions[op], "same", *args)
+
+
+def _activation(op: str, input: torch.Tensor, inplace: bool) -> torch.Tensor:
+    """Apply ``op``'s Function to ``(input, original)``: ``original`` is None out of place, else a copy of
+    ``input`` taken before it is overwritten (recorded by autograd, so the gradient reaches ``input``'s
+    history)."""
     check_floating("input", input)
-    return _autocast.apply(function, "same", input, bool(inplace))
+    if not inplace:
+        return _apply(op, input, None)
+    original = input.clone()
+    if torch.compiler.is_compiling():  # Dynamo does not trace a Function that marks an input dirty
+        return input.copy_(_apply(op, original, None))
+    return _apply(op, input, original)
 
 
 def relu6(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -205,7 +544,12 @@ def relu6(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         >>> MF.relu6(x)
         tensor([0., 0., 0., 2., 6.])
     """
-    return _activation(ReLU6Function, input, inplace)
+    check_floating("input", input)
+    if (
+        inplace and torch.compiler.is_compiling()
+    ):  # Dynamo does not trace a Function that marks an input dirty
+        return input.copy_(_apply("relu6", input, False))
+    return _apply("relu6", input, bool(inplace))
 
 
 def hardsigmoid(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -230,7 +574,7 @@ def hardsigmoid(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         >>> MF.hardsigmoid(x)
         tensor([0.0000, 0.3333, 0.5000, 0.8333, 1.0000])
     """
-    return _activation(HardsigmoidFunction, input, inplace)
+    return _activation("hardsigmoid", input, inplace)
 
 
 def hardswish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -255,7 +599,7 @@ def hardswish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         >>> MF.hardswish(x)
         tensor([-0.0000, -0.3333,  0.0000,  1.6667,  8.0000])
     """
-    return _activation(HardswishFunction, input, inplace)
+    return _activation("hardswish", input, inplace)
 
 
 def silu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
@@ -280,7 +624,7 @@ def silu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
         >>> MF.silu(x)
         tensor([-0.0719, -0.2689,  0.0000,  1.7616,  7.9973])
     """
-    return _activation(SiLUFunction, input, inplace)
+    return _activation("silu", input, inplace)
 
 
 def sigmoid(input: torch.Tensor) -> torch.Tensor:
@@ -304,4 +648,4 @@ def sigmoid(input: torch.Tensor) -> torch.Tensor:
         tensor([0.0180, 0.2689, 0.5000, 0.8808, 0.9997])
     """
     check_floating("input", input)
-    return _autocast.apply(SigmoidFunction, "same", input)
+    return _apply("sigmoid", input)

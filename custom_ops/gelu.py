@@ -1,74 +1,152 @@
 """GELU, the Gaussian error linear unit of transformers and ConvNeXt: ``x`` weighted by the probability
 ``Phi(x)`` that a standard normal is below it.
 
-Exact (``approximate="none"``):
-    out = x Phi(x) = 0.5 x (1 + erf(x / sqrt(2)))
-    dx  = dout * (Phi(x) + x phi(x)),   phi(x) = exp(-x^2 / 2) / sqrt(2 pi)   (the normal density)
-Tanh approximation (``approximate="tanh"``), with u = sqrt(2 / pi) (x + 0.044715 x^3) and t = tanh(u):
-    out = 0.5 x (1 + t)
-    dx  = dout * (0.5 (1 + t) + 0.5 x (1 - t^2) sqrt(2 / pi) (1 + 3 * 0.044715 x^2))
-Saved for backward: the input only (the built-in saves it too). The backward is an ordinary tensor
-expression of ``x``, so double backward works.
+The reference (the top of this file). GELU is element-wise, so its Jacobian is diagonal and both
+derivatives are one product with the local slope ``f'(x)``: backward ``dx = dout * f'(x)``, forward mode
+``y_dot = f'(x) * x_dot``.
 
-The forward and backward formulas are fused kernels (:func:`custom_ops.fused.kernel`): with fusion on, each
-runs as one compiled pass (the eager formulas make one pass per step, five to eleven).
+Exact (``approximate="none"``), with the normal's distribution ``Phi`` and density ``phi``:
+    Phi(x) = (1 + erf(x / sqrt 2)) / 2,   phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
+    y      = x Phi(x)
+    f'(x)  = Phi(x) + x phi(x)                                   (product rule, Phi' = phi)
+Tanh approximation (``approximate="tanh"``), ``Phi(x) ~ (1 + tanh(u)) / 2``:
+    u      = sqrt(2 / pi) (x + 0.044715 x^3),   t = tanh(u)
+    y      = x (1 + t) / 2
+    f'(x)  = (1 + t) / 2 + x (1 - t^2) u' / 2,   u' = sqrt(2 / pi) (1 + 3 * 0.044715 x^2)
+Saved: the input only (the built-in saves it too). The backward is an ordinary differentiable tensor
+expression of ``x``, so double backward and forward-over-reverse work.
+
+The tuned formulations (``tuned_*``, the default path) compute the same values in place on two or three
+fresh temporaries instead of one per step. They are fused kernels (:func:`custom_ops.fused.kernel`): with
+fusion on, each runs as one compiled pass. As for the other activations they run on the plain first-order
+path only (:func:`custom_ops.activations.reference_formulas`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating
+from .activations import reference_formulas, without_jvp
 
+_KAPPA = 0.044715  # the cubic term of the tanh approximation
+
+
+# ------------------------------------------------------------------------------------------ the reference
+def gelu_forward(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """``y = x Phi(x)``, or ``x (1 + tanh(u)) / 2`` with ``approximate="tanh"``."""
+    if approximate == "tanh":
+        u = math.sqrt(2 / math.pi) * (x + _KAPPA * x**3)
+        t = torch.tanh(u)
+        out = 0.5 * x * (1 + t)
+        return out
+    cdf = 0.5 * (1 + torch.erf(x / math.sqrt(2)))  # Phi(x)
+    out = x * cdf
+    return out
+
+
+def gelu_derivative(x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """``f'(x) = Phi(x) + x phi(x)``, or the tanh approximation's ``(1 + t) / 2 + x (1 - t^2) u' / 2``."""
+    if approximate == "tanh":
+        u = math.sqrt(2 / math.pi) * (x + _KAPPA * x**3)
+        t = torch.tanh(u)
+        du = math.sqrt(2 / math.pi) * (1 + 3 * _KAPPA * x**2)  # u'(x)
+        slope = 0.5 * (1 + t) + 0.5 * x * (1 - t**2) * du
+        return slope
+    cdf = 0.5 * (1 + torch.erf(x / math.sqrt(2)))  # Phi(x)
+    pdf = torch.exp(-0.5 * x**2) / math.sqrt(2 * math.pi)  # phi(x)
+    slope = cdf + x * pdf
+    return slope
+
+
+def gelu_backward(dout: torch.Tensor, x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """``dx = dout * f'(x)``."""
+    dx = dout * gelu_derivative(x, approximate)
+    return dx
+
+
+def gelu_jvp(x_dot: torch.Tensor, x: torch.Tensor, approximate: str = "none") -> torch.Tensor:
+    """``y_dot = f'(x) * x_dot``."""
+    out_dot = gelu_derivative(x, approximate) * x_dot
+    return out_dot
+
+
+# ---------------------------------------------------------------------------- the tuned formulations
 _SQRT_HALF = math.sqrt(0.5)
 _INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
-_KAPPA = 0.044715
 
 
 @fused.kernel
-def gelu_forward(x: torch.Tensor, approximate: str) -> torch.Tensor:
-    """``out = x Phi(x) = 0.5 x (1 + erf(x / sqrt 2))``, or ``0.5 x (1 + tanh(u))`` with ``"tanh"``."""
+def tuned_gelu_forward(x: torch.Tensor, approximate: str) -> torch.Tensor:
+    """``x Phi(x) = 0.5 x (1 + erf(x / sqrt 2))``, or ``0.5 x (1 + tanh(u))`` with ``"tanh"``."""
     if approximate == "tanh":
         t = torch.mul(x, x).mul_(_KAPPA).add_(1).mul_(x).mul_(_SQRT_2_OVER_PI).tanh_()  # tanh(u)
         return t.add_(1).mul_(x).mul_(0.5)
-    return torch.mul(x, _SQRT_HALF).erf_().add_(1).mul_(x).mul_(0.5)  # 0.5 x (1 + erf(x / sqrt 2))
+    return torch.mul(x, _SQRT_HALF).erf_().add_(1).mul_(x).mul_(0.5)
 
 
 @fused.kernel
-def gelu_backward(dout: torch.Tensor, x: torch.Tensor, approximate: str) -> torch.Tensor:
-    """``dx = dout * (Phi(x) + x phi(x))``, or the tanh approximation's derivative with ``"tanh"``."""
-    # In-place steps only on fresh temporaries whose values no autograd node keeps (the results of
-    # exp and tanh are kept: never modified), so the backward stays differentiable.
+def tuned_gelu_backward(dout: torch.Tensor, x: torch.Tensor, approximate: str) -> torch.Tensor:
+    """``dout * f'(x)``; also the tuned jvp, with the tangent ``x_dot`` for ``dout``."""
     if approximate == "tanh":
         x2 = x * x
-        t = torch.tanh(torch.mul(x2, _KAPPA).add_(1).mul_(x).mul_(_SQRT_2_OVER_PI))
-        du = torch.mul(x2, 3 * _KAPPA).add_(1).mul_(_SQRT_2_OVER_PI)  # du/dx
-        # 0.5 (1 + t) + 0.5 x (1 - t^2) du
+        t = torch.mul(x2, _KAPPA).add_(1).mul_(x).mul_(_SQRT_2_OVER_PI).tanh_()
+        du = torch.mul(x2, 3 * _KAPPA).add_(1).mul_(_SQRT_2_OVER_PI)  # u'(x)
+        # 0.5 (1 + t) + 0.5 x (1 - t^2) u'
         slope = torch.mul(t, t).neg_().add_(1).mul_(du).mul_(x).add_(t).add_(1).mul_(0.5)
     else:
-        pdf = torch.exp(torch.mul(x, x).mul_(-0.5))  # phi(x) sqrt(2 pi)
+        pdf = torch.mul(x, x).mul_(-0.5).exp_()  # phi(x) sqrt(2 pi)
         cdf = torch.mul(x, _SQRT_HALF).erf_().add_(1).mul_(0.5)  # Phi(x)
         slope = cdf.addcmul_(x, pdf, value=_INV_SQRT_2PI)  # Phi(x) + x phi(x)
-    return slope.mul_(dout)
+    # Out of place: under vmap of the backward, dout is batched and the slope is not.
+    return dout * slope
 
 
+# ---------------------------------------------------------------------------------------- the Function
 class GELUFunction(torch.autograd.Function):
-    """x ``(*)`` -> ``(*)``; ``approximate`` is ``"none"`` or ``"tanh"``."""
+    """``y = x Phi(x)`` (or its tanh approximation), x ``(*)`` -> ``(*)``; ``approximate`` is ``"none"`` or
+    ``"tanh"``.
+
+    Backward ``dx = dout * f'(x)``; jvp ``y_dot = f'(x) * x_dot``; ``f'(x) = Phi(x) + x phi(x)``, or
+    ``(1 + t) / 2 + x (1 - t^2) u' / 2`` for the tanh approximation.
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, approximate: str) -> torch.Tensor:
-        ctx.save_for_backward(x)
+    def forward(x: torch.Tensor, approximate: str) -> torch.Tensor:
+        if reference_formulas():
+            return gelu_forward(x, approximate)
+        return tuned_gelu_forward(x, approximate)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor, str], output: torch.Tensor) -> None:
+        x, approximate = inputs
         ctx.approximate = approximate
-        return gelu_forward(x, approximate)
+        ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
 
     @staticmethod
-    def backward(ctx, dout: torch.Tensor):
+    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
-        return gelu_backward(dout, x, ctx.approximate), None
+        if reference_formulas():
+            return gelu_backward(dout, x, ctx.approximate), None
+        return tuned_gelu_backward(dout, x, ctx.approximate), None
+
+    @staticmethod
+    def jvp(ctx: Any, x_dot: torch.Tensor, _: None) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        if reference_formulas():
+            return gelu_jvp(x_dot, x, ctx.approximate)
+        return tuned_gelu_backward(x_dot, x, ctx.approximate)
+
+
+_GELU_FOR_COMPILE = without_jvp(GELUFunction)
 
 
 def gelu(input: torch.Tensor, approximate: str = "none") -> torch.Tensor:
@@ -95,4 +173,5 @@ def gelu(input: torch.Tensor, approximate: str = "none") -> torch.Tensor:
     check_floating("input", input)
     if approximate not in ("none", "tanh"):
         raise OpArgumentError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
-    return _autocast.apply(GELUFunction, "same", input, approximate)
+    function = _GELU_FOR_COMPILE if torch.compiler.is_compiling() else GELUFunction
+    return _autocast.apply(function, "same", input, approximate)

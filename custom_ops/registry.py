@@ -1,20 +1,23 @@
-"""The one registry: an :class:`~custom_ops.spec.OpSpec` per manual operator, pairing it with its built-in
-twin (:data:`SPECS`).
+"""What runtime code knows of each manual operator: one :class:`OpFacts` per op (:data:`OPS`).
+
+A fact here is something the package acts on or promises: the manual function and its built-in twin, the
+module twins (:func:`torch_cs231n.interop.swap.to_manual` swaps exactly these built-in classes), whether the
+backward is itself differentiable, whether forward-mode AD and ``torch.func.vmap`` work, whether the op
+draws random numbers, and the one-line formula of its backward. The README's operator table is rendered
+from these facts (:func:`ops_table`).
+
+The examples the ops are tested on (samples, inputs they must refuse, module configurations, torch's
+OpInfo names) are test data and live in :mod:`custom_ops.testing`, as torch keeps its OpInfos in
+``torch.testing._internal``; nothing that runs at training time imports it.
 
 A new operator is its own file in :mod:`custom_ops` (exported by :mod:`custom_ops.functional`), its module
-twin in :mod:`custom_ops.nn`, and one entry here: the tests (gradcheck, parity, layouts, compile,
-autocast, modules, bad input, torch's OpInfos), ``swap.to_manual``, the benchmark, ``cs231n gradcheck``
-and the README table all read it.
-
-Sample inputs are built deterministically (same values on every call) and chosen away from the ReLU kink
-and from max-pool ties, so finite differences are valid.
+twin in :mod:`custom_ops.nn`, one entry here and one spec in :mod:`custom_ops.testing`.
 """
 
 from __future__ import annotations
 
-import functools
-import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -25,1188 +28,187 @@ from torch import nn
 from . import functional as MF
 from . import layer_utils
 from . import nn as mnn
-from .conv import CONV_ALGORITHMS
 from .losses import builtin_svm_loss
-from .spec import (
-    ErrorInput,
-    InputFactory,
-    ModuleCase,
-    OpCase,
-    OpSpec,
-    Sample,
-    labels,
-    module_cases,
-    normal,
-    randn,
-)
 
 
-# ----------------------------------------------------------------------------------------------- inputs
-def _distinct(shape: Sequence[int]) -> InputFactory:
-    """A random permutation of a 0.05-spaced grid: no two values tie (no max-pool ties)."""
+@dataclass(frozen=True)
+class OpFacts:
+    """What runtime code reads of one operator.
 
-    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor]:
-        n = 1
-        for s in shape:
-            n *= s
-        x = torch.randperm(n, generator=torch.Generator().manual_seed(0))
-        x = x.to(torch.float64).mul(0.05).sub(0.025 * n)
-        return (x.view(*shape).to(device=device, dtype=dtype),)
+    Attributes:
+        name: the function's name in :mod:`custom_ops.functional` (and, but for the losses, in torch).
+        manual: that function.
+        builtin: its built-in twin, with the same call signature.
+        modules: the module twins, ``(manual class, built-in class)`` pairs.
+        double_backward: whether the manual backward is itself differentiable (else
+            ``once_differentiable``).
+        forward_ad: whether forward-mode AD works (``torch.autograd.forward_ad``, ``torch.func.jvp``).
+        vmap: whether ``torch.func.vmap`` (and so ``grad``, ``jacrev``, ``jacfwd``) works.
+        random: the op draws from the global RNG (dropout); under ``vmap`` it follows torch's
+            ``randomness=`` argument.
+        features: the configurations worth naming beside the op's name, e.g. ``"grouped, depthwise"``.
+        backward: what the hand-written backward computes, as a formula.
 
-    return inputs
+    Examples::
 
+        >>> OPS["relu"].module_twins
+        {<class 'torch.nn.modules.activation.ReLU'>: <class 'custom_ops.nn.ReLU'>}
+    """
 
-def _positive(shape: Sequence[int], dtype: torch.dtype, device: torch.device, seed: int) -> torch.Tensor:
-    x = torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    return x.add(0.5).to(device=device, dtype=dtype)
+    name: str
+    manual: Callable[..., Any]
+    builtin: Callable[..., Any]
+    backward: str
+    modules: tuple[tuple[type[nn.Module], type[nn.Module]], ...] = ()
+    double_backward: bool = True
+    forward_ad: bool = True
+    vmap: bool = True
+    random: bool = False
+    features: str = ""
 
-
-def _t(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A random tensor for a bad-input call."""
-    return torch.randn(*shape).to(dtype)
-
-
-def _first_output(fn: Callable[..., Any]) -> Callable[..., torch.Tensor]:
-    """``fn`` returning ``(output, indices)``, keeping the output: the tensor the tests differentiate (the
-    indices are compared with torch's in tests/test_ops_semantics.py and tests/test_new_ops.py)."""
-
-    @functools.wraps(fn)
-    def call(*args: Any) -> torch.Tensor:
-        return fn(*args)[0]
-
-    return call
-
-
-def _quiet(fn: Callable[..., Any]) -> Callable[..., torch.Tensor]:
-    """``fn`` with the implicit-dim deprecation warning silenced (it is the behaviour under test)."""
-
-    @functools.wraps(fn)
-    def call(*args: Any) -> torch.Tensor:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return fn(*args)
-
-    return call
+    @property
+    def module_twins(self) -> dict[type[nn.Module], type[nn.Module]]:
+        """Built-in module class -> its manual twin."""
+        return {builtin: manual for manual, builtin in self.modules}
 
 
-def _integer_input() -> ErrorInput:
-    """The bad input of the elementwise ops: an integer tensor."""
-    return ErrorInput(
-        "integer input",
-        lambda f: f(torch.arange(4)),
-        TypeError,
-        r"input must be a floating-point tensor, got dtype torch.int64",
-    )
-
-
-# ----------------------------------------------------------------------------------------------- linear
-def _linear_inputs(x_shape: tuple[int, ...], out: int, bias: bool = True) -> InputFactory:
-    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[Any, ...]:
-        w = randn((out, x_shape[-1]), dtype, device, 1)
-        b = randn((out,), dtype, device, 2) if bias else None
-        return (randn(x_shape, dtype, device, 0), w, b)
-
-    return inputs
-
-
-LINEAR = OpSpec(
-    name="linear",
-    manual=MF.linear,
-    builtin=F.linear,
-    samples=(
-        Sample("2d", _linear_inputs((4, 5), 3), (0, 1, 2)),
-        Sample("3d-leading", _linear_inputs((2, 3, 5), 4), (0, 1, 2)),
-        Sample("no-bias", _linear_inputs((4, 5), 3, bias=False), (0, 1)),
+_OPS = (
+    OpFacts(
+        "linear",
+        MF.linear,
+        F.linear,
+        "`dx = dout W`, `dW = doutᵀ x`, `db = Σ dout` (matmuls)",
+        ((mnn.Linear, nn.Linear),),
     ),
-    modules=module_cases(mnn.Linear, nn.Linear, ((5, 3), (4, 5)), ((5, 3), (4, 5), {"bias": False})),
-    errors=(
-        ErrorInput(
-            "in_features",
-            lambda f: f(_t(4, 5), _t(3, 6)),
-            ValueError,
-            r"input must have shape \(\*, in_features=6\)",
-        ),
-        ErrorInput(
-            "weight dims",
-            lambda f: f(_t(4, 5), _t(3, 5, 1)),
-            RuntimeError,
-            r"weight must have shape \(out_features, in_features\) or \(in_features,\), got \(3, 5, 1\)",
-        ),
-        ErrorInput(
-            "1-D weight with a vector bias",
-            lambda f: f(_t(4, 5), _t(5), _t(3)),
-            RuntimeError,
-            r"with a 1-D weight, bias must be None or a 0-d tensor, got shape \(3,\)",
-        ),
-        ErrorInput(
-            "bias shape", lambda f: f(_t(4, 5), _t(3, 5), _t(4)), ValueError, r"bias must have shape \(3,\)"
-        ),
-        ErrorInput(
-            "integer input",
-            lambda f: f(torch.ones(4, 5, dtype=torch.long), _t(3, 5)),
-            TypeError,
-            r"input must be a floating-point tensor, got dtype torch.int64",
-        ),
-        ErrorInput(
-            "mixed dtypes",
-            lambda f: f(_t(4, 5), _t(3, 5, dtype=torch.float64)),
-            TypeError,
-            r"weight has dtype torch.float64 but input has dtype torch.float32",
-        ),
-        ErrorInput(
-            "not a tensor", lambda f: f([[1.0]], _t(1, 1)), TypeError, r"input must be a torch.Tensor"
-        ),
+    OpFacts("relu", MF.relu, F.relu, "`dout * [out > 0]`, output saved", ((mnn.ReLU, nn.ReLU),)),
+    OpFacts(
+        "batch_norm",
+        MF.batch_norm,
+        F.batch_norm,
+        "simplified closed form `γ s (dout − mean(dout) − x̂ mean(dout x̂))`",
+        ((mnn.BatchNorm1d, nn.BatchNorm1d), (mnn.BatchNorm2d, nn.BatchNorm2d)),
+        double_backward=False,
+        features="1-D and spatial",
     ),
-    opinfo="nn.functional.linear",
-    backward="`dx = dout W`, `dW = doutᵀ x`, `db = Σ dout` (matmuls)",
-)
-
-
-# ---------------------------------------------------------------------------------- relu, activations
-def _away_from_kinks(shape: tuple[int, ...], kinks: tuple[float, ...]) -> InputFactory:
-    """Normal values scaled by 4, pushed at least 0.1 away from every kink in ``kinks``."""
-
-    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor]:
-        x = torch.randn(*shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 4
-        for k in kinks:
-            near = (x - k).abs() < 0.1
-            x = torch.where(near, k + 0.1 * torch.sign(x - k + 1e-12), x)
-        return (x.to(device=device, dtype=dtype),)
-
-    return inputs
-
-
-def _activation(
-    name: str,
-    builtin: Callable[..., torch.Tensor],
-    module: tuple[type[nn.Module], type[nn.Module], tuple[int, ...]],
-    backward: str,
-    kinks: tuple[float, ...] = (),
-    opinfo: str | None = None,
-) -> OpSpec:
-    """The spec of an elementwise activation ``MF.<name>(input)``: samples away from its ``kinks``, the
-    module twin ``(manual, built-in, input shape)``, an integer input as its bad input."""
-    manual_cls, builtin_cls, shape = module
-    return OpSpec(
-        name=name,
-        manual=getattr(MF, name),
-        builtin=builtin,
-        samples=(
-            Sample("2d", _away_from_kinks((6, 7), kinks)),
-            Sample("4d", _away_from_kinks((2, 3, 4, 5), kinks)),
-        ),
-        modules=module_cases(manual_cls, builtin_cls, ((), shape)),
-        errors=(_integer_input(),),
-        opinfo=opinfo or f"nn.functional.{name}",
-        backward=backward,
-    )
-
-
-RELU = _activation("relu", F.relu, (mnn.ReLU, nn.ReLU, (4, 5)), "`dout * [out > 0]`, output saved", (0.0,))
-
-
-RELU6 = _activation("relu6", F.relu6, (mnn.ReLU6, nn.ReLU6, (4, 5)), "`dout * [0 < x < 6]`", (0.0, 6.0))
-HARDSIGMOID = _activation(
-    "hardsigmoid",
-    F.hardsigmoid,
-    (mnn.Hardsigmoid, nn.Hardsigmoid, (2, 3, 4, 4)),
-    "`dout / 6 * [−3 < x < 3]`",
-    (-3.0, 3.0),
-)
-HARDSWISH = _activation(
-    "hardswish",
-    F.hardswish,
-    (mnn.Hardswish, nn.Hardswish, (2, 3, 4, 4)),
-    "piecewise `0`, `x/3 + 1/2`, `1`",
-    (-3.0, 3.0),
-)
-SIGMOID = _activation(
-    "sigmoid", torch.sigmoid, (mnn.Sigmoid, nn.Sigmoid, (4, 5)), "`dout * s (1 − s)`", opinfo="sigmoid"
-)
-SILU = _activation("silu", F.silu, (mnn.SiLU, nn.SiLU, (2, 3, 4, 4)), "`dout * s (1 + x (1 − s))`")
-
-
-# ------------------------------------------------------------------------------------------- batch norm
-def _batch_norm_samples() -> tuple[Sample, ...]:
-    def make(shape: tuple[int, ...], affine: bool = True) -> InputFactory:
-        c = shape[1]
-
-        def inputs(dtype: torch.dtype, device: torch.device) -> tuple[Any, ...]:
-            w = randn((c,), dtype, device, 1) if affine else None
-            b = randn((c,), dtype, device, 2) if affine else None
-            x = randn(shape, dtype, device, 0)
-            return (x, randn((c,), dtype, device, 3), _positive((c,), dtype, device, 4), w, b)
-
-        return inputs
-
-    samples = []
-    for training in (True, False):
-        mode = "train" if training else "eval"
-        kwargs = {"training": training, "momentum": 0.1, "eps": 1e-5}
-        for label, shape in (("1d", (6, 4)), ("1d-seq", (4, 3, 5)), ("spatial", (3, 4, 5, 6))):
-            samples.append(Sample(f"{mode}-{label}", make(shape), (0, 3, 4), kwargs))
-        samples.append(Sample(f"{mode}-no-affine", make((3, 4, 5, 6), affine=False), (0,), kwargs))
-    return tuple(samples)
-
-
-BATCH_NORM = OpSpec(
-    name="batch_norm",
-    manual=MF.batch_norm,
-    builtin=F.batch_norm,
-    samples=_batch_norm_samples(),
-    modules=(
-        *module_cases(mnn.BatchNorm1d, nn.BatchNorm1d, ((5,), (8, 5)), ((5,), (8, 5), {"momentum": None})),
-        *module_cases(
-            mnn.BatchNorm2d,
-            nn.BatchNorm2d,
-            ((3,), (4, 3, 5, 5)),
-            ((3,), (4, 3, 5, 5), {"affine": False}),
-            ((3,), (4, 3, 5, 5), {"track_running_stats": False}),
-        ),
+    OpFacts(
+        "layer_norm",
+        MF.layer_norm,
+        F.layer_norm,
+        "same closed form over the normalised dims",
+        ((mnn.LayerNorm, nn.LayerNorm),),
+        double_backward=False,
     ),
-    double_backward=False,
-    errors=(
-        ErrorInput(
-            "channels",
-            lambda f: f(_t(4, 3), _t(5), _t(5).abs()),
-            ValueError,
-            r"running_mean must have shape \(3,\).*C=3",
-        ),
-        ErrorInput(
-            "weight channels",
-            lambda f: f(_t(4, 3, 2, 2), None, None, _t(2), None, True),
-            ValueError,
-            r"weight must have shape \(3,\)",
-        ),
-        ErrorInput(
-            "dims",
-            lambda f: f(_t(4), None, None, training=True),
-            ValueError,
-            r"input must have shape \(N, C, \*\) \(at least 2-D\), got 1-D",
-        ),
-        ErrorInput(
-            "one value per channel",
-            lambda f: f(_t(1, 3), None, None, training=True),
-            ValueError,
-            r"more than 1 value per channel",
-        ),
-        ErrorInput(
-            "eps 0 in training",
-            lambda f: f(_t(4, 3), None, None, training=True, eps=0.0),
-            ValueError,
-            r"eps must be positive in training \(it is added to the variance\), got 0.0",
-        ),
-        ErrorInput(
-            "negative eps",
-            lambda f: f(_t(4, 3), _t(3), _t(3).abs(), eps=-1e-5),
-            ValueError,
-            r"eps must be non-negative, got -1e-05",
-        ),
-        ErrorInput(
-            "eval without stats",
-            lambda f: f(_t(4, 3), None, None),
-            RuntimeError,
-            r"running_mean and running_var are required when training=False",
-        ),
-        ErrorInput(
-            "convention",
-            lambda f: f(_t(4, 3), None, None, training=True, convention="keras"),
-            ValueError,
-            r"convention must be 'torch' or 'cs231n'",
-        ),
-        ErrorInput(
-            "mixed dtypes",
-            lambda f: f(_t(4, 3), None, None, _t(3, dtype=torch.float64), None, True),
-            TypeError,
-            r"weight has dtype torch.float64",
-        ),
+    OpFacts(
+        "dropout",
+        MF.dropout,
+        F.dropout,
+        "`dout * mask / (1 − p)`, boolean mask saved",
+        ((mnn.Dropout, nn.Dropout),),
+        random=True,
+        features="`p` in `[0, 1]`, `inplace`",
     ),
-    opinfo="nn.functional.batch_norm",
-    features="1-D and spatial",
-    backward="simplified closed form `γ s (dout − mean(dout) − x̂ mean(dout x̂))`",
-)
-
-
-# ------------------------------------------------------------------------------------------- layer norm
-def _layer_norm_inputs(shape: tuple[int, ...], normalized: tuple[int, ...], affine: bool) -> InputFactory:
-    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[Any, ...]:
-        w = randn(normalized, dtype, device, 1) if affine else None
-        b = randn(normalized, dtype, device, 2) if affine else None
-        return (randn(shape, dtype, device, 0), normalized, w, b)
-
-    return inputs
-
-
-LAYER_NORM = OpSpec(
-    name="layer_norm",
-    manual=MF.layer_norm,
-    builtin=F.layer_norm,
-    samples=tuple(
-        Sample(
-            label,
-            _layer_norm_inputs(shape, normalized, affine),
-            (0, 2, 3) if affine else (0,),
-            {"eps": 1e-5},
-        )
-        for label, shape, normalized, affine in (
-            ("last-dim", (6, 5), (5,), True),
-            ("3-dims", (2, 3, 4, 5), (3, 4, 5), True),
-            ("no-affine", (4, 6), (6,), False),
-        )
+    OpFacts(
+        "conv2d",
+        MF.conv2d,
+        F.conv2d,
+        '`"fast"`: dx = transposed conv or col2im, dw = correlation of x with dout or the im2col '
+        "product (db with it), the fastest timed on each shape's first call; "
+        '`"im2col"`: unfold + matmul, fold',
+        ((mnn.Conv2d, nn.Conv2d),),
+        features="grouped, depthwise",
     ),
-    modules=module_cases(
-        mnn.LayerNorm, nn.LayerNorm, (((4, 5),), (3, 4, 5)), ((5,), (3, 5), {"elementwise_affine": False})
+    OpFacts(
+        "max_pool2d",
+        MF.max_pool2d,
+        F.max_pool2d,
+        "scatter-add of dout to each window's argmax, indices saved",
+        ((mnn.MaxPool2d, nn.MaxPool2d),),
+        features="padding, `dilation`, `ceil_mode`, `return_indices`",
     ),
-    double_backward=False,
-    errors=(
-        ErrorInput(
-            "shape",
-            lambda f: f(_t(4, 5), (4,)),
-            ValueError,
-            r"input must have shape \(\*, 4\) to match normalized_shape=\(4,\), got \(4, 5\)",
-        ),
-        ErrorInput(
-            "weight shape", lambda f: f(_t(4, 5), 5, _t(4)), ValueError, r"weight must have shape \(5,\)"
-        ),
-        ErrorInput(
-            "integer input",
-            lambda f: f(torch.ones(2, 5, dtype=torch.int32), 5),
-            TypeError,
-            r"input must be a floating-point",
-        ),
+    OpFacts("softmax_loss", MF.softmax_loss, F.cross_entropy, "`(softmax(s) − onehot(y)) / N`"),
+    OpFacts("svm_loss", MF.svm_loss, builtin_svm_loss, "`[margin > 0] / N`, minus the count at `y`"),
+    OpFacts("relu6", MF.relu6, F.relu6, "`dout * [0 < x < 6]`", ((mnn.ReLU6, nn.ReLU6),)),
+    OpFacts(
+        "hardsigmoid",
+        MF.hardsigmoid,
+        F.hardsigmoid,
+        "`dout / 6 * [−3 < x < 3]`",
+        ((mnn.Hardsigmoid, nn.Hardsigmoid),),
     ),
-    opinfo="nn.functional.layer_norm",
-    backward="same closed form over the normalised dims",
-)
-
-# ---------------------------------------------------------------------------------------------- dropout
-DROPOUT = OpSpec(
-    name="dropout",
-    manual=MF.dropout,
-    builtin=F.dropout,
-    samples=(
-        Sample("p0.5", normal((8, 10)), kwargs={"p": 0.5, "training": True}),
-        Sample("p0.2-4d", normal((2, 3, 4, 5)), kwargs={"p": 0.2, "training": True}),
+    OpFacts(
+        "hardswish",
+        MF.hardswish,
+        F.hardswish,
+        "piecewise `0`, `x/3 + 1/2`, `1`",
+        ((mnn.Hardswish, nn.Hardswish),),
     ),
-    modules=module_cases(mnn.Dropout, nn.Dropout, ((0.3,), (6, 7))),
-    random=True,
-    errors=(
-        ErrorInput(
-            "p>1",
-            lambda f: f(_t(4, 5), 1.5),
-            ValueError,
-            r"p \(the drop probability\) must be in \[0, 1\], got 1.5",
-        ),
-        ErrorInput("p<0", lambda f: f(_t(4, 5), -0.1), ValueError, r"must be in \[0, 1\], got -0.1"),
-        ErrorInput(
-            "integer input", lambda f: f(torch.ones(4, dtype=torch.long)), TypeError, r"floating-point"
-        ),
+    OpFacts("sigmoid", MF.sigmoid, torch.sigmoid, "`dout * s (1 − s)`", ((mnn.Sigmoid, nn.Sigmoid),)),
+    OpFacts("silu", MF.silu, F.silu, "`dout * s (1 + x (1 − s))`", ((mnn.SiLU, nn.SiLU),)),
+    OpFacts(
+        "adaptive_avg_pool2d",
+        MF.adaptive_avg_pool2d,
+        F.adaptive_avg_pool2d,
+        "global: `dout / (H W)` broadcast; sizes that divide the input: as `avg_pool2d`; else "
+        "`P_hᵀ dout P_w` (the window-averaging matrices, windows `[⌊i H/Ho⌋, ⌈(i+1) H/Ho⌉)`)",
+        ((mnn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool2d),),
+        features="any output size, `None` entries; global fast path",
     ),
-    opinfo="nn.functional.dropout",
-    features="`p` in `[0, 1]`, `inplace`",
-    backward="`dout * mask / (1 − p)`, boolean mask saved",
-)
-
-
-# ----------------------------------------------------------------------------------------- convolution
-def _conv_samples() -> tuple[Sample, ...]:
-    # (label, x shape, weight shape, stride, padding, dilation, groups)
-    grid = [
-        ("3x3", (2, 3, 7, 7), (4, 3, 3, 3), 1, 1, 1, 1),
-        ("stride2-pad1", (2, 3, 8, 8), (4, 3, 3, 3), 2, 1, 1, 1),
-        ("nonsquare", (2, 2, 7, 9), (3, 2, 3, 2), (2, 1), (1, 0), 1, 1),
-        ("dilation2", (1, 2, 9, 8), (3, 2, 3, 3), 1, 2, 2, 1),
-        ("stride3-leftover", (2, 2, 10, 8), (3, 2, 3, 3), 3, 0, 1, 1),
-        ("1x1", (2, 4, 5, 5), (6, 4, 1, 1), 1, 0, 1, 1),
-        ("1x1-stride2", (2, 4, 5, 5), (6, 4, 1, 1), 2, 0, 1, 1),
-        ("groups2", (2, 4, 6, 6), (6, 2, 3, 3), 1, 1, 1, 2),
-        ("depthwise", (2, 4, 7, 7), (4, 1, 3, 3), 2, 1, 1, 4),
-        ("depthwise-mult2", (1, 3, 6, 5), (6, 1, 3, 3), 1, 1, 1, 3),
-        ("7x7-stride2", (1, 3, 16, 16), (4, 3, 7, 7), 2, 3, 1, 1),
-        ("same-even-kernel", (2, 3, 7, 6), (4, 3, 2, 4), 1, "same", 1, 1),  # extra padding bottom/right
-    ]
-    return tuple(
-        Sample(
-            f"{algorithm}-{label}",
-            normal(xs, ws, ws[:1]),
-            (0, 1, 2),
-            {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups},
-            {"algorithm": algorithm},
-        )
-        for algorithm in CONV_ALGORITHMS
-        for label, xs, ws, stride, padding, dilation, groups in grid
-    )
-
-
-CONV2D = OpSpec(
-    name="conv2d",
-    manual=MF.conv2d,
-    builtin=F.conv2d,
-    samples=_conv_samples(),
-    modules=module_cases(
-        mnn.Conv2d,
-        nn.Conv2d,
-        ((3, 4, 3), (2, 3, 8, 8), {"stride": 2, "padding": 1}),
-        ((4, 4, 3), (2, 4, 6, 6), {"groups": 4, "bias": False}),
-        ((3, 4, 3), (2, 3, 6, 6), {"padding": "same"}),
-        ((3, 4, 3), (2, 3, 6, 6), {"padding": 1, "padding_mode": "reflect"}),
+    OpFacts(
+        "adaptive_max_pool2d",
+        MF.adaptive_max_pool2d,
+        F.adaptive_max_pool2d,
+        "scatter-add of dout to each window's argmax, indices saved",
+        ((mnn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool2d),),
+        features="any output size, `return_indices`",
     ),
-    errors=(
-        ErrorInput(
-            "channels",
-            lambda f: f(_t(2, 3, 8, 8), _t(4, 2, 3, 3)),
-            ValueError,
-            r"input has 3 channels but weight \(4, 2, 3, 3\) with groups=1 expects C_in = 2 \* 1 = 2",
-        ),
-        ErrorInput(
-            "groups divide C_out",
-            lambda f: f(_t(2, 4, 8, 8), _t(3, 2, 3, 3), groups=2),
-            RuntimeError,
-            r"groups=2 must divide the weight's C_out=3",
-        ),
-        ErrorInput(
-            "groups larger than C_out",  # torch's error input: the groups are at fault, not the channels
-            lambda f: f(_t(2, 2, 4, 3), _t(2, 2, 1, 3), groups=3),
-            RuntimeError,
-            r"groups=3 must divide the weight's C_out=2",
-        ),
-        ErrorInput(
-            "groups 0",
-            lambda f: f(_t(2, 2, 4, 3), _t(2, 2, 1, 3), groups=0),
-            RuntimeError,
-            r"groups must be a positive int, got 0",
-        ),
-        ErrorInput(
-            "negative padding",
-            lambda f: f(_t(1, 1, 4, 4), _t(1, 1, 2, 2), padding=(-1,)),
-            RuntimeError,
-            r"padding must be non-negative, got \(-1,\)",
-        ),
-        ErrorInput(
-            "input dims",
-            lambda f: f(_t(3, 8), _t(4, 3, 3, 3)),
-            ValueError,
-            r"input must have shape \(N, C_in, H, W\) or \(C_in, H, W\)",
-        ),
-        ErrorInput(
-            "weight dims",
-            lambda f: f(_t(2, 3, 8, 8), _t(4, 3, 3)),
-            ValueError,
-            r"weight must have shape \(C_out, C_in / groups, kh, kw\)",
-        ),
-        ErrorInput(
-            "kernel too large",
-            lambda f: f(_t(1, 1, 4, 4), _t(1, 1, 7, 7), padding=1),
-            ValueError,
-            r"kernel extent 7 along H .* larger than the padded input \(4 \+ 2\*1 = 6\)",
-        ),
-        ErrorInput(
-            "dilated kernel too large",
-            lambda f: f(_t(1, 1, 6, 6), _t(1, 1, 3, 3), dilation=3),
-            ValueError,
-            r"kernel extent 7 along H \(kernel 3, dilation 3\)",
-        ),
-        ErrorInput(
-            "bias",
-            lambda f: f(_t(1, 3, 8, 8), _t(4, 3, 3, 3), _t(3)),
-            ValueError,
-            r"bias must have shape \(4,\)",
-        ),
-        ErrorInput(
-            "stride 0",
-            lambda f: f(_t(1, 3, 8, 8), _t(4, 3, 3, 3), stride=0),
-            RuntimeError,
-            r"stride must be positive, got 0",
-        ),
-        ErrorInput(
-            "dilation -1",
-            lambda f: f(_t(1, 3, 8, 8), _t(4, 3, 3, 3), dilation=(-1,)),
-            RuntimeError,
-            r"dilation must be positive, got \(-1,\)",
-        ),
-        ErrorInput(
-            "padding string",
-            lambda f: f(_t(1, 3, 8, 8), _t(4, 3, 3, 3), padding="full"),
-            ValueError,
-            r"padding must be an int, a pair, 'valid' or 'same'",
-        ),
-        ErrorInput(
-            "same with stride",
-            lambda f: f(_t(1, 3, 8, 8), _t(4, 3, 3, 3), stride=2, padding="same"),
-            ValueError,
-            r"padding='same' needs stride=1",
-        ),
-        ErrorInput(
-            "algorithm",
-            lambda f: f(_t(1, 3, 8, 8), _t(4, 3, 3, 3), algorithm="winograd"),
-            ValueError,
-            r"algorithm must be 'fast' or 'im2col', got 'winograd'",
-        ),
-        ErrorInput(
-            "integer input",
-            lambda f: f(torch.ones(1, 3, 8, 8, dtype=torch.uint8), _t(4, 3, 3, 3)),
-            TypeError,
-            r"input must be a floating-point tensor, got dtype torch.uint8",
-        ),
-        ErrorInput(
-            "mixed dtypes",
-            lambda f: f(_t(1, 3, 8, 8, dtype=torch.float16), _t(4, 3, 3, 3)),
-            RuntimeError,
-            r"weight has dtype torch.float32 but input has dtype torch.float16",
-        ),
+    OpFacts(
+        "avg_pool2d",
+        MF.avg_pool2d,
+        F.avg_pool2d,
+        "each window's `dout / divisor` added to its positions (kh·kw strided slices)",
+        ((mnn.AvgPool2d, nn.AvgPool2d),),
+        features="padding, `ceil_mode`, `count_include_pad`, `divisor_override`",
     ),
-    opinfo="nn.functional.conv2d",
-    features="grouped, depthwise",
-    backward='`"fast"`: dx = transposed conv or col2im, dw = correlation of x with dout or the im2col '
-    "product (db with it), the fastest timed on each shape's first call; "
-    '`"im2col"`: unfold + matmul, fold',
-)
-
-
-# -------------------------------------------------------------------------------------------- max pool
-def _max_pool_samples() -> tuple[Sample, ...]:
-    # (label, x shape, kernel, stride, padding, ceil_mode)
-    grid = [
-        ("2x2", (2, 3, 8, 8), 2, 2, 0, False),
-        ("3x3-s2-p1-overlap", (2, 3, 9, 9), 3, 2, 1, False),
-        ("odd-size", (1, 2, 7, 5), 2, 2, 0, False),
-        ("ceil-mode", (1, 2, 7, 5), 2, 2, 0, True),
-        ("nonsquare", (1, 2, 9, 8), (3, 2), (2, 1), (1, 0), False),
-        ("stride1-overlap", (1, 2, 5, 5), 3, 1, 1, False),
-    ]
-    samples = [
-        Sample(label, _distinct(xs), kwargs={"kernel_size": k, "stride": s, "padding": p, "ceil_mode": ceil})
-        for label, xs, k, s, p, ceil in grid
-    ]
-    window = {"kernel_size": 3, "stride": 2, "padding": 1}
-    samples.append(Sample("dilation2-p1", _distinct((2, 3, 10, 9)), kwargs={**window, "dilation": 2}))
-    samples.append(
-        Sample(
-            "return-indices-ceil",
-            _distinct((2, 3, 10, 9)),
-            kwargs={**window, "ceil_mode": True, "return_indices": True},
-            wrap=_first_output,
-        )
-    )
-    return tuple(samples)
-
-
-MAX_POOL2D = OpSpec(
-    name="max_pool2d",
-    manual=MF.max_pool2d,
-    builtin=F.max_pool2d,
-    samples=_max_pool_samples(),
-    modules=module_cases(
-        mnn.MaxPool2d,
-        nn.MaxPool2d,
-        ((3, 2, 1), (2, 3, 9, 9)),
-        ((2,), (2, 3, 7, 7), {"ceil_mode": True}),
-        ((3, 2, 1), (2, 3, 10, 9), {"dilation": 2}),
+    OpFacts(
+        "group_norm",
+        MF.group_norm,
+        F.group_norm,
+        "layer-norm closed form per sample and group, `s (g − mean(g) − x̂ mean(g x̂))`, `g = γ dout`",
+        ((mnn.GroupNorm, nn.GroupNorm),),
+        double_backward=False,
     ),
-    errors=(
-        ErrorInput(
-            "kernel too large",
-            lambda f: f(_t(1, 1, 3, 3), 5, padding=0),
-            RuntimeError,
-            r"kernel_size 5 along H is larger than the padded input \(3 \+ 2\*0 = 3\)",
-        ),
-        ErrorInput(
-            "dilated kernel too large",
-            lambda f: f(_t(1, 1, 4, 4), 2, 1, 0, 4),
-            RuntimeError,
-            r"kernel_size 2 with dilation 4 \(extent 5\) along H is larger than the padded input",
-        ),
-        ErrorInput(
-            "padding",
-            lambda f: f(_t(1, 1, 8, 8), 2, padding=2),
-            RuntimeError,
-            r"padding must be between 0 and half the kernel size",
-        ),
-        ErrorInput(
-            "dilation 0",
-            lambda f: f(_t(1, 1, 8, 8), 2, dilation=0),
-            RuntimeError,
-            r"dilation must be positive, got 0",
-        ),
-        ErrorInput(
-            "empty plane",
-            lambda f: f(_t(2, 1, 10, 0), 1),
-            RuntimeError,
-            r"input must have shape .* with non-zero C, H and W \(only N may be 0\), got \(2, 1, 10, 0\)",
-        ),
-        ErrorInput("dims", lambda f: f(_t(8, 8), 2), ValueError, r"input must have shape \(N, C, H, W\)"),
-        ErrorInput(
-            "kernel pair",
-            lambda f: f(_t(1, 1, 8, 8), (2, 2, 2)),
-            ValueError,
-            r"kernel_size must be an int or a pair of ints",
-        ),
-        ErrorInput(
-            "integer input",
-            lambda f: f(torch.ones(1, 1, 4, 4, dtype=torch.long), 2),
-            TypeError,
-            r"input must be a floating-point",
-        ),
+    OpFacts(
+        "gelu",
+        MF.gelu,
+        F.gelu,
+        "`dout * (Φ(x) + x φ(x))`; tanh form `0.5 (1 + t) + 0.5 x (1 − t²) u′`",
+        ((mnn.GELU, nn.GELU),),
+        features='exact and `approximate="tanh"`',
     ),
-    opinfo="nn.functional.max_pool2d",
-    features="padding, `dilation`, `ceil_mode`, `return_indices`",
-    backward="scatter-add of dout to each window's argmax, indices saved",
-)
-
-
-# ----------------------------------------------------------------------------------------------- losses
-def _scores_labels(n: int, c: int, scale: float = 1.0) -> InputFactory:
-    return lambda dt, dev: (randn((n, c), dt, dev, 0) * scale, labels(n, c, dev, 1))
-
-
-_LOSS_ERRORS = (
-    ErrorInput(
-        "float labels",
-        lambda f: f(_t(4, 3), _t(4)),
-        TypeError,
-        r"y must be an integer tensor of class indices, got torch.float32",
+    OpFacts("tanh", MF.tanh, torch.tanh, "`dout * (1 − out²)`, output saved", ((mnn.Tanh, nn.Tanh),)),
+    OpFacts(
+        "softmax",
+        MF.softmax,
+        F.softmax,
+        "`s * (dout − Σ dout s)`, output saved",
+        ((mnn.Softmax, nn.Softmax),),
+        features="`dim`, implicit dim, `dtype`",
     ),
-    ErrorInput(
-        "label count",
-        lambda f: f(_t(4, 3), torch.zeros(5, dtype=torch.long)),
-        ValueError,
-        r"y must have shape \(N,\) = \(4,\) to match scores, got \(5,\)",
-    ),
-    ErrorInput(
-        "label range",
-        lambda f: f(_t(4, 3), torch.tensor([0, 1, 2, 3])),
-        ValueError,
-        r"y must hold class indices in \[0, C=3\), got values in \[0, 3\]",
-    ),
-    ErrorInput(
-        "scores dims",
-        lambda f: f(_t(4), torch.zeros(4, dtype=torch.long)),
-        ValueError,
-        r"scores must have shape \(N, C\)",
-    ),
-    ErrorInput(
-        "negative label",
-        lambda f: f(_t(2, 3), torch.tensor([0, -1])),
-        ValueError,
-        r"class indices in \[0, C=3\)",
-    ),
-    ErrorInput(
-        "integer scores",
-        lambda f: f(torch.ones(2, 3, dtype=torch.long), torch.tensor([0, 1])),
-        TypeError,
-        r"scores must be a floating-point",
+    OpFacts(
+        "log_softmax",
+        MF.log_softmax,
+        F.log_softmax,
+        "`dout − exp(out) Σ dout`, output saved",
+        ((mnn.LogSoftmax, nn.LogSoftmax),),
+        features="`dim`, implicit dim, `dtype`",
     ),
 )
 
-SOFTMAX_LOSS = OpSpec(
-    name="softmax_loss",
-    manual=MF.softmax_loss,
-    builtin=F.cross_entropy,
-    samples=(Sample("10-classes", _scores_labels(8, 10)), Sample("large-scores", _scores_labels(5, 4, 50.0))),
-    errors=_LOSS_ERRORS,
-    backward="`(softmax(s) − onehot(y)) / N`",
-)
+OPS: dict[str, OpFacts] = {facts.name: facts for facts in _OPS}
+"""Every manual operator's facts, by name, in the order of the README table."""
 
-SVM_LOSS = OpSpec(
-    name="svm_loss",
-    manual=MF.svm_loss,
-    builtin=builtin_svm_loss,
-    samples=(Sample("10-classes", _scores_labels(8, 10)), Sample("3-classes", _scores_labels(6, 3))),
-    errors=_LOSS_ERRORS,
-    backward="`[margin > 0] / N`, minus the count at `y`",
-)
-
-
-# ---------------------------------------------------------------------------------------- adaptive pools
-def _output_size_error(size: object, message: str) -> ErrorInput:
-    return ErrorInput(f"output_size {size!r}", lambda f: f(_t(1, 2, 4, 4), size), RuntimeError, message)
-
-
-ADAPTIVE_AVG_POOL2D = OpSpec(
-    name="adaptive_avg_pool2d",
-    manual=MF.adaptive_avg_pool2d,
-    builtin=F.adaptive_avg_pool2d,
-    samples=tuple(
-        Sample(label, normal(shape), kwargs={"output_size": size})
-        for label, shape, size in (
-            ("global", (2, 3, 5, 4), 1),
-            ("global-pair", (2, 3, 7, 7), (1, 1)),
-            ("unbatched", (3, 4, 6), 1),
-            ("divides-2x3", (2, 3, 6, 9), (2, 3)),
-            ("overlapping-3x2-of-7x5", (2, 3, 7, 5), (3, 2)),
-            ("none-keeps-h", (2, 3, 5, 6), (None, 4)),
-            ("larger-than-input", (1, 2, 3, 4), (5, 7)),
-            ("unbatched-2x3", (3, 5, 7), (2, 3)),
-        )
-    ),
-    modules=module_cases(
-        mnn.AdaptiveAvgPool2d,
-        nn.AdaptiveAvgPool2d,
-        ((1,), (2, 3, 5, 5)),
-        (((1, 1),), (2, 3, 4, 6)),
-        (((3, None),), (2, 3, 7, 5)),
-    ),
-    errors=(
-        _output_size_error(-1, r"adaptive_avg_pool2d: output_size must be >= 0, got -1"),
-        _output_size_error((2,), r"adaptive_avg_pool2d: output_size must be an int or a pair"),
-        ErrorInput(
-            "output_size 2.0",
-            lambda f: f(_t(1, 2, 4, 4), 2.0),
-            TypeError,
-            r"output_size must be an int, got float 2.0",
-        ),
-        ErrorInput(
-            "dims",
-            lambda f: f(_t(4, 4), 1),
-            ValueError,
-            r"input must have shape \(N, C, H, W\) or \(C, H, W\)",
-        ),
-        ErrorInput(
-            "5-D input",
-            lambda f: f(_t(1, 1, 2, 4, 4), 2),
-            RuntimeError,
-            r"input must have shape \(N, C, H, W\) or \(C, H, W\) \(3 or 4-D\), got 5-D",
-        ),
-        ErrorInput(
-            "empty plane",
-            lambda f: f(_t(1, 2, 0, 4), 2),
-            RuntimeError,
-            r"adaptive_avg_pool2d: input must have non-zero H and W, got shape \(1, 2, 0, 4\)",
-        ),
-    ),
-    opinfo="nn.functional.adaptive_avg_pool2d",
-    features="any output size, `None` entries; global fast path",
-    backward="global: `dout / (H W)` broadcast; sizes that divide the input: as `avg_pool2d`; else "
-    "`P_hᵀ dout P_w` (the window-averaging matrices, windows `[⌊i H/Ho⌋, ⌈(i+1) H/Ho⌉)`)",
-)
-
-
-def _adaptive_max_pool_samples() -> tuple[Sample, ...]:
-    samples = [
-        Sample(label, _distinct(shape), kwargs={"output_size": size})
-        for label, shape, size in (
-            ("overlapping-3x2-of-7x5", (2, 3, 7, 5), (3, 2)),
-            ("divides-4", (2, 3, 8, 8), 4),
-            ("none-keeps-w", (2, 3, 5, 6), (4, None)),
-            ("global", (2, 3, 5, 4), 1),
-            ("larger-than-input", (1, 2, 3, 4), (5, 6)),
-        )
-    ]
-    samples.append(
-        Sample(
-            "return-indices",
-            _distinct((2, 3, 7, 6)),
-            kwargs={"output_size": (3, 4), "return_indices": True},
-            wrap=_first_output,
-        )
-    )
-    samples.append(Sample("unbatched", _distinct((3, 6, 7)), kwargs={"output_size": (2, 3)}))
-    return tuple(samples)
-
-
-ADAPTIVE_MAX_POOL2D = OpSpec(
-    name="adaptive_max_pool2d",
-    manual=MF.adaptive_max_pool2d,
-    builtin=F.adaptive_max_pool2d,
-    samples=_adaptive_max_pool_samples(),
-    modules=module_cases(
-        mnn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool2d, ((3,), (2, 3, 7, 8)), (((None, 2),), (2, 3, 5, 5))
-    ),
-    errors=(
-        _output_size_error((1, 2, 3), r"adaptive_max_pool2d: output_size must be an int or a pair"),
-        _output_size_error(-1, r"adaptive_max_pool2d: output_size must be >= 0, got -1"),
-        ErrorInput(
-            "empty plane",
-            lambda f: f(_t(1, 2, 0, 4), 2),
-            RuntimeError,
-            r"input must have non-zero H and W, got shape \(1, 2, 0, 4\)",
-        ),
-        ErrorInput(
-            "integer input",
-            lambda f: f(torch.ones(1, 1, 4, 4, dtype=torch.long), 2),
-            NotImplementedError,
-            r"input must be a floating-point",
-        ),
-    ),
-    opinfo="nn.functional.adaptive_max_pool2d",
-    features="any output size, `return_indices`",
-    backward="scatter-add of dout to each window's argmax, indices saved",
-)
-
-
-# -------------------------------------------------------------------------------------------- avg pool
-def _avg_pool_samples() -> tuple[Sample, ...]:
-    # (label, x shape, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
-    grid = [
-        ("2x2", (2, 3, 8, 8), 2, None, 0, False, True, None),
-        ("3x3-s2-p1", (2, 3, 9, 9), 3, 2, 1, False, True, None),
-        ("3x3-s2-p1-exclude-pad", (2, 3, 9, 9), 3, 2, 1, False, False, None),
-        ("ceil-mode", (1, 2, 7, 5), 2, 2, 0, True, True, None),
-        ("ceil-mode-p1-include-pad", (1, 2, 8, 7), 3, 2, 1, True, True, None),
-        ("ceil-mode-p1-exclude-pad", (1, 2, 8, 7), 3, 2, 1, True, False, None),
-        ("nonsquare", (1, 2, 9, 8), (3, 2), (2, 1), (1, 0), False, True, None),
-        ("divisor-override", (2, 3, 7, 7), 3, 2, 1, False, True, 5),
-        ("stride1-overlap", (1, 2, 5, 5), 3, 1, 1, False, False, None),
-        ("stride-gt-kernel", (1, 2, 9, 9), 2, 3, 0, False, True, None),
-        ("unbatched", (3, 6, 6), 2, None, 0, False, True, None),
-    ]
-    names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
-    return tuple(Sample(label, normal(xs), kwargs=dict(zip(names, values))) for label, xs, *values in grid)
-
-
-AVG_POOL2D = OpSpec(
-    name="avg_pool2d",
-    manual=MF.avg_pool2d,
-    builtin=F.avg_pool2d,
-    samples=_avg_pool_samples(),
-    modules=module_cases(
-        mnn.AvgPool2d,
-        nn.AvgPool2d,
-        ((3, 2, 1), (2, 3, 9, 9)),
-        ((2,), (2, 3, 7, 7), {"ceil_mode": True, "count_include_pad": False}),
-        ((3,), (2, 3, 6, 6), {"stride": 1, "divisor_override": 4}),
-    ),
-    errors=(
-        ErrorInput(
-            "padding",
-            lambda f: f(_t(1, 1, 8, 8), 2, padding=2),
-            RuntimeError,
-            r"padding must be between 0 and half the kernel size \(2, 2\), got 2",
-        ),
-        ErrorInput(
-            "negative padding",
-            lambda f: f(_t(1, 1, 4, 4), 2, padding=-1),
-            RuntimeError,
-            r"padding must be between 0 and half the kernel size \(2, 2\), got -1",
-        ),
-        ErrorInput(
-            "kernel too large",
-            lambda f: f(_t(1, 1, 3, 3), 5, stride=1),
-            ValueError,
-            r"kernel_size \(5, 5\) is larger than the padded input \(3, 3\) \+ 2\*\(0, 0\)",
-        ),
-        ErrorInput(
-            "kernel 0",
-            lambda f: f(_t(1, 1, 4, 4), 0),
-            RuntimeError,
-            r"kernel_size and stride must be positive, got 0 and None",
-        ),
-        ErrorInput(
-            "kernel 2.0",
-            lambda f: f(_t(1, 1, 4, 4), 2.0),
-            TypeError,
-            r"kernel_size must be an int, got float 2.0",
-        ),
-        ErrorInput(
-            "divisor_override",
-            lambda f: f(_t(1, 1, 4, 4), 2, divisor_override=0),
-            RuntimeError,
-            r"divisor_override must not be zero",
-        ),
-        ErrorInput(
-            "kernel triple",
-            lambda f: f(_t(1, 1, 4, 4), (2, 2, 2)),
-            RuntimeError,
-            r"kernel_size must be an int or a pair of ints",
-        ),
-        ErrorInput(
-            "dims",
-            lambda f: f(_t(4, 4), 2),
-            RuntimeError,
-            r"input must have shape \(N, C, H, W\) or \(C, H, W\)",
-        ),
-        ErrorInput(
-            "5-D input",
-            lambda f: f(_t(1, 1, 1, 4, 4), 2),
-            RuntimeError,
-            r"input must have shape \(N, C, H, W\) or \(C, H, W\) \(3 or 4-D\), got 5-D",
-        ),
-        ErrorInput(
-            "bool input",
-            lambda f: f(torch.ones(1, 1, 4, 4, dtype=torch.bool), 2),
-            NotImplementedError,
-            r"input must be a floating-point \(or int64\) tensor, got dtype torch.bool",
-        ),
-        ErrorInput(
-            "uint8 input",
-            lambda f: f(torch.ones(1, 1, 4, 4, dtype=torch.uint8), 2),
-            NotImplementedError,
-            r"input must be a floating-point \(or int64\) tensor, got dtype torch.uint8",
-        ),
-    ),
-    opinfo="nn.functional.avg_pool2d",
-    features="padding, `ceil_mode`, `count_include_pad`, `divisor_override`",
-    backward="each window's `dout / divisor` added to its positions (kh·kw strided slices)",
-)
-
-
-# ------------------------------------------------------------------------------------------- group norm
-def _group_norm_samples() -> tuple[Sample, ...]:
-    def make(shape: tuple[int, ...], groups: int, weight: bool, bias: bool) -> InputFactory:
-        c = shape[1]
-
-        def inputs(dtype: torch.dtype, device: torch.device) -> tuple[Any, ...]:
-            w = randn((c,), dtype, device, 1) if weight else None
-            b = randn((c,), dtype, device, 2) if bias else None
-            return (randn(shape, dtype, device, 0), groups, w, b)
-
-        return inputs
-
-    # (label, x shape, num_groups, weight, bias, eps)
-    grid = [
-        ("spatial-groups2", (2, 6, 3, 4), 2, True, True, 1e-5),
-        ("groups1-layer-norm", (2, 4, 3, 3), 1, True, True, 1e-5),
-        ("groups=C-instance-norm", (2, 4, 3, 3), 4, True, True, 1e-5),
-        ("no-affine", (3, 6, 5), 3, False, False, 1e-5),
-        ("2d-input", (4, 6), 2, True, True, 1e-5),
-        ("weight-only-eps0.1", (2, 4, 5), 2, True, False, 0.1),
-        ("bias-only", (2, 4, 5), 2, False, True, 1e-5),
-        ("5d", (2, 4, 2, 3, 2), 2, True, True, 1e-5),
-    ]
-    return tuple(
-        Sample(
-            label,
-            make(shape, groups, weight, bias),
-            (0,) + ((2,) if weight else ()) + ((3,) if bias else ()),
-            {"eps": eps},
-        )
-        for label, shape, groups, weight, bias, eps in grid
-    )
-
-
-GROUP_NORM = OpSpec(
-    name="group_norm",
-    manual=MF.group_norm,
-    builtin=F.group_norm,
-    samples=_group_norm_samples(),
-    modules=module_cases(
-        mnn.GroupNorm,
-        nn.GroupNorm,
-        ((2, 4), (2, 4, 3, 3)),
-        ((3, 6), (2, 6, 5), {"affine": False, "eps": 1e-3}),
-        ((1, 4), (3, 4)),
-    ),
-    double_backward=False,
-    errors=(
-        ErrorInput(
-            "groups divide C",
-            lambda f: f(_t(2, 6, 4), 4),
-            RuntimeError,
-            r"num_groups must be a positive divisor of the number of channels C=6 .* got num_groups=4",
-        ),
-        ErrorInput(
-            "groups 0",
-            lambda f: f(_t(2, 6), 0),
-            ValueError,
-            r"num_groups must be a positive divisor of the number of channels C=6 .* got num_groups=0",
-        ),
-        ErrorInput(
-            "groups 2.0", lambda f: f(_t(2, 6), 2.0), TypeError, r"num_groups must be an int, got float 2.0"
-        ),
-        ErrorInput(
-            "weight shape",
-            lambda f: f(_t(2, 6, 4), 3, _t(3)),
-            ValueError,
-            r"weight must have shape \(6,\) \(one value per channel of input\), got \(3,\)",
-        ),
-        ErrorInput(
-            "dims",
-            lambda f: f(_t(6), 3),
-            RuntimeError,
-            r"input must have shape \(N, C, \*\) \(at least 2-D\), got 1-D",
-        ),
-        ErrorInput(
-            "no channels",
-            lambda f: f(_t(1, 0, 2), 1),
-            RuntimeError,
-            r"input must have shape \(N, C, \*\) with C > 0 and non-empty spatial dims, got \(1, 0, 2\)",
-        ),
-        ErrorInput(
-            "empty spatial dim",
-            lambda f: f(_t(1, 2, 0), 1),
-            RuntimeError,
-            r"input must have shape \(N, C, \*\) with C > 0 and non-empty spatial dims, got \(1, 2, 0\)",
-        ),
-        ErrorInput(
-            "integer input",
-            lambda f: f(torch.ones(2, 4, dtype=torch.long), 2),
-            NotImplementedError,
-            r"input must be a floating-point tensor, got dtype torch.int64",
-        ),
-        ErrorInput(
-            "mixed dtypes",
-            lambda f: f(_t(2, 6), 2, _t(6, dtype=torch.float64)),
-            TypeError,
-            r"weight has dtype torch.float64 but input has dtype torch.float32",
-        ),
-    ),
-    opinfo="nn.functional.group_norm",
-    backward="layer-norm closed form per sample and group, `s (g − mean(g) − x̂ mean(g x̂))`, `g = γ dout`",
-)
-
-# ------------------------------------------------------------------------------------------- gelu, tanh
-GELU = OpSpec(
-    name="gelu",
-    manual=MF.gelu,
-    builtin=F.gelu,
-    samples=tuple(
-        Sample(
-            f"{approximate}-{label}",
-            lambda dt, dev, s=shape: (randn(s, dt, dev, 0).mul(2),),
-            kwargs={"approximate": approximate},
-        )
-        for approximate in ("none", "tanh")
-        for label, shape in (("2d", (6, 7)), ("4d", (2, 3, 4, 5)))
-    ),
-    modules=module_cases(mnn.GELU, nn.GELU, ((), (4, 5)), ((), (2, 3, 4, 4), {"approximate": "tanh"})),
-    errors=(
-        ErrorInput(
-            "approximate",
-            lambda f: f(_t(3), approximate="erf"),
-            RuntimeError,
-            r"approximate must be 'none' or 'tanh', got 'erf'",
-        ),
-        _integer_input(),
-    ),
-    opinfo="nn.functional.gelu",
-    features='exact and `approximate="tanh"`',
-    backward="`dout * (Φ(x) + x φ(x))`; tanh form `0.5 (1 + t) + 0.5 x (1 − t²) u′`",
-)
-
-TANH = OpSpec(
-    name="tanh",
-    manual=MF.tanh,
-    builtin=torch.tanh,
-    samples=(
-        Sample("2d", lambda dt, dev: (randn((6, 7), dt, dev, 0).mul(2),)),
-        Sample("4d", lambda dt, dev: (randn((2, 3, 4, 5), dt, dev, 0).mul(2),)),
-    ),
-    modules=module_cases(mnn.Tanh, nn.Tanh, ((), (4, 5))),
-    errors=(
-        ErrorInput(
-            "complex input", lambda f: f(torch.ones(2, dtype=torch.cfloat)), TypeError, r"must be a real"
-        ),
-    ),
-    opinfo="tanh",
-    backward="`dout * (1 − out²)`, output saved",
-)
-
-
-# ------------------------------------------------------------------------------- softmax, log_softmax
-def _softmax_samples() -> tuple[Sample, ...]:
-    # (label, x shape, dim, dtype, offset); 'large-offset': exp(100) overflows float32 without the max
-    # subtraction, while the gradients stay O(1) (large *spread* scores would saturate them to ~0, below
-    # what finite differences resolve)
-    grid = [
-        ("dim1", (4, 7), 1, None, 0.0),
-        ("dim0", (5, 3), 0, None, 0.0),
-        ("dim-1-3d", (2, 3, 5), -1, None, 0.0),
-        ("channels-4d", (2, 5, 3, 4), 1, None, 0.0),
-        ("large-offset", (4, 6), 1, None, 100.0),
-        ("dtype-float64", (3, 4), 1, torch.float64, 0.0),
-        ("implicit-dim-3d", (3, 4, 5), None, None, 0.0),
-        ("implicit-dim-4d", (2, 3, 2, 2), None, None, 0.0),
-    ]
-    return tuple(
-        Sample(
-            label,
-            lambda dt, dev, shape=shape, offset=offset: (randn(shape, dt, dev, 0).add(offset),),
-            kwargs={"dim": dim, "dtype": dtype},
-            wrap=_quiet if dim is None else None,
-        )
-        for label, shape, dim, dtype, offset in grid
-    )
-
-
-SOFTMAX = OpSpec(
-    name="softmax",
-    manual=MF.softmax,
-    builtin=F.softmax,
-    samples=_softmax_samples(),
-    modules=module_cases(mnn.Softmax, nn.Softmax, ((1,), (4, 5)), ((-1,), (2, 3, 4))),
-    errors=(
-        ErrorInput("dim", lambda f: f(_t(2, 3), 2), IndexError, r"dim out of range: .*\[-2, 1\].* got 2"),
-        ErrorInput(
-            "negative dim", lambda f: f(_t(2, 3), -3), IndexError, r"dim out of range: .*\[-2, 1\].* got -3"
-        ),
-        ErrorInput("dim 1.5", lambda f: f(_t(2, 3), 1.5), TypeError, r"dim must be an int, got float 1.5"),
-        ErrorInput(
-            "not a tensor", lambda f: f([1.0, 2.0], 0), TypeError, r"input must be a torch.Tensor, got list"
-        ),
-        ErrorInput(
-            "integer input",
-            lambda f: f(torch.arange(4), 0),
-            NotImplementedError,
-            r"input must be a floating-point tensor, got dtype torch.int64",
-        ),
-    ),
-    opinfo="softmax",
-    features="`dim`, implicit dim, `dtype`",
-    backward="`s * (dout − Σ dout s)`, output saved",
-)
-
-LOG_SOFTMAX = OpSpec(
-    name="log_softmax",
-    manual=MF.log_softmax,
-    builtin=F.log_softmax,
-    samples=_softmax_samples(),
-    modules=module_cases(mnn.LogSoftmax, nn.LogSoftmax, ((1,), (4, 5)), ((0,), (3, 4, 2))),
-    errors=(
-        ErrorInput(
-            "dtype",
-            lambda f: f(_t(2, 3), 1, dtype=torch.long),
-            TypeError,
-            r"dtype must be a floating-point torch.dtype, got torch.int64",
-        ),
-        ErrorInput("dim", lambda f: f(_t(4), -2), IndexError, r"dim out of range"),
-    ),
-    opinfo="log_softmax",
-    features="`dim`, implicit dim, `dtype`",
-    backward="`dout − exp(out) Σ dout`, output saved",
-)
-
-
-SPECS: dict[str, OpSpec] = {
-    spec.name: spec
-    for spec in (
-        LINEAR,
-        RELU,
-        BATCH_NORM,
-        LAYER_NORM,
-        DROPOUT,
-        CONV2D,
-        MAX_POOL2D,
-        SOFTMAX_LOSS,
-        SVM_LOSS,
-        RELU6,
-        HARDSIGMOID,
-        HARDSWISH,
-        SIGMOID,
-        SILU,
-        ADAPTIVE_AVG_POOL2D,
-        ADAPTIVE_MAX_POOL2D,
-        AVG_POOL2D,
-        GROUP_NORM,
-        GELU,
-        TANH,
-        SOFTMAX,
-        LOG_SOFTMAX,
-    )
-}
-"""Every manual operator's spec, by name, in the order of the README table."""
-
-OP_NAMES: tuple[str, ...] = tuple(SPECS)
+OP_NAMES: tuple[str, ...] = tuple(OPS)
 """Names of the registered operators, in registry order."""
-
-OP_CASES: tuple[OpCase, ...] = tuple(case for spec in SPECS.values() for case in spec.cases)
-"""Every sample of every operator, with its spec."""
-
-MODULE_CASES: tuple[ModuleCase, ...] = tuple(case for spec in SPECS.values() for case in spec.modules)
-"""Every module twin with example constructor arguments."""
-
-OPINFO_NAMES: dict[str, str] = {spec.name: spec.opinfo for spec in SPECS.values() if spec.opinfo}
-"""Operator -> the name of its built-in twin's ``OpInfo`` in torch's ``op_db``
-(``tests/test_conformance.py``). The losses have no OpInfo of the same signature."""
 
 
 # ------------------------------------------------------------------------------------ sandwich layers
@@ -1304,255 +306,127 @@ def _sandwich_chains(ops: ModuleType) -> dict[str, Callable[..., torch.Tensor]]:
 
 
 SANDWICH_BUILTIN_CHAINS: dict[str, Callable[..., torch.Tensor]] = _sandwich_chains(F)
-"""Each sandwich layer as the chain of its :mod:`torch.nn.functional` built-ins (the spec's ``builtin``)."""
+"""Each sandwich layer as the chain of its :mod:`torch.nn.functional` built-ins (its ``builtin`` twin)."""
 
 SANDWICH_MANUAL_CHAINS: dict[str, Callable[..., torch.Tensor]] = _sandwich_chains(MF)
 """Each sandwich layer as the chain of the manual ops of :mod:`custom_ops.functional` (three Functions where
 the sandwich is one): what the sandwich must equal, and beat in time and memory."""
 
 
-def _tensors(*shapes: tuple[int, ...] | None, positive: tuple[int, ...] = ()) -> InputFactory:
-    """Inputs of these shapes (None: a None argument), the i-th standard normal drawn with seed i, or
-    uniform in ``[0.5, 1.5)`` at the ``positive`` positions (running variances)."""
-
-    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor | None, ...]:
-        return tuple(
-            None if shape is None else (_positive if i in positive else randn)(shape, dtype, device, i)
-            for i, shape in enumerate(shapes)
-        )
-
-    return inputs
+def _sandwich(name: str, backward: str, double_backward: bool = True, features: str = "") -> OpFacts:
+    return OpFacts(
+        name,
+        getattr(layer_utils, name),
+        SANDWICH_BUILTIN_CHAINS[name],
+        backward,
+        double_backward=double_backward,
+        features=features,
+    )
 
 
-def _bn_sandwich_samples(
-    x: tuple[int, ...], weight: tuple[int, ...], conv: dict[str, Any] | None = None
-) -> tuple[Sample, ...]:
-    """Train and eval samples of a batch-norm sandwich: x, weight, bias, running mean and var, gamma, beta
-    (``conv``: the convolution's hyper-parameters, and a sample with no bias and no affine)."""
-    c = (weight[0],)
-    samples = []
-    for training in (True, False):
-        mode = "train" if training else "eval"
-        kwargs = {"training": training, "momentum": 0.1, "eps": 1e-5, **(conv or {})}
-        affine = _tensors(x, weight, c, c, c, c, c, positive=(4,))
-        samples.append(Sample(f"{mode}", affine, (0, 1, 2, 5, 6), kwargs))
-        plain = _tensors(x, weight, None, c, c, None, None, positive=(4,))
-        samples.append(Sample(f"{mode}-no-bias-no-affine", plain, (0, 1), kwargs))
-    return tuple(samples)
-
-
-_CONV_BN_HYPER = {"stride": 1, "padding": 1}
-
-AFFINE_RELU = OpSpec(
-    name="affine_relu",
-    manual=layer_utils.affine_relu,
-    builtin=SANDWICH_BUILTIN_CHAINS["affine_relu"],
-    samples=(
-        Sample("2d", _tensors((6, 5), (4, 5), (4,)), (0, 1, 2)),
-        Sample("3d-leading", _tensors((2, 3, 5), (4, 5), (4,)), (0, 1, 2)),
-        Sample("no-bias", _tensors((6, 5), (4, 5), None), (0, 1)),
-    ),
-    errors=(
-        ErrorInput(
-            "in_features",
-            lambda f: f(_t(4, 5), _t(3, 6)),
-            ValueError,
-            r"input must have shape \(\*, in_features=6\)",
+SANDWICH_OPS: dict[str, OpFacts] = {
+    facts.name: facts
+    for facts in (
+        _sandwich(
+            "affine_relu",
+            "`da = dout * [out > 0]`, then `dx = da W`, `dW = daᵀ x`, `db = Σ da`; x and the output saved",
         ),
-        ErrorInput(
-            "1-D weight",
-            lambda f: f(_t(4, 5), _t(5)),
-            ValueError,
-            r"weight must have shape \(out_features, in_features\) \(a sandwich layer takes no 1-D weight\)",
+        _sandwich(
+            "affine_bn_relu",
+            "ReLU mask from `y` recomputed from the saved `xc`, batch-norm closed form, affine backward",
+            double_backward=False,
         ),
-    ),
-    backward="`da = dout * [out > 0]`, then `dx = da W`, `dW = daᵀ x`, `db = Σ da`; x and the output saved",
-)
-
-AFFINE_BN_RELU = OpSpec(
-    name="affine_bn_relu",
-    manual=layer_utils.affine_bn_relu,
-    builtin=SANDWICH_BUILTIN_CHAINS["affine_bn_relu"],
-    samples=_bn_sandwich_samples((6, 5), (4, 5)),
-    double_backward=False,
-    errors=(
-        ErrorInput(
-            "3-D input",
-            lambda f: f(_t(2, 3, 5), _t(4, 5), None, None, None, training=True),
-            ValueError,
-            r"input must have shape \(N, in_features\) \(2-D\), got 3-D",
+        _sandwich(
+            "affine_ln_relu",
+            "ReLU mask from `y` recomputed from the saved `x̂`, layer-norm closed form, affine backward",
+            double_backward=False,
         ),
-        ErrorInput(
-            "running_mean channels",
-            lambda f: f(_t(6, 5), _t(4, 5), None, _t(3), _t(3).abs()),
-            ValueError,
-            r"running_mean must have shape \(4,\) \(one value per channel, input has C=4\)",
+        _sandwich(
+            "conv_relu",
+            "`da = dout * [out > 0]`, then the conv's fast backward; x and the output saved",
+            features="grouped, dilated, `padding='same'`",
         ),
-        ErrorInput(
-            "one value per channel",
-            lambda f: f(_t(1, 5), _t(4, 5), None, None, None, training=True),
-            ValueError,
-            r"more than 1 value per channel",
+        _sandwich(
+            "conv_bn_relu",
+            "ReLU mask from `y` recomputed from the saved `xc`, batch-norm closed form, conv fast backward",
+            double_backward=False,
+            features="strided, grouped",
         ),
-    ),
-    backward="ReLU mask from `y` recomputed from the saved `xc`, batch-norm closed form, affine backward",
-)
-
-AFFINE_LN_RELU = OpSpec(
-    name="affine_ln_relu",
-    manual=layer_utils.affine_ln_relu,
-    builtin=SANDWICH_BUILTIN_CHAINS["affine_ln_relu"],
-    samples=(
-        Sample("2d", _tensors((6, 5), (4, 5), (4,), (4,), (4,)), (0, 1, 2, 3, 4), {"eps": 1e-5}),
-        Sample("3d-leading", _tensors((2, 3, 5), (4, 5), (4,), (4,), (4,)), (0, 1, 2, 3, 4), {"eps": 1e-5}),
-        Sample("no-affine", _tensors((6, 5), (4, 5), (4,), None, None), (0, 1, 2), {"eps": 1e-5}),
-    ),
-    double_backward=False,
-    errors=(
-        ErrorInput(
-            "ln_weight shape",
-            lambda f: f(_t(6, 5), _t(4, 5), None, _t(5)),
-            ValueError,
-            r"weight must have shape \(4,\) \(normalized_shape\), got \(5,\)",
+        _sandwich(
+            "conv_relu_pool",
+            "`dp = dout * [out > 0]` on the pooled output (ReLU and max pool commute), scattered to the "
+            "maxima, then the conv's fast backward; indices saved, not the full-size ReLU output",
         ),
-        ErrorInput(
-            "integer input",
-            lambda f: f(torch.ones(6, 5, dtype=torch.long), _t(4, 5), None),
-            TypeError,
-            r"input must be a floating-point tensor, got dtype torch.int64",
-        ),
-    ),
-    backward="ReLU mask from `y` recomputed from the saved `x̂`, layer-norm closed form, affine backward",
-)
-
-CONV_RELU = OpSpec(
-    name="conv_relu",
-    manual=layer_utils.conv_relu,
-    builtin=SANDWICH_BUILTIN_CHAINS["conv_relu"],
-    samples=(
-        Sample(
-            "3x3-pad1", _tensors((2, 3, 7, 7), (4, 3, 3, 3), (4,)), (0, 1, 2), {"stride": 1, "padding": 1}
-        ),
-        Sample(
-            "stride2-no-bias", _tensors((2, 3, 8, 8), (4, 3, 3, 3), None), (0, 1), {"stride": 2, "padding": 1}
-        ),
-        Sample(
-            "same-even-kernel",
-            _tensors((2, 3, 7, 6), (4, 3, 2, 4), (4,)),
-            (0, 1, 2),
-            {"padding": "same"},
-        ),
-        Sample(
-            "groups2-dilation2",
-            _tensors((2, 4, 9, 8), (6, 2, 3, 3), (6,)),
-            (0, 1, 2),
-            {"padding": 2, "dilation": 2, "groups": 2},
-        ),
-        Sample("unbatched", _tensors((3, 6, 6), (4, 3, 3, 3), (4,)), (0, 1, 2), {"padding": 1}),
-    ),
-    errors=(
-        ErrorInput(
-            "channels",
-            lambda f: f(_t(2, 3, 8, 8), _t(4, 2, 3, 3)),
-            ValueError,
-            r"input has 3 channels but weight \(4, 2, 3, 3\) with groups=1 expects C_in = 2 \* 1 = 2",
-        ),
-        ErrorInput(
-            "kernel too large",
-            lambda f: f(_t(1, 1, 4, 4), _t(1, 1, 7, 7), None, 1, 1),
-            ValueError,
-            r"kernel extent 7 along H .* larger than the padded input \(4 \+ 2\*1 = 6\)",
-        ),
-    ),
-    features="grouped, dilated, `padding='same'`",
-    backward="`da = dout * [out > 0]`, then the conv's fast backward; x and the output saved",
-)
-
-CONV_BN_RELU = OpSpec(
-    name="conv_bn_relu",
-    manual=layer_utils.conv_bn_relu,
-    builtin=SANDWICH_BUILTIN_CHAINS["conv_bn_relu"],
-    samples=(
-        *_bn_sandwich_samples((2, 3, 6, 5), (4, 3, 3, 3), _CONV_BN_HYPER),
-        Sample(
-            "train-stride2-groups",
-            _tensors((3, 4, 7, 7), (6, 2, 3, 3), None, (6,), (6,), (6,), (6,), positive=(4,)),
-            (0, 1, 5, 6),
-            {"training": True, "momentum": 0.1, "eps": 1e-5, "stride": 2, "padding": 1, "groups": 2},
-        ),
-    ),
-    double_backward=False,
-    errors=(
-        ErrorInput(
-            "unbatched input",
-            lambda f: f(_t(3, 8, 8), _t(4, 3, 3, 3), None, None, None, training=True),
-            ValueError,
-            r"input must have shape \(N, C_in, H, W\) \(4-D\), got 3-D",
-        ),
-        ErrorInput(
-            "bn_weight channels",
-            lambda f: f(_t(2, 3, 8, 8), _t(4, 3, 3, 3), None, None, None, _t(3), training=True),
-            ValueError,
-            r"weight must have shape \(4,\) \(one value per channel, input has C=4\)",
-        ),
-        ErrorInput(
-            "eval without stats",
-            lambda f: f(_t(2, 3, 8, 8), _t(4, 3, 3, 3), None, None, None),
-            RuntimeError,
-            r"running_mean and running_var are required when training=False",
-        ),
-    ),
-    features="strided, grouped",
-    backward="ReLU mask from `y` recomputed from the saved `xc`, batch-norm closed form, conv fast backward",
-)
-
-CONV_RELU_POOL = OpSpec(
-    name="conv_relu_pool",
-    manual=layer_utils.conv_relu_pool,
-    builtin=SANDWICH_BUILTIN_CHAINS["conv_relu_pool"],
-    samples=(
-        Sample(
-            "3x3-pad1-pool2",
-            _tensors((2, 3, 8, 8), (4, 3, 3, 3), (4,)),
-            (0, 1, 2),
-            {"stride": 1, "padding": 1, "pool_kernel": 2},
-        ),
-        Sample(
-            "pool3-stride2-leftover",
-            _tensors((2, 3, 9, 8), (4, 3, 3, 3), None),
-            (0, 1),
-            {"padding": 1, "pool_kernel": 3, "pool_stride": 2},
-        ),
-        Sample(
-            "nonsquare-unbatched",
-            _tensors((2, 7, 9), (3, 2, 2, 3), (3,)),
-            (0, 1, 2),
-            {"stride": (1, 2), "pool_kernel": (2, 1), "pool_stride": (2, 1)},
-        ),
-    ),
-    errors=(
-        ErrorInput(
-            "pool kernel too large",
-            lambda f: f(_t(1, 2, 4, 4), _t(3, 2, 3, 3), None, 1, 0, 3),
-            ValueError,
-            r"kernel_size 3 along H is larger than the padded input \(2 \+ 2\*0 = 2\)",
-        ),
-        ErrorInput(
-            "pool_kernel 0",
-            lambda f: f(_t(1, 2, 4, 4), _t(3, 2, 3, 3), None, 1, 1, 0),
-            ValueError,
-            r"kernel_size must be positive, got 0",
-        ),
-    ),
-    backward="`dp = dout * [out > 0]` on the pooled output (ReLU and max pool commute), scattered to the "
-    "maxima, then the conv's fast backward; indices saved, not the full-size ReLU output",
-)
-
-
-SANDWICHES: dict[str, OpSpec] = {
-    spec.name: spec
-    for spec in (AFFINE_RELU, AFFINE_BN_RELU, AFFINE_LN_RELU, CONV_RELU, CONV_BN_RELU, CONV_RELU_POOL)
+    )
 }
 """The sandwich layers of :mod:`custom_ops.layer_utils` by name, each paired with the chain of built-ins it
-fuses (``builtin``; the chain of manual ops in :data:`SANDWICH_MANUAL_CHAINS`). Kept out of :data:`SPECS`:
+fuses (``builtin``; the chain of manual ops in :data:`SANDWICH_MANUAL_CHAINS`). Kept out of :data:`OPS`:
 they are not twins of one torch function."""
+
+
+# ------------------------------------------------------------------------------------ the README table
+OPS_TABLE_COLUMNS = (
+    "op (`custom_ops.functional`)",
+    "module (`custom_ops.nn`)",
+    "built-in twin",
+    "backward",
+    "double backward",
+    "forward mode",
+    "vmap",
+)
+"""The header of :func:`ops_table`."""
+
+
+def twin_name(fn: Callable[..., Any]) -> str:
+    """How the table names a built-in twin: ``F.conv2d``, ``torch.sigmoid``, else ``module.name``.
+
+    Examples::
+
+        >>> twin_name(F.conv2d), twin_name(torch.tanh), twin_name(builtin_svm_loss)
+        ('F.conv2d', 'torch.tanh', 'custom_ops.losses.builtin_svm_loss')
+    """
+    for prefix, namespace in (("F", F), ("torch", torch)):
+        if getattr(namespace, fn.__name__, None) is fn:
+            return f"{prefix}.{fn.__name__}"
+    return f"{fn.__module__}.{fn.__name__}"
+
+
+def ops_table_row(facts: OpFacts) -> tuple[str, ...]:
+    """The cells of one op's row of :func:`ops_table`, in the order of :data:`OPS_TABLE_COLUMNS`.
+
+    Examples::
+
+        >>> ops_table_row(OPS["batch_norm"])[:2]
+        ('`batch_norm` (1-D and spatial)', '`BatchNorm1d`, `BatchNorm2d`')
+        >>> ops_table_row(OPS["batch_norm"])[4:]
+        ('no (`once_differentiable`)', 'yes', 'yes')
+    """
+    modules = ", ".join(f"`{manual.__name__}`" for manual, _ in facts.modules)
+    vmap = "yes" if facts.vmap else "no"
+    if facts.vmap and facts.random:
+        vmap += ' (`randomness="different"` or `"same"`)'
+    return (
+        f"`{facts.name}`" + (f" ({facts.features})" if facts.features else ""),
+        modules or "—",
+        f"`{twin_name(facts.builtin)}`",
+        facts.backward,
+        "yes" if facts.double_backward else "no (`once_differentiable`)",
+        "yes" if facts.forward_ad else "no",
+        vmap,
+    )
+
+
+def ops_table(ops: Sequence[OpFacts] | None = None) -> str:
+    """The README's operator table, as markdown: a header, a rule and one row per op of ``ops`` (default:
+    :data:`OPS`, in its order). ``tests/test_readme.py`` checks the README holds exactly this table.
+
+    Examples::
+
+        >>> print(ops_table([OPS["relu"]]))  # doctest: +NORMALIZE_WHITESPACE
+        | op (`custom_ops.functional`) | module (`custom_ops.nn`) | built-in twin | backward | double backward | forward mode | vmap |
+        | --- | --- | --- | --- | --- | --- | --- |
+        | `relu` | `ReLU` | `F.relu` | `dout * [out > 0]`, output saved | yes | yes | yes |
+    """  # noqa: E501
+    rows = [OPS_TABLE_COLUMNS, tuple("---" for _ in OPS_TABLE_COLUMNS)]
+    rows += [ops_table_row(facts) for facts in (OPS.values() if ops is None else ops)]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)

@@ -1,4 +1,5 @@
-"""Lightning's side of :mod:`torch_cs231n.checkpoint`: checkpoints written with a checksum of their tensors
+"""Lightning's side of :mod:`torch_cs231n.interop.checkpoint`: checkpoints written with a checksum of their
+tensors
 and verified when read, and ``--ckpt_path last`` resolved to the newest ``last.ckpt`` of an experiment."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from typing import Any
 
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from torch_cs231n.checkpoint import add_checksum, load_checkpoint
+from torch_cs231n.interop.checkpoint import add_checksum, load_checkpoint
 
 
 class ChecksummedCheckpointIO(TorchCheckpointIO):

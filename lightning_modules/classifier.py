@@ -10,7 +10,8 @@ Logged: ``train/loss`` (the full objective, per step and per epoch), ``train/acc
 across ``reg``). Under DDP the losses are averaged over the processes (``sync_dist``) and the accuracies
 are torchmetrics states reduced over them, so every process logs the whole batch's numbers.
 The optimizer and the optional scheduler are injected (``OptimizerCallable``), so configs choose any
-``torch.optim`` or :mod:`torch_cs231n.optim` rule; the scheduler steps once per epoch (CS231n ``lr_decay``).
+``torch.optim`` or :mod:`torch_cs231n.nets.optim` rule; the scheduler steps once per epoch (CS231n
+``lr_decay``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torchmetrics.classification import MulticlassAccuracy
 
-from torch_cs231n.models import LossName, Ops, data_loss_fn
-from torch_cs231n.optim import SGD
+from torch_cs231n.nets.models import LossName, Ops, data_loss_fn
+from torch_cs231n.nets.optim import SGD
 
 # The training arguments' defaults, written once: ImageClassifier and every model class take them from here.
 DEFAULT_LOSS: LossName = "softmax"
@@ -40,14 +41,16 @@ class ImageClassifier(pl.LightningModule):
     optimizer and scheduler) once, for every model of the package.
 
     Args:
-        net: images ``(N, C, H, W)`` -> scores ``(N, num_classes)``, e.g. built by :mod:`torch_cs231n.models`.
+        net: images ``(N, C, H, W)`` -> scores ``(N, num_classes)``, e.g. built by
+            :mod:`torch_cs231n.nets.models`.
         num_classes: number of classes (of the accuracy metrics).
         loss: ``"softmax"`` or ``"svm"``.
         reg: L2 strength; the penalty is ``0.5 * reg * sum ||W||^2`` over affine/conv weights.
         ops: ``"manual"`` or ``"builtin"``: the data loss's implementation (the net's layers are the
             builder's business).
         optimizer: builds the optimizer from :meth:`param_groups` (default: CS231n SGD, lr 1e-2).
-        lr_scheduler: builds an epoch-wise scheduler from the optimizer, e.g. ``torch_cs231n.optim.LRDecay``.
+        lr_scheduler: builds an epoch-wise scheduler from the optimizer, e.g.
+            ``torch_cs231n.nets.optim.LRDecay``.
     """
 
     def __init__(
@@ -138,7 +141,7 @@ class ImageClassifier(pl.LightningModule):
 
 
 class BuiltNetClassifier(ImageClassifier):
-    """An :class:`ImageClassifier` whose network its class's ``build_net`` (a :mod:`torch_cs231n.models`
+    """An :class:`ImageClassifier` whose network its class's ``build_net`` (a :mod:`torch_cs231n.nets.models`
     builder, set as a ``staticmethod``) makes from the model arguments ``net_args``, all keywords; the
     training arguments are :class:`ImageClassifier`'s. The saved hyper-parameters: ``net_args`` with the
     builder's defaults added, and the training arguments but ``optimizer`` and ``lr_scheduler``."""

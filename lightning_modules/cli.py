@@ -3,7 +3,7 @@
     cs231n fit --config configs/two_layer_default.yaml      # also validate / test / predict
     cs231n fit --config configs/fc_net_tuned.yaml --ckpt_path runs/.../checkpoints/last.ckpt   # resume
     cs231n plot LOG_DIR [--out DIR]                          # CS231n Solver figures from a CSV log
-    cs231n bench ...                                         # torch_cs231n.bench
+    cs231n bench ...                                         # torch_cs231n.tools.bench
     cs231n tune --config CONFIG --search SPACE.yaml ...      # Optuna search (lightning_modules.tune)
 
 Models and data modules are given in subclass mode (``class_path`` + ``init_args``), so any
@@ -20,23 +20,33 @@ default config file of ``fit``/``validate``/``test``/``predict``, then the optio
 
 from __future__ import annotations
 
+import importlib
+import json
+import re
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, NoReturn
 
-from jsonargparse import Namespace
+import torch
+import yaml
+from jsonargparse import DefaultHelpFormatter, Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.plugins import CheckpointIO
 
-from torch_cs231n.checkpoint import CheckpointError, load_checkpoint, state_dict_mismatch
+from torch_cs231n.data import CIFAR10DataError
+from torch_cs231n.interop.checkpoint import CheckpointError, load_checkpoint, state_dict_mismatch
 
 from .checkpointing import ChecksummedCheckpointIO, find_last_checkpoint
+from .command import COMMANDS as COMMANDS  # the dispatcher, re-exported: `lightning_modules.cli.main`
+from .command import main as main
+from .command import usage as usage
+from .data import CIFAR10UnavailableError, ImageFileError
 from .layer_sync import trainer_kwargs_with_manual_sync
 from .prediction import PredictionWriter
 from .seeding import EpochSeeding
@@ -86,6 +96,32 @@ class LinkedArgumentError(ValueError):
     """A model argument that the data module sets (``num_classes``) was given a different value."""
 
 
+class ConfigFileError(ValueError):
+    """A ``--config`` (or ``--search``) file does not exist or is not YAML; the message names it."""
+
+
+class ArgumentValueError(ValueError):
+    """A model or data class refused the value of one of its arguments (its own ``ValueError``)."""
+
+
+# The errors a command reports as its one- or two-line message (exit status 2; the traceback with
+# `--debug`): the user's arguments, files and data, each message saying what to do. Anything else is a bug
+# and keeps its traceback.
+USER_ERRORS: tuple[type[Exception], ...] = (
+    CheckpointError,
+    CheckpointMismatchError,
+    MissingCheckpointError,
+    LinkedArgumentError,
+    ConfigFileError,
+    ArgumentValueError,
+    CIFAR10DataError,
+    CIFAR10UnavailableError,
+    ImageFileError,
+    FileNotFoundError,
+    IsADirectoryError,
+)
+
+
 EVALUATION_SUBCOMMANDS = ("validate", "test", "predict")
 LIGHTNING_SUBCOMMANDS = ("fit", *EVALUATION_SUBCOMMANDS)
 
@@ -102,6 +138,183 @@ RENAMED_INIT_ARGS: dict[str, dict[str, str]] = {
     "lightning_modules.data.CIFAR10DataModule": {"normalization": "pixel_normalization"},
 }
 
+# The modules of the project's model and data classes: imported before parsing, so that LightningCLI's short
+# class names work (`--model FullyConnectedNet`, `--data CIFAR10DataModule`).
+PROJECT_CLASS_MODULES: tuple[str, ...] = (
+    "lightning_modules.fc_net",
+    "lightning_modules.conv_net",
+    "lightning_modules.transfer",
+    "lightning_modules.data",
+)
+
+
+def option_values(args: Sequence[str], names: Sequence[str]) -> list[str]:
+    """The values of the options ``names`` in ``args`` (``--name VALUE`` or ``--name=VALUE``), in order."""
+    values = []
+    for i, arg in enumerate(args):
+        name, equals, value = arg.partition("=")
+        if name in names:
+            if equals:
+                values.append(value)
+            elif i + 1 < len(args):
+                values.append(args[i + 1])
+    return values
+
+
+def load_yaml_file(path: str | Path, option: str) -> Any:
+    """The content of the YAML file ``path`` given with ``option``.
+
+    Raises:
+        ConfigFileError: the file does not exist, is a folder, or is not valid YAML; the message names the
+            option, the file and (for YAML) the line and column of the problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise ConfigFileError(
+            f"{option} {path}: the file {what} (looked for '{path.absolute()}'); give a YAML file"
+        )
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigFileError(f"{option} {path}: not valid YAML{where}: {problem}") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigFileError(f"{option} {path}: cannot read the file ({err})") from err
+
+
+def check_config_files(args: Sequence[str]) -> None:
+    """Raise :class:`ConfigFileError` for a ``--config`` file in ``args`` that is missing or not YAML."""
+    for path in option_values(args, ("--config", "-c")):
+        load_yaml_file(path, "--config")
+
+
+def is_lightning_checkpoint(checkpoint: Any) -> bool:
+    """Whether ``checkpoint`` is a Lightning checkpoint (rather than a plain state dict)."""
+    return isinstance(checkpoint, Mapping) and "pytorch-lightning_version" in checkpoint
+
+
+def plain_state_dict(checkpoint: Any, ckpt_path: str, subcommand: str) -> dict[str, torch.Tensor]:
+    """The weights of a ``--ckpt_path`` that is no Lightning checkpoint: a plain state dict (name ->
+    tensor, e.g. ``torch.save(model.state_dict(), path)``) or a dict holding one under ``"state_dict"``.
+
+    Raises:
+        CheckpointError: the file holds something else, or ``subcommand`` is ``fit``, which resumes a run
+            and needs the optimizer, epoch and step that only a Lightning checkpoint holds.
+    """
+    weights = checkpoint.get("state_dict") if isinstance(checkpoint, Mapping) else None
+    weights = checkpoint if weights is None else weights
+    if (
+        not isinstance(weights, Mapping)
+        or not weights
+        or not all(isinstance(v, torch.Tensor) for v in weights.values())
+    ):
+        held = sorted(map(str, checkpoint))[:8] if isinstance(checkpoint, Mapping) else type(checkpoint)
+        raise CheckpointError(
+            f"{ckpt_path}: neither a Lightning checkpoint nor a state dict of tensors (it holds {held}); use "
+            "a checkpoint written by `cs231n fit`, or torch.save(model.state_dict(), PATH)"
+        )
+    if subcommand == "fit":
+        raise CheckpointError(
+            f"--ckpt_path {ckpt_path} is a plain state dict (weights only): `fit --ckpt_path` resumes a run "
+            "and needs the optimizer state, epoch and step that only a checkpoint written by `cs231n fit` "
+            "holds. Give such a .ckpt (or --ckpt_path last); a state dict serves validate, test and predict."
+        )
+    return dict(weights)
+
+
+_SPHINX_ROLE = re.compile(r":(?:\w+:)?\w+:`(~?)([^`<]*?)(?:\s*<([^`>]+)>)?`")
+
+
+def strip_sphinx_roles(text: str) -> str:
+    """``text`` with Sphinx roles shown as plain names: ``:class:`~a.b.C``` -> ``C``,
+    ``:func:`torch.no_grad``` -> ``torch.no_grad``, ``:paramref:`title <target>``` -> ``title``.
+
+    Examples::
+
+        >>> strip_sphinx_roles("as a :class:`datetime.timedelta`, see :paramref:`~a.Trainer.max_steps`")
+        'as a datetime.timedelta, see max_steps'
+    """
+
+    def plain(match: re.Match[str]) -> str:
+        tilde, name, target = match.groups()
+        if target is not None and name.strip():
+            return name.strip()
+        name = (target or name).strip()
+        return name.rsplit(".", 1)[-1] if tilde else name
+
+    return _SPHINX_ROLE.sub(plain, text)
+
+
+class CS231nHelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help formatter, with the Sphinx roles of docstrings (Lightning's and ours) shown as
+    plain names (:func:`strip_sphinx_roles`)."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return super()._split_lines(strip_sphinx_roles(text), width)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return super()._fill_text(strip_sphinx_roles(text), width, indent)
+
+
+# Lines of jsonargparse's parser messages that describe its own machinery rather than the mistake.
+_PARSER_NOISE = re.compile(
+    r"(Does not validate against any of the Union subtypes|Subtypes: |Errors:$"
+    r"|- Expected a <class 'NoneType'>|Given value type: |Given value: (NestedArg|Namespace)\()"
+)
+
+
+def condense_parser_message(message: str) -> str:
+    r"""jsonargparse's multi-line parse error as one line: the full option key, then what is wrong.
+
+    Examples::
+
+        >>> condense_parser_message(
+        ...     'Parser key "data":\n  Does not validate against any of the Union subtypes\n  Errors:\n'
+        ...     "    - Problem with given class_path 'x.CIFAR10DataModule':\n"
+        ...     '        Parser key "pixel_normalization":\n          Expected a Literal. Got value: foo\n'
+        ...     "    - Expected a <class 'NoneType'>"
+        ... )
+        '--data.init_args.pixel_normalization: Expected a Literal. Got value: foo'
+    """
+    keys, details = [], []
+    for line in message.splitlines():
+        text = line.strip()
+        key = re.fullmatch(r'(?:- )?Parser key "([^"]+)":', text)
+        if key:
+            keys.append(key.group(1))
+        elif re.fullmatch(r"(?:- )?Problem with given class_path '[^']+':", text):
+            keys.append("init_args")
+        elif text and not _PARSER_NOISE.match(text):
+            details.append(text.removeprefix("- "))
+    where = f"--{'.'.join(keys)}: " if keys else ""
+    return where + "; ".join(details)
+
+
+class CS231nArgumentParser(LightningArgumentParser):
+    """``LightningArgumentParser`` whose errors are two lines: the option and what is wrong
+    (:func:`condense_parser_message`), then where to look; jsonargparse's full message (all of the usage,
+    every union member's error) when :attr:`debug` is set (``cs231n --debug``). Its help, the classes'
+    (``--model.help NAME``) included, shows no Sphinx roles (:class:`CS231nHelpFormatter`)."""
+
+    debug: ClassVar[bool] = False
+
+    def __init__(self, *args: Any, formatter_class: type = CS231nHelpFormatter, **kwargs: Any) -> None:
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if self.debug or not self.exit_on_error:
+            super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        sys.stderr.write(
+            f"{prog}: error: {condense_parser_message(message)}\n"
+            f"  (`{prog} --help` lists the options; add --debug for the parser's full message)\n"
+        )
+        raise SystemExit(2)
+
 
 class CS231nCLI(LightningCLI):
     """LightningCLI with a best/last checkpoint callback under ``checkpoint``, and checkpoints that cannot
@@ -116,7 +329,7 @@ class CS231nCLI(LightningCLI):
         - ``last`` is the newest ``last.ckpt`` of the run's experiment folder (``--checkpoint.dirpath``, or
           the logger's ``save_dir/name``), an error when there is none;
         - the file is read with ``weights_only=True`` and its tensor checksum verified
-          (:mod:`torch_cs231n.checkpoint`).
+          (:mod:`torch_cs231n.interop.checkpoint`).
     ``validate``, ``test`` and ``predict`` require ``--ckpt_path`` (:class:`MissingCheckpointError`).
     """
 
@@ -139,15 +352,81 @@ class CS231nCLI(LightningCLI):
 
         ``args`` given from Python (:func:`run_lightning`) is this CLI's documented API, so LightningCLI's
         warning against combining it with ``sys.argv`` (which then holds the caller's own options) is
-        silenced."""
+        silenced.
+
+        Before parsing, every ``--config`` file must exist and be YAML (:class:`ConfigFileError`), and with
+        ``--ckpt_path`` but no model in the arguments or config files, the model is the checkpoint's saved
+        class and hyper-parameters (:meth:`_with_checkpoint_model`)."""
+        if not isinstance(args, (dict, Namespace)):
+            command_line = list(sys.argv[1:] if args is None else args)
+            check_config_files(command_line)
+            with_model = self._with_checkpoint_model(command_line)
+            args = args if with_model == command_line else with_model
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
             super().parse_arguments(parser, args)
         if isinstance(args, (dict, Namespace)):
             self.given = parser.parse_object(args, defaults=False)
+            self.command_line: list[str] = []
         else:
             self.given = parser.parse_args(self._with_default_config_files(args), defaults=False)
+            self.command_line = list(sys.argv[1:] if args is None else args)
         self._rename_deprecated_init_args(parser)
+        self._name_unnamed_logger()
+
+    def _with_checkpoint_model(self, args: list[str]) -> list[str]:
+        """``args`` with ``--model`` set to the class and hyper-parameters saved in the ``--ckpt_path``
+        checkpoint, when the arguments and config files name no model: ``cs231n validate --ckpt_path X``
+        needs no ``--config``. Arguments typed after it still win. A path that is no checkpoint file fails
+        here with the checkpoint's own message (:func:`~torch_cs231n.interop.checkpoint.load_checkpoint`)."""
+        run = hasattr(self, "_subcommand_method_arguments")  # run=False: fit's options, no subcommand
+        if not run or not args or args[0] not in LIGHTNING_SUBCOMMANDS:
+            return args
+        ckpt_path = option_values(args, ("--ckpt_path",))
+        if not ckpt_path or ckpt_path[-1] == "last" or self._model_given(args):
+            return args
+        checkpoint = load_checkpoint(ckpt_path[-1])
+        saved = dict(checkpoint.get("hyper_parameters") or {}) if isinstance(checkpoint, dict) else {}
+        class_path = saved.pop("_class_path", None)
+        if not class_path:
+            return args
+        init_args = {k: v for k, v in saved.items() if not k.startswith("_") and k != "num_classes"}
+        for old, new in RENAMED_INIT_ARGS.get(class_path, {}).items():
+            if old in init_args:  # a checkpoint written before the rename
+                init_args.setdefault(new, init_args.pop(old))
+        model = json.dumps({"class_path": class_path, "init_args": init_args}, default=str)
+        return [args[0], f"--model={model}", *args[1:]]
+
+    @staticmethod
+    def _model_given(args: list[str]) -> bool:
+        """Whether ``args`` or a config file they or :data:`DEFAULT_CONFIG_FILES` load set ``model``."""
+        if any(arg == "--model" or arg.startswith(("--model=", "--model.")) for arg in args):
+            return True
+        defaults = [path for path in DEFAULT_CONFIG_FILES if Path(path).is_file()]
+        for path in [*defaults, *option_values(args, ("--config", "-c"))]:
+            loaded = load_yaml_file(path, "--config")
+            if isinstance(loaded, dict) and ("model" in loaded or "model" in (loaded.get(args[0]) or {})):
+                return True
+        return False
+
+    def _name_unnamed_logger(self) -> None:
+        """A logger left with Lightning's default name ``lightning_logs`` (no ``--config``: the base config
+        names none) is named after the model class, so that such a run logs to
+        ``lightning_logs/FullyConnectedNet/version_N`` rather than ``lightning_logs/lightning_logs/``."""
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        logger = (config.get("trainer") or Namespace()).get("logger")
+        model = config.get("model")
+        init_args = logger.get("init_args") if isinstance(logger, Namespace) else None
+        if init_args is None or init_args.get("name") != "lightning_logs" or not isinstance(model, Namespace):
+            return
+        given = (self.given.get(subcommand) if subcommand else self.given) or Namespace()
+        try:
+            typed = given.get("trainer.logger.init_args.name")
+        except (KeyError, AttributeError, TypeError):  # a logger list or `false` among the given values
+            typed = None
+        if typed is None and model.get("class_path"):
+            init_args["name"] = model.class_path.rsplit(".", 1)[-1]
 
     def _with_default_config_files(self, args: Sequence[str] | None) -> list[str]:
         """``args`` with the existing :data:`DEFAULT_CONFIG_FILES` as leading ``--config`` options (after
@@ -165,7 +444,12 @@ class CS231nCLI(LightningCLI):
     def _rename_deprecated_init_args(self, parser: LightningArgumentParser) -> None:
         """Move the old names of :data:`RENAMED_INIT_ARGS` to the new ones before anything is instantiated,
         with a ``FutureWarning`` naming the new key, so that the saved config and the logged hyper-parameters
-        hold the new names; the old and the new key both given is a parser error."""
+        hold the new names.
+
+        The old and the new key both set: the one typed on the command line wins over one from a config file
+        (so ``--data.init_args.normalization none`` works with every shipped config, which use the new
+        ``pixel_normalization``); both on the command line, or both only in config files, is a parser
+        error."""
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
         given = (self.given.get(subcommand) if subcommand else self.given) or Namespace()
@@ -178,10 +462,22 @@ class CS231nCLI(LightningCLI):
                 if init_args is None or init_args.get(old) is None:
                     continue
                 if new in given_args:
-                    parser.error(
-                        f"--{key}.init_args.{old} is the deprecated old name of --{key}.init_args.{new}: "
-                        f"give only --{key}.init_args.{new}"
-                    )
+                    old_typed, new_typed = (self._typed(key, name) for name in (old, new))
+                    if old_typed == new_typed:
+                        parser.error(
+                            f"--{key}.init_args.{old} is the deprecated old name of --{key}.init_args.{new}: "
+                            f"give only --{key}.init_args.{new}"
+                        )
+                    if new_typed:  # the command line's new key wins over a config's old one
+                        warnings.warn(
+                            f"{key}.init_args.{old} in a config file is deprecated and will be removed in "
+                            f"the next release (overridden here by --{key}.init_args.{new}); rename it to "
+                            f"{new}",
+                            FutureWarning,
+                            stacklevel=2,
+                        )
+                        init_args[old] = None
+                        continue
                 warnings.warn(
                     f"--{key}.init_args.{old} is deprecated and will be removed in the next release; use "
                     f"'--{key}.init_args.{new}' instead",
@@ -189,6 +485,12 @@ class CS231nCLI(LightningCLI):
                     stacklevel=2,
                 )
                 init_args[new], init_args[old] = init_args[old], None
+
+    def _typed(self, key: str, name: str) -> bool:
+        """Whether ``--{key}.init_args.{name}`` (or its short form ``--{key}.{name}``) is on the command
+        line (not only in a config file)."""
+        options = {f"--{key}.init_args.{name}", f"--{key}.{name}"}
+        return any(arg.split("=", 1)[0] in options for arg in self.command_line)
 
     def _parse_ckpt_path(self) -> None:
         """Resolve ``--ckpt_path``, verify the file, and fill in only the hyper-parameters left unset."""
@@ -210,6 +512,10 @@ class CS231nCLI(LightningCLI):
             config["ckpt_path"] = ckpt_path
             print(f"cs231n {subcommand}: --ckpt_path last is {ckpt_path}", flush=True)
         self.checkpoint = load_checkpoint(ckpt_path)
+        if not is_lightning_checkpoint(self.checkpoint):
+            self.checkpoint = {"state_dict": plain_state_dict(self.checkpoint, ckpt_path, subcommand)}
+            self.plain_weights = True
+            return
         given = self.given.get(subcommand) or Namespace()
         for key, saved_key in (("model", "hyper_parameters"), ("data", "datamodule_hyper_parameters")):
             self._fill_from_checkpoint(subcommand, key, given.get(key), saved_key, ckpt_path)
@@ -288,6 +594,34 @@ class CS231nCLI(LightningCLI):
                     ]
                 )
             )
+        if getattr(self, "plain_weights", False):
+            self.model.load_state_dict(checkpoint["state_dict"])
+
+    def _prepare_subcommand_kwargs(self, subcommand: str) -> dict[str, Any]:
+        """The trainer's arguments; a plain state dict was loaded into the model already, so the trainer
+        gets no ``ckpt_path`` to restore (it holds no Lightning state)."""
+        kwargs = super()._prepare_subcommand_kwargs(subcommand)
+        if getattr(self, "plain_weights", False):
+            kwargs["ckpt_path"] = None
+        return kwargs
+
+    def instantiate_classes(self) -> None:
+        """Instantiate as LightningCLI does; a ``ValueError`` a model or data class raises for its arguments
+        becomes an :class:`ArgumentValueError` naming the class (jsonargparse wraps it in its own
+        "Does not validate against any of the Union subtypes" error); other errors propagate unchanged."""
+        try:
+            super().instantiate_classes()
+        except ValueError as err:
+            cause = err
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            if isinstance(cause, USER_ERRORS):  # e.g. a file the class was given: its own message
+                raise cause from None
+            if cause is err or not isinstance(cause, ValueError):
+                raise
+            found = re.search(r"class_path='([\w.]+)'", str(err))
+            where = f"{found.group(1).rsplit('.', 1)[-1]}: " if found else ""
+            raise ArgumentValueError(f"{where}{cause}") from err
 
     def _check_linked_num_classes(self) -> None:
         """``num_classes`` is linked from the data module to the model (``link_arguments``), which would
@@ -333,6 +667,8 @@ def run_lightning(args: Sequence[str] | None = None, run: bool = True) -> CS231n
     """Run a LightningCLI subcommand (``fit``, ``validate``, ``test``, ``predict``) with ``args``
     (``None``: the command line). ``run=False``: ``args`` are ``fit``'s options without a subcommand, and
     the model, data module and trainer are built but not run (``cs231n tune`` runs them)."""
+    for module in PROJECT_CLASS_MODULES:  # their classes answer to short names
+        importlib.import_module(module)
     return CS231nCLI(
         LightningModule,
         LightningDataModule,
@@ -353,6 +689,7 @@ def run_lightning(args: Sequence[str] | None = None, run: bool = True) -> CS231n
         },
         save_config_kwargs={"overwrite": True},
         parser_kwargs=default_config_kwargs(run),
+        parser_class=CS231nArgumentParser,
         args=None if args is None else list(args),
         run=run,
     )
@@ -360,90 +697,10 @@ def run_lightning(args: Sequence[str] | None = None, run: bool = True) -> CS231n
 
 def default_config_kwargs(run: bool) -> dict[str, Any]:
     """LightningCLI ``parser_kwargs`` loading :data:`DEFAULT_CONFIG_FILES`: per subcommand when the CLI
-    runs one, else (``run=False``: ``fit``'s options alone) for the one parser."""
+    runs one (the program named ``cs231n`` however it was started), else (``run=False``: ``fit``'s options
+    alone) for the one parser."""
     files = {"default_config_files": list(DEFAULT_CONFIG_FILES)}
-    return {name: files for name in LIGHTNING_SUBCOMMANDS} if run else files
-
-
-# Subcommand -> one line of help. LightningCLI runs fit, validate, test and predict; main() dispatches the
-# others to their modules.
-COMMANDS: dict[str, str] = {
-    "fit": "train a model (resume with --ckpt_path PATH|last)",
-    "validate": "evaluate a checkpoint on the validation split",
-    "test": "evaluate a checkpoint on the test split",
-    "predict": "predict with a checkpoint; writes predictions.csv into the run folder",
-    "plot": "the CS231n Solver figures (loss, accuracy, first-layer weights) of a run",
-    "bench": "manual vs built-in ops: speed and saved memory",
-    "summary": "a config's model layer by layer: output shapes, activations, parameters, memory",
-    "experiment": "the lecture's experiments, e.g. `experiment activations` (weight initialisation)",
-    "gradcheck": "numeric gradient check of every op's backward (exit 0 when all rel errors < 1e-7)",
-    "tune": "hyperparameter search with Optuna (--search SPACE.yaml); writes the best trial's config",
-}
-
-
-def usage() -> str:
-    """The top-level help: every subcommand with a line each."""
-    width = max(map(len, COMMANDS))
-    lines = [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
-    return "\n".join(
-        [
-            f"usage: cs231n {{{','.join(COMMANDS)}}} ...",
-            "",
-            "The CS231n layers as PyTorch operators, trained with Lightning.",
-            "",
-            "subcommands:",
-            *lines,
-            "",
-            "`cs231n SUBCOMMAND --help` lists the options of one, e.g. cs231n fit --help.",
-        ]
-    )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``cs231n`` console script; returns the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
-        print(usage(), file=sys.stdout if args else sys.stderr, flush=True)
-        return 0 if args else 2
-    if args[0] not in COMMANDS and not args[0].startswith("-"):
-        print(f"{usage()}\n\ncs231n: error: unknown subcommand {args[0]!r}", file=sys.stderr, flush=True)
-        return 2
-    if args[0] == "plot":
-        from torch_cs231n.plotting import main as plot_main
-
-        return plot_main(args[1:])
-    if args[0] == "bench":
-        from torch_cs231n import bench  # imported lazily: `fit` must not depend on the benchmark module
-
-        return bench.main(args[1:])
-    if args[0] == "summary":
-        from torch_cs231n import summary
-
-        return summary.main(args[1:])
-    if args[0] == "experiment":
-        from torch_cs231n import experiments
-
-        return experiments.main(args[1:])
-    if args[0] == "gradcheck":
-        from torch_cs231n import gradcheck
-
-        return gradcheck.main(args[1:])
-    if args[0] == "tune":
-        from . import tune  # imported lazily: `fit` must not depend on Optuna
-
-        return tune.main(args[1:])
-    try:
-        run_lightning(None if argv is None else args)
-    except (
-        CheckpointError,
-        CheckpointMismatchError,
-        MissingCheckpointError,
-        LinkedArgumentError,
-        FileNotFoundError,
-    ) as err:
-        print(f"cs231n {args[0]}: error: {err}", file=sys.stderr, flush=True)
-        return 2
-    return 0
+    return {"prog": "cs231n", **{name: files for name in LIGHTNING_SUBCOMMANDS}} if run else files
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torch_cs231n.models import build_convnet, build_three_layer_convnet
+from torch_cs231n.nets.models import build_convnet, build_three_layer_convnet
 
 from .classifier import BuiltNetClassifier
 
@@ -11,7 +11,8 @@ class ThreeLayerConvNet(BuiltNetClassifier):
     """``conv - relu - 2x2 max pool - affine - relu - affine - softmax/svm``.
 
     Input ``(N, *input_dim)``, scores ``(N, num_classes)``. The model arguments (``net_args``) and their
-    defaults are those of :func:`torch_cs231n.models.build_three_layer_convnet`; the training arguments are
+    defaults are those of :func:`torch_cs231n.nets.models.build_three_layer_convnet`; the training arguments
+    are
     :class:`ImageClassifier`'s.
     """
 
@@ -23,7 +24,7 @@ class ConvNet(BuiltNetClassifier):
     affine - softmax/svm``, for reaching high CIFAR-10 accuracy in a few epochs.
 
     Input ``(N, *input_dim)``, scores ``(N, num_classes)``. The model arguments (``net_args``) and their
-    defaults are those of :func:`torch_cs231n.models.build_convnet`; the training arguments are
+    defaults are those of :func:`torch_cs231n.nets.models.build_convnet`; the training arguments are
     :class:`ImageClassifier`'s.
     """
 

@@ -58,7 +58,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
-from custom_ops._checks import renamed_keyword
+from custom_ops.deprecation import renamed_keyword
 from torch_cs231n.data import CLASSES, CIFAR10DataError, load_npz, looked_for
 from torch_cs231n.data import IMAGE_SHAPE as IMAGE_SHAPE  # re-exported: moved to torch_cs231n.data
 from torch_cs231n.data import check_split as _check_split
@@ -70,6 +70,15 @@ PIXEL_NORMALIZATIONS: tuple[str, ...] = ("per_channel", "mean_image", "none")
 BATCHES_FOLDER = "cifar-10-batches-py"
 TRAIN_BATCHES: tuple[str, ...] = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
+
+
+class CIFAR10UnavailableError(RuntimeError):
+    """The data a run needs is not there: the source has no test split, or the download failed. The
+    message says what to use instead."""
+
+
+class ImageFileError(ValueError):
+    """A ``predict_images`` file is empty or cannot be decoded as an image; the message names it."""
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -172,13 +181,16 @@ def load_image(path: str | Path, size: int = 32) -> torch.Tensor:
         uint8 ``(3, size, size)``: the shorter side resized to ``size`` (antialiased), then the centre crop.
 
     Raises:
-        ValueError: the file cannot be read or decoded as an image.
+        ImageFileError: (a ``ValueError``) the file is empty, or cannot be read or decoded as an image; the
+            message names it.
     """
     try:
-        data = torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
-        image = decode_image(data, mode=ImageReadMode.RGB)
-    except (OSError, RuntimeError) as err:
-        raise ValueError(
+        raw = Path(path).read_bytes()
+        if not raw:
+            raise ValueError("the file is empty (0 bytes)")
+        image = decode_image(torch.frombuffer(bytearray(raw), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    except (OSError, RuntimeError, ValueError) as err:
+        raise ImageFileError(
             f"predict_images (--data.init_args.predict_images): cannot read {looked_for(path)} as an image "
             f"(PNG, JPEG, WebP or GIF): {err}"
         ) from err
@@ -392,9 +404,9 @@ class CIFAR10DataModule(pl.LightningDataModule):
         """Download the official dataset when it is the source, ``download=True`` and it is not there yet.
 
         Raises:
-            RuntimeError: the download failed; the message gives the cause and the options to use instead.
-                The files and folders the attempt created are removed first (files that were there before
-                stay).
+            CIFAR10UnavailableError: (a ``RuntimeError``) the download failed; the message gives the cause
+                and the options to use instead. The files and folders the attempt created are removed first
+                (files that were there before stay).
         """
         if self._predicting_images() or self._use_npz() or not self.download or self._has_official_train():
             return
@@ -414,7 +426,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
                 if self.npz_path is not None
                 else ""
             )
-            raise RuntimeError(
+            raise CIFAR10UnavailableError(
                 f"Could not download CIFAR-10 into {looked_for(self.data_dir)}{missing_npz}: "
                 f"{type(err).__name__}: {err}. The files and folders this attempt created were removed. "
                 "Instead, use an .npz with x_train, y_train (--data.init_args.npz_path FILE, e.g. "
@@ -463,7 +475,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         x = torch.from_numpy(arrays["x_train"]).permute(0, 3, 1, 2).contiguous()  # HWC -> CHW
         y = torch.from_numpy(arrays["y_train"])
         if self.val_size + self.holdout >= x.shape[0]:
-            raise ValueError(
+            raise CIFAR10DataError(
                 f"val_size={self.val_size} plus holdout={self.holdout} must be smaller than the "
                 f"{x.shape[0]} training images of {self._source_description}"
             )
@@ -471,7 +483,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
         n_train = x.shape[0] - self.val_size
         if self.num_train is not None:
             if self.num_train > n_train:
-                raise ValueError(
+                raise CIFAR10DataError(
                     f"num_train={self.num_train} exceeds the {n_train} training images left after val_size"
                 )
             n_train = self.num_train
@@ -485,7 +497,7 @@ class CIFAR10DataModule(pl.LightningDataModule):
 
     def _require_test(self) -> None:
         if "test" not in self._splits:
-            raise RuntimeError(
+            raise CIFAR10UnavailableError(
                 f"No test split: {self._source_description} has no test images (x_test/y_test in an .npz, "
                 "test_batch in the official folder). Use `validate` for the validation split, or point "
                 "npz_path/data_dir at data that includes the test set."

@@ -6,7 +6,7 @@ from typing import Any
 
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from torch_cs231n.models import build_fc_net
+from torch_cs231n.nets.models import build_fc_net
 
 from .classifier import (
     DEFAULT_LOSS,
@@ -24,7 +24,7 @@ class FullyConnectedNet(ImageClassifier):
     Input ``(N, 3, 32, 32)`` (or ``(N, input_dim)``), scores ``(N, num_classes)``. A two-layer net is
     ``hidden_dims=[H]``. The model arguments (``net_args``: ``input_dim``, ``num_classes``,
     ``dropout_keep_ratio`` (the KEEP probability), ``normalization``, ``weight_scale``, ``init``, ``ops``)
-    and their defaults are those of :func:`torch_cs231n.models.build_fc_net`; the training arguments are
+    and their defaults are those of :func:`torch_cs231n.nets.models.build_fc_net`; the training arguments are
     :class:`ImageClassifier`'s.
     """
 

@@ -35,19 +35,19 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torch.optim import Optimizer
 
-from custom_ops._checks import renamed_keyword
+from custom_ops.deprecation import renamed_keyword
 from lightning_modules.classifier import DEFAULT_LOSS, ImageClassifier, LossName
 from lightning_modules.data import CIFAR10DataModule
-from torch_cs231n.function_mode import attach_manual_functions
-from torch_cs231n.models import Ops
-from torch_cs231n.pretrained import (
+from torch_cs231n.interop.function_mode import attach_manual_functions
+from torch_cs231n.interop.pretrained import (
     backbone_blocks,
     load_exact,
     load_pretrained,
     read_state_dict,
     replace_head,
 )
-from torch_cs231n.swap import to_manual
+from torch_cs231n.interop.swap import to_manual
+from torch_cs231n.nets.models import Ops
 
 Finetuning = Literal["feature_extraction", "last_blocks", "full", "gradual"]
 FINETUNINGS: tuple[str, ...] = ("feature_extraction", "last_blocks", "full", "gradual")
@@ -69,8 +69,9 @@ class TransferLearning(ImageClassifier):
         backbone_lr_factor: backbone learning rate / head learning rate (``"full"``, ``"last_blocks"``,
             ``"gradual"``).
         unfreeze_at_epoch, unfreeze_every: the ``"gradual"`` schedule.
-        ops: ``"builtin"`` or ``"manual"`` (:func:`torch_cs231n.swap.to_manual` on backbone and head,
-            :func:`torch_cs231n.function_mode.attach_manual_functions` for the functional calls in their
+        ops: ``"builtin"`` or ``"manual"`` (:func:`torch_cs231n.interop.swap.to_manual` on backbone and head,
+            :func:`torch_cs231n.interop.function_mode.attach_manual_functions` for the functional calls in
+            their
             ``forward``, and the manual softmax loss).
         channels_last: keep weights and activations in ``torch.channels_last`` (NHWC) memory format,
             faster for convolutions on CPU (oneDNN) and on CUDA with mixed precision.
@@ -176,7 +177,8 @@ class TransferLearning(ImageClassifier):
         return self.net.get_submodule(self.head_name)
 
     def blocks(self) -> list[tuple[str, list[nn.Module]]]:
-        """The backbone's blocks, input side first (:func:`torch_cs231n.pretrained.backbone_blocks`)."""
+        """The backbone's blocks, input side first
+        (:func:`torch_cs231n.interop.pretrained.backbone_blocks`)."""
         return backbone_blocks(self.net, self.head_name)
 
     def backbone_modules(self) -> list[nn.Module]:

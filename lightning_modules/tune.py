@@ -53,7 +53,6 @@ from typing import Any
 
 import matplotlib.pyplot as plt
 import optuna
-import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import Callback, LightningModule, Trainer
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -61,7 +60,7 @@ from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 from sqlalchemy.engine import make_url
 
-from .cli import CS231nCLI, run_lightning
+from .cli import CS231nCLI, load_yaml_file, run_lightning
 
 MONITOR = "val/acc"
 FIELDS: dict[str, set[str]] = {
@@ -92,10 +91,11 @@ def load_search_space(path: str | Path) -> dict[str, BaseDistribution]:
         (e.g. ``[100]``) are held as their JSON text, which the command line parses back.
 
     Raises:
+        ConfigFileError: (:mod:`lightning_modules.cli`) the file does not exist or is not YAML.
         SearchSpaceError: naming the file and the key, for a spec that is not a mapping, an unknown
             ``type`` or field, a missing ``low``/``high``/``choices``, or values Optuna refuses.
     """
-    spec = yaml.safe_load(Path(path).read_text())
+    spec = load_yaml_file(path, "--search")
     if not isinstance(spec, dict) or not spec:
         raise SearchSpaceError(
             f"{path}: expected a mapping of option keys to distributions, e.g. lr: {EXAMPLE}"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from custom_ops.registry import OP_NAMES, SANDWICHES
-from torch_cs231n import bench
+from custom_ops.registry import OP_NAMES
+from custom_ops.testing import SANDWICHES
+from torch_cs231n.tools import bench
 
 
 def test_bench_tiny_reports_every_op_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,4 +1,4 @@
-"""torch_cs231n.checkpoint: tensor checksums, and load errors that name the file and never advise
+"""torch_cs231n.interop.checkpoint: tensor checksums, and load errors that name the file and never advise
 ``weights_only=False``."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from torch_cs231n.checkpoint import (
+from torch_cs231n.interop.checkpoint import (
     CHECKSUM_KEY,
     CheckpointError,
     add_checksum,

@@ -10,7 +10,7 @@ import yaml
 from cifar_fixtures import tiny_fit_args, write_npz
 
 from lightning_modules.cli import CheckpointMismatchError, MissingCheckpointError, main, run_lightning
-from torch_cs231n.checkpoint import CheckpointError
+from torch_cs231n.interop.checkpoint import CheckpointError
 
 # The experiment configs: every YAML of configs/ but the base (and a local override) they are layered on.
 CONFIGS = sorted(
@@ -75,8 +75,8 @@ def test_a_config_with_the_deprecated_keys_still_fits(npz, tmp_path):
     with pytest.warns(FutureWarning):
         validated = run_lightning(["validate", *args, f"--ckpt_path={ckpt}"])
     assert validated.model.finetuning == "full" and validated.datamodule.pixel_normalization == "none"
-    with pytest.raises(SystemExit):  # the old and the new key together: refused
-        run_lightning(["fit", *args, "--model.init_args.finetuning=gradual"])
+    with pytest.raises(SystemExit):  # the old and the new key typed together: refused
+        run_lightning(["fit", *args, "--model.strategy=full", "--model.init_args.finetuning=gradual"])
 
 
 def test_fit_without_a_logger(npz, tmp_path):
@@ -142,10 +142,10 @@ def test_plot_writes_the_solver_figures(fitted, tmp_path, capsys):
 
 
 def test_bench_dispatches_lazily(monkeypatch):
-    import torch_cs231n.bench
+    import torch_cs231n.tools.bench
 
     calls = []
-    monkeypatch.setattr(torch_cs231n.bench, "main", lambda argv: calls.append(argv) or 0)
+    monkeypatch.setattr(torch_cs231n.tools.bench, "main", lambda argv: calls.append(argv) or 0)
     assert main(["bench", "--tiny"]) == 0
     assert calls == [["--tiny"]]
 
@@ -415,7 +415,7 @@ def test_print_config_lists_every_model_argument(config, capsys):
     data module's (linked), so it is not a model key."""
     import inspect
 
-    from torch_cs231n import models
+    from torch_cs231n.nets import models
 
     with pytest.raises(SystemExit) as exit_info:
         main(["fit", f"--config={config}", "--print_config"])

@@ -6,12 +6,16 @@ database (``common_modules.module_db``: constructor and forward inputs, and erro
 and ``common_nn``'s module tests. This suite runs those inputs through the manual twins and their built-ins,
 on CPU in float64 and float32:
 
-- every sample of every OpInfo named in ``custom_ops.registry.OPINFO_NAMES``: the outputs, the gradients
+- every sample of every OpInfo named in ``custom_ops.testing.OPINFO_NAMES``: the outputs, the gradients
   (for a fixed random cotangent) w.r.t. every tensor argument that requires grad — input, weight, bias —
   and every tensor argument after the call (running statistics updated in place) must agree;
 - every error input of those OpInfos: the manual op raises an instance of the exception type torch raises
   (the message may differ);
-- every module input of every ModuleInfo whose module has a twin in ``custom_ops.registry.MODULE_CASES``,
+- torch's forward-AD check (``supports_forward_ad``, with batched forward gradients where the OpInfo sets
+  ``check_batched_forward_grad``) and batched-gradient check (``check_batched_grad``) on the first few
+  float64 samples of the OpInfos that declare them, as ``test_ops_fwd_gradients`` and
+  ``test_ops_gradients`` run them;
+- every module input of every ModuleInfo whose module has a twin in ``custom_ops.testing.MODULE_CASES``,
   train and eval: identical manual and built-in modules run two steps of forward, backward and SGD;
   outputs, input and parameter gradients, parameters and buffers must agree at each step; and the
   module error inputs raise the exception type torch raises;
@@ -40,8 +44,8 @@ import torch
 from torch import nn
 
 import custom_ops.functional as MF
-from custom_ops._checks import OpArgumentError, OpDtypeError
-from custom_ops.registry import MODULE_CASES, OPINFO_NAMES
+from custom_ops.errors import OpArgumentError, OpDtypeError
+from custom_ops.testing import MODULE_CASES, OPINFO_NAMES
 
 # Importing torch's test utilities freezes the global backend flags (torch.backends.disable_global_flags(),
 # for its own test harness): afterwards `torch.backends.cudnn.benchmark = ...` raises, and Lightning's
@@ -383,6 +387,101 @@ def test_opinfo_error_input(info: OpInfo, index: int) -> None:
     check_error_input(manual, info.op, error, f"{opinfo_id(info)} error input {index}")
 
 
+# ------------------------------------------------------------------- forward AD and batched gradients
+GRADCHECK_SAMPLES = 3
+"""Samples per OpInfo run through torch's forward-AD and batched-gradient checks (the first ones with a
+tensor that requires grad): a lean pass over what torch's test_ops_gradients and test_ops_fwd_gradients
+run on every sample."""
+
+
+def gradcheck_inputs(sample: SampleInput) -> tuple[Callable[..., Any], tuple[torch.Tensor, ...]]:
+    """``(fn, tensors)`` as torch's ``_check_helper`` builds them: ``fn(*tensors)`` is the call with the
+    sample's tensors that require grad (fresh copies) put back in their places."""
+    args, kwargs = fresh(((sample.input, *sample.args), sample.kwargs))
+    positions = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.requires_grad]
+    keys = [k for k, v in kwargs.items() if isinstance(v, torch.Tensor) and v.requires_grad]
+
+    def bind(op: Callable[..., Any], info: OpInfo) -> Callable[..., Any]:
+        def fn(*tensors: torch.Tensor) -> Any:
+            full, named = list(args), dict(kwargs)
+            for i, t in zip(positions, tensors):
+                full[i] = t
+            for k, t in zip(keys, tensors[len(positions) :]):
+                named[k] = t
+            output = info.gradcheck_wrapper(op, *full, **named)
+            process = sample.output_process_fn_grad
+            return output if process is None else process(output)
+
+        return fn
+
+    return bind, (*[args[i] for i in positions], *[kwargs[k] for k in keys])
+
+
+def _gradcheck_params(flag: str) -> list[Any]:
+    """``(info, index)`` of the first :data:`GRADCHECK_SAMPLES` float64 samples of every OpInfo that
+    declares ``flag``; a skipped parameter for an OpInfo that does not."""
+    params = []
+    for info in OPINFOS:
+        reason = skip_reason(info, torch.float64)
+        if reason is None and not getattr(info, flag):
+            reason = f"torch's OpInfo {opinfo_id(info)} does not declare {flag}"
+        if reason:
+            params.append(pytest.param(info, -1, id=opinfo_id(info), marks=pytest.mark.skip(reason=reason)))
+            continue
+        chosen = [
+            index
+            for index, sample in enumerate(samples(opinfo_id(info), "cpu", torch.float64))
+            if any(t.requires_grad for t in tensors_in((sample.input, sample.args, sample.kwargs)))
+        ][:GRADCHECK_SAMPLES]
+        params += [pytest.param(info, index, id=f"{opinfo_id(info)}-{index}") for index in chosen]
+    return params
+
+
+def torch_gradcheck(info: OpInfo, index: int, **checks: bool) -> None:
+    """torch's gradcheck of the manual twin on one float64 sample of ``info``, with ``checks``; the
+    failure names the sample."""
+    sample = samples(opinfo_id(info), "cpu", torch.float64)[index]
+    bind, tensors = gradcheck_inputs(sample)
+    fn = bind(manual_op(info), info)
+    fast = info.gradcheck_fast_mode
+    try:
+        torch.autograd.gradcheck(
+            fn,
+            tensors,
+            nondet_tol=info.gradcheck_nondet_tol,
+            fast_mode=True if fast is None else fast,
+            check_grad_dtypes=True,
+            **checks,
+        )
+    except Exception as err:
+        first = str(err).strip().splitlines()[0]
+        raise AssertionError(
+            f"{opinfo_id(info)} sample {index} ({sample_text(sample)}) float64: {type(err).__name__}: {first}"
+        ) from err
+
+
+@pytest.mark.parametrize(("info", "index"), _gradcheck_params("supports_forward_ad"))
+def test_opinfo_forward_ad(info: OpInfo, index: int) -> None:
+    """torch's test_forward_mode_AD: forward-mode derivatives against finite differences, and batched
+    forward-mode derivatives where the OpInfo checks them."""
+    torch_gradcheck(
+        info,
+        index,
+        check_forward_ad=True,
+        check_backward_ad=False,
+        check_batched_grad=False,
+        check_undefined_grad=False,
+        check_batched_forward_grad=info.check_batched_forward_grad,
+    )
+
+
+@pytest.mark.parametrize(("info", "index"), _gradcheck_params("check_batched_grad"))
+def test_opinfo_batched_grad(info: OpInfo, index: int) -> None:
+    """torch's test_fn_grad: gradients against finite differences, batched gradients (the backward under
+    vmap) and undefined output gradients."""
+    torch_gradcheck(info, index, check_batched_grad=True, check_undefined_grad=True)
+
+
 # ---------------------------------------------------------------------------------- module inputs
 MODULEINFOS: list[ModuleInfo] = [info for info in module_db if info.module_cls in MODULE_TWINS]
 LR = 0.1
@@ -654,7 +753,7 @@ def test_every_twin_is_driven_by_torch_inputs() -> None:
     missing_ops = sorted(set(OPINFO_TWINS) - {info.name for info in OPINFOS})
     assert not missing_ops, f"OpInfo names not in torch's op_db: {missing_ops}"
     unmapped = sorted(set(MF.__all__) - set(OPINFO_NAMES) - {"softmax_loss", "svm_loss"})
-    assert not unmapped, f"functional twins missing from custom_ops.registry.OPINFO_NAMES: {unmapped}"
+    assert not unmapped, f"functional twins missing from custom_ops.testing.OPINFO_NAMES: {unmapped}"
     covered = {info.module_cls for info in MODULEINFOS} | {getattr(nn, t["module_name"]) for t in NN_TESTS}
     uncovered = sorted(cls.__name__ for cls in MODULE_TWINS if cls not in covered)
     # torch has no ModuleInfo nor common_nn test for these; their functional twins are covered above.

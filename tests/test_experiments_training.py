@@ -14,7 +14,7 @@ from cifar_fixtures import write_npz
 
 from torch_cs231n.experiments import main
 from torch_cs231n.experiments._training import Splits, load_cifar10, train_fc_net
-from torch_cs231n.optim import SGD, Adam
+from torch_cs231n.nets.optim import SGD, Adam
 
 N_IMAGES, N_VAL = 70, 20
 

@@ -22,8 +22,7 @@ from test_ops import call, differentiable, ids, run_and_grad
 from torch.autograd import gradcheck
 
 import custom_ops
-from custom_ops.registry import OP_CASES
-from custom_ops.spec import OpCase
+from custom_ops.testing import OP_CASES, OpCase
 
 pytestmark = pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
 
@@ -46,15 +45,15 @@ def builtin_fn(case: OpCase, args: list[Any]) -> Callable[..., torch.Tensor]:
     return fn
 
 
-def builtin_passes(case: OpCase, check: str) -> bool:
-    """Whether the built-in twin passes ``gradcheck`` with the batched ``check`` on this case (where it does
-    not, torch has no batching rule for it: the manual op is not asked for one either)."""
-    return _builtin_passes(case.id, check)  # by id: an OpCase holds dicts, it cannot be a cache key
+CASES_BY_ID = {case.id: case for case in OP_CASES}
 
 
 @functools.cache
-def _builtin_passes(case_id: str, check: str) -> bool:
-    case = next(c for c in OP_CASES if c.id == case_id)
+def builtin_passes(case_id: str, check: str) -> bool:
+    """Whether the built-in twin passes ``gradcheck`` with the batched ``check`` on this case (where it does
+    not, torch has no batching rule for it: the manual op is not asked for one either). Cached by the case's
+    id: an OpCase holds dicts, so it cannot be a cache key."""
+    case = CASES_BY_ID[case_id]
     args = case.inputs(torch.float64)
     fn = builtin_fn(case, args)
     inputs = tuple(args[i] for i in case.grad_inputs)
@@ -78,7 +77,7 @@ def test_gradcheck_forward_ad(case: OpCase, path_name: str) -> None:
 @pytest.mark.parametrize("path_name", PATHS)
 @pytest.mark.parametrize("case", OP_CASES, ids=ids(OP_CASES))
 def test_gradcheck_batched(case: OpCase, path_name: str, check: str) -> None:
-    if not builtin_passes(case, check):
+    if not builtin_passes(case.id, check):
         pytest.skip(f"the built-in twin does not pass gradcheck({check}=True) here")
     fn, inputs = differentiable(case, case.inputs(torch.float64))
     forward_ad = check == "check_batched_forward_grad"

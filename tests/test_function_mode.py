@@ -13,15 +13,15 @@ import torchvision
 from torch import nn
 
 import custom_ops.functional as MF
-from custom_ops.registry import SPECS
-from torch_cs231n.function_mode import (
+from custom_ops.testing import SPECS
+from torch_cs231n.interop.function_mode import (
     ManualFunctions,
     attach_manual_functions,
     detach_manual_functions,
     layer_functions,
     manual_functions_of,
 )
-from torch_cs231n.swap import manual_share, to_manual
+from torch_cs231n.interop.swap import manual_share, to_manual
 
 
 class FunctionalNet(nn.Module):

@@ -22,8 +22,7 @@ import test_ops_errors
 import torch
 
 from custom_ops import fused
-from custom_ops.registry import OP_CASES, SPECS
-from custom_ops.spec import ErrorInput, OpCase, OpSpec
+from custom_ops.testing import OP_CASES, SPECS, ErrorInput, OpCase, OpSpec
 
 FUSED_OPS = [name for name, spec in SPECS.items() if fused.kernels(spec.manual.__module__)]
 

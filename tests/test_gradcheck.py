@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from custom_ops.registry import OP_CASES, OP_NAMES, SPECS
-from custom_ops.spec import OpCase
+from custom_ops.registry import OP_NAMES
+from custom_ops.testing import OP_CASES, SPECS, OpCase
 from lightning_modules.cli import main
-from torch_cs231n.gradcheck import (
+from torch_cs231n.tools.gradcheck import (
     THRESHOLD,
     add_multiply_circuit,
     check_case,
+    format_table,
     gradcheck_table,
     numeric_gradient,
     reciprocal_circuit,
@@ -68,14 +69,42 @@ def test_first_case_of_every_op_passes(op: str) -> None:
         assert [row.input for row in rows][:2] == ["input", "weight"], f"{case.id}: names {rows}"
 
 
-def test_every_registry_row_is_below_the_threshold() -> None:
-    """Every (case, differentiable input) has a row, and every row is below 1e-7 (so `cs231n gradcheck`
-    exits 0): the registry's inputs keep gradients O(1) (no saturated softmax, no normalisation over two
-    values), where the numeric gradient would be rounding noise rather than a check of the backward."""
-    rows = gradcheck_table()
+@pytest.fixture(scope="module")
+def manual_rows() -> list:
+    return gradcheck_table()
+
+
+def test_every_registry_row_is_below_the_threshold(manual_rows: list) -> None:
+    """Every (case, differentiable input) has a row, and every row is below 1e-7: the registry's inputs
+    keep gradients O(1) (no saturated softmax, no normalisation over two values), where the numeric
+    gradient would be rounding noise rather than a check of the backward."""
+    rows = manual_rows
     assert len(rows) == sum(len(case.grad_inputs) for case in OP_CASES), "one row per differentiable input"
     failed = [r for r in rows if not r.passed]
     assert not failed, f"rows at or above {THRESHOLD:.0e}: {failed}"
+
+
+def test_every_registry_row_passes_the_forward_mode_check(manual_rows: list) -> None:
+    """Every op has a forward-mode derivative that agrees with finite differences (so, with the rows
+    below the threshold, `cs231n gradcheck` exits 0)."""
+    failed = [r for r in manual_rows if not r.forward_passed]
+    assert not failed, "forward-mode check failed:\n" + format_table(failed)
+
+
+# torch has no forward-mode derivative of multi_margin_loss, the built-in SVM loss's formulation.
+BUILTIN_WITHOUT_FORWARD_AD = {"svm_loss": "multi_margin_loss"}
+
+
+@pytest.mark.parametrize("op", OP_NAMES)
+def test_the_forward_mode_check_passes_the_builtin_twins(op: str) -> None:
+    """The forward-mode column checks the derivative, not the tool: torch's own ops pass it (and the one
+    without a forward-mode derivative is reported as such)."""
+    case = SPECS[op].cases[0]
+    errors = [row.forward_error for row in check_case(case, ops="builtin")]
+    if op in BUILTIN_WITHOUT_FORWARD_AD:
+        assert all(BUILTIN_WITHOUT_FORWARD_AD[op] in e and "forward AD" in e for e in errors), errors
+    else:
+        assert not any(errors), f"{case.id} built-in: {errors}"
 
 
 class DoubledBackward(torch.autograd.Function):
@@ -94,9 +123,45 @@ class DoubledBackward(torch.autograd.Function):
 
 def test_a_wrong_backward_fails() -> None:
     relu = SPECS["relu"]
-    bad = OpCase(replace(relu, manual=DoubledBackward.apply), relu.samples[0])
+    bad = OpCase(replace(relu, facts=replace(relu.facts, manual=DoubledBackward.apply)), relu.samples[0])
     (row,) = check_case(bad)
     assert not row.passed and row.rel_error > 0.1, f"a doubled gradient gives rel error {row.rel_error:.2e}"
+
+
+class DoubledJvp(torch.autograd.Function):
+    """ReLU with a right backward and a forward-mode derivative off by a factor of 2."""
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return x.clamp_min(0)
+
+    @staticmethod
+    def setup_context(ctx, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        (x,) = inputs
+        ctx.save_for_backward(x)
+        ctx.mask = x > 0
+
+    @staticmethod
+    def backward(ctx, dout: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return dout * (x > 0)
+
+    @staticmethod
+    def jvp(ctx, dx: torch.Tensor) -> torch.Tensor:
+        return 2 * dx * ctx.mask
+
+
+@pytest.mark.parametrize(
+    ("manual", "reason"), [(DoubledJvp.apply, "GradcheckError"), (DoubledBackward.apply, "jvp")]
+)
+def test_a_wrong_or_missing_forward_mode_derivative_fails(manual, reason: str) -> None:
+    relu = SPECS["relu"]
+    bad = OpCase(replace(relu, facts=replace(relu.facts, manual=manual)), relu.samples[0])
+    (row,) = check_case(bad)
+    assert not row.forward_passed and reason in row.forward_error, (
+        f"forward-mode check: {row.forward_error!r}"
+    )
+    assert "FAIL" in format_table([row]).splitlines()[1], "the table must show the failure"
 
 
 def test_cli_gradcheck_table_json_figure_and_exit_status(tmp_path: Path, capsys) -> None:

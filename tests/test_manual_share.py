@@ -15,9 +15,9 @@ import torchvision
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from torch_cs231n import manual_coverage
-from torch_cs231n.function_mode import ManualFunctions, attach_manual_functions
-from torch_cs231n.swap import ManualShare, manual_share, to_manual
+from torch_cs231n.interop.function_mode import ManualFunctions, attach_manual_functions
+from torch_cs231n.interop.swap import ManualShare, manual_share, to_manual
+from torch_cs231n.tools import manual_coverage
 
 
 class ReluInForward(nn.Module):

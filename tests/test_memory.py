@@ -1,4 +1,5 @@
-"""The saved-for-backward measurement of :mod:`torch_cs231n.memory`: exact byte counts of known cases."""
+"""The saved-for-backward measurement of :mod:`torch_cs231n.tools.memory`: exact byte counts of known
+cases."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 import custom_ops.functional as MF
-from torch_cs231n.memory import SavedMemory, saved_memory
+from torch_cs231n.tools.memory import SavedMemory, saved_memory
 
 FLOAT32 = 4
 

@@ -12,9 +12,9 @@ from torch import nn
 import custom_ops.nn as manual_nn
 from lightning_modules.conv_net import ConvNet, ThreeLayerConvNet
 from lightning_modules.fc_net import FullyConnectedNet
-from torch_cs231n.init import init_weights_
-from torch_cs231n.models import build_convnet, build_fc_net, build_three_layer_convnet
-from torch_cs231n.optim import Adam
+from torch_cs231n.nets.init import init_weights_
+from torch_cs231n.nets.models import build_convnet, build_fc_net, build_three_layer_convnet
+from torch_cs231n.nets.optim import Adam
 
 FC_VARIANTS = [
     {"hidden_dims": [20]},

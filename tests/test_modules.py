@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from custom_ops.registry import MODULE_CASES
-from custom_ops.spec import ModuleCase
+from custom_ops.testing import MODULE_CASES, ModuleCase
 
 IDS = [case.id for case in MODULE_CASES]
 

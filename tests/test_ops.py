@@ -1,6 +1,6 @@
 """Every registered manual operator against finite differences and against its built-in twin.
 
-All tests iterate over ``custom_ops.registry.OP_CASES``, the samples of every op's spec; a new op or
+All tests iterate over ``custom_ops.testing.OP_CASES``, the samples of every op's spec; a new op or
 sample there is checked here for free.
 """
 
@@ -14,8 +14,7 @@ import pytest
 import torch
 from torch.autograd import gradcheck, gradgradcheck
 
-from custom_ops.registry import OP_CASES, SPECS
-from custom_ops.spec import OpCase
+from custom_ops.testing import OP_CASES, PARITY_CASES, SPECS, OpCase
 
 CUDA = pytest.param(
     "cuda",
@@ -103,7 +102,7 @@ def test_once_differentiable_ops_refuse_double_backward(case: OpCase) -> None:
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("case", OP_CASES, ids=ids(OP_CASES))
+@pytest.mark.parametrize("case", PARITY_CASES, ids=ids(PARITY_CASES))
 def test_parity_with_builtin_float32(case: OpCase, device: str) -> None:
     if case.random and device == "cuda":
         pytest.skip("CUDA dropout draws its mask with a different RNG stream; see test_dropout_statistics")

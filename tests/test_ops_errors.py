@@ -1,6 +1,6 @@
 """Bad input gets a clear error that names the argument and what was expected — never a wrong result.
 
-The bad inputs are data of each op's spec (``OpSpec.errors`` in ``custom_ops.registry``)."""
+The bad inputs are data of each op's spec (``OpSpec.errors`` in ``custom_ops.testing``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import re
 import pytest
 
 import custom_ops.functional as MF
-from custom_ops.registry import SPECS
-from custom_ops.spec import ErrorInput, OpSpec
+from custom_ops.testing import SPECS, ErrorInput, OpSpec
 
 ERRORS = [(spec, error) for spec in SPECS.values() for error in spec.errors]
 IDS = [f"{spec.name} {error.label}" for spec, error in ERRORS]
@@ -38,6 +37,6 @@ def test_errors_are_also_the_exception_types_torch_raises(spec: OpSpec, error: E
 
 
 def test_every_functional_op_has_a_spec_with_bad_inputs() -> None:
-    assert sorted(SPECS) == sorted(MF.__all__), "custom_ops.functional and custom_ops.registry.SPECS differ"
+    assert sorted(SPECS) == sorted(MF.__all__), "custom_ops.functional and custom_ops.testing.SPECS differ"
     missing = [name for name, spec in SPECS.items() if not spec.errors]
     assert not missing, f"no bad-input case in the spec of {missing}"

@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import custom_ops.functional as MF
-from custom_ops.registry import OP_CASES
-from custom_ops.spec import OpCase
+from custom_ops.testing import OP_CASES, OpCase
 
 
 # ------------------------------------------------------------------------------------------ batch norm

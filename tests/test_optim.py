@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from torch_cs231n.optim import SGD, Adagrad, Adam, LRDecay, RMSProp, SGDMomentum
+from torch_cs231n.nets.optim import SGD, Adagrad, Adam, LRDecay, RMSProp, SGDMomentum
 
 # ---------------------------------------------------------------------------------------------------------
 # CS231n assignment 2 optim.py, transcribed literally (Adagrad from the lecture 7 slide, in the same style).
@@ -380,10 +380,10 @@ trainer:
   enable_model_summary: false
   default_root_dir: {tmp_path}
 optimizer:
-  class_path: torch_cs231n.optim.Adam
+  class_path: torch_cs231n.nets.optim.Adam
   init_args: {{lr: 0.01, betas: [0.8, 0.99]}}
 lr_scheduler:
-  class_path: torch_cs231n.optim.LRDecay
+  class_path: torch_cs231n.nets.optim.LRDecay
   init_args: {{lr_decay: 0.5}}
 """
     )

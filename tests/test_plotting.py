@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from torch_cs231n.plotting import (
+from torch_cs231n.tools.plotting import (
     accuracy_figure,
     find_metrics_csv,
     loss_figure,
@@ -26,6 +26,13 @@ epoch,lr-Adam,step,time/epoch_s,train/acc,train/loss_epoch,train/loss_step,val/a
 0,,2,,,,2.0,,
 0,,2,,,,,0.375,2.125
 0,,2,0.19,0.25,2.25,,,
+"""
+# A one-epoch `fit` of 2 steps with log_every_n_steps 20 (base.yaml): no per-step row, only the epoch's.
+SHORT_FIT_CSV = """\
+epoch,lr-SGD,step,time/epoch_s,train/acc,train/loss_epoch,val/acc,val/loss
+,0.001,0,,,,,
+0,,1,,,,0.0625,2.30
+0,,1,0.013,0.0625,2.25,,
 """
 # A `validate` run of the same experiment: no training metrics.
 VALIDATE_CSV = """\
@@ -65,11 +72,12 @@ def test_the_newest_run_with_training_metrics_is_used(experiment: Path, tmp_path
 
 
 def test_a_run_without_training_metrics_is_refused_by_name(experiment: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"version_1/metrics\.csv: no training metrics \(train/loss_step\)"):
+    refused = r"version_1/metrics\.csv: no training loss \(train/loss_step or train/loss_epoch\)"
+    with pytest.raises(ValueError, match=refused):
         plot_run(experiment / "version_1")
     only_validate = tmp_path / "only_validate"
     _write_run(only_validate / "version_0", VALIDATE_CSV, 1_000_000)
-    with pytest.raises(ValueError, match=r"none of the 1 metrics\.csv below .* holds training metrics"):
+    with pytest.raises(ValueError, match=r"none of the 1 metrics\.csv below .* holds a training loss"):
         find_metrics_csv(only_validate)
     with pytest.raises(FileNotFoundError, match=r"no metrics\.csv in or below .*working directory"):
         find_metrics_csv(tmp_path / "nowhere")
@@ -102,3 +110,20 @@ def test_one_epoch_accuracy_has_visible_points_and_integer_ticks(experiment: Pat
         )
     ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
     assert ticks and all(float(t).is_integer() for t in ticks), f"epoch ticks must be integers: {ticks}"
+
+
+def test_a_run_shorter_than_the_logging_interval_plots_its_epoch_loss(tmp_path: Path, capsys) -> None:
+    """A fit run of fewer steps than ``log_every_n_steps`` logged no ``train/loss_step``: it is still a fit
+    run, and the loss figure draws ``train/loss_epoch`` instead."""
+    run = tmp_path / "short" / "version_0"
+    _write_run(run, SHORT_FIT_CSV, 1_000_000)
+    assert main([str(run), "--out", str(tmp_path / "figures")]) == 0, capsys.readouterr().out
+    assert (tmp_path / "figures" / "loss.png").read_bytes().startswith(b"\x89PNG"), "no loss.png written"
+    ax = loss_figure(read_metrics(run / "metrics.csv")).axes[0]
+    train, val = ax.get_lines()
+    assert (list(train.get_xdata()), list(train.get_ydata())) == ([1], [2.25]), (
+        f"the epoch's training loss must be drawn at its step 1: {train.get_xdata()}, {train.get_ydata()}"
+    )
+    assert "per epoch" in train.get_label() and list(val.get_ydata()) == [2.30], (
+        f"train label {train.get_label()!r}, val {list(val.get_ydata())}"
+    )

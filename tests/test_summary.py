@@ -1,4 +1,4 @@
-"""``torch_cs231n.summary.layer_table`` and ``cs231n summary``: rows in call order, the CS231n counts of
+"""``torch_cs231n.tools.summary.layer_table`` and ``cs231n summary``: rows in call order, the CS231n counts of
 the midterm network, activation memory, the model left untouched, configs built without data."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from torch import nn
 
 import custom_ops.nn as mnn
 from lightning_modules.cli import main
-from torch_cs231n.summary import build_model_from_config, default_input_size, format_table, layer_table
+from torch_cs231n.tools.summary import build_model_from_config, default_input_size, format_table, layer_table
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

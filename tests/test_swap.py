@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-from dataclasses import replace
 
 import pytest
 import torch
@@ -11,9 +10,9 @@ import torchvision
 from torch import nn
 
 from custom_ops import nn as mnn
-from custom_ops.registry import SPECS
-from torch_cs231n.function_mode import attach_manual_functions, manual_functions_of
-from torch_cs231n.swap import BUILTINS, TWINS, count_layers, to_builtin, to_manual
+from custom_ops.registry import OPS
+from torch_cs231n.interop.function_mode import attach_manual_functions, manual_functions_of
+from torch_cs231n.interop.swap import BUILTINS, TWINS, count_layers, to_builtin, to_manual
 
 MODELS = ["resnet18", "mobilenet_v3_small"]
 
@@ -143,8 +142,8 @@ def test_report_lists_swapped_and_kept_layers() -> None:
 def test_twin_table_is_consistent() -> None:
     for builtin, manual in TWINS.items():
         assert issubclass(manual, builtin) and manual.__module__ == "custom_ops.nn", f"{manual} vs {builtin}"
-    from_specs = {b for spec in SPECS.values() for b in spec.module_twins}
-    assert set(TWINS) == from_specs, "swap.TWINS and the module twins of the op specs differ"
+    from_registry = {b for facts in OPS.values() for b in facts.module_twins}
+    assert set(TWINS) == from_registry, "swap.TWINS and the module twins of custom_ops.registry.OPS differ"
 
 
 def test_max_pool_dilation_and_return_indices_are_swapped() -> None:
@@ -156,20 +155,6 @@ def test_max_pool_dilation_and_return_indices_are_swapped() -> None:
     out, index = pool(x)
     torch.testing.assert_close(out, ref)
     assert torch.equal(index, ref_index)
-
-
-def test_a_spec_unsupported_configuration_stays_builtin(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``OpSpec.unsupported`` is the one record of what a manual twin refuses: to_manual reads it."""
-
-    def unsupported(module: nn.Module) -> str | None:
-        return "ceil_mode (for the test)" if module.ceil_mode else None
-
-    monkeypatch.setitem(SPECS, "max_pool2d", replace(SPECS["max_pool2d"], unsupported=unsupported))
-    model = nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), nn.MaxPool2d(2))
-    _, report = to_manual(model, report=True)
-    assert report.kept == [("0", "MaxPool2d", "ceil_mode (for the test)")], f"kept: {report.kept}"
-    assert type(model[0]) is nn.MaxPool2d and type(model[1]) is mnn.MaxPool2d
-    assert "MaxPool2d: 1 (ceil_mode (for the test))" in str(report), str(report)
 
 
 def test_to_builtin_detaches_the_manual_functions() -> None:
@@ -196,7 +181,7 @@ def test_to_manual_runs_sandwich_layers_in_sequentials_and_to_builtin_undoes_it(
     from unittest import mock
 
     import custom_ops.layer_utils as layer_utils
-    from torch_cs231n.sandwich import SandwichSequential
+    from torch_cs231n.nets.sandwich import SandwichSequential
 
     torch.manual_seed(0)
     builtin = nn.Sequential(

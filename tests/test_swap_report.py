@@ -10,7 +10,7 @@ import torchvision
 from torch import nn
 from torchvision.ops.misc import Permute
 
-from torch_cs231n.swap import to_builtin, to_manual
+from torch_cs231n.interop.swap import to_builtin, to_manual
 
 
 class QuantizableLinear(nn.Linear):

@@ -15,11 +15,11 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_modules.data import CIFAR10DataModule
 from lightning_modules.transfer import GradualUnfreezing, TransferLearning
-from torch_cs231n.function_mode import manual_functions_of
-from torch_cs231n.pretrained import (
+from torch_cs231n.interop.function_mode import manual_functions_of
+from torch_cs231n.interop.pretrained import (
     WeightsMismatchError,
 )
-from torch_cs231n.swap import count_layers, manual_share
+from torch_cs231n.interop.swap import count_layers, manual_share
 
 REPO = Path(__file__).resolve().parents[1]
 

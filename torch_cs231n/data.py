@@ -82,7 +82,13 @@ def load_npz(path: str | Path) -> dict[str, np.ndarray]:
     except FileNotFoundError as err:
         raise FileNotFoundError(f"{path}: no such .npz file; looked for {looked_for(path)}") from err
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
-        raise CIFAR10DataError(f"{path}: not a readable .npz archive ({err})") from err
+        # numpy reads a file that is neither a zip nor a .npy as a pickle and suggests allow_pickle, which
+        # would run code from the file: not an option for a data file, so not suggested here.
+        cause = "neither a zip archive of .npy arrays nor a .npy file" if "allow_pickle" in str(err) else err
+        raise CIFAR10DataError(
+            f"{path}: not a readable .npz archive ({cause}); expected a file written by numpy.savez with "
+            "x_train, y_train [, x_test, y_test]"
+        ) from err
     missing = [name for name in ("x_train", "y_train") if name not in arrays]
     if missing:
         raise CIFAR10DataError(f"{path}: missing array(s) {missing}; the file holds {sorted(arrays)}")

@@ -7,8 +7,8 @@ Data (:func:`load_cifar10`): the validation images are the LAST ``num_val`` imag
 CS231n's ``get_CIFAR10_data``, the mean image of the training pool (every image before the validation ones)
 is subtracted from both, on the 0..255 scale that the course's weight scales and learning rates assume.
 
-Training (:func:`train_fc_net`): :func:`torch_cs231n.models.build_fc_net` trained with one of the CS231n
-update rules of :mod:`torch_cs231n.optim` on the softmax loss (``custom_ops.functional.softmax_loss``, or
+Training (:func:`train_fc_net`): :func:`torch_cs231n.nets.models.build_fc_net` trained with one of the CS231n
+update rules of :mod:`torch_cs231n.nets.optim` on the softmax loss (``custom_ops.functional.softmax_loss``, or
 ``torch.nn.functional.cross_entropy`` for the built-in ops), minibatches drawn without replacement from a
 fresh permutation every epoch, ``max(N // batch_size, 1)`` of them per epoch (as CS231n's ``Solver``). After
 every epoch: the accuracy on the first 1,000 training images and on the validation images (in eval mode).
@@ -34,9 +34,9 @@ from matplotlib.figure import Figure
 from torch import nn
 from torch.optim import Optimizer
 
-from torch_cs231n.command import add_output_arguments, positive_int, write_outputs
 from torch_cs231n.data import load_npz, looked_for
-from torch_cs231n.models import Normalization, Ops, build_fc_net, data_loss_fn
+from torch_cs231n.nets.models import Normalization, Ops, build_fc_net, data_loss_fn
+from torch_cs231n.tools.command import add_output_arguments, positive_int, write_outputs
 
 DEFAULT_DATA = Path("../shared/data/cifar10_train.npz")
 """``--data`` by default: the CIFAR-10 training set, relative to the repository root."""
@@ -139,7 +139,7 @@ def train_fc_net(
     Args:
         data: the splits (:func:`load_cifar10`).
         hidden_dims: widths of the hidden layers.
-        optimizer: an update rule of :mod:`torch_cs231n.optim` (e.g. ``Adam``), called as
+        optimizer: an update rule of :mod:`torch_cs231n.nets.optim` (e.g. ``Adam``), called as
             ``optimizer(params, lr=lr)``.
         lr: the learning rate.
         weight_scale: std of the initial weights.
@@ -158,7 +158,7 @@ def train_fc_net(
 
     Examples::
 
-        >>> from torch_cs231n.optim import SGD
+        >>> from torch_cs231n.nets.optim import SGD
         >>> history = train_fc_net(random_splits(20, 5), [50], optimizer=SGD, lr=0.1, weight_scale=1e-2,
         ...                        epochs=15, batch_size=10)
         >>> len(history["loss"]), history["train_acc"][-1], history["diverged"]

@@ -32,8 +32,8 @@ import torch.nn.functional as F
 from matplotlib.figure import Figure
 
 import custom_ops.functional as MF
-from torch_cs231n.command import add_output_arguments, positive_int, write_outputs
-from torch_cs231n.init import weight_std
+from torch_cs231n.nets.init import weight_std
+from torch_cs231n.tools.command import add_output_arguments, positive_int, write_outputs
 
 INITS: tuple[str, ...] = ("gaussian-0.01", "gaussian-0.05", "xavier", "kaiming")
 """The initialisations compared: ``gaussian-STD``, ``xavier``, ``kaiming``."""

@@ -43,9 +43,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from torch_cs231n.command import positive_float, positive_int
-from torch_cs231n.models import Ops
-from torch_cs231n.optim import Adam
+from torch_cs231n.nets.models import Ops
+from torch_cs231n.nets.optim import Adam
+from torch_cs231n.tools.command import positive_float, positive_int
 
 from ._training import (
     Splits,

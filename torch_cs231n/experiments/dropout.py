@@ -29,9 +29,9 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from torch_cs231n.command import positive_int
-from torch_cs231n.models import Ops
-from torch_cs231n.optim import Adam
+from torch_cs231n.nets.models import Ops
+from torch_cs231n.nets.optim import Adam
+from torch_cs231n.tools.command import positive_int
 
 from ._training import (
     Splits,

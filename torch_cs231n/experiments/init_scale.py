@@ -33,9 +33,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from torch_cs231n.command import positive_float, positive_int
-from torch_cs231n.models import Ops
-from torch_cs231n.optim import SGD
+from torch_cs231n.nets.models import Ops
+from torch_cs231n.nets.optim import SGD
+from torch_cs231n.tools.command import positive_float, positive_int
 
 from ._training import (
     Splits,

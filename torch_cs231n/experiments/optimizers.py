@@ -2,7 +2,8 @@
 
 CS231n's comparison (assignment 2, ``FullyConnectedNets``): a 5-layer fully connected net (hidden
 ``[100] * 4``, weight scale 5e-2) trained on the first 4,000 training images for 5 epochs with batch 100 by
-each update rule of :mod:`torch_cs231n.optim`, from the same initial weights, at the course's learning rates
+each update rule of :mod:`torch_cs231n.nets.optim`, from the same initial weights, at the course's learning
+rates
 (:data:`LEARNING_RATES`: 5e-3 for SGD and momentum, 1e-4 for RMSProp, 1e-3 for Adam; Adagrad, which the
 course only shows on a slide, at Adam's 1e-3, so that both start with steps of the same size). Recorded: the
 training loss of every update and the training and validation accuracy of every epoch. What it shows: plain
@@ -43,9 +44,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from torch.optim import Optimizer
 
-from torch_cs231n.command import positive_float, positive_int
-from torch_cs231n.models import Ops
-from torch_cs231n.optim import SGD, Adagrad, Adam, RMSProp, SGDMomentum
+from torch_cs231n.nets.models import Ops
+from torch_cs231n.nets.optim import SGD, Adagrad, Adam, RMSProp, SGDMomentum
+from torch_cs231n.tools.command import positive_float, positive_int
 
 from ._training import (
     Splits,
@@ -64,7 +65,7 @@ RULES: dict[str, type[Optimizer]] = {
     "adagrad": Adagrad,
     "adam": Adam,
 }
-"""Name -> update rule of :mod:`torch_cs231n.optim`."""
+"""Name -> update rule of :mod:`torch_cs231n.nets.optim`."""
 
 LEARNING_RATES: dict[str, float] = {
     "sgd": 5e-3,

@@ -71,7 +71,7 @@ def saved_memory(
     Examples::
 
         >>> import torch, custom_ops.functional as MF
-        >>> from torch_cs231n.memory import saved_memory
+        >>> from torch_cs231n.tools.memory import saved_memory
         >>> x = torch.randn(4, 5, requires_grad=True)  # 80 bytes
         >>> w, b = torch.randn(3, 5, requires_grad=True), torch.randn(3, requires_grad=True)
         >>> saved_memory(MF.linear, (x, w, b), exclude=(w, b), activations=(x,))  # saves x (and w, excluded)

@@ -1,14 +1,8 @@
-"""What an operator shares with its built-in twin: the :class:`OpSpec`, and the examples it is checked on.
+"""The test data of an operator: its :class:`OpSpec` (facts, samples, kink samples, bad inputs, module
+configurations, torch's OpInfo name), and the :class:`OpCase` the tests iterate over.
 
-One :class:`OpSpec` per operator (:data:`custom_ops.registry.SPECS`) is the single record of those facts:
-the manual and built-in callables, the module twins, whether the backward is itself differentiable,
-whether the op is random, the example inputs (:class:`Sample`), the inputs it must refuse
-(:class:`ErrorInput`), the module configurations the manual twin does not support, the name of torch's
-OpInfo and the README's summary. The tests, :mod:`torch_cs231n.swap`, the benchmark, the gradient check
-and the README table read it instead of repeating it.
-
-An :class:`OpCase` is one sample of one op as the tests use it: ``case.manual(*args)`` and
-``case.builtin(*args)`` on the same ``args = case.inputs(dtype, device)`` must agree.
+An :class:`OpCase` is one sample of one op: ``case.manual(*args)`` and ``case.builtin(*args)`` on the same
+``args = case.inputs(dtype, device)`` must agree.
 """
 
 from __future__ import annotations
@@ -20,6 +14,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from custom_ops.registry import OpFacts
 
 InputFactory = Callable[[torch.dtype, torch.device], tuple[Any, ...]]
 
@@ -82,63 +78,84 @@ def module_cases(
 
 @dataclass(frozen=True)
 class OpSpec:
-    """Everything an operator shares with its built-in twin.
+    """An operator's runtime facts and the examples it is tested on.
 
     Attributes:
-        name: the function's name in :mod:`custom_ops.functional` (and, but for the losses, in torch).
-        manual: that function.
-        builtin: its built-in twin, with the same call signature.
-        samples: the examples the tests, the gradient check and ``bench --tiny`` run.
-        modules: the module twins (manual class, built-in class) with example constructor arguments;
-            :func:`torch_cs231n.swap.to_manual` swaps exactly these built-in classes.
-        double_backward: whether the manual backward is itself differentiable (else
-            ``once_differentiable``).
-        random: the op draws from the global RNG (dropout): seed it before each call; masks then match
-            the built-in's on CPU (same Bernoulli stream), and are only statistically alike on CUDA.
+        facts: what :mod:`custom_ops.registry` records of the op (callables, module twins, supported
+            transforms, randomness); ``name``, ``manual``, ``builtin``, ``double_backward``,
+            ``forward_ad``, ``vmap`` and ``random`` read it.
+        samples: examples where the op is differentiable, so finite differences are valid: the tests,
+            the gradient check and ``bench --tiny`` run them.
+        kinks: examples on the points where the op is not differentiable (ReLU's 0, hardswish's ±3,
+            max-pool ties, zero SVM margins): the manual op must still give the built-in's outputs and
+            gradients there, but finite-difference checks skip them.
+        modules: module configurations of the module twins (manual class, built-in class, constructor
+            arguments, input shape).
         errors: inputs the manual op must refuse, with the exception type and message.
-        unsupported: ``built-in module -> reason`` for a configuration of one of ``modules`` that the
-            manual twin does not support (``to_manual`` keeps such a layer built-in), None when it
-            supports it; None: every configuration is supported.
         opinfo: the name of the built-in's ``OpInfo`` in torch's ``op_db``, whose sample and error inputs
             ``tests/test_conformance.py`` runs through the manual op; None when there is none.
-        features: the configurations worth naming in the README's op column, e.g. ``"grouped, depthwise"``.
-        backward: what the hand-written backward computes (README).
     """
 
-    name: str
-    manual: Callable[..., Any]
-    builtin: Callable[..., Any]
+    facts: OpFacts
     samples: tuple[Sample, ...]
-    backward: str
+    kinks: tuple[Sample, ...] = ()
     modules: tuple[ModuleCase, ...] = ()
-    double_backward: bool = True
-    random: bool = False
     errors: tuple[ErrorInput, ...] = ()
-    unsupported: Callable[[nn.Module], str | None] | None = None
     opinfo: str | None = None
-    features: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.facts.name
+
+    @property
+    def manual(self) -> Callable[..., Any]:
+        return self.facts.manual
+
+    @property
+    def builtin(self) -> Callable[..., Any]:
+        return self.facts.builtin
+
+    @property
+    def double_backward(self) -> bool:
+        return self.facts.double_backward
+
+    @property
+    def forward_ad(self) -> bool:
+        return self.facts.forward_ad
+
+    @property
+    def vmap(self) -> bool:
+        return self.facts.vmap
+
+    @property
+    def random(self) -> bool:
+        return self.facts.random
 
     @property
     def cases(self) -> tuple[OpCase, ...]:
-        """One :class:`OpCase` per sample."""
+        """One :class:`OpCase` per sample (the differentiable ones; :attr:`kink_cases` for the others)."""
         return tuple(OpCase(self, sample) for sample in self.samples)
 
     @property
-    def module_twins(self) -> dict[type[nn.Module], type[nn.Module]]:
-        """Built-in module class -> its manual twin."""
-        return {case.builtin: case.manual for case in self.modules}
-
-    def refusal(self, module: nn.Module) -> str | None:
-        """Why the manual twin does not support this configuration of ``module``; None when it does."""
-        return None if self.unsupported is None else self.unsupported(module)
+    def kink_cases(self) -> tuple[OpCase, ...]:
+        """One :class:`OpCase` per kink sample, with ``kink`` set."""
+        return tuple(OpCase(self, sample, kink=True) for sample in self.kinks)
 
 
 @dataclass(frozen=True)
 class OpCase:
-    """One sample of one op, with the op's spec: what the tests and the benchmark iterate over."""
+    """One sample of one op, with the op's spec: what the tests and the benchmark iterate over.
+
+    Attributes:
+        spec: the op's spec.
+        sample: the example.
+        kink: the sample sits where the op is not differentiable: compare with the built-in, never with
+            finite differences.
+    """
 
     spec: OpSpec
     sample: Sample
+    kink: bool = False
 
     @property
     def op(self) -> str:
@@ -212,3 +229,14 @@ def normal(*shapes: Sequence[int]) -> InputFactory:
 def labels(n: int, classes: int, device: torch.device, seed: int) -> torch.Tensor:
     """``n`` class indices in ``[0, classes)``."""
     return torch.randint(0, classes, (n,), generator=torch.Generator().manual_seed(seed)).to(device)
+
+
+def positive(shape: Sequence[int], dtype: torch.dtype, device: torch.device, seed: int) -> torch.Tensor:
+    """Uniform values in ``[0.5, 1.5)`` (running variances), drawn in float64 with seed ``seed``."""
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return x.add(0.5).to(device=device, dtype=dtype)
+
+
+def arbitrary(*shape: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A random tensor for a bad-input call."""
+    return torch.randn(*shape).to(dtype)

@@ -73,7 +73,7 @@ def init_weights_(model: nn.Module, init: InitScheme = "gaussian", weight_scale:
     Examples::
 
         >>> import torch
-        >>> from torch_cs231n.init import init_weights_
+        >>> from torch_cs231n.nets.init import init_weights_
         >>> layer = init_weights_(torch.nn.Linear(3, 2), weight_scale=0.5)
         >>> layer.bias
         Parameter containing:

@@ -1,6 +1,6 @@
 """Benchmark of the manual operators against their built-in twins (``cs231n bench``).
 
-For every operator of the registry (:data:`custom_ops.registry.SPECS`), on the shapes of
+For every operator of the registry (:data:`custom_ops.testing.SPECS`), on the shapes of
 :data:`BENCH_CASES` (CS231n- and ResNet-18-sized), or on the first small sample of each op (and of each
 conv backward algorithm) with ``--tiny``, it measures, manual and built-in interleaved in one process with
 :class:`torch.utils.benchmark.Timer`:
@@ -8,7 +8,7 @@ conv backward algorithm) with ``--tiny``, it measures, manual and built-in inter
 * ``fwd``: the forward with autograd recording (inputs require grad), as in training;
 * ``fwd+bwd``: that forward, then ``torch.autograd.grad`` of the output against a fixed random
   cotangent w.r.t. every differentiable input (no ``.grad`` accumulation is timed);
-* ``saved``: bytes saved for backward (rule in :mod:`torch_cs231n.memory`: distinct storages, activation
+* ``saved``: bytes saved for backward (rule in :mod:`torch_cs231n.tools.memory`: distinct storages, activation
   input and output counted, parameters and buffers not).
 
 Times are medians over every timed run; ``ratio`` is manual / built-in. ``floor`` is the ratio the manual
@@ -23,7 +23,7 @@ next to each row.
 
 Usage::
 
-    python -m torch_cs231n.bench --sizes cs231n,resnet --compile --json bench.json
+    python -m torch_cs231n.tools.bench --sizes cs231n,resnet --compile --json bench.json
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from torch.utils import benchmark
 
 from custom_ops import fused
 from custom_ops.conv import CONV_ALGORITHMS
-from custom_ops.registry import OP_NAMES, SANDWICH_MANUAL_CHAINS, SANDWICHES, SPECS
-from custom_ops.spec import InputFactory, OpCase, Sample, labels, normal, randn
+from custom_ops.registry import OP_NAMES, SANDWICH_MANUAL_CHAINS
+from custom_ops.testing import SANDWICHES, SPECS, InputFactory, OpCase, Sample, labels, normal, randn
 
 from .memory import saved_memory
 
@@ -486,7 +486,7 @@ def bench_case(
 
 # ------------------------------------------------------------------------------------------ end to end
 def _build_model(name: str, ops: str, tiny: bool) -> torch.nn.Module:
-    from . import models
+    from ..nets import models
 
     if name == "fc_net":
         hidden = [20] if tiny else [100, 100]
@@ -500,7 +500,7 @@ def _build_model(name: str, ops: str, tiny: bool) -> torch.nn.Module:
 
         model = resnet18(num_classes=10)
         if ops == "manual":
-            from .swap import to_manual
+            from ..interop.swap import to_manual
 
             model = to_manual(model)
         return model

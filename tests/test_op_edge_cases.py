@@ -1,4 +1,4 @@
-"""group_norm, gelu, tanh, softmax/log_softmax, avg_pool2d and the adaptive pools (issue 13): what the
+"""group_norm, gelu, tanh, softmax/log_softmax, avg_pool2d and the adaptive pools: what the
 registry-driven tests (gradcheck, parity, layouts, compile, autocast, bad inputs) cannot express —
 indices, implicit dims and their warning, dtype arguments, empty and integer inputs, the exception classes,
 module twins and swapping, and the docstring examples."""
@@ -16,8 +16,8 @@ from torch import nn
 
 import custom_ops.functional as MF
 from custom_ops import nn as mnn
-from custom_ops._checks import OpArgumentError, OpDtypeError
-from torch_cs231n.swap import to_builtin, to_manual
+from custom_ops.errors import OpArgumentError, OpDtypeError
+from torch_cs231n.interop.swap import to_builtin, to_manual
 
 # ----------------------------------------------------------------------------------- adaptive max pool
 SIZES = [1, 2, (3, 2), (None, 4), (4, None), (5, 9), (7, 5)]

@@ -7,12 +7,12 @@ built before the swap still holds the right parameters. Only layers whose type i
 with a twin are swapped; subclasses that override ``forward`` (e.g. a third-party "same padding" conv)
 and layers without a twin are kept and listed in the :class:`SwapReport`. Functional calls inside a
 model's ``forward`` (``torch.flatten``, ``x + identity``, ``F.adaptive_avg_pool2d``) are not layers and
-stay built-in; :func:`torch_cs231n.function_mode.attach_manual_functions` routes the layer-level ones
+stay built-in; :func:`torch_cs231n.interop.function_mode.attach_manual_functions` routes the layer-level ones
 (``F.relu``, ``F.layer_norm``, ...) to the manual twins too, and :func:`manual_share` measures how much of
 a forward and backward pass runs on manual ops.
 
 >>> import torchvision
->>> from torch_cs231n.swap import count_layers, to_manual
+>>> from torch_cs231n.interop.swap import count_layers, to_manual
 >>> model = to_manual(torchvision.models.resnet18(num_classes=10))
 >>> count_layers(model)["builtin"]
 0
@@ -31,27 +31,22 @@ from torch import nn
 
 from custom_ops import nn as mnn
 from custom_ops.conv import ConvAlgorithm, resolve_algorithm
-from custom_ops.registry import SPECS
-from torch_cs231n.function_mode import ManualShare as ManualShare
-from torch_cs231n.function_mode import detach_manual_functions
-from torch_cs231n.function_mode import manual_share as manual_share
-from torch_cs231n.sandwich import sandwich, unsandwich
+from custom_ops.registry import OPS
+from torch_cs231n.interop.function_mode import ManualShare as ManualShare
+from torch_cs231n.interop.function_mode import detach_manual_functions
+from torch_cs231n.interop.function_mode import manual_share as manual_share
+from torch_cs231n.nets.sandwich import sandwich, unsandwich
 
 _log = logging.getLogger(__name__)
 
 TWINS: dict[type[nn.Module], type[nn.Module]] = {
-    builtin: manual for spec in SPECS.values() for builtin, manual in spec.module_twins.items()
+    builtin: manual for facts in OPS.values() for builtin, manual in facts.module_twins.items()
 }
-"""Every built-in layer type that has a manual twin (the module twins of :data:`custom_ops.registry.SPECS`);
+"""Every built-in layer type that has a manual twin (the module twins of :data:`custom_ops.registry.OPS`);
 a twin subclasses its built-in and adds no state except the extras below."""
 
 BUILTINS: dict[type[nn.Module], type[nn.Module]] = {manual: builtin for builtin, manual in TWINS.items()}
 """Every manual layer type and its built-in twin."""
-
-# The op whose spec lists each built-in layer type: its `unsupported` says which configurations stay built-in.
-_OP_OF: dict[type[nn.Module], str] = {
-    builtin: spec.name for spec in SPECS.values() for builtin in spec.module_twins
-}
 
 # Attributes a manual twin adds to its built-in (set on the way to manual, removed on the way back).
 _EXTRA_ATTRIBUTES: dict[type[nn.Module], tuple[str, ...]] = {
@@ -71,8 +66,8 @@ class SwapReport:
         direction: ``"manual"`` (built-in -> manual) or ``"builtin"``.
         swapped: layers whose class changed; detail is the new class's qualified name.
         kept: leaf layers that do arithmetic but were not swapped, with the reason (no twin, or a
-            configuration the twin does not support), and (to manual) the attention blocks, with what
-            they compute in their own ``forward``.
+            subclass of a built-in), and (to manual) the attention blocks, with what they compute in
+            their own ``forward``.
         no_math: leaf layers with no arithmetic to swap (``Identity``, ``Flatten``, reshapes, empty
             containers).
     """
@@ -89,7 +84,7 @@ class SwapReport:
     def __str__(self) -> str:
         lines = [f"to_{self.direction}: swapped {len(self.swapped)} layers"]
         lines += [f"  {name}: {count}" for name, count in sorted(self.swapped_counts().items())]
-        lines.append(f"kept {len(self.kept)} layers (no {self.direction} twin or unsupported configuration)")
+        lines.append(f"kept {len(self.kept)} layers (no {self.direction} twin)")
         reasons = Counter((type_name, reason) for _, type_name, reason in self.kept)
         lines += [f"  {name}: {count} ({reason})" for (name, reason), count in sorted(reasons.items())]
         if self.no_math:
@@ -184,10 +179,6 @@ def _swap(
         cls = type(module)
         label = name or "<root>"
         if cls in table:
-            problem = SPECS[_OP_OF[cls]].refusal(module) if direction == "manual" else None
-            if problem is not None:
-                report.kept.append((label, cls.__name__, problem))
-                continue
             new_cls = table[cls]
             for attribute in _EXTRA_ATTRIBUTES.get(cls, ()):  # leaving manual: drop its extra state
                 module.__dict__.pop(attribute, None)
@@ -250,7 +241,8 @@ def to_manual(
         report: also return the :class:`SwapReport` (it is logged at INFO level either way).
         algorithm: backward algorithm of the manual ``Conv2d`` layers, ``"fast"`` or ``"im2col"``.
         strategy: deprecated old name of ``algorithm`` (one release; a ``FutureWarning``).
-        sandwiches: also make every ``nn.Sequential`` a :class:`~torch_cs231n.sandwich.SandwichSequential`
+        sandwiches: also make every ``nn.Sequential`` a
+            :class:`~torch_cs231n.nets.sandwich.SandwichSequential`
             (same children and ``state_dict``), which runs the CS231n sandwich layers wherever consecutive
             manual layers form one (e.g. VGG's Conv2d - ReLU - MaxPool2d); :func:`to_builtin` undoes it.
 
@@ -272,9 +264,10 @@ def to_builtin(model: nn.Module, *, report: Literal[False] = ...) -> nn.Module: 
 def to_builtin(model: nn.Module, *, report: Literal[True]) -> tuple[nn.Module, SwapReport]: ...
 def to_builtin(model: nn.Module, *, report: bool = False) -> nn.Module | tuple[nn.Module, SwapReport]:
     """Swap every manual layer of ``model`` back to its built-in twin, in place (the reverse of
-    :func:`to_manual`; a :class:`~torch_cs231n.sandwich.SandwichSequential` becomes an ``nn.Sequential``
-    again), and detach the :class:`~torch_cs231n.function_mode.ManualFunctions` that
-    :func:`~torch_cs231n.function_mode.attach_manual_functions` gave it or any of its submodules, so that its
+    :func:`to_manual`; a :class:`~torch_cs231n.nets.sandwich.SandwichSequential` becomes an ``nn.Sequential``
+    again), and detach the :class:`~torch_cs231n.interop.function_mode.ManualFunctions` that
+    :func:`~torch_cs231n.interop.function_mode.attach_manual_functions` gave it or any of its submodules, so
+    that its
     functional calls run built-in too.
 
     Args:
@@ -287,7 +280,7 @@ def to_builtin(model: nn.Module, *, report: bool = False) -> nn.Module | tuple[n
     Examples::
 
         >>> import custom_ops.nn
-        >>> from torch_cs231n.swap import to_builtin
+        >>> from torch_cs231n.interop.swap import to_builtin
         >>> type(to_builtin(custom_ops.nn.Linear(3, 2)))
         <class 'torch.nn.modules.linear.Linear'>
     """
@@ -307,7 +300,7 @@ def count_layers(model: nn.Module) -> dict[str, int]:
     Examples::
 
         >>> import torch, custom_ops.nn
-        >>> from torch_cs231n.swap import count_layers
+        >>> from torch_cs231n.interop.swap import count_layers
         >>> count_layers(torch.nn.Sequential(custom_ops.nn.Linear(3, 4), torch.nn.ReLU()))
         {'manual': 1, 'builtin': 1}
     """

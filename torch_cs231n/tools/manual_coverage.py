@@ -1,15 +1,16 @@
 """How much of every torchvision classification model runs on the manual operators.
 
 For each model (random weights, train mode, batch 1, or 2 where training-mode BatchNorm meets a 1x1 map,
-the smallest of ``--sizes`` its built-in forward accepts), :func:`torch_cs231n.swap.manual_share` after
-:func:`~torch_cs231n.swap.to_manual` alone and after ``to_manual`` +
-:func:`~torch_cs231n.function_mode.attach_manual_functions`: the share of
+the smallest of ``--sizes`` its built-in forward accepts), :func:`torch_cs231n.interop.swap.manual_share`
+after :func:`~torch_cs231n.interop.swap.to_manual` alone and after ``to_manual`` +
+:func:`~torch_cs231n.interop.function_mode.attach_manual_functions`: the share of
 layer-level calls made by manual ops, the share of the flops (forward + backward) done inside them, and
 what stays built-in. Results go to JSON (rewritten after every model, so a long run keeps what it has)
 and to a markdown table::
 
-    OMP_NUM_THREADS=1 python -m torch_cs231n.manual_coverage --all --json coverage.json --markdown coverage.md
-    python -m torch_cs231n.manual_coverage --models resnet18,vit_b_16
+    OMP_NUM_THREADS=1 python -m torch_cs231n.tools.manual_coverage --all \
+        --json coverage.json --markdown coverage.md
+    python -m torch_cs231n.tools.manual_coverage --models resnet18,vit_b_16
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ import torch
 import torchvision
 from torch import nn
 
-from torch_cs231n.function_mode import ManualShare, attach_manual_functions, manual_functions_of
-from torch_cs231n.swap import manual_share, to_manual
+from torch_cs231n.interop.function_mode import ManualShare, attach_manual_functions, manual_functions_of
+from torch_cs231n.interop.swap import manual_share, to_manual
 
 SIZES = (64, 224, 299)
 """Input sizes tried, smallest first (64 suits most CNNs, ViT and MaxViT need 224, Inception-v3 299)."""

@@ -2,9 +2,9 @@
 
 ``ops="manual"`` builds the layers from :mod:`custom_ops.nn` (hand-written backward passes), ``"builtin"``
 from :mod:`torch.nn`. The manual layers subclass their built-in twins, so both variants have the same
-structure and ``state_dict`` keys, and :func:`torch_cs231n.init.init_weights_` gives them identical
+structure and ``state_dict`` keys, and :func:`torch_cs231n.nets.init.init_weights_` gives them identical
 parameters for the same seed: the two can be compared on one run, and weights load across them. The manual
-models are :class:`~torch_cs231n.sandwich.SandwichSequential` containers, which compute runs such as
+models are :class:`~torch_cs231n.nets.sandwich.SandwichSequential` containers, which compute runs such as
 ``conv - relu - pool`` with one fused CS231n sandwich layer (same children, ``state_dict`` and results).
 """
 
@@ -59,7 +59,7 @@ def data_loss_fn(loss: LossName, ops: Ops) -> Callable[[torch.Tensor, torch.Tens
 
 
 def _sequential(ops: Ops) -> type[nn.Sequential]:
-    """The container of a model with ``ops``: :class:`~torch_cs231n.sandwich.SandwichSequential` for
+    """The container of a model with ``ops``: :class:`~torch_cs231n.nets.sandwich.SandwichSequential` for
     ``"manual"`` (runs of manual layers computed by the fused CS231n sandwich layers, same children and
     ``state_dict``), ``nn.Sequential`` for ``"builtin"``."""
     return SandwichSequential if ops == "manual" else nn.Sequential
@@ -99,7 +99,7 @@ def build_fc_net(
 
     Returns:
         An ``nn.Sequential`` (``flatten``, ``fc1``, [``norm1``], ``relu1``, [``dropout1``], ..., ``fcL``); for
-        ``ops="manual"`` a :class:`~torch_cs231n.sandwich.SandwichSequential`, which runs ``fc - [norm] -
+        ``ops="manual"`` a :class:`~torch_cs231n.nets.sandwich.SandwichSequential`, which runs ``fc - [norm] -
         relu`` as one sandwich layer.
 
     Raises:
@@ -163,13 +163,14 @@ def build_three_layer_convnet(
 
     Returns:
         An ``nn.Sequential`` of ``torch.nn`` layers (``ops="builtin"``), or a
-        :class:`~torch_cs231n.sandwich.SandwichSequential` of :mod:`custom_ops.nn` layers (``ops="manual"``),
+        :class:`~torch_cs231n.nets.sandwich.SandwichSequential` of :mod:`custom_ops.nn` layers
+        (``ops="manual"``),
         which runs ``conv - relu - pool`` and ``fc - relu`` as sandwich layers.
 
     Examples::
 
         >>> import torch
-        >>> from torch_cs231n.models import build_three_layer_convnet
+        >>> from torch_cs231n.nets.models import build_three_layer_convnet
         >>> net = build_three_layer_convnet(input_dim=(3, 8, 8), num_filters=4, hidden_dim=10)
         >>> net(torch.randn(2, 3, 8, 8)).shape
         torch.Size([2, 10])
@@ -239,7 +240,8 @@ def build_convnet(
     Returns:
         An ``nn.Sequential`` (``conv1_1``, [``norm1_1``], ``relu1_1``, ..., ``pool1``, ..., ``flatten``,
         [``fc1``, ``relu_fc1``, [``dropout1``], ...], ``fc``); for ``ops="manual"`` a
-        :class:`~torch_cs231n.sandwich.SandwichSequential`, which runs ``conv - [batchnorm] - relu [- pool]``
+        :class:`~torch_cs231n.nets.sandwich.SandwichSequential`, which runs ``conv - [batchnorm] - relu [-
+        pool]``
         and ``fc - relu`` as sandwich layers.
 
     Raises:

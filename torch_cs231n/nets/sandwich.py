@@ -21,7 +21,7 @@ from calling them: a configuration the sandwich does not compute (a conv with a 
 zeros or the ``"im2col"`` algorithm, a layer norm over more than the features, a max pool with padding,
 dilation, ``ceil_mode`` or ``return_indices``), an input of other dims than listed, a child with hooks (or
 any global module hook: hooks expect each layer's call), or an active torch function mode (it observes or
-reroutes each layer's functional calls, e.g. :func:`torch_cs231n.function_mode.manual_share`).
+reroutes each layer's functional calls, e.g. :func:`torch_cs231n.interop.function_mode.manual_share`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The CS231n numeric gradient check, as a learner reads it: one row per op and differentiable input.
 
-For every case of :data:`custom_ops.registry.OP_CASES` and every differentiable input ``x`` of it, the
+For every case of :data:`custom_ops.testing.OP_CASES` and every differentiable input ``x`` of it, the
 gradient of ``f = sum(op(*inputs) * dout)`` (``dout`` a fixed random upstream gradient) is computed twice
 in float64:
 
@@ -11,15 +11,20 @@ in float64:
 
 The row's relative error is ``max|a - n| / max(|a| + |n|)`` over the elements; CS231n's rule of thumb is
 that a correct backward gives well below ``1e-7`` in float64. The registry chooses inputs where finite
-differences are valid (away from ReLU kinks and max-pool ties); dropout draws the same mask on every call
-because the global RNG is re-seeded before each one.
+differences are valid (away from ReLU kinks and max-pool ties; the kink samples of
+:data:`custom_ops.testing.KINK_CASES` are left out); dropout draws the same mask on every call because
+the global RNG is re-seeded before each one.
+
+The **forward mode** column checks the op's forward-mode derivative (its ``jvp``) the same way:
+``torch.autograd.gradcheck(..., check_forward_ad=True, check_backward_ad=False)`` against finite
+differences, in gradcheck's fast mode (a random projection of the Jacobian), for the same input.
 
 Also here, the two circuits the lecture works out by hand, each with its gradients three ways (a tiny
 forward/backward of gates written out, autograd, and finite differences): :func:`add_multiply_circuit` and
 :func:`reciprocal_circuit`.
 
 ``cs231n gradcheck [--ops manual|builtin] [--out DIR] [--json PATH]`` prints the table and the circuits
-and exits with status 0 exactly when every row is below the threshold.
+and exits with status 0 exactly when every row is below the threshold and passes the forward-mode check.
 """
 
 from __future__ import annotations
@@ -33,8 +38,8 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from custom_ops.registry import OP_CASES, OP_NAMES
-from custom_ops.spec import OpCase
+from custom_ops.registry import OP_NAMES
+from custom_ops.testing import OP_CASES, OpCase
 
 from .command import add_output_arguments, write_outputs
 
@@ -63,6 +68,8 @@ class GradRow:
             both are zero).
         grad_scale: ``max|a|``. Where it is tiny (a saturated softmax, a normalisation over two values)
             the numeric gradient is mostly rounding noise and ``rel_error`` says little about the backward.
+        forward_error: why the forward-mode check of this input failed (the error's type and first
+            line, e.g. that the Function has no ``jvp``); empty when it passed.
     """
 
     op: str
@@ -71,10 +78,17 @@ class GradRow:
     shape: tuple[int, ...]
     rel_error: float
     grad_scale: float
+    forward_error: str = ""
 
     @property
     def passed(self) -> bool:
+        """The backward's relative error is below :data:`THRESHOLD`."""
         return self.rel_error < THRESHOLD
+
+    @property
+    def forward_passed(self) -> bool:
+        """The forward-mode derivative agrees with finite differences."""
+        return not self.forward_error
 
 
 def rel_error(analytic: torch.Tensor, numeric: torch.Tensor) -> float:
@@ -165,14 +179,42 @@ def check_case(case: OpCase, ops: str = "manual", seed: int = 0, h: float = STEP
         analytic = torch.autograd.grad(out, [args[i] for i in positions], dout)
         values = [a.detach().clone() if isinstance(a, torch.Tensor) else a for a in args]
         rows = []
-        with torch.no_grad():
-            for i, grad in zip(positions, analytic):
+        for i, grad in zip(positions, analytic):
+            with torch.no_grad():
                 numeric = numeric_gradient(lambda: float((call(values) * dout).sum()), values[i], h)
-                name = _input_name(case, i)
-                error = rel_error(grad, numeric)
-                scale = grad.abs().max().item()
-                rows.append(GradRow(case.op, case.label, name, tuple(values[i].shape), error, scale))
+            error = rel_error(grad, numeric)
+            forward = forward_mode_error(lambda x, i=i: call([*values[:i], x, *values[i + 1 :]]), values[i])
+            name = _input_name(case, i)
+            scale = grad.abs().max().item()
+            rows.append(GradRow(case.op, case.label, name, tuple(values[i].shape), error, scale, forward))
     return rows
+
+
+def forward_mode_error(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> str:
+    """Check the forward-mode derivative of ``f`` at ``x`` (float64) against finite differences, with
+    ``torch.autograd.gradcheck(check_forward_ad=True, check_backward_ad=False, fast_mode=True)``.
+
+    Returns:
+        ``""`` when it agrees; else the error's type and the first line of its message.
+
+    Examples::
+
+        >>> forward_mode_error(torch.sin, torch.tensor([0.5, 2.0], dtype=torch.float64))
+        ''
+    """
+    x = x.detach().clone().requires_grad_(True)
+    try:
+        torch.autograd.gradcheck(
+            f,
+            (x,),
+            check_forward_ad=True,
+            check_backward_ad=False,
+            check_undefined_grad=False,
+            fast_mode=True,
+        )
+    except Exception as err:  # a missing jvp is a RuntimeError, a wrong one a GradcheckError: report both
+        return f"{type(err).__name__}: {str(err).strip().splitlines()[0]}"
+    return ""
 
 
 def gradcheck_table(
@@ -182,18 +224,19 @@ def gradcheck_table(
 
     Examples::
 
-        >>> from custom_ops.registry import SPECS
-        >>> rows = gradcheck_table(cases=SPECS["linear"].cases[:1])
-        >>> [(r.input, r.passed) for r in rows]
-        [('input', True), ('weight', True), ('bias', True)]
+        >>> from custom_ops.testing import SPECS
+        >>> rows = gradcheck_table("builtin", cases=SPECS["linear"].cases[:1])
+        >>> [(r.input, r.passed, r.forward_passed) for r in rows]
+        [('input', True, True), ('weight', True, True), ('bias', True, True)]
     """
     return [row for case in cases for row in check_case(case, ops, seed, h)]
 
 
 def format_table(rows: Sequence[GradRow]) -> str:
-    """The rows as an aligned text table (``ok``, or ``FAIL`` where a row is not below :data:`THRESHOLD`)
-    and a last line with the maximum."""
-    header = ("op", "case", "input", "shape", "rel error", "max|grad|", "")
+    """The rows as an aligned text table (``ok``, or ``FAIL`` where a row is not below :data:`THRESHOLD`;
+    the forward-mode check's ``ok`` or ``FAIL``), a line with the maximum and the count of failures, and
+    each distinct reason the forward-mode check failed."""
+    header = ("op", "case", "input", "shape", "rel error", "max|grad|", "backward", "forward mode")
     shapes = ["x".join(map(str, r.shape)) or "scalar" for r in rows]
     body = [
         (
@@ -204,6 +247,7 @@ def format_table(rows: Sequence[GradRow]) -> str:
             f"{r.rel_error:.2e}",
             f"{r.grad_scale:.1e}",
             "ok" if r.passed else "FAIL",
+            "ok" if r.forward_passed else "FAIL",
         )
         for r, shape in zip(rows, shapes)
     ]
@@ -211,10 +255,17 @@ def format_table(rows: Sequence[GradRow]) -> str:
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in [header, *body]]
     worst = max(rows, key=lambda r: r.rel_error)
     failed = sum(not r.passed for r in rows)
+    forward_failed = [r for r in rows if not r.forward_passed]
     lines.append(
         f"{len(rows)} rows, max rel error {worst.rel_error:.2e} ({worst.op}[{worst.case}] {worst.input}); "
-        f"{failed} at or above {THRESHOLD:.0e}"
+        f"{failed} at or above {THRESHOLD:.0e}; {len(forward_failed)} fail the forward-mode check"
     )
+    reasons: dict[str, list[str]] = {}
+    for r in forward_failed:
+        reasons.setdefault(r.forward_error, [])
+        if r.op not in reasons[r.forward_error]:
+            reasons[r.forward_error].append(r.op)
+    lines += [f"forward mode: {reason} ({', '.join(ops)})" for reason, ops in reasons.items()]
     return "\n".join(lines)
 
 
@@ -371,8 +422,12 @@ def to_json(rows: Sequence[GradRow], circuits: Sequence[Circuit], ops: str) -> d
         "threshold": THRESHOLD,
         "step": STEP,
         "max_rel_error": max(r.rel_error for r in rows),
-        "passed": all(r.passed for r in rows),
-        "rows": [{**asdict(r), "shape": list(r.shape), "passed": r.passed} for r in rows],
+        "forward_failures": sum(not r.forward_passed for r in rows),
+        "passed": all(r.passed and r.forward_passed for r in rows),
+        "rows": [
+            {**asdict(r), "shape": list(r.shape), "passed": r.passed, "forward_passed": r.forward_passed}
+            for r in rows
+        ],
         "circuits": [asdict(c) for c in circuits],
     }
 
@@ -382,7 +437,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="cs231n gradcheck",
         description="Numeric gradient check (float64, centred differences) of every registry op and "
-        f"differentiable input; exit status 0 when every relative error is below {THRESHOLD:.0e}.",
+        "differentiable input, backward and forward mode; exit status 0 when every relative error is "
+        f"below {THRESHOLD:.0e} and every forward-mode check passes.",
     )
     parser.add_argument(
         "--ops",

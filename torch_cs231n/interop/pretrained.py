@@ -97,7 +97,7 @@ def load_pretrained(
 
     Examples::
 
-        >>> from torch_cs231n.pretrained import load_pretrained
+        >>> from torch_cs231n.interop.pretrained import load_pretrained
         >>> loaded = load_pretrained("resnet18", weights=None)  # random weights, asked for explicitly
         >>> loaded.source, loaded.mean
         ('random initialisation', (0.485, 0.456, 0.406))
@@ -201,7 +201,8 @@ def plain_convs(model: nn.Module, conv_type: type[nn.Conv2d]) -> int:
     """Replace every ``conv_type`` (a ``Conv2d`` subclass padding in its own ``forward``, such as
     EfficientNet-PyTorch's ``Conv2dStaticSamePadding``) by a plain ``nn.Conv2d`` holding the same
     parameters: symmetric padding goes into ``padding``, asymmetric into a :class:`ZeroPad` pre-hook.
-    Plain convs can be swapped by :func:`torch_cs231n.swap.to_manual`. Returns how many were replaced."""
+    Plain convs can be swapped by :func:`torch_cs231n.interop.swap.to_manual`. Returns how many were
+    replaced."""
     targets = [(name, m) for name, m in model.named_modules() if type(m) is conv_type]
     for name, old in targets:
         pad_module = getattr(old, "static_padding", None)
@@ -277,7 +278,7 @@ def replace_head(model: nn.Module, num_classes: int) -> str:
     Examples::
 
         >>> import torchvision
-        >>> from torch_cs231n.pretrained import replace_head
+        >>> from torch_cs231n.interop.pretrained import replace_head
         >>> model = torchvision.models.resnet18()
         >>> replace_head(model, 10), model.fc
         ('fc', Linear(in_features=512, out_features=10, bias=True))
@@ -313,7 +314,7 @@ def backbone_blocks(model: nn.Module, head: str) -> list[tuple[str, list[nn.Modu
     Examples::
 
         >>> import torchvision
-        >>> from torch_cs231n.pretrained import backbone_blocks
+        >>> from torch_cs231n.interop.pretrained import backbone_blocks
         >>> [name for name, _ in backbone_blocks(torchvision.models.resnet18(), "fc")]  # doctest: +ELLIPSIS
         ['conv1+maxpool', 'layer1.0', 'layer1.1', ..., 'layer4.0', 'layer4.1']
     """

@@ -2,13 +2,16 @@
 
 ``cs231n plot LOG_DIR`` (or :func:`plot_run`) writes into the run folder (or ``--out``):
     loss.png      training loss per iteration (``train/loss_step``) and validation loss per epoch
-                  (``val/loss``, drawn at the step it was computed: the epoch's last)
+                  (``val/loss``, drawn at the step it was computed: the epoch's last); a run shorter than
+                  ``log_every_n_steps`` logged no per-step loss, so its training loss per epoch
+                  (``train/loss_epoch``) is drawn instead
     accuracy.png  train and validation accuracy per epoch (``train/acc``, ``val/acc``), integer epoch ticks
     weights.png   the first affine/conv layer's weights as images (from the newest checkpoint, if any)
 Figures are drawn with matplotlib's object API (``Figure``, rendered by Agg): no pyplot state, no display.
 ``LOG_DIR`` is a run's version folder (``metrics.csv``, ``checkpoints/``) or any folder above it, such as an
 experiment folder, in which case the newest run with training metrics below it is used (``validate``,
-``test`` and ``predict`` runs log no ``train/loss_step`` and are skipped); ``cs231n plot`` prints which.
+``test`` and ``predict`` runs log no training loss and are skipped); ``cs231n plot`` prints which.
+torch, torchvision and matplotlib are imported when a figure is drawn, so ``cs231n plot --help`` is quick.
 """
 
 from __future__ import annotations
@@ -18,18 +21,19 @@ import csv
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
-from torchvision.utils import make_grid
+if TYPE_CHECKING:
+    import torch
+    from matplotlib.figure import Figure
 
 Series = Mapping[str, Sequence[tuple[int, int, float]]]
 
 
 def find_metrics_csv(log_dir: str | Path) -> Path:
     """The ``metrics.csv`` of the training run to plot: ``log_dir/metrics.csv``, else the most recently
-    modified ``metrics.csv`` below ``log_dir`` that holds training metrics (``train/loss_step``).
+    modified ``metrics.csv`` below ``log_dir`` that holds a training loss (``train/loss_step``, or
+    ``train/loss_epoch`` alone when the run logged fewer steps than ``log_every_n_steps``).
 
     Args:
         log_dir: a run folder, or a folder above run folders (e.g. ``lightning_logs/NAME``).
@@ -54,17 +58,19 @@ def find_metrics_csv(log_dir: str | Path) -> Path:
             f"'{log_dir.resolve()}' (working directory: {Path.cwd()})"
         )
     for path in candidates:
-        if training_loss(read_metrics(path)):
+        series = read_metrics(path)
+        if training_loss(series) or series.get("train/loss_epoch"):
             return path
     if candidates == [log_dir / "metrics.csv"]:
         raise ValueError(
-            f"{candidates[0]}: no training metrics (train/loss_step), so not a `fit` run (validate, test and "
-            "predict runs log none); give the folder of a fit run, or the experiment folder above it to "
-            "use its newest fit run"
+            f"{candidates[0]}: no training loss (train/loss_step or train/loss_epoch), so not a `fit` run "
+            "(validate, test and predict runs log none); give the folder of a fit run, or the experiment "
+            "folder above it to use its newest fit run"
         )
     raise ValueError(
-        f"none of the {len(candidates)} metrics.csv below '{log_dir}' holds training metrics "
-        "(train/loss_step): they are validate/test/predict runs; give the folder of a fit run"
+        f"none of the {len(candidates)} metrics.csv below '{log_dir}' holds a training loss "
+        "(train/loss_step or train/loss_epoch): they are validate/test/predict runs; give the folder of "
+        "a fit run"
     )
 
 
@@ -96,7 +102,8 @@ def training_loss(series: Series) -> Sequence[tuple[int, int, float]]:
 
 def loss_figure(series: Series) -> Figure:
     """Training loss per iteration (points) and validation loss per epoch (line with markers, at the step
-    each validation ran) on one axis, with a legend.
+    each validation ran) on one axis, with a legend. A run that logged no per-step loss (fewer steps than
+    ``log_every_n_steps``) shows its training loss per epoch (``train/loss_epoch``) as a line instead.
 
     Args:
         series: :func:`read_metrics` of a fit run.
@@ -104,10 +111,18 @@ def loss_figure(series: Series) -> Figure:
     Returns:
         The figure; its axis holds the train series first, then ``val/loss`` when logged.
     """
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(8, 4))
     ax = fig.subplots()
     loss = training_loss(series)
-    ax.plot([s for _, s, _ in loss], [v for _, _, v in loss], "o", markersize=2, label="train, per iteration")
+    if loss:
+        steps, values = [s for _, s, _ in loss], [v for _, _, v in loss]
+        ax.plot(steps, values, "o", markersize=2, label="train, per iteration")
+    else:
+        loss = series.get("train/loss_epoch") or []
+        steps, values = [s for _, s, _ in loss], [v for _, _, v in loss]
+        ax.plot(steps, values, "-o", label="train, mean per epoch (no per-iteration log)")
     val = series.get("val/loss")
     if val:
         ax.plot([s for _, s, _ in val], [v for _, _, v in val], "-o", label="val, per epoch (data loss)")
@@ -126,6 +141,9 @@ def accuracy_figure(series: Series) -> Figure:
     Returns:
         The figure; its axis holds one line per logged series, ``train`` then ``val``.
     """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     fig = Figure(figsize=(8, 4))
     ax = fig.subplots()
     epochs = []
@@ -163,6 +181,8 @@ def first_layer_weights(state_dict: Mapping[str, torch.Tensor]) -> tuple[str, to
 
 def weight_grid(weights: torch.Tensor) -> torch.Tensor:
     """Images ``(K, C, h, w)`` -> a grid ``(3, H, W)`` in [0, 1], each image min-max scaled on its own."""
+    from torchvision.utils import make_grid
+
     low = weights.amin((1, 2, 3), keepdim=True)
     high = weights.amax((1, 2, 3), keepdim=True)
     scaled = (weights - low) / (high - low).clamp_min(1e-12)
@@ -195,6 +215,9 @@ def plot_run(log_dir: str | Path, out_dir: str | Path | None = None) -> list[Pat
 
     checkpoint = _newest_checkpoint(run_dir)
     if checkpoint is not None:
+        import torch
+        from matplotlib.figure import Figure
+
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
         name, weights = first_layer_weights(state.get("state_dict", state))
         fig = Figure(figsize=(6, 6))

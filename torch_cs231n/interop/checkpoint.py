@@ -126,10 +126,20 @@ def load_checkpoint(path: str | Path, map_location: Any = "cpu") -> dict[str, An
 
     Raises:
         FileNotFoundError: ``path`` does not exist (the message gives the absolute path looked at).
+        IsADirectoryError: ``path`` is a folder (the message names a few of the checkpoints in it).
         CheckpointError: the file is truncated, not a PyTorch file, holds code-executing objects, or its
             tensors do not match their saved checksum. The message names the file and what to do.
     """
     path = Path(path)
+    if path.is_dir():
+        found = sorted(str(p.relative_to(path)) for p in path.rglob("*.ckpt"))
+        inside = (
+            f"it holds {len(found)} .ckpt files, e.g. {', '.join(found[:3])}" if found else "it holds none"
+        )
+        raise IsADirectoryError(
+            f"checkpoint '{path}' is a folder, not a checkpoint file ({inside}); pass the path of one .ckpt "
+            "file, e.g. lightning_logs/<name>/version_<n>/checkpoints/last.ckpt"
+        )
     if not path.is_file():
         raise FileNotFoundError(
             f"checkpoint '{path}' does not exist (looked for '{path.absolute()}'); pass the path of a .ckpt "

@@ -1,7 +1,8 @@
 """Run the ``torch.nn.functional`` calls inside a model's ``forward`` on the manual operators, and measure
 how much of a model actually runs on them.
 
-:func:`torch_cs231n.swap.to_manual` swaps layers (modules); models that call ``torch.nn.functional`` in
+:func:`torch_cs231n.interop.swap.to_manual` swaps layers (modules); models that call ``torch.nn.functional``
+in
 their own ``forward`` (DenseNet's final ``F.relu``, GoogLeNet's and Inception's ``F.relu``/pooling,
 ConvNeXt's ``LayerNorm2d``, Swin's ``F.linear``/``F.softmax``) keep that arithmetic built-in.
 :class:`ManualFunctions` is a :class:`torch.overrides.TorchFunctionMode` that sends every such call with a
@@ -30,7 +31,7 @@ manual ``autograd.Function`` backwards are Python, the built-in backwards run in
 Examples::
 
     >>> import torchvision
-    >>> from torch_cs231n.swap import to_manual
+    >>> from torch_cs231n.interop.swap import to_manual
     >>> model = attach_manual_functions(to_manual(torchvision.models.densenet121(num_classes=10)))
     >>> share = manual_share(model, torch.randn(1, 3, 64, 64))
     >>> share.layer_calls
@@ -385,7 +386,7 @@ def attach_manual_functions(model: nn.Module) -> nn.Module:
     call does nothing). The hooks go with the model through ``copy.deepcopy`` and pickling.
 
     Args:
-        model: any module, usually after :func:`torch_cs231n.swap.to_manual`.
+        model: any module, usually after :func:`torch_cs231n.interop.swap.to_manual`.
 
     Returns:
         ``model``; :func:`manual_functions_of` gives its mode (and the fallbacks it recorded).

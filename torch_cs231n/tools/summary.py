@@ -11,7 +11,8 @@ without children) and records, in call order, one row per call:
 Totals: the model's parameters, the forward activation memory per sample (the layers' outputs, a view of an
 earlier tensor, as ``Flatten`` or an in-place ReLU returns, counted once) and the memory saved for backward
 per sample: the tensors autograd keeps for the backward pass, measured with
-:func:`torch_cs231n.memory.saved_memory` (parameters and buffers excluded) at two batch sizes, the growth
+:func:`torch_cs231n.tools.memory.saved_memory` (parameters and buffers excluded) at two batch sizes, the
+growth
 per sample being the per-sample figure and the rest what a batch saves whatever its size.
 
 Lightning's ``ModelSummary`` lists modules in definition order, with the batch dimension, and needs a

@@ -1,0 +1,1180 @@
+"""The test data of every operator: its :class:`~custom_ops.testing.spec.OpSpec` (:data:`SPECS`), the
+samples it is checked on, at its kinks too, the inputs it must refuse, its module configurations and
+torch's OpInfo name.
+
+The samples are built deterministically (same values on every call). The ``samples`` of a spec are chosen
+away from the ReLU kinks, max-pool ties and zero SVM margins, so finite differences are valid; the
+``kinks`` sit exactly on them, where only the parity with the built-in is checked.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from custom_ops import nn as mnn
+from custom_ops.conv import CONV_ALGORITHMS
+from custom_ops.registry import OPS
+
+from .spec import (
+    ErrorInput,
+    InputFactory,
+    ModuleCase,
+    OpCase,
+    OpSpec,
+    Sample,
+    arbitrary,
+    labels,
+    module_cases,
+    normal,
+    positive,
+    randn,
+)
+
+
+# ----------------------------------------------------------------------------------------------- inputs
+def _distinct(shape: Sequence[int]) -> InputFactory:
+    """A random permutation of a 0.05-spaced grid: no two values tie (no max-pool ties)."""
+
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor]:
+        n = 1
+        for s in shape:
+            n *= s
+        x = torch.randperm(n, generator=torch.Generator().manual_seed(0))
+        x = x.to(torch.float64).mul(0.05).sub(0.025 * n)
+        return (x.view(*shape).to(device=device, dtype=dtype),)
+
+    return inputs
+
+
+def _ties(shape: Sequence[int]) -> InputFactory:
+    """Values in ``{-1, 0, 1}``: every pooling window of a few elements holds equal maxima."""
+
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor]:
+        x = torch.randint(-1, 2, tuple(shape), generator=torch.Generator().manual_seed(0))
+        return (x.to(device=device, dtype=dtype),)
+
+    return inputs
+
+
+def _first_output(fn: Callable[..., Any]) -> Callable[..., torch.Tensor]:
+    """``fn`` returning ``(output, indices)``, keeping the output: the tensor the tests differentiate (the
+    indices are compared with torch's in tests/test_ops_semantics.py and tests/test_new_ops.py)."""
+
+    @functools.wraps(fn)
+    def call(*args: Any) -> torch.Tensor:
+        return fn(*args)[0]
+
+    return call
+
+
+def _quiet(fn: Callable[..., Any]) -> Callable[..., torch.Tensor]:
+    """``fn`` with the implicit-dim deprecation warning silenced (it is the behaviour under test)."""
+
+    @functools.wraps(fn)
+    def call(*args: Any) -> torch.Tensor:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            return fn(*args)
+
+    return call
+
+
+def _integer_input() -> ErrorInput:
+    """The bad input of the elementwise ops: an integer tensor."""
+    return ErrorInput(
+        "integer input",
+        lambda f: f(torch.arange(4)),
+        TypeError,
+        r"input must be a floating-point tensor, got dtype torch.int64",
+    )
+
+
+# ----------------------------------------------------------------------------------------------- linear
+def _linear_inputs(x_shape: tuple[int, ...], out: int, bias: bool = True) -> InputFactory:
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[Any, ...]:
+        w = randn((out, x_shape[-1]), dtype, device, 1)
+        b = randn((out,), dtype, device, 2) if bias else None
+        return (randn(x_shape, dtype, device, 0), w, b)
+
+    return inputs
+
+
+LINEAR = OpSpec(
+    OPS["linear"],
+    samples=(
+        Sample("2d", _linear_inputs((4, 5), 3), (0, 1, 2)),
+        Sample("3d-leading", _linear_inputs((2, 3, 5), 4), (0, 1, 2)),
+        Sample("no-bias", _linear_inputs((4, 5), 3, bias=False), (0, 1)),
+    ),
+    modules=module_cases(mnn.Linear, nn.Linear, ((5, 3), (4, 5)), ((5, 3), (4, 5), {"bias": False})),
+    errors=(
+        ErrorInput(
+            "in_features",
+            lambda f: f(arbitrary(4, 5), arbitrary(3, 6)),
+            ValueError,
+            r"input must have shape \(\*, in_features=6\)",
+        ),
+        ErrorInput(
+            "weight dims",
+            lambda f: f(arbitrary(4, 5), arbitrary(3, 5, 1)),
+            RuntimeError,
+            r"weight must have shape \(out_features, in_features\) or \(in_features,\), got \(3, 5, 1\)",
+        ),
+        ErrorInput(
+            "1-D weight with a vector bias",
+            lambda f: f(arbitrary(4, 5), arbitrary(5), arbitrary(3)),
+            RuntimeError,
+            r"with a 1-D weight, bias must be None or a 0-d tensor, got shape \(3,\)",
+        ),
+        ErrorInput(
+            "bias shape",
+            lambda f: f(arbitrary(4, 5), arbitrary(3, 5), arbitrary(4)),
+            ValueError,
+            r"bias must have shape \(3,\)",
+        ),
+        ErrorInput(
+            "integer input",
+            lambda f: f(torch.ones(4, 5, dtype=torch.long), arbitrary(3, 5)),
+            TypeError,
+            r"input must be a floating-point tensor, got dtype torch.int64",
+        ),
+        ErrorInput(
+            "mixed dtypes",
+            lambda f: f(arbitrary(4, 5), arbitrary(3, 5, dtype=torch.float64)),
+            TypeError,
+            r"weight has dtype torch.float64 but input has dtype torch.float32",
+        ),
+        ErrorInput(
+            "not a tensor", lambda f: f([[1.0]], arbitrary(1, 1)), TypeError, r"input must be a torch.Tensor"
+        ),
+    ),
+    opinfo="nn.functional.linear",
+)
+
+
+# ---------------------------------------------------------------------------------- relu, activations
+def _away_from_kinks(shape: tuple[int, ...], kinks: tuple[float, ...]) -> InputFactory:
+    """Normal values scaled by 4, pushed at least 0.1 away from every kink in ``kinks``."""
+
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor]:
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 4
+        for k in kinks:
+            near = (x - k).abs() < 0.1
+            x = torch.where(near, k + 0.1 * torch.sign(x - k + 1e-12), x)
+        return (x.to(device=device, dtype=dtype),)
+
+    return inputs
+
+
+def _at_kinks(shape: tuple[int, ...], kinks: tuple[float, ...]) -> InputFactory:
+    """Normal values scaled by 4 with every third element exactly on a kink (in turn each of ``kinks``)."""
+
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor]:
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 4
+        on_kinks = x.view(-1)[::3]
+        values = torch.tensor(kinks, dtype=torch.float64).repeat(on_kinks.numel() // len(kinks) + 1)
+        on_kinks.copy_(values[: on_kinks.numel()])
+        return (x.to(device=device, dtype=dtype),)
+
+    return inputs
+
+
+def _activation(
+    name: str, module_shape: tuple[int, ...], kinks: tuple[float, ...] = (), opinfo: str = ""
+) -> OpSpec:
+    """The spec of an elementwise activation ``MF.<name>(input)``: samples away from its ``kinks`` and one
+    on them, its module twin on an input of ``module_shape``, an integer input as its bad input."""
+    facts = OPS[name]
+    ((manual_cls, builtin_cls),) = facts.modules
+    return OpSpec(
+        facts,
+        samples=(
+            Sample("2d", _away_from_kinks((6, 7), kinks)),
+            Sample("4d", _away_from_kinks((2, 3, 4, 5), kinks)),
+        ),
+        kinks=(Sample("at-" + ",".join(f"{k:g}" for k in kinks), _at_kinks((2, 3, 4, 5), kinks)),)
+        if kinks
+        else (),
+        modules=module_cases(manual_cls, builtin_cls, ((), module_shape)),
+        errors=(_integer_input(),),
+        opinfo=opinfo or f"nn.functional.{name}",
+    )
+
+
+RELU = _activation("relu", (4, 5), (0.0,))
+RELU6 = _activation("relu6", (4, 5), (0.0, 6.0))
+HARDSIGMOID = _activation("hardsigmoid", (2, 3, 4, 4), (-3.0, 3.0))
+HARDSWISH = _activation("hardswish", (2, 3, 4, 4), (-3.0, 3.0))
+SIGMOID = _activation("sigmoid", (4, 5), opinfo="sigmoid")
+SILU = _activation("silu", (2, 3, 4, 4))
+
+
+# ------------------------------------------------------------------------------------------- batch norm
+def _batch_norm_samples() -> tuple[Sample, ...]:
+    def make(shape: tuple[int, ...], affine: bool = True) -> InputFactory:
+        c = shape[1]
+
+        def inputs(dtype: torch.dtype, device: torch.device) -> tuple[Any, ...]:
+            w = randn((c,), dtype, device, 1) if affine else None
+            b = randn((c,), dtype, device, 2) if affine else None
+            x = randn(shape, dtype, device, 0)
+            return (x, randn((c,), dtype, device, 3), positive((c,), dtype, device, 4), w, b)
+
+        return inputs
+
+    samples = []
+    for training in (True, False):
+        mode = "train" if training else "eval"
+        kwargs = {"training": training, "momentum": 0.1, "eps": 1e-5}
+        for label, shape in (("1d", (6, 4)), ("1d-seq", (4, 3, 5)), ("spatial", (3, 4, 5, 6))):
+            samples.append(Sample(f"{mode}-{label}", make(shape), (0, 3, 4), kwargs))
+        samples.append(Sample(f"{mode}-no-affine", make((3, 4, 5, 6), affine=False), (0,), kwargs))
+    return tuple(samples)
+
+
+BATCH_NORM = OpSpec(
+    OPS["batch_norm"],
+    samples=_batch_norm_samples(),
+    modules=(
+        *module_cases(mnn.BatchNorm1d, nn.BatchNorm1d, ((5,), (8, 5)), ((5,), (8, 5), {"momentum": None})),
+        *module_cases(
+            mnn.BatchNorm2d,
+            nn.BatchNorm2d,
+            ((3,), (4, 3, 5, 5)),
+            ((3,), (4, 3, 5, 5), {"affine": False}),
+            ((3,), (4, 3, 5, 5), {"track_running_stats": False}),
+        ),
+    ),
+    errors=(
+        ErrorInput(
+            "channels",
+            lambda f: f(arbitrary(4, 3), arbitrary(5), arbitrary(5).abs()),
+            ValueError,
+            r"running_mean must have shape \(3,\).*C=3",
+        ),
+        ErrorInput(
+            "weight channels",
+            lambda f: f(arbitrary(4, 3, 2, 2), None, None, arbitrary(2), None, True),
+            ValueError,
+            r"weight must have shape \(3,\)",
+        ),
+        ErrorInput(
+            "dims",
+            lambda f: f(arbitrary(4), None, None, training=True),
+            ValueError,
+            r"input must have shape \(N, C, \*\) \(at least 2-D\), got 1-D",
+        ),
+        ErrorInput(
+            "one value per channel",
+            lambda f: f(arbitrary(1, 3), None, None, training=True),
+            ValueError,
+            r"more than 1 value per channel",
+        ),
+        ErrorInput(
+            "eps 0 in training",
+            lambda f: f(arbitrary(4, 3), None, None, training=True, eps=0.0),
+            ValueError,
+            r"eps must be positive in training \(it is added to the variance\), got 0.0",
+        ),
+        ErrorInput(
+            "negative eps",
+            lambda f: f(arbitrary(4, 3), arbitrary(3), arbitrary(3).abs(), eps=-1e-5),
+            ValueError,
+            r"eps must be non-negative, got -1e-05",
+        ),
+        ErrorInput(
+            "eval without stats",
+            lambda f: f(arbitrary(4, 3), None, None),
+            RuntimeError,
+            r"running_mean and running_var are required when training=False",
+        ),
+        ErrorInput(
+            "convention",
+            lambda f: f(arbitrary(4, 3), None, None, training=True, convention="keras"),
+            ValueError,
+            r"convention must be 'torch' or 'cs231n'",
+        ),
+        ErrorInput(
+            "mixed dtypes",
+            lambda f: f(arbitrary(4, 3), None, None, arbitrary(3, dtype=torch.float64), None, True),
+            TypeError,
+            r"weight has dtype torch.float64",
+        ),
+    ),
+    opinfo="nn.functional.batch_norm",
+)
+
+
+# ------------------------------------------------------------------------------------------- layer norm
+def _layer_norm_inputs(shape: tuple[int, ...], normalized: tuple[int, ...], affine: bool) -> InputFactory:
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[Any, ...]:
+        w = randn(normalized, dtype, device, 1) if affine else None
+        b = randn(normalized, dtype, device, 2) if affine else None
+        return (randn(shape, dtype, device, 0), normalized, w, b)
+
+    return inputs
+
+
+LAYER_NORM = OpSpec(
+    OPS["layer_norm"],
+    samples=tuple(
+        Sample(
+            label,
+            _layer_norm_inputs(shape, normalized, affine),
+            (0, 2, 3) if affine else (0,),
+            {"eps": 1e-5},
+        )
+        for label, shape, normalized, affine in (
+            ("last-dim", (6, 5), (5,), True),
+            ("3-dims", (2, 3, 4, 5), (3, 4, 5), True),
+            ("no-affine", (4, 6), (6,), False),
+        )
+    ),
+    modules=module_cases(
+        mnn.LayerNorm, nn.LayerNorm, (((4, 5),), (3, 4, 5)), ((5,), (3, 5), {"elementwise_affine": False})
+    ),
+    errors=(
+        ErrorInput(
+            "shape",
+            lambda f: f(arbitrary(4, 5), (4,)),
+            ValueError,
+            r"input must have shape \(\*, 4\) to match normalized_shape=\(4,\), got \(4, 5\)",
+        ),
+        ErrorInput(
+            "weight shape",
+            lambda f: f(arbitrary(4, 5), 5, arbitrary(4)),
+            ValueError,
+            r"weight must have shape \(5,\)",
+        ),
+        ErrorInput(
+            "integer input",
+            lambda f: f(torch.ones(2, 5, dtype=torch.int32), 5),
+            TypeError,
+            r"input must be a floating-point",
+        ),
+    ),
+    opinfo="nn.functional.layer_norm",
+)
+
+# ---------------------------------------------------------------------------------------------- dropout
+DROPOUT = OpSpec(
+    OPS["dropout"],
+    samples=(
+        Sample("p0.5", normal((8, 10)), kwargs={"p": 0.5, "training": True}),
+        Sample("p0.2-4d", normal((2, 3, 4, 5)), kwargs={"p": 0.2, "training": True}),
+    ),
+    modules=module_cases(mnn.Dropout, nn.Dropout, ((0.3,), (6, 7))),
+    errors=(
+        ErrorInput(
+            "p>1",
+            lambda f: f(arbitrary(4, 5), 1.5),
+            ValueError,
+            r"p \(the drop probability\) must be in \[0, 1\], got 1.5",
+        ),
+        ErrorInput("p<0", lambda f: f(arbitrary(4, 5), -0.1), ValueError, r"must be in \[0, 1\], got -0.1"),
+        ErrorInput(
+            "integer input", lambda f: f(torch.ones(4, dtype=torch.long)), TypeError, r"floating-point"
+        ),
+    ),
+    opinfo="nn.functional.dropout",
+)
+
+
+# ----------------------------------------------------------------------------------------- convolution
+def _conv_samples() -> tuple[Sample, ...]:
+    # (label, x shape, weight shape, stride, padding, dilation, groups)
+    grid = [
+        ("3x3", (2, 3, 7, 7), (4, 3, 3, 3), 1, 1, 1, 1),
+        ("stride2-pad1", (2, 3, 8, 8), (4, 3, 3, 3), 2, 1, 1, 1),
+        ("nonsquare", (2, 2, 7, 9), (3, 2, 3, 2), (2, 1), (1, 0), 1, 1),
+        ("dilation2", (1, 2, 9, 8), (3, 2, 3, 3), 1, 2, 2, 1),
+        ("stride3-leftover", (2, 2, 10, 8), (3, 2, 3, 3), 3, 0, 1, 1),
+        ("1x1", (2, 4, 5, 5), (6, 4, 1, 1), 1, 0, 1, 1),
+        ("1x1-stride2", (2, 4, 5, 5), (6, 4, 1, 1), 2, 0, 1, 1),
+        ("groups2", (2, 4, 6, 6), (6, 2, 3, 3), 1, 1, 1, 2),
+        ("depthwise", (2, 4, 7, 7), (4, 1, 3, 3), 2, 1, 1, 4),
+        ("depthwise-mult2", (1, 3, 6, 5), (6, 1, 3, 3), 1, 1, 1, 3),
+        ("7x7-stride2", (1, 3, 16, 16), (4, 3, 7, 7), 2, 3, 1, 1),
+        ("same-even-kernel", (2, 3, 7, 6), (4, 3, 2, 4), 1, "same", 1, 1),  # extra padding bottom/right
+    ]
+    return tuple(
+        Sample(
+            f"{algorithm}-{label}",
+            normal(xs, ws, ws[:1]),
+            (0, 1, 2),
+            {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups},
+            {"algorithm": algorithm},
+        )
+        for algorithm in CONV_ALGORITHMS
+        for label, xs, ws, stride, padding, dilation, groups in grid
+    )
+
+
+CONV2D = OpSpec(
+    OPS["conv2d"],
+    samples=_conv_samples(),
+    modules=module_cases(
+        mnn.Conv2d,
+        nn.Conv2d,
+        ((3, 4, 3), (2, 3, 8, 8), {"stride": 2, "padding": 1}),
+        ((4, 4, 3), (2, 4, 6, 6), {"groups": 4, "bias": False}),
+        ((3, 4, 3), (2, 3, 6, 6), {"padding": "same"}),
+        ((3, 4, 3), (2, 3, 6, 6), {"padding": 1, "padding_mode": "reflect"}),
+    ),
+    errors=(
+        ErrorInput(
+            "channels",
+            lambda f: f(arbitrary(2, 3, 8, 8), arbitrary(4, 2, 3, 3)),
+            ValueError,
+            r"input has 3 channels but weight \(4, 2, 3, 3\) with groups=1 expects C_in = 2 \* 1 = 2",
+        ),
+        ErrorInput(
+            "groups divide C_out",
+            lambda f: f(arbitrary(2, 4, 8, 8), arbitrary(3, 2, 3, 3), groups=2),
+            RuntimeError,
+            r"groups=2 must divide the weight's C_out=3",
+        ),
+        ErrorInput(
+            "groups larger than C_out",  # torch's error input: the groups are at fault, not the channels
+            lambda f: f(arbitrary(2, 2, 4, 3), arbitrary(2, 2, 1, 3), groups=3),
+            RuntimeError,
+            r"groups=3 must divide the weight's C_out=2",
+        ),
+        ErrorInput(
+            "groups 0",
+            lambda f: f(arbitrary(2, 2, 4, 3), arbitrary(2, 2, 1, 3), groups=0),
+            RuntimeError,
+            r"groups must be a positive int, got 0",
+        ),
+        ErrorInput(
+            "negative padding",
+            lambda f: f(arbitrary(1, 1, 4, 4), arbitrary(1, 1, 2, 2), padding=(-1,)),
+            RuntimeError,
+            r"padding must be non-negative, got \(-1,\)",
+        ),
+        ErrorInput(
+            "input dims",
+            lambda f: f(arbitrary(3, 8), arbitrary(4, 3, 3, 3)),
+            ValueError,
+            r"input must have shape \(N, C_in, H, W\) or \(C_in, H, W\)",
+        ),
+        ErrorInput(
+            "weight dims",
+            lambda f: f(arbitrary(2, 3, 8, 8), arbitrary(4, 3, 3)),
+            ValueError,
+            r"weight must have shape \(C_out, C_in / groups, kh, kw\)",
+        ),
+        ErrorInput(
+            "kernel too large",
+            lambda f: f(arbitrary(1, 1, 4, 4), arbitrary(1, 1, 7, 7), padding=1),
+            ValueError,
+            r"kernel extent 7 along H .* larger than the padded input \(4 \+ 2\*1 = 6\)",
+        ),
+        ErrorInput(
+            "dilated kernel too large",
+            lambda f: f(arbitrary(1, 1, 6, 6), arbitrary(1, 1, 3, 3), dilation=3),
+            ValueError,
+            r"kernel extent 7 along H \(kernel 3, dilation 3\)",
+        ),
+        ErrorInput(
+            "bias",
+            lambda f: f(arbitrary(1, 3, 8, 8), arbitrary(4, 3, 3, 3), arbitrary(3)),
+            ValueError,
+            r"bias must have shape \(4,\)",
+        ),
+        ErrorInput(
+            "stride 0",
+            lambda f: f(arbitrary(1, 3, 8, 8), arbitrary(4, 3, 3, 3), stride=0),
+            RuntimeError,
+            r"stride must be positive, got 0",
+        ),
+        ErrorInput(
+            "dilation -1",
+            lambda f: f(arbitrary(1, 3, 8, 8), arbitrary(4, 3, 3, 3), dilation=(-1,)),
+            RuntimeError,
+            r"dilation must be positive, got \(-1,\)",
+        ),
+        ErrorInput(
+            "padding string",
+            lambda f: f(arbitrary(1, 3, 8, 8), arbitrary(4, 3, 3, 3), padding="full"),
+            ValueError,
+            r"padding must be an int, a pair, 'valid' or 'same'",
+        ),
+        ErrorInput(
+            "same with stride",
+            lambda f: f(arbitrary(1, 3, 8, 8), arbitrary(4, 3, 3, 3), stride=2, padding="same"),
+            ValueError,
+            r"padding='same' needs stride=1",
+        ),
+        ErrorInput(
+            "algorithm",
+            lambda f: f(arbitrary(1, 3, 8, 8), arbitrary(4, 3, 3, 3), algorithm="winograd"),
+            ValueError,
+            r"algorithm must be 'fast' or 'im2col', got 'winograd'",
+        ),
+        ErrorInput(
+            "integer input",
+            lambda f: f(torch.ones(1, 3, 8, 8, dtype=torch.uint8), arbitrary(4, 3, 3, 3)),
+            TypeError,
+            r"input must be a floating-point tensor, got dtype torch.uint8",
+        ),
+        ErrorInput(
+            "mixed dtypes",
+            lambda f: f(arbitrary(1, 3, 8, 8, dtype=torch.float16), arbitrary(4, 3, 3, 3)),
+            RuntimeError,
+            r"weight has dtype torch.float32 but input has dtype torch.float16",
+        ),
+    ),
+    opinfo="nn.functional.conv2d",
+)
+
+
+# -------------------------------------------------------------------------------------------- max pool
+def _max_pool_samples() -> tuple[Sample, ...]:
+    # (label, x shape, kernel, stride, padding, ceil_mode)
+    grid = [
+        ("2x2", (2, 3, 8, 8), 2, 2, 0, False),
+        ("3x3-s2-p1-overlap", (2, 3, 9, 9), 3, 2, 1, False),
+        ("odd-size", (1, 2, 7, 5), 2, 2, 0, False),
+        ("ceil-mode", (1, 2, 7, 5), 2, 2, 0, True),
+        ("nonsquare", (1, 2, 9, 8), (3, 2), (2, 1), (1, 0), False),
+        ("stride1-overlap", (1, 2, 5, 5), 3, 1, 1, False),
+    ]
+    samples = [
+        Sample(label, _distinct(xs), kwargs={"kernel_size": k, "stride": s, "padding": p, "ceil_mode": ceil})
+        for label, xs, k, s, p, ceil in grid
+    ]
+    window = {"kernel_size": 3, "stride": 2, "padding": 1}
+    samples.append(Sample("dilation2-p1", _distinct((2, 3, 10, 9)), kwargs={**window, "dilation": 2}))
+    samples.append(
+        Sample(
+            "return-indices-ceil",
+            _distinct((2, 3, 10, 9)),
+            kwargs={**window, "ceil_mode": True, "return_indices": True},
+            wrap=_first_output,
+        )
+    )
+    return tuple(samples)
+
+
+MAX_POOL2D = OpSpec(
+    OPS["max_pool2d"],
+    samples=_max_pool_samples(),
+    kinks=(
+        Sample("ties-2x2", _ties((2, 3, 6, 6)), kwargs={"kernel_size": 2}),
+        Sample(
+            "ties-3x3-s2-p1-overlap",
+            _ties((2, 3, 7, 7)),
+            kwargs={"kernel_size": 3, "stride": 2, "padding": 1},
+        ),
+    ),
+    modules=module_cases(
+        mnn.MaxPool2d,
+        nn.MaxPool2d,
+        ((3, 2, 1), (2, 3, 9, 9)),
+        ((2,), (2, 3, 7, 7), {"ceil_mode": True}),
+        ((3, 2, 1), (2, 3, 10, 9), {"dilation": 2}),
+    ),
+    errors=(
+        ErrorInput(
+            "kernel too large",
+            lambda f: f(arbitrary(1, 1, 3, 3), 5, padding=0),
+            RuntimeError,
+            r"kernel_size 5 along H is larger than the padded input \(3 \+ 2\*0 = 3\)",
+        ),
+        ErrorInput(
+            "dilated kernel too large",
+            lambda f: f(arbitrary(1, 1, 4, 4), 2, 1, 0, 4),
+            RuntimeError,
+            r"kernel_size 2 with dilation 4 \(extent 5\) along H is larger than the padded input",
+        ),
+        ErrorInput(
+            "padding",
+            lambda f: f(arbitrary(1, 1, 8, 8), 2, padding=2),
+            RuntimeError,
+            r"padding must be between 0 and half the kernel size",
+        ),
+        ErrorInput(
+            "dilation 0",
+            lambda f: f(arbitrary(1, 1, 8, 8), 2, dilation=0),
+            RuntimeError,
+            r"dilation must be positive, got 0",
+        ),
+        ErrorInput(
+            "empty plane",
+            lambda f: f(arbitrary(2, 1, 10, 0), 1),
+            RuntimeError,
+            r"input must have shape .* with non-zero C, H and W \(only N may be 0\), got \(2, 1, 10, 0\)",
+        ),
+        ErrorInput(
+            "dims", lambda f: f(arbitrary(8, 8), 2), ValueError, r"input must have shape \(N, C, H, W\)"
+        ),
+        ErrorInput(
+            "kernel pair",
+            lambda f: f(arbitrary(1, 1, 8, 8), (2, 2, 2)),
+            ValueError,
+            r"kernel_size must be an int or a pair of ints",
+        ),
+        ErrorInput(
+            "integer input",
+            lambda f: f(torch.ones(1, 1, 4, 4, dtype=torch.long), 2),
+            TypeError,
+            r"input must be a floating-point",
+        ),
+    ),
+    opinfo="nn.functional.max_pool2d",
+)
+
+
+# ----------------------------------------------------------------------------------------------- losses
+def _scores_labels(n: int, c: int, scale: float = 1.0) -> InputFactory:
+    return lambda dt, dev: (randn((n, c), dt, dev, 0) * scale, labels(n, c, dev, 1))
+
+
+def _integer_scores_labels(n: int, c: int) -> InputFactory:
+    """Scores in ``{0, 1, 2}``: many margins ``s_j - s_y + 1`` are exactly 0, the SVM loss's kink."""
+
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = torch.randint(0, 3, (n, c), generator=torch.Generator().manual_seed(0))
+        return scores.to(device=device, dtype=dtype), labels(n, c, device, 1)
+
+    return inputs
+
+
+_LOSS_ERRORS = (
+    ErrorInput(
+        "float labels",
+        lambda f: f(arbitrary(4, 3), arbitrary(4)),
+        TypeError,
+        r"y must be an integer tensor of class indices, got torch.float32",
+    ),
+    ErrorInput(
+        "label count",
+        lambda f: f(arbitrary(4, 3), torch.zeros(5, dtype=torch.long)),
+        ValueError,
+        r"y must have shape \(N,\) = \(4,\) to match scores, got \(5,\)",
+    ),
+    ErrorInput(
+        "label range",
+        lambda f: f(arbitrary(4, 3), torch.tensor([0, 1, 2, 3])),
+        ValueError,
+        r"y must hold class indices in \[0, C=3\), got values in \[0, 3\]",
+    ),
+    ErrorInput(
+        "scores dims",
+        lambda f: f(arbitrary(4), torch.zeros(4, dtype=torch.long)),
+        ValueError,
+        r"scores must have shape \(N, C\)",
+    ),
+    ErrorInput(
+        "negative label",
+        lambda f: f(arbitrary(2, 3), torch.tensor([0, -1])),
+        ValueError,
+        r"class indices in \[0, C=3\)",
+    ),
+    ErrorInput(
+        "integer scores",
+        lambda f: f(torch.ones(2, 3, dtype=torch.long), torch.tensor([0, 1])),
+        TypeError,
+        r"scores must be a floating-point",
+    ),
+)
+
+SOFTMAX_LOSS = OpSpec(
+    OPS["softmax_loss"],
+    samples=(Sample("10-classes", _scores_labels(8, 10)), Sample("large-scores", _scores_labels(5, 4, 50.0))),
+    errors=_LOSS_ERRORS,
+)
+
+SVM_LOSS = OpSpec(
+    OPS["svm_loss"],
+    samples=(Sample("10-classes", _scores_labels(8, 10)), Sample("3-classes", _scores_labels(6, 3))),
+    kinks=(Sample("zero-margins", _integer_scores_labels(8, 5)),),
+    errors=_LOSS_ERRORS,
+)
+
+
+# ---------------------------------------------------------------------------------------- adaptive pools
+def _output_size_error(size: object, message: str) -> ErrorInput:
+    return ErrorInput(
+        f"output_size {size!r}", lambda f: f(arbitrary(1, 2, 4, 4), size), RuntimeError, message
+    )
+
+
+ADAPTIVE_AVG_POOL2D = OpSpec(
+    OPS["adaptive_avg_pool2d"],
+    samples=tuple(
+        Sample(label, normal(shape), kwargs={"output_size": size})
+        for label, shape, size in (
+            ("global", (2, 3, 5, 4), 1),
+            ("global-pair", (2, 3, 7, 7), (1, 1)),
+            ("unbatched", (3, 4, 6), 1),
+            ("divides-2x3", (2, 3, 6, 9), (2, 3)),
+            ("overlapping-3x2-of-7x5", (2, 3, 7, 5), (3, 2)),
+            ("none-keeps-h", (2, 3, 5, 6), (None, 4)),
+            ("larger-than-input", (1, 2, 3, 4), (5, 7)),
+            ("unbatched-2x3", (3, 5, 7), (2, 3)),
+        )
+    ),
+    modules=module_cases(
+        mnn.AdaptiveAvgPool2d,
+        nn.AdaptiveAvgPool2d,
+        ((1,), (2, 3, 5, 5)),
+        (((1, 1),), (2, 3, 4, 6)),
+        (((3, None),), (2, 3, 7, 5)),
+    ),
+    errors=(
+        _output_size_error(-1, r"adaptive_avg_pool2d: output_size must be >= 0, got -1"),
+        _output_size_error((2,), r"adaptive_avg_pool2d: output_size must be an int or a pair"),
+        ErrorInput(
+            "output_size 2.0",
+            lambda f: f(arbitrary(1, 2, 4, 4), 2.0),
+            TypeError,
+            r"output_size must be an int, got float 2.0",
+        ),
+        ErrorInput(
+            "dims",
+            lambda f: f(arbitrary(4, 4), 1),
+            ValueError,
+            r"input must have shape \(N, C, H, W\) or \(C, H, W\)",
+        ),
+        ErrorInput(
+            "5-D input",
+            lambda f: f(arbitrary(1, 1, 2, 4, 4), 2),
+            RuntimeError,
+            r"input must have shape \(N, C, H, W\) or \(C, H, W\) \(3 or 4-D\), got 5-D",
+        ),
+        ErrorInput(
+            "empty plane",
+            lambda f: f(arbitrary(1, 2, 0, 4), 2),
+            RuntimeError,
+            r"adaptive_avg_pool2d: input must have non-zero H and W, got shape \(1, 2, 0, 4\)",
+        ),
+    ),
+    opinfo="nn.functional.adaptive_avg_pool2d",
+)
+
+
+def _adaptive_max_pool_samples() -> tuple[Sample, ...]:
+    samples = [
+        Sample(label, _distinct(shape), kwargs={"output_size": size})
+        for label, shape, size in (
+            ("overlapping-3x2-of-7x5", (2, 3, 7, 5), (3, 2)),
+            ("divides-4", (2, 3, 8, 8), 4),
+            ("none-keeps-w", (2, 3, 5, 6), (4, None)),
+            ("global", (2, 3, 5, 4), 1),
+            ("larger-than-input", (1, 2, 3, 4), (5, 6)),
+        )
+    ]
+    samples.append(
+        Sample(
+            "return-indices",
+            _distinct((2, 3, 7, 6)),
+            kwargs={"output_size": (3, 4), "return_indices": True},
+            wrap=_first_output,
+        )
+    )
+    samples.append(Sample("unbatched", _distinct((3, 6, 7)), kwargs={"output_size": (2, 3)}))
+    return tuple(samples)
+
+
+ADAPTIVE_MAX_POOL2D = OpSpec(
+    OPS["adaptive_max_pool2d"],
+    samples=_adaptive_max_pool_samples(),
+    kinks=(
+        Sample("ties-overlapping-3x2-of-7x5", _ties((2, 3, 7, 5)), kwargs={"output_size": (3, 2)}),
+        Sample("ties-global", _ties((2, 3, 4, 4)), kwargs={"output_size": 1}),
+    ),
+    modules=module_cases(
+        mnn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool2d, ((3,), (2, 3, 7, 8)), (((None, 2),), (2, 3, 5, 5))
+    ),
+    errors=(
+        _output_size_error((1, 2, 3), r"adaptive_max_pool2d: output_size must be an int or a pair"),
+        _output_size_error(-1, r"adaptive_max_pool2d: output_size must be >= 0, got -1"),
+        ErrorInput(
+            "empty plane",
+            lambda f: f(arbitrary(1, 2, 0, 4), 2),
+            RuntimeError,
+            r"input must have non-zero H and W, got shape \(1, 2, 0, 4\)",
+        ),
+        ErrorInput(
+            "integer input",
+            lambda f: f(torch.ones(1, 1, 4, 4, dtype=torch.long), 2),
+            NotImplementedError,
+            r"input must be a floating-point",
+        ),
+    ),
+    opinfo="nn.functional.adaptive_max_pool2d",
+)
+
+
+# -------------------------------------------------------------------------------------------- avg pool
+def _avg_pool_samples() -> tuple[Sample, ...]:
+    # (label, x shape, kernel, stride, padding, ceil_mode, count_include_pad, divisor_override)
+    grid = [
+        ("2x2", (2, 3, 8, 8), 2, None, 0, False, True, None),
+        ("3x3-s2-p1", (2, 3, 9, 9), 3, 2, 1, False, True, None),
+        ("3x3-s2-p1-exclude-pad", (2, 3, 9, 9), 3, 2, 1, False, False, None),
+        ("ceil-mode", (1, 2, 7, 5), 2, 2, 0, True, True, None),
+        ("ceil-mode-p1-include-pad", (1, 2, 8, 7), 3, 2, 1, True, True, None),
+        ("ceil-mode-p1-exclude-pad", (1, 2, 8, 7), 3, 2, 1, True, False, None),
+        ("nonsquare", (1, 2, 9, 8), (3, 2), (2, 1), (1, 0), False, True, None),
+        ("divisor-override", (2, 3, 7, 7), 3, 2, 1, False, True, 5),
+        ("stride1-overlap", (1, 2, 5, 5), 3, 1, 1, False, False, None),
+        ("stride-gt-kernel", (1, 2, 9, 9), 2, 3, 0, False, True, None),
+        ("unbatched", (3, 6, 6), 2, None, 0, False, True, None),
+    ]
+    names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+    return tuple(Sample(label, normal(xs), kwargs=dict(zip(names, values))) for label, xs, *values in grid)
+
+
+AVG_POOL2D = OpSpec(
+    OPS["avg_pool2d"],
+    samples=_avg_pool_samples(),
+    modules=module_cases(
+        mnn.AvgPool2d,
+        nn.AvgPool2d,
+        ((3, 2, 1), (2, 3, 9, 9)),
+        ((2,), (2, 3, 7, 7), {"ceil_mode": True, "count_include_pad": False}),
+        ((3,), (2, 3, 6, 6), {"stride": 1, "divisor_override": 4}),
+    ),
+    errors=(
+        ErrorInput(
+            "padding",
+            lambda f: f(arbitrary(1, 1, 8, 8), 2, padding=2),
+            RuntimeError,
+            r"padding must be between 0 and half the kernel size \(2, 2\), got 2",
+        ),
+        ErrorInput(
+            "negative padding",
+            lambda f: f(arbitrary(1, 1, 4, 4), 2, padding=-1),
+            RuntimeError,
+            r"padding must be between 0 and half the kernel size \(2, 2\), got -1",
+        ),
+        ErrorInput(
+            "kernel too large",
+            lambda f: f(arbitrary(1, 1, 3, 3), 5, stride=1),
+            ValueError,
+            r"kernel_size \(5, 5\) is larger than the padded input \(3, 3\) \+ 2\*\(0, 0\)",
+        ),
+        ErrorInput(
+            "kernel 0",
+            lambda f: f(arbitrary(1, 1, 4, 4), 0),
+            RuntimeError,
+            r"kernel_size and stride must be positive, got 0 and None",
+        ),
+        ErrorInput(
+            "kernel 2.0",
+            lambda f: f(arbitrary(1, 1, 4, 4), 2.0),
+            TypeError,
+            r"kernel_size must be an int, got float 2.0",
+        ),
+        ErrorInput(
+            "divisor_override",
+            lambda f: f(arbitrary(1, 1, 4, 4), 2, divisor_override=0),
+            RuntimeError,
+            r"divisor_override must not be zero",
+        ),
+        ErrorInput(
+            "kernel triple",
+            lambda f: f(arbitrary(1, 1, 4, 4), (2, 2, 2)),
+            RuntimeError,
+            r"kernel_size must be an int or a pair of ints",
+        ),
+        ErrorInput(
+            "dims",
+            lambda f: f(arbitrary(4, 4), 2),
+            RuntimeError,
+            r"input must have shape \(N, C, H, W\) or \(C, H, W\)",
+        ),
+        ErrorInput(
+            "5-D input",
+            lambda f: f(arbitrary(1, 1, 1, 4, 4), 2),
+            RuntimeError,
+            r"input must have shape \(N, C, H, W\) or \(C, H, W\) \(3 or 4-D\), got 5-D",
+        ),
+        ErrorInput(
+            "bool input",
+            lambda f: f(torch.ones(1, 1, 4, 4, dtype=torch.bool), 2),
+            NotImplementedError,
+            r"input must be a floating-point \(or int64\) tensor, got dtype torch.bool",
+        ),
+        ErrorInput(
+            "uint8 input",
+            lambda f: f(torch.ones(1, 1, 4, 4, dtype=torch.uint8), 2),
+            NotImplementedError,
+            r"input must be a floating-point \(or int64\) tensor, got dtype torch.uint8",
+        ),
+    ),
+    opinfo="nn.functional.avg_pool2d",
+)
+
+
+# ------------------------------------------------------------------------------------------- group norm
+def _group_norm_samples() -> tuple[Sample, ...]:
+    def make(shape: tuple[int, ...], groups: int, weight: bool, bias: bool) -> InputFactory:
+        c = shape[1]
+
+        def inputs(dtype: torch.dtype, device: torch.device) -> tuple[Any, ...]:
+            w = randn((c,), dtype, device, 1) if weight else None
+            b = randn((c,), dtype, device, 2) if bias else None
+            return (randn(shape, dtype, device, 0), groups, w, b)
+
+        return inputs
+
+    # (label, x shape, num_groups, weight, bias, eps)
+    grid = [
+        ("spatial-groups2", (2, 6, 3, 4), 2, True, True, 1e-5),
+        ("groups1-layer-norm", (2, 4, 3, 3), 1, True, True, 1e-5),
+        ("groups=C-instance-norm", (2, 4, 3, 3), 4, True, True, 1e-5),
+        ("no-affine", (3, 6, 5), 3, False, False, 1e-5),
+        ("2d-input", (4, 6), 2, True, True, 1e-5),
+        ("weight-only-eps0.1", (2, 4, 5), 2, True, False, 0.1),
+        ("bias-only", (2, 4, 5), 2, False, True, 1e-5),
+        ("5d", (2, 4, 2, 3, 2), 2, True, True, 1e-5),
+    ]
+    return tuple(
+        Sample(
+            label,
+            make(shape, groups, weight, bias),
+            (0,) + ((2,) if weight else ()) + ((3,) if bias else ()),
+            {"eps": eps},
+        )
+        for label, shape, groups, weight, bias, eps in grid
+    )
+
+
+GROUP_NORM = OpSpec(
+    OPS["group_norm"],
+    samples=_group_norm_samples(),
+    modules=module_cases(
+        mnn.GroupNorm,
+        nn.GroupNorm,
+        ((2, 4), (2, 4, 3, 3)),
+        ((3, 6), (2, 6, 5), {"affine": False, "eps": 1e-3}),
+        ((1, 4), (3, 4)),
+    ),
+    errors=(
+        ErrorInput(
+            "groups divide C",
+            lambda f: f(arbitrary(2, 6, 4), 4),
+            RuntimeError,
+            r"num_groups must be a positive divisor of the number of channels C=6 .* got num_groups=4",
+        ),
+        ErrorInput(
+            "groups 0",
+            lambda f: f(arbitrary(2, 6), 0),
+            ValueError,
+            r"num_groups must be a positive divisor of the number of channels C=6 .* got num_groups=0",
+        ),
+        ErrorInput(
+            "groups 2.0",
+            lambda f: f(arbitrary(2, 6), 2.0),
+            TypeError,
+            r"num_groups must be an int, got float 2.0",
+        ),
+        ErrorInput(
+            "weight shape",
+            lambda f: f(arbitrary(2, 6, 4), 3, arbitrary(3)),
+            ValueError,
+            r"weight must have shape \(6,\) \(one value per channel of input\), got \(3,\)",
+        ),
+        ErrorInput(
+            "dims",
+            lambda f: f(arbitrary(6), 3),
+            RuntimeError,
+            r"input must have shape \(N, C, \*\) \(at least 2-D\), got 1-D",
+        ),
+        ErrorInput(
+            "no channels",
+            lambda f: f(arbitrary(1, 0, 2), 1),
+            RuntimeError,
+            r"input must have shape \(N, C, \*\) with C > 0 and non-empty spatial dims, got \(1, 0, 2\)",
+        ),
+        ErrorInput(
+            "empty spatial dim",
+            lambda f: f(arbitrary(1, 2, 0), 1),
+            RuntimeError,
+            r"input must have shape \(N, C, \*\) with C > 0 and non-empty spatial dims, got \(1, 2, 0\)",
+        ),
+        ErrorInput(
+            "integer input",
+            lambda f: f(torch.ones(2, 4, dtype=torch.long), 2),
+            NotImplementedError,
+            r"input must be a floating-point tensor, got dtype torch.int64",
+        ),
+        ErrorInput(
+            "mixed dtypes",
+            lambda f: f(arbitrary(2, 6), 2, arbitrary(6, dtype=torch.float64)),
+            TypeError,
+            r"weight has dtype torch.float64 but input has dtype torch.float32",
+        ),
+    ),
+    opinfo="nn.functional.group_norm",
+)
+
+# ------------------------------------------------------------------------------------------- gelu, tanh
+GELU = OpSpec(
+    OPS["gelu"],
+    samples=tuple(
+        Sample(
+            f"{approximate}-{label}",
+            lambda dt, dev, s=shape: (randn(s, dt, dev, 0).mul(2),),
+            kwargs={"approximate": approximate},
+        )
+        for approximate in ("none", "tanh")
+        for label, shape in (("2d", (6, 7)), ("4d", (2, 3, 4, 5)))
+    ),
+    modules=module_cases(mnn.GELU, nn.GELU, ((), (4, 5)), ((), (2, 3, 4, 4), {"approximate": "tanh"})),
+    errors=(
+        ErrorInput(
+            "approximate",
+            lambda f: f(arbitrary(3), approximate="erf"),
+            RuntimeError,
+            r"approximate must be 'none' or 'tanh', got 'erf'",
+        ),
+        _integer_input(),
+    ),
+    opinfo="nn.functional.gelu",
+)
+
+TANH = OpSpec(
+    OPS["tanh"],
+    samples=(
+        Sample("2d", lambda dt, dev: (randn((6, 7), dt, dev, 0).mul(2),)),
+        Sample("4d", lambda dt, dev: (randn((2, 3, 4, 5), dt, dev, 0).mul(2),)),
+    ),
+    modules=module_cases(mnn.Tanh, nn.Tanh, ((), (4, 5))),
+    errors=(
+        ErrorInput(
+            "complex input", lambda f: f(torch.ones(2, dtype=torch.cfloat)), TypeError, r"must be a real"
+        ),
+    ),
+    opinfo="tanh",
+)
+
+
+# ------------------------------------------------------------------------------- softmax, log_softmax
+def _softmax_samples() -> tuple[Sample, ...]:
+    # (label, x shape, dim, dtype, offset); 'large-offset': exp(100) overflows float32 without the max
+    # subtraction, while the gradients stay O(1) (large *spread* scores would saturate them to ~0, below
+    # what finite differences resolve)
+    grid = [
+        ("dim1", (4, 7), 1, None, 0.0),
+        ("dim0", (5, 3), 0, None, 0.0),
+        ("dim-1-3d", (2, 3, 5), -1, None, 0.0),
+        ("channels-4d", (2, 5, 3, 4), 1, None, 0.0),
+        ("large-offset", (4, 6), 1, None, 100.0),
+        ("dtype-float64", (3, 4), 1, torch.float64, 0.0),
+        ("implicit-dim-3d", (3, 4, 5), None, None, 0.0),
+        ("implicit-dim-4d", (2, 3, 2, 2), None, None, 0.0),
+    ]
+    return tuple(
+        Sample(
+            label,
+            lambda dt, dev, shape=shape, offset=offset: (randn(shape, dt, dev, 0).add(offset),),
+            kwargs={"dim": dim, "dtype": dtype},
+            wrap=_quiet if dim is None else None,
+        )
+        for label, shape, dim, dtype, offset in grid
+    )
+
+
+SOFTMAX = OpSpec(
+    OPS["softmax"],
+    samples=_softmax_samples(),
+    modules=module_cases(mnn.Softmax, nn.Softmax, ((1,), (4, 5)), ((-1,), (2, 3, 4))),
+    errors=(
+        ErrorInput(
+            "dim", lambda f: f(arbitrary(2, 3), 2), IndexError, r"dim out of range: .*\[-2, 1\].* got 2"
+        ),
+        ErrorInput(
+            "negative dim",
+            lambda f: f(arbitrary(2, 3), -3),
+            IndexError,
+            r"dim out of range: .*\[-2, 1\].* got -3",
+        ),
+        ErrorInput(
+            "dim 1.5", lambda f: f(arbitrary(2, 3), 1.5), TypeError, r"dim must be an int, got float 1.5"
+        ),
+        ErrorInput(
+            "not a tensor", lambda f: f([1.0, 2.0], 0), TypeError, r"input must be a torch.Tensor, got list"
+        ),
+        ErrorInput(
+            "integer input",
+            lambda f: f(torch.arange(4), 0),
+            NotImplementedError,
+            r"input must be a floating-point tensor, got dtype torch.int64",
+        ),
+    ),
+    opinfo="softmax",
+)
+
+LOG_SOFTMAX = OpSpec(
+    OPS["log_softmax"],
+    samples=_softmax_samples(),
+    modules=module_cases(mnn.LogSoftmax, nn.LogSoftmax, ((1,), (4, 5)), ((0,), (3, 4, 2))),
+    errors=(
+        ErrorInput(
+            "dtype",
+            lambda f: f(arbitrary(2, 3), 1, dtype=torch.long),
+            TypeError,
+            r"dtype must be a floating-point torch.dtype, got torch.int64",
+        ),
+        ErrorInput("dim", lambda f: f(arbitrary(4), -2), IndexError, r"dim out of range"),
+    ),
+    opinfo="log_softmax",
+)
+
+
+SPECS: dict[str, OpSpec] = {
+    spec.name: spec
+    for spec in (
+        LINEAR,
+        RELU,
+        BATCH_NORM,
+        LAYER_NORM,
+        DROPOUT,
+        CONV2D,
+        MAX_POOL2D,
+        SOFTMAX_LOSS,
+        SVM_LOSS,
+        RELU6,
+        HARDSIGMOID,
+        HARDSWISH,
+        SIGMOID,
+        SILU,
+        ADAPTIVE_AVG_POOL2D,
+        ADAPTIVE_MAX_POOL2D,
+        AVG_POOL2D,
+        GROUP_NORM,
+        GELU,
+        TANH,
+        SOFTMAX,
+        LOG_SOFTMAX,
+    )
+}
+"""Every manual operator's spec, by name, in the order of :data:`custom_ops.registry.OPS`."""
+
+OP_CASES: tuple[OpCase, ...] = tuple(case for spec in SPECS.values() for case in spec.cases)
+"""Every sample of every operator where it is differentiable: what gradchecks (finite differences, forward
+mode, batched) and the parity tests iterate over."""
+
+KINK_CASES: tuple[OpCase, ...] = tuple(case for spec in SPECS.values() for case in spec.kink_cases)
+"""Every sample on a kink of its operator (``case.kink`` is set): parity with the built-in only."""
+
+PARITY_CASES: tuple[OpCase, ...] = OP_CASES + KINK_CASES
+"""What the parity with the built-in (outputs and gradients) runs on: every sample, kinks included."""
+
+MODULE_CASES: tuple[ModuleCase, ...] = tuple(case for spec in SPECS.values() for case in spec.modules)
+"""Every module twin with example constructor arguments."""
+
+OPINFO_NAMES: dict[str, str] = {spec.name: spec.opinfo for spec in SPECS.values() if spec.opinfo}
+"""Operator -> the name of its built-in twin's ``OpInfo`` in torch's ``op_db``
+(``tests/test_conformance.py``). The losses have no OpInfo of the same signature."""
