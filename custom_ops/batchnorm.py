@@ -52,7 +52,7 @@ from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
 from torch.autograd import forward_ad
 from torch.autograd.function import once_differentiable
 
-from . import _reference, fused
+from . import _autocast, _reference, fused
 from ._checks import OpArgumentError, check_floating, check_norm_params_dtype, check_shape
 from ._compile import without_jvp
 
@@ -486,7 +486,9 @@ def apply_fp32_internal(
     precision (:mod:`custom_ops._autocast`): a float16/bfloat16 ``x`` is normalised in float32, with its
     parameters (and, in eval, running statistics) cast to float32, and the output (the first) cast back;
     autocast is off inside. In training the running statistics pass uncast: the forward updates them in
-    place."""
+    place. Every tensor must be on x's device (torch's ``RuntimeError``, as
+    :func:`custom_ops._autocast.apply` checks)."""
+    _autocast.check_same_device(function, (x, *params, *stats))
     out_dtype = x.dtype if x.dtype in _LOW_PRECISION else None
     if out_dtype is not None:
         x = x.float()
@@ -496,7 +498,7 @@ def apply_fp32_internal(
     device_type = x.device.type
     autocast_off = (
         torch.autocast(device_type, enabled=False)
-        if torch.is_autocast_enabled(device_type)
+        if _autocast.is_enabled(device_type)
         else contextlib.nullcontext()
     )
     with autocast_off:

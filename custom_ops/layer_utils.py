@@ -137,7 +137,7 @@ def _pre_activation_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype of the linear or conv output that the chain hands to the next op: the autocast dtype under
     autocast, else x's."""
     device_type = x.device.type
-    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+    return torch.get_autocast_dtype(device_type) if _autocast.is_enabled(device_type) else x.dtype
 
 
 def _stand_in(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
@@ -197,8 +197,9 @@ def _apply_with_norm(
     ``_autocast.apply``), and the norm's parameters ``params`` in float32 when the pre-activation is
     float16/bfloat16 (the norms' "fp32_internal"), its running statistics ``stats`` too when ``cast_stats``
     (eval: only read; in training the forward updates them in place, so they pass uncast)."""
+    _autocast.check_same_device(function, (x, weight, bias, *params, *stats))
     device_type = x.device.type
-    autocasting = torch.is_autocast_enabled(device_type)
+    autocasting = _autocast.is_enabled(device_type)
     if autocasting:
         low = torch.get_autocast_dtype(device_type)
         x, weight = x.to(low), weight.to(low)
