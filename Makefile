@@ -4,12 +4,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test lint bench
+.PHONY: install train test lint bench docs figures
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev,transfer]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,transfer,docs]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -27,3 +27,23 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/cs231n bench
+
+## The documentation site (docs/_build/html): warnings are errors, the walk-throughs of examples/ run
+## (on one thread unless OMP_NUM_THREADS says otherwise: their tensors are small, and more threads only spin).
+docs: $(STAMP)
+	cd docs && OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(abspath $(BIN))/sphinx-build -W --keep-going -b html . _build/html
+	$(BIN)/python docs/check_site.py docs/_build/html
+
+## Re-run the commands behind docs/figures (about 30 min; needs ../shared/data/cifar10_train.npz), then `make docs`.
+figures: $(STAMP)
+	$(BIN)/cs231n summary --config configs/conv_net.yaml --out docs/figures
+	$(BIN)/cs231n experiment activations --out docs/figures
+	$(BIN)/cs231n experiment init-scale --out docs/figures
+	$(BIN)/cs231n experiment optimizers --out docs/figures
+	$(BIN)/cs231n experiment batchnorm --out docs/figures
+	$(BIN)/cs231n experiment dropout --out docs/figures
+	$(BIN)/cs231n gradcheck --out docs/figures
+	$(BIN)/cs231n tune --config configs/two_layer_default.yaml --search configs/search/two_layer.yaml \
+	    --n-trials 20 --sampler-seed 0 --trainer.max_epochs 5 --trainer.enable_progress_bar false
+	cp lightning_logs/tune/two_layer/history.png docs/figures/tune_history.png
+	cp lightning_logs/tune/two_layer/importances.png docs/figures/tune_importances.png

@@ -1,6 +1,6 @@
 """Timing candidates on their real arguments: how the fused kernels (:mod:`custom_ops.fused`) choose
-between a compiled variant and the eager formulas, and conv2d's backward (:mod:`custom_ops.conv`) between
-its gradient routes, on the first call of each signature."""
+between a compiled variant and the eager formulas, and conv2d's backward (:mod:`custom_ops.conv_routes`)
+between its gradient routes, on the first call of each signature."""
 
 from __future__ import annotations
 

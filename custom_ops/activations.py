@@ -49,6 +49,7 @@ import torch
 
 from . import _autocast, _reference, fused
 from ._checks import check_floating
+from ._function import fast_apply, without_jvp
 
 
 # ------------------------------------------------------------------------------------------ the reference
@@ -294,6 +295,7 @@ def _vmap_elementwise(
     return function.apply(x, extra), x_dim
 
 
+@fast_apply
 class ReLU6Function(torch.autograd.Function):
     """``y = min(max(x, 0), 6)``, x ``(*)`` -> ``(*)``, in place into ``x`` when ``inplace``.
 
@@ -335,6 +337,7 @@ class ReLU6Function(torch.autograd.Function):
         return _vmap_elementwise(ReLU6Function, in_dims, x, inplace)
 
 
+@fast_apply
 class HardsigmoidFunction(torch.autograd.Function):
     """``y = min(max(x / 6 + 1/2, 0), 1)``, x ``(*)`` -> ``(*)``; with ``original`` (a copy of ``x``), the
     result of ``original`` is written into ``x``.
@@ -377,6 +380,7 @@ class HardsigmoidFunction(torch.autograd.Function):
         return _vmap_elementwise(HardsigmoidFunction, in_dims, x, original)
 
 
+@fast_apply
 class HardswishFunction(torch.autograd.Function):
     """``y = x min(max(x + 3, 0), 6) / 6``, x ``(*)`` -> ``(*)``; with ``original`` (a copy of ``x``), the
     result of ``original`` is written into ``x``.
@@ -417,6 +421,7 @@ class HardswishFunction(torch.autograd.Function):
         return _vmap_elementwise(HardswishFunction, in_dims, x, original)
 
 
+@fast_apply
 class SigmoidFunction(torch.autograd.Function):
     """``s = 1 / (1 + exp(-x))``, x ``(*)`` -> ``(*)``.
 
@@ -445,6 +450,7 @@ class SigmoidFunction(torch.autograd.Function):
         return sigmoid_jvp(x_dot, s) if reference_formulas() else tuned_sigmoid_backward(x_dot, s)
 
 
+@fast_apply
 class SiLUFunction(torch.autograd.Function):
     """``y = x s``, ``s = sigmoid(x)``, x ``(*)`` -> ``(*)``; with ``original`` (a copy of ``x``), the result
     of ``original`` is written into ``x``.
@@ -485,13 +491,6 @@ class SiLUFunction(torch.autograd.Function):
 
 
 # ------------------------------------------------------------------------------- the functional twins
-def without_jvp(function: type[torch.autograd.Function]) -> type[torch.autograd.Function]:
-    """A twin of ``function`` without its ``jvp``, for the wrappers to apply under ``torch.compile``: Dynamo
-    does not trace an ``autograd.Function`` that defines a ``jvp`` (a compiled region has no forward-mode AD
-    either) and would break the graph."""
-    return type(function.__name__, (function,), {"jvp": staticmethod(torch.autograd.Function.jvp)})
-
-
 _FUNCTIONS: dict[str, type[torch.autograd.Function]] = {
     "relu6": ReLU6Function,
     "hardsigmoid": HardsigmoidFunction,

@@ -6,18 +6,26 @@ Windows (torch's): output row i pools input rows [start_i, end_i) with start_i =
 end_i = ceil((i + 1) H / Ho) — windows of unequal sizes, overlapping when Ho does not divide H (and
 repeating rows when Ho > H); columns likewise with W, Wo.
 
-Global average:  out[n, c] = (1 / (H W)) sum_{y, z} x[n, c, y, z];   dx = dout / (H W) broadcast.
-Adaptive average: averaging is linear and separable, out = P_h x P_w^T (per image and channel), with
-                 the pooling matrix P_h (Ho x H): P_h[i, y] = 1 / (end_i - start_i) for y in window i,
-                 else 0 (P_w likewise);   dx = P_h^T dout P_w.   When Ho divides H and Wo divides W the
-                 windows are uniform and disjoint: avg_pool2d with kernel = stride = (H / Ho, W / Wo).
-Adaptive max:    out = the max of each window, with its flat index y * W + z into the H x W plane (the
-                 first maximum in row-major window order, as torch). The max is separable: the max over
-                 each column window of every row, then over each row window of those (Wo + Ho slices);
-                 dx = scatter_add of dout to each window's argmax (add: windows can overlap).
+The reference (what :func:`custom_ops.reference_path` runs):
+
+Average: averaging is linear and separable; with the pooling matrix P_h (Ho x H), P_h[i, y] =
+         1 / (end_i - start_i) for y in window i, else 0 (P_w likewise), per image and channel:
+             out = P_h x P_w^T
+             dx  = P_h^T dout P_w
+             ẏ   = P_h ẋ P_w^T
+Max:     for each window, its max and the flat index y * W + z of its first max in row-major order
+         (as torch):
+             out[i, j], index[i, j] = max, argmax of x over window (i, j)
+             dx = scatter_add(zeros, index, dout)      (add: windows can overlap)
+             ẏ  = ẋ gathered at index
+
+The defaults: global average is a mean (dx = dout / (H W) broadcast); sizes that divide the input are
+avg_pool2d with kernel = stride = (H / Ho, W / Wo) (uniform, disjoint windows); else the product
+contracts the cheaper side first. The max is separable: the max over each column window of every row,
+then over each row window of those (Wo + Ho slices instead of Ho * Wo windows).
 Saved for backward: nothing (global), the two small pooling matrices (average), the int64 indices (max).
-Every backward is linear in dout, so double backward works. Outputs, indices and dx keep a
-``channels_last`` input's layout.
+Every backward is linear in dout, so double backward works, and so does forward-over-reverse. Outputs,
+indices and dx keep a ``channels_last`` input's layout.
 """
 
 from __future__ import annotations
@@ -26,26 +34,11 @@ from collections.abc import Sequence
 
 import torch
 
-from . import _autocast
+from . import _autocast, _function, _reference
 from ._checks import OpArgumentError, check_floating, check_int, check_ndim
 from ._layout import memory_format
-from .avg_pool import AvgPool2dFunction
-from .pool import max_pool2d_input_grad
-
-
-class GlobalAvgPool2dFunction(torch.autograd.Function):
-    """x ``(N, C, H, W)`` -> ``(N, C, 1, 1)``."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        ctx.input_shape = x.shape
-        ctx.memory_format = memory_format(x)
-        return x.mean(dim=(2, 3), keepdim=True)
-
-    @staticmethod
-    def backward(ctx, dout: torch.Tensor) -> torch.Tensor:
-        _, _, h, w = ctx.input_shape
-        return (dout / (h * w)).expand(ctx.input_shape).contiguous(memory_format=ctx.memory_format)
+from .avg_pool import AvgPool2dFunction, AvgPool2dTraced
+from .pool import max_pool2d_input_grad, max_pool2d_jvp
 
 
 def _window_bounds(size: int, out: int) -> list[tuple[int, int]]:
@@ -61,6 +54,71 @@ def _pooling_matrix(size: int, out: int, dtype: torch.dtype, device: torch.devic
     return inside.to(dtype) / (bounds[:, 1:] - bounds[:, :1]).to(dtype)
 
 
+# ========================================================================================= the reference
+def adaptive_avg_pool2d_reference(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """``out = P_h x P_w^T`` for x ``(N, C, H, W)`` and the pooling matrices ``rows`` = P_h ``(Ho, H)``,
+    ``cols`` = P_w ``(Wo, W)``."""
+    return rows @ x @ cols.mT
+
+
+def adaptive_avg_pool2d_reference_backward(
+    dout: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+) -> torch.Tensor:
+    """``dx = P_h^T dout P_w``."""
+    return rows.mT @ dout @ cols
+
+
+def adaptive_max_pool2d_reference(x: torch.Tensor, out_size: tuple[int, int]):
+    """``(out, index)`` ``(N, C, Ho, Wo)``: the max of each window of x ``(N, C, H, W)`` and the flat
+    ``H * W`` position of its first max (row-major)."""
+    n, c, h, w = x.shape
+    values, indices = [], []
+    for top, bottom in _window_bounds(h, out_size[0]):
+        for left, right in _window_bounds(w, out_size[1]):
+            window = x[:, :, top:bottom, left:right].reshape(
+                n, c, (bottom - top) * (right - left)
+            )  # row-major
+            value, arg = window.max(dim=2)  # the first max
+            row = top + arg // (right - left)
+            col = left + arg % (right - left)
+            values.append(value)
+            indices.append(row * w + col)
+    out = torch.stack(values, 2).reshape(n, c, *out_size)
+    index = torch.stack(indices, 2).reshape(n, c, *out_size)
+    return out, index
+
+
+# ================================================================================= the Functions
+@_function.fast_apply
+class GlobalAvgPool2dFunction(torch.autograd.Function):
+    """x ``(N, C, H, W)`` -> ``(N, C, 1, 1)``: the mean over the plane (the default for output 1x1)."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3), keepdim=True)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        (x,) = inputs
+        ctx.input_shape = x.shape
+        ctx.memory_format = memory_format(x)
+
+    @staticmethod
+    def backward(ctx, dout: torch.Tensor) -> torch.Tensor:
+        _, _, h, w = ctx.input_shape
+        return (dout / (h * w)).expand(ctx.input_shape).contiguous(memory_format=ctx.memory_format)
+
+    @staticmethod
+    def jvp(ctx, x_t: torch.Tensor) -> torch.Tensor:
+        """``ẏ = mean(ẋ)`` over the plane."""
+        return x_t.mean(dim=(2, 3), keepdim=True)
+
+
+_GlobalAvgPool2dTraced = _function.without_jvp(GlobalAvgPool2dFunction)  # for torch.compile
+
+
 def _sandwich(left: torch.Tensor, t: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     """``left @ t @ right`` over the last two dims of ``t``, contracting the cheaper side first."""
     (a, b), (c, d) = left.shape, right.shape
@@ -69,20 +127,44 @@ def _sandwich(left: torch.Tensor, t: torch.Tensor, right: torch.Tensor) -> torch
     return left @ (t @ right)
 
 
+@_function.fast_apply
 class AdaptiveAvgPool2dFunction(torch.autograd.Function):
     """x ``(N, C, H, W)``, pooling matrices ``(Ho, H)`` and ``(Wo, W)`` -> ``(N, C, Ho, Wo)``."""
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    def forward(x: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        if _reference.is_active():
+            out = adaptive_avg_pool2d_reference(x, rows, cols)
+        else:
+            out = _sandwich(rows, x, cols.mT)
+        return out.contiguous(memory_format=memory_format(x))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, rows, cols = inputs
         ctx.save_for_backward(rows, cols)
+        ctx.save_for_forward(rows, cols)
         ctx.memory_format = memory_format(x)
-        return _sandwich(rows, x, cols.mT).contiguous(memory_format=ctx.memory_format)  # P_h x P_w^T
 
     @staticmethod
     def backward(ctx, dout: torch.Tensor):
         rows, cols = ctx.saved_tensors
-        dx = _sandwich(rows.mT, dout, cols)  # P_h^T dout P_w
+        if _reference.is_active():
+            dx = adaptive_avg_pool2d_reference_backward(dout, rows, cols)
+        else:
+            dx = _sandwich(rows.mT, dout, cols)
         return dx.contiguous(memory_format=ctx.memory_format), None, None
+
+    @staticmethod
+    def jvp(ctx, x_t: torch.Tensor, *_):
+        """``ẏ = P_h ẋ P_w^T``: the pooling is linear."""
+        rows, cols = ctx.saved_tensors
+        return adaptive_avg_pool2d_reference(x_t, rows, cols)
+
+
+_AdaptiveAvgPool2dTraced = _function.without_jvp(AdaptiveAvgPool2dFunction)  # for torch.compile
 
 
 def _window_max(t: torch.Tensor, bounds: list[tuple[int, int]], dim: int):
@@ -91,39 +173,63 @@ def _window_max(t: torch.Tensor, bounds: list[tuple[int, int]], dim: int):
     for start, end in bounds:
         value, position = t.narrow(dim, start, end - start).max(dim)
         values.append(value)
-        positions.append(position.add_(start))
+        positions.append(position + start)
     return torch.stack(values, dim), torch.stack(positions, dim)
 
 
+def _separable_max(x: torch.Tensor, out_size: tuple[int, int]):
+    """``(out, index)`` as :func:`adaptive_max_pool2d_reference`, the max taken first over each column
+    window of every input row, then over each row window of those. Both take the first maximum, so the
+    position is the first in row-major order."""
+    h, w = x.shape[2:]
+    row_max, col = _window_max(x, _window_bounds(w, out_size[1]), dim=3)  # (N, C, H, Wo)
+    out, row = _window_max(row_max, _window_bounds(h, out_size[0]), dim=2)  # (N, C, Ho, Wo)
+    index = torch.gather(col, 2, row) + row * w  # flat index y * W + z
+    return out, index
+
+
+@_function.fast_apply
 class AdaptiveMaxPool2dFunction(torch.autograd.Function):
     """x ``(N, C, H, W)`` -> ``(out (N, C, Ho, Wo), indices (N, C, Ho, Wo) int64)``."""
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, out_size: tuple[int, int]):
-        n, c, h, w = x.shape
-        ho, wo = out_size
+    def forward(x: torch.Tensor, out_size: tuple[int, int]):
+        n, c = x.shape[:2]
+        if 0 in out_size:  # an empty output
+            index = torch.empty((n, c, *out_size), dtype=torch.int64, device=x.device)
+            return x.new_empty(n, c, *out_size), index
+        if _reference.is_active():
+            out, index = adaptive_max_pool2d_reference(x, out_size)
+        else:
+            out, index = _separable_max(x, out_size)
         fmt = memory_format(x)
-        ctx.input_shape = x.shape
-        ctx.memory_format = fmt
-        if ho == 0 or wo == 0:  # an empty output
-            index = torch.empty((n, c, ho, wo), dtype=torch.int64, device=x.device)
-            ctx.save_for_backward(index)
-            ctx.mark_non_differentiable(index)
-            return x.new_empty(n, c, ho, wo), index
-        # The max is separable: first over each column window of every input row, then over each row
-        # window of those. Both take the first maximum, so the position is the first in row-major order.
-        row_max, col = _window_max(x, _window_bounds(w, wo), dim=3)  # (N, C, H, Wo)
-        out, row = _window_max(row_max, _window_bounds(h, ho), dim=2)  # (N, C, Ho, Wo)
-        index = torch.gather(col, 2, row).add_(row * w)  # flat index y * W + z
-        out, index = out.contiguous(memory_format=fmt), index.contiguous(memory_format=fmt)
-        ctx.save_for_backward(index)
+        return out.contiguous(memory_format=fmt), index.contiguous(memory_format=fmt)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x = inputs[0]
+        _, index = output
         ctx.mark_non_differentiable(index)
-        return out, index
+        ctx.save_for_backward(index)
+        ctx.save_for_forward(index)
+        ctx.input_shape = x.shape
+        ctx.memory_format = memory_format(x)
 
     @staticmethod
     def backward(ctx, dout: torch.Tensor, _dindex: torch.Tensor | None = None):
         (index,) = ctx.saved_tensors
         return max_pool2d_input_grad(dout, index, ctx.input_shape, ctx.memory_format), None
+
+    @staticmethod
+    def jvp(ctx, x_t: torch.Tensor, *_):
+        """``ẏ = ẋ`` gathered at each window's max; the indices have no tangent."""
+        (index,) = ctx.saved_tensors
+        return max_pool2d_jvp(x_t, index), None
+
+
+_AdaptiveMaxPool2dTraced = _function.without_jvp(AdaptiveMaxPool2dFunction)  # for torch.compile
 
 
 def _output_size(name: str, output_size: object, h: int, w: int) -> tuple[int, int]:
@@ -186,17 +292,27 @@ def adaptive_avg_pool2d(input: torch.Tensor, output_size: int | Sequence[int | N
     out_size = _output_size("adaptive_avg_pool2d", output_size, h, w)
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
-    if out_size == (1, 1):
-        out = _autocast.apply(GlobalAvgPool2dFunction, "same", x)
-    elif 0 not in out_size and h % out_size[0] == 0 and w % out_size[1] == 0:  # uniform windows
-        kernel = (h // out_size[0], w // out_size[1])
+    uniform = 0 not in out_size and h % out_size[0] == 0 and w % out_size[1] == 0
+    if out_size == (1, 1) and not _reference.is_active():
         out = _autocast.apply(
-            AvgPool2dFunction, "same", x, kernel, kernel, (0, 0), out_size, kernel[0] * kernel[1]
+            _GlobalAvgPool2dTraced if torch.compiler.is_compiling() else GlobalAvgPool2dFunction, "same", x
+        )
+    elif uniform and not _reference.is_active():  # disjoint windows of one size
+        kernel = (h // out_size[0], w // out_size[1])
+        args = (x, kernel, kernel, (0, 0), out_size, kernel[0] * kernel[1])
+        out = _autocast.apply(
+            AvgPool2dTraced if torch.compiler.is_compiling() else AvgPool2dFunction, "same", *args
         )
     else:
         rows = _pooling_matrix(h, out_size[0], x.dtype, x.device)
         cols = _pooling_matrix(w, out_size[1], x.dtype, x.device)
-        out = _autocast.apply(AdaptiveAvgPool2dFunction, "same", x, rows, cols)
+        out = _autocast.apply(
+            _AdaptiveAvgPool2dTraced if torch.compiler.is_compiling() else AdaptiveAvgPool2dFunction,
+            "same",
+            x,
+            rows,
+            cols,
+        )
     return out.squeeze(0) if unbatched else out
 
 
@@ -229,7 +345,12 @@ def adaptive_max_pool2d(
     out_size = _output_size("adaptive_max_pool2d", output_size, *input.shape[-2:])
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
-    out, index = _autocast.apply(AdaptiveMaxPool2dFunction, "same", x, out_size)
+    out, index = _autocast.apply(
+        _AdaptiveMaxPool2dTraced if torch.compiler.is_compiling() else AdaptiveMaxPool2dFunction,
+        "same",
+        x,
+        out_size,
+    )
     if unbatched:
         out, index = out.squeeze(0), index.squeeze(0)
     return (out, index) if return_indices else out

@@ -1,16 +1,26 @@
 """2-D average pooling (the average twin of CS231n's ``max_pool_forward_naive``), with torch's padding,
 ``ceil_mode``, ``count_include_pad`` and ``divisor_override``.
 
-Forward:   out[n, c, i, j] = (1 / div[i, j]) * sum over the kh x kw window at (i sh - ph, j sw - pw)
-           of the zero-padded x; computed as kh * kw strided slices of the padded input, added up.
-           div[i, j] = divisor_override if given; else the window's size clipped to the padded input
-           (count_include_pad=True: padding counts, the ceil_mode overhang does not); else the number
-           of real input positions in the window (count_include_pad=False).
-Backward:  every position of a window receives that window's dout / div: dx = the same kh * kw strided
-           slices of a zero-padded buffer, each += dout / div, then the padding cropped off.
+The reference (what :func:`custom_ops.reference_path` runs), with the windows copied out as columns as
+conv.py's im2col does:
+
+    xpad    = x padded with zeros             the padding, and ceil_mode's overhang at the bottom/right
+    windows = im2col(xpad)                    (N, C, kh*kw, Ho, Wo), one column per output pixel
+    out     = sum over each window / div
+    share   = dout / div                      what each position of a window receives
+    dx      = col2im(share copied kh*kw times), cropped to x: each position sums the shares of its windows
+    ẏ       = avg_pool(ẋ)                     forward mode: the pooling is linear
+
+div[i, j] = divisor_override if given; else the window's size clipped to the padded input
+(count_include_pad=True: padding counts, the ceil_mode overhang does not); else the number of real input
+positions in the window (count_include_pad=False).
+
+The default adds up kh * kw strided slices of the padded input instead of copying the columns out (and
+in backward, adds the shares into kh * kw strided slices of a zero buffer): no kh*kw-times larger copy.
+Under a ``torch.func`` transform it steps aside for the reference (its buffers are not batched).
 Nothing is saved but shapes and the divisors (a number, or an (Ho, Wo) tensor when they differ);
-outputs and dx keep a ``channels_last`` input's layout.
-The backward is linear in dout, so double backward works.
+outputs and dx keep a ``channels_last`` input's layout. Every formula is linear in dout, so double
+backward works, and so does forward-over-reverse.
 """
 
 from __future__ import annotations
@@ -20,11 +30,12 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
-from . import _autocast
+from . import _autocast, _function, _reference
 from ._checks import OpArgumentError, OpDtypeError, check_int, check_ndim, check_tensor, int_pair
-from ._layout import memory_format
+from ._layout import memory_format, transforms_active
 
 Pair = tuple[int, int]
+Divisor = int | torch.Tensor  # one divisor for every window, or the (Ho, Wo) divisors
 
 
 def _output_size(size: int, k: int, s: int, p: int, ceil_mode: bool) -> int:
@@ -48,6 +59,53 @@ def _divisors(size: int, out: int, k: int, s: int, p: int, count_include_pad: bo
     return sizes
 
 
+def _pad_amounts(shape: torch.Size, k: Pair, s: Pair, p: Pair, out: Pair) -> tuple[int, int, int, int]:
+    """``F.pad`` amounts (left, right, top, bottom): the padding, plus the ceil_mode overhang."""
+    h, w = shape[-2:]
+    extra_h = max(0, (out[0] - 1) * s[0] + k[0] - (h + 2 * p[0]))
+    extra_w = max(0, (out[1] - 1) * s[1] + k[1] - (w + 2 * p[1]))
+    return p[1], p[1] + extra_w, p[0], p[0] + extra_h
+
+
+def _crop(padded: torch.Tensor, pads: tuple[int, int, int, int], h: int, w: int) -> torch.Tensor:
+    """The ``(h, w)`` block of ``padded`` inside the ``pads`` (left, right, top, bottom)."""
+    return padded[:, :, pads[2] : pads[2] + h, pads[0] : pads[0] + w] if any(pads) else padded
+
+
+# ========================================================================================= the reference
+def avg_pool2d_reference(
+    x: torch.Tensor, kernel: Pair, stride: Pair, padding: Pair, out_size: Pair, divisor: Divisor
+) -> torch.Tensor:
+    """The average of each window of x ``(N, C, H, W)``: ``(N, C, Ho, Wo)``."""
+    n, c = x.shape[:2]
+    xpad = F.pad(x, _pad_amounts(x.shape, kernel, stride, padding, out_size))
+    windows = F.unfold(xpad, kernel, stride=stride).reshape(n, c, kernel[0] * kernel[1], *out_size)
+    window_sums = windows.sum(2)
+    out = window_sums / divisor
+    return out.contiguous(memory_format=memory_format(x))
+
+
+def avg_pool2d_reference_backward(
+    dout: torch.Tensor,
+    input_shape: Sequence[int],
+    kernel: Pair,
+    stride: Pair,
+    padding: Pair,
+    divisor: Divisor,
+    layout: torch.memory_format,
+) -> torch.Tensor:
+    """dx ``input_shape`` of :func:`avg_pool2d_reference` from ``dout`` ``(N, C, Ho, Wo)``, in ``layout``."""
+    n, c, h, w = input_shape
+    out_size = tuple(dout.shape[2:])
+    pads = _pad_amounts(input_shape, kernel, stride, padding, out_size)
+    taps, length = kernel[0] * kernel[1], out_size[0] * out_size[1]
+    share = dout / divisor  # what each position of a window receives
+    dcols = share.reshape(n, c, 1, length).expand(n, c, taps, length).reshape(n, c * taps, length)
+    dxpad = F.fold(dcols, (h + pads[2] + pads[3], w + pads[0] + pads[1]), kernel, stride=stride)
+    return _crop(dxpad, pads, h, w).contiguous(memory_format=layout)
+
+
+# ================================================================= the default: strided slices, no copy
 def _windows(t: torch.Tensor, k: Pair, s: Pair, out: Pair):
     """The ``kh * kw`` strided views of ``t`` (padded input or gradient buffer), one per kernel offset:
     view ``(a, b)`` holds the element at offset ``(a, b)`` of every window, shape ``(N, C, Ho, Wo)``."""
@@ -55,14 +113,6 @@ def _windows(t: torch.Tensor, k: Pair, s: Pair, out: Pair):
     for a in range(k[0]):
         for b in range(k[1]):
             yield t[:, :, a : a + span_h : s[0], b : b + span_w : s[1]]
-
-
-def _pad_amounts(shape: torch.Size, k: Pair, s: Pair, p: Pair, out: Pair) -> tuple[int, int, int, int]:
-    """``F.pad`` amounts (left, right, top, bottom): the padding, plus the ceil_mode overhang."""
-    h, w = shape[-2:]
-    extra_h = max(0, (out[0] - 1) * s[0] + k[0] - (h + 2 * p[0]))
-    extra_w = max(0, (out[1] - 1) * s[1] + k[1] - (w + 2 * p[1]))
-    return p[1], p[1] + extra_w, p[0], p[0] + extra_h
 
 
 def _window_sums(x: torch.Tensor, k: Pair, s: Pair, p: Pair, out: Pair) -> torch.Tensor:
@@ -78,33 +128,92 @@ def _window_sums(x: torch.Tensor, k: Pair, s: Pair, p: Pair, out: Pair) -> torch
     return total
 
 
+def _window_shares(
+    share: torch.Tensor, input_shape: Sequence[int], k: Pair, s: Pair, p: Pair, layout: torch.memory_format
+) -> torch.Tensor:
+    """dx: each window's ``share`` ``(N, C, Ho, Wo)`` added to the window's positions (kh * kw strided
+    slices of a zero buffer, padded as the forward), in ``layout``."""
+    n, c, h, w = input_shape
+    out_size = tuple(share.shape[2:])
+    pads = _pad_amounts(input_shape, k, s, p, out_size)
+    buffer = torch.empty(
+        (n, c, h + pads[2] + pads[3], w + pads[0] + pads[1]),
+        dtype=share.dtype,
+        device=share.device,
+        memory_format=layout,
+    ).zero_()
+    for view in _windows(buffer, k, s, out_size):
+        view += share
+    return _crop(buffer, pads, h, w).contiguous(memory_format=layout)
+
+
+def _tuned() -> bool:
+    """Whether the strided slices run: not on the reference path, nor under a transform."""
+    return not (_reference.is_active() or transforms_active())
+
+
+def avg_pool2d_forward(
+    x: torch.Tensor, kernel: Pair, stride: Pair, padding: Pair, out_size: Pair, divisor: Divisor
+) -> torch.Tensor:
+    """The average of each window: the strided slices, or :func:`avg_pool2d_reference`."""
+    if not _tuned():
+        return avg_pool2d_reference(x, kernel, stride, padding, out_size, divisor)
+    return _window_sums(x, kernel, stride, padding, out_size).div_(divisor)
+
+
+def avg_pool2d_backward(
+    dout: torch.Tensor,
+    input_shape: Sequence[int],
+    kernel: Pair,
+    stride: Pair,
+    padding: Pair,
+    divisor: Divisor,
+    layout: torch.memory_format,
+) -> torch.Tensor:
+    """dx of :func:`avg_pool2d_forward`: the strided slices, or :func:`avg_pool2d_reference_backward`."""
+    if not _tuned():
+        return avg_pool2d_reference_backward(dout, input_shape, kernel, stride, padding, divisor, layout)
+    return _window_shares(dout / divisor, input_shape, kernel, stride, padding, layout)
+
+
+@_function.fast_apply
 class AvgPool2dFunction(torch.autograd.Function):
     """x ``(N, C, H, W)`` -> ``(N, C, Ho, Wo)``; ``divisor`` is a number or an ``(Ho, Wo)`` tensor."""
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, x, kernel_size: Pair, stride: Pair, padding: Pair, out_size: Pair, divisor):
+    def forward(x, kernel_size: Pair, stride: Pair, padding: Pair, out_size: Pair, divisor):
+        return avg_pool2d_forward(x, kernel_size, stride, padding, out_size, divisor)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, kernel_size, stride, padding, out_size, divisor = inputs
         ctx.geometry = (kernel_size, stride, padding, out_size)
         ctx.input_shape = x.shape
         ctx.memory_format = memory_format(x)
-        ctx.divisor = divisor
-        return _window_sums(x, kernel_size, stride, padding, out_size).div_(divisor)
+        tensors = (divisor,) if isinstance(divisor, torch.Tensor) else ()
+        ctx.save_for_backward(*tensors)
+        ctx.save_for_forward(*tensors)
+        ctx.divisor = None if tensors else divisor
 
     @staticmethod
     def backward(ctx, dout):
-        k, s, p, out_size = ctx.geometry
-        n, c, h, w = ctx.input_shape
-        share = dout / ctx.divisor  # what each position of a window receives
-        pads = _pad_amounts(ctx.input_shape, k, s, p, out_size)
-        buffer = torch.empty(
-            (n, c, h + pads[2] + pads[3], w + pads[0] + pads[1]),
-            dtype=dout.dtype,
-            device=dout.device,
-            memory_format=ctx.memory_format,
-        ).zero_()
-        for view in _windows(buffer, k, s, out_size):
-            view += share
-        dx = buffer[:, :, pads[2] : pads[2] + h, pads[0] : pads[0] + w] if any(pads) else buffer
-        return dx.contiguous(memory_format=ctx.memory_format), None, None, None, None, None
+        k, s, p, _ = ctx.geometry
+        divisor = ctx.saved_tensors[0] if ctx.divisor is None else ctx.divisor
+        dx = avg_pool2d_backward(dout, ctx.input_shape, k, s, p, divisor, ctx.memory_format)
+        return dx, None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, *_):
+        """``ẏ = avg_pool(ẋ)``: the pooling is linear."""
+        divisor = ctx.saved_tensors[0] if ctx.divisor is None else ctx.divisor
+        return avg_pool2d_forward(x_t, *ctx.geometry, divisor)
+
+
+AvgPool2dTraced = _function.without_jvp(
+    AvgPool2dFunction
+)  # for torch.compile (custom_ops._function)
 
 
 def avg_pool2d(
@@ -182,7 +291,16 @@ def avg_pool2d(
         divisor = torch.tensor(divisor, dtype=input.dtype, device=input.device)
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
-    out = _autocast.apply(AvgPool2dFunction, "same", x, kernel, stride_, padding_, out_size, divisor)
+    out = _autocast.apply(
+        AvgPool2dTraced if torch.compiler.is_compiling() else AvgPool2dFunction,
+        "same",
+        x,
+        kernel,
+        stride_,
+        padding_,
+        out_size,
+        divisor,
+    )
     return out.squeeze(0) if unbatched else out
 
 

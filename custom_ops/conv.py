@@ -1,30 +1,28 @@
 """2-D convolution (CS231n ``conv_forward`` / ``conv_backward``), grouped and depthwise included.
 
-Forward:  out[n, o, y, z] = b[o] + sum_{c, i, j} w[o, c, i, j] * xpad[n, g(o)*Cg + c, y*s + i*d, z*s + j*d]
-          (s stride, d dilation, Cg = C_in / groups input channels per group, g(o) the group of o).
+The reference (the course's im2col, what ``algorithm="im2col"`` and :func:`custom_ops.reference_path` run):
+each output pixel is a dot product of the weight with the input window under it, so with the windows
+copied out as columns the convolution is one matrix product per group:
 
-Two backward algorithms, selected by ``algorithm`` (the keyword ``strategy`` is its deprecated old name):
+    cols  = im2col(xpad)                      (N, G, Cg*kh*kw, L)   one column per output pixel, L = Ho*Wo
+    out   = W @ cols + b                      W: (G, O/G, Cg*kh*kw)
+    db    = sum_{n, y, z} dout
+    dW    = sum_n dout @ cols^T
+    dcols = W^T @ dout
+    dx    = col2im(dcols)                     each column's entries added back where its window read them
+    ẏ     = conv(ẋ, W) + conv(x, Ẇ) + ḃ       forward mode: the convolution is bilinear in (x, W)
 
-``"im2col"`` — the readable reference, the CS231n ``fast_layers`` idea. The forward is a matmul of the
-weight with the columns of input patches (``unfold``); the backward is the affine backward on those
-columns, then ``fold`` (col2im) scatters the column gradients back to the image:
-          cols = unfold(x)                    (N, G, Cg*kh*kw, L)      L = H_out * W_out
-          out  = W @ cols + b                 W: (G, O/G, Cg*kh*kw)
-          dW   = sum_n dout @ cols^T,  dcols = W^T @ dout,  dx = fold(dcols),  db = sum dout
-The columns are recomputed in backward rather than saved (they are kh*kw times larger than x).
+(s stride, d dilation, Cg = C_in / groups input channels per group; a window at output (y, z) reads
+xpad[n, c, y*s + i*d, z*s + j*d].) The columns are recomputed in backward rather than saved (they are
+kh*kw times larger than x). Saved for backward: x and w (what the built-in saves).
 
-``"fast"`` (default) — the gradients are computed by forward convolutions (the fast kernels), each by one
-of a few routes; the fastest for the arguments' signature is measured on its first call ("route selection"):
-          dx = conv_transpose2d(dout, w)      (output_padding restores rows the forward never reached)
-               or col2im: dcols = w^T dout, a 1x1 convolution, each tap's plane then added at its offset
-          dw = correlation of x with dout over the batch: a convolution in which the batch plays the
-               channel role, with stride and dilation swapped;
-               or the im2col product [dw | db] = dout @ [cols | 1]^T, a 1x1 convolution over a chunk of
-               samples at a time (db comes with dw, as the weight of a constant-1 input)
-dw comes in the weight's memory format, which autograd keeps as ``.grad`` without a copy.
+``algorithm="fast"`` (the default) computes the same sums with the fast kernels: the forward is
+``torch.conv2d``, and each gradient is a forward convolution by one of a few routes, the fastest timed on
+the first call of each signature (:mod:`custom_ops.conv_routes`; :data:`select_fastest`). dw comes in the
+weight's memory format, which autograd keeps as ``.grad`` without a copy.
 
-Both backwards are differentiable functions of the saved x and w, so double backward works.
-Saved for backward: x and w (what the built-in saves).
+Every backward is a differentiable function of the saved x and w, so double backward works, and so does
+forward-over-reverse (the jvp of a gradient).
 
 ``padding="same"`` with an even dilated kernel extent needs one more row (column) of zeros on one side:
 as torch, the extra goes to the bottom (right). The Functions then zero-pad x by that extra inside the
@@ -35,15 +33,13 @@ An empty batch (N = 0) gives an empty output, an empty dx and a zero dw, as torc
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
-from . import _autocast
+from . import _autocast, _function, _reference
 from ._checks import (
     OpArgumentError,
     check_floating,
@@ -54,285 +50,18 @@ from ._checks import (
     renamed_keyword,
 )
 from ._layout import memory_format
-from ._timing import best_times
+from .conv_routes import conv2d_input_grad, conv2d_weight_grad
 
 Pair = tuple[int, int]
-Grads = tuple[torch.Tensor, "torch.Tensor | None"]  # (dw, db)
+Conf = tuple[Pair, Pair, Pair, int, Pair]  # stride, padding, dilation, groups, extra
+Grads3 = tuple["torch.Tensor | None", "torch.Tensor | None", "torch.Tensor | None"]  # (dx, dw, db)
 ConvAlgorithm = Literal["fast", "im2col"]
 
 
+# ========================================================================================= the reference
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     """Output length along one spatial dim: ``floor((size + 2p - d(k-1) - 1) / s) + 1``."""
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
-
-
-# ------------------------------------------------------------------------------------- route selection
-# Both gradients have more than one route, all built from forward convolutions (the fast kernels); which is
-# fastest, at which chunk size and in which operand order, depends on the shapes, the dtype and the machine
-# (1x to 4x apart, measured). So the first call of each signature (shapes and strides of the tensors, the
-# hyper-parameters, dtype, device) times every candidate on its real arguments and keeps the fastest for
-# the later calls, as custom_ops.fused does for its compiled kernels.
-
-select_fastest = True
-"""Time the gradient routes on the first call of each signature and keep the fastest; off, each gradient's
-default route runs: the transposed convolution for dx, the correlation for dw (what the built-in's
-backward computes, so a FLOP counter counts the same work). The defaults also run with deterministic
-algorithms on (``torch.use_deterministic_algorithms``): the same sums in every run."""
-_TIMED_CALLS = 3
-_MAX_SIGNATURES = 256
-_ROUTES: dict[tuple, Callable[..., Any]] = {}  # signature -> the fastest route, measured on first use
-
-# Routes that work a chunk of samples at a time are timed with chunks of a power of two samples (or the
-# whole batch) whose working set takes 0.5 to 4 MiB, or one sample where it is larger: a larger chunk times
-# well alone, its working set staying in the cache from call to call, but less so within a training step.
-_CHUNK_BYTES = (1 << 19, 1 << 22)
-
-
-def _chunk_sizes(n: int, sample_bytes: int) -> list[int]:
-    """The chunk sizes to time for a batch of ``n`` (see _CHUNK_BYTES), the largest (the default) first."""
-    low, high = _CHUNK_BYTES
-    powers = (*(1 << i for i in range(n.bit_length())), n)
-    sizes = sorted({size for size in powers if low <= size * sample_bytes <= high}, reverse=True)
-    return sizes or [max(1, min(n, high // sample_bytes))]
-
-
-def _fastest(routes: dict[str, Callable[..., Any]], args: tuple) -> Callable[..., Any]:
-    """The route with the best of :data:`_TIMED_CALLS` calls on ``args``, taken in turns after one untimed
-    call each (:func:`custom_ops._timing.best_times`)."""
-    calls = {name: functools.partial(route, *args) for name, route in routes.items()}
-    with torch.no_grad():
-        times = best_times(calls, args[0].is_cuda, timed=_TIMED_CALLS, untimed=1)
-    return routes[min(times, key=times.__getitem__)]
-
-
-def _run_fastest(kind: str, candidates: Callable[[], dict[str, Callable[..., Any]]], args: tuple) -> Any:
-    """The fastest of ``candidates()`` (timed on the first call of the signature of ``args``) applied to
-    ``args``; the first candidate, untimed, under ``torch.compile`` or a dispatch mode (a FLOP counter, a
-    trace: timing would run, and count, every candidate), with deterministic algorithms on (the routes sum
-    in different orders, and a timing may pick another one in another run), past :data:`_MAX_SIGNATURES`
-    signatures or with :data:`select_fastest` off."""
-    if (
-        not select_fastest
-        or torch.compiler.is_compiling()
-        or is_in_torch_dispatch_mode()
-        or torch.are_deterministic_algorithms_enabled()
-    ):
-        return next(iter(candidates().values()))(*args)
-    key = (
-        kind,
-        *[(a.shape, a.stride(), a.dtype, a.device) if isinstance(a, torch.Tensor) else a for a in args],
-    )
-    route = _ROUTES.get(key)
-    if route is None:
-        if len(_ROUTES) >= _MAX_SIGNATURES:
-            return next(iter(candidates().values()))(*args)
-        route = _ROUTES[key] = _fastest(candidates(), args)
-    return route(*args)
-
-
-def _product_conv(image: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """A convolution whose kernel is one column wide, used as a matrix product over the channels (and the
-    kernel rows). The width dilation changes nothing for such a kernel: it steers PyTorch, whose
-    single-thread heuristic sends a 1x1 convolution of a batch under 16 to its BLAS path, to oneDNN, whose
-    kernels use the full vector width (twice as fast on an AVX-512 AMD CPU, measured)."""
-    return torch.conv2d(image, weight, dilation=(1, 2))
-
-
-# -------------------------------------------------------------------------------------- input gradient
-# dx[n, c, h, w] = sum_{o, i, j} w[o, c, i, j] * dout[n, o, y, z]   over h + p = y*s + i*d, w + p = z*s + j*d
-#
-# Two routes: the transposed convolution of dout with w (any groups), or (groups == 1) col2im, the
-# "im2col" backward with its matrix product as a 1x1 convolution: faster where the transposed convolution
-# is slow, with few input channels or a stride (an RGB first layer, a 1x1 stride-2 shortcut).
-
-
-def _dx_transposed(dout, weight, input_hw: Pair, stride, padding, dilation, groups: int) -> torch.Tensor:
-    """dx as the transposed convolution of ``dout`` ``(N, O, Ho, Wo)`` with ``weight``."""
-    output_padding = tuple(
-        size - ((o - 1) * s - 2 * p + d * (k - 1) + 1)
-        for size, o, s, p, d, k in zip(input_hw, dout.shape[2:], stride, padding, dilation, weight.shape[2:])
-    )
-    return torch.conv_transpose2d(dout, weight, None, stride, padding, output_padding, groups, dilation)
-
-
-def _dx_col2im(
-    dout, weight, input_hw: Pair, stride, padding, dilation, groups: int, *, chunk: int
-) -> torch.Tensor:
-    """dx by col2im, ``chunk`` samples at a time: ``dcols = w^T dout`` ``(n, C*kh*kw, Ho, Wo)`` as a 1x1
-    convolution of dout, then each tap's plane of dcols added into the padded dx at the tap's offset (with
-    the stride as the step), the padding cropped at the end. ``dx`` in dout's memory layout."""
-    n, o, ho, wo = dout.shape
-    _, c, kh, kw = weight.shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    w_t = weight.reshape(o, -1).t().reshape(-1, o, 1, 1)  # (C*kh*kw, O, 1, 1)
-    dx = dout.new_zeros(n, c, input_hw[0] + 2 * ph, input_hw[1] + 2 * pw)
-    for start in range(0, n, chunk):
-        dcols = _product_conv(dout[start : start + chunk], w_t).unflatten(1, (c, kh, kw))
-        for i in range(kh):
-            for j in range(kw):
-                rows = slice(i * dh, i * dh + sh * (ho - 1) + 1, sh)
-                cols = slice(j * dw, j * dw + sw * (wo - 1) + 1, sw)
-                dx[start : start + chunk, :, rows, cols] += dcols[:, :, i, j]
-    dx = dx[:, :, ph : ph + input_hw[0], pw : pw + input_hw[1]]
-    return dx.contiguous(memory_format=memory_format(dout))
-
-
-def conv2d_input_grad(
-    dout, weight, input_hw: Pair, stride: Pair, padding: Pair, dilation: Pair, groups: int
-) -> torch.Tensor:
-    """dx ``(N, C, H, W)`` (``input_hw``) of the convolution of x with ``weight``, from ``dout``
-    ``(N, O, Ho, Wo)``: the fastest route for the signature (see "route selection")."""
-    args = (dout, weight, input_hw, stride, padding, dilation, groups)
-    if groups > 1 or dout.shape[0] == 0:
-        return _dx_transposed(*args)
-
-    def candidates() -> dict[str, Callable[..., torch.Tensor]]:
-        c, kh, kw = weight.shape[1:]
-        sizes = _chunk_sizes(dout.shape[0], c * kh * kw * dout[0, 0].numel() * dout.element_size())
-        routes: dict[str, Callable[..., torch.Tensor]] = {"transposed": _dx_transposed}
-        routes.update({f"col2im/{size}": functools.partial(_dx_col2im, chunk=size) for size in sizes})
-        return routes
-
-    return _run_fastest("dx", candidates, args)
-
-
-# ------------------------------------------------------------------------------------- weight gradient
-# dw[o, c, i, j] = sum_{n, y, z} dout[n, o, y, z] * xpad[n, c, y*s + i*d, z*s + j*d],   db[o] = sum dout[:, o]
-#
-# Two routes: the correlation of x with dout over the batch, a convolution with the batch in the channel
-# role (any groups), or (groups == 1) the columns: the im2col matrix product
-#     [dw | db] = dout (O, N*L) @ [cols | 1] (N*L, C*kh*kw + 1)
-# as a 1x1 convolution, a chunk of samples at a time; beyond the product it costs the columns (kh*kw
-# copies of x) and one transposition of dout, and gives db with dw.
-
-
-def _correlation(
-    x, dout, weight_shape: Sequence[int], stride: Pair, padding: Pair, dilation: Pair, groups: int
-) -> torch.Tensor:
-    """dw as one convolution of x (batch as channels) with dout (batch as input channels), stride d and
-    dilation s, one group per conv group; it can cover more than (kh, kw), the extra taps are cropped."""
-    n, _, h, w = x.shape
-    o, cg, kh, kw = weight_shape
-    if groups == 1:
-        xg, dg = x.transpose(0, 1), dout.transpose(0, 1)
-    else:
-        og = o // groups
-        xg = x.reshape(n, groups, cg, h, w).permute(2, 1, 0, 3, 4).reshape(cg, groups * n, h, w)
-        dg = dout.reshape(n, groups, og, *dout.shape[2:]).permute(1, 2, 0, 3, 4)
-        dg = dg.reshape(o, n, *dout.shape[2:])
-    dw = torch.conv2d(xg, dg, None, dilation, padding, stride, groups)  # (Cg, O, >=kh, >=kw)
-    return dw[:, :, :kh, :kw].transpose(0, 1)
-
-
-def _correlation_route(
-    x, dout, weight_shape, stride, padding, dilation, groups: int, bias: bool, layout: torch.memory_format
-) -> Grads:
-    """``(dw, db)`` by :func:`_correlation`, dw in ``layout``, db (when ``bias``) a plain sum."""
-    dw = _correlation(x, dout, weight_shape, stride, padding, dilation, groups)
-    return dw.contiguous(memory_format=layout), dout.sum((0, 2, 3)) if bias else None
-
-
-def _windows(x, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair) -> torch.Tensor:
-    """The input windows of x ``(N, C, H, W)``, a view ``(C, kh, kw, N, Ho, Wo)`` of the padded input:
-    ``windows[c, i, j, n, y, z] = xpad[n, c, y*s + i*d, z*s + j*d]``. Copied out as ``(C*kh*kw, N*L)`` they
-    are the im2col matrix (the CS231n columns as rows)."""
-    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
-    xp = F.pad(x, (padding[1], padding[1], padding[0], padding[0])) if any(padding) else x
-    windows = xp.unfold(2, dh * (kh - 1) + 1, sh).unfold(3, dw * (kw - 1) + 1, sw)[..., ::dh, ::dw]
-    return windows.permute(1, 4, 5, 0, 2, 3)  # from (N, C, Ho, Wo, kh, kw)
-
-
-def _sum_of_products(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``sum_n a[n] @ b[:, n].T`` for a ``(n, M, K)`` and b ``(P, n, K)``: an ``(M, P)`` matrix product
-    reducing over n*K, as one convolution (:func:`_product_conv` when n = 1). a is read as a channels_last
-    image of n rows of M pixels with K channels (a row-major a is that layout: no copy), b as the
-    channels_last weight ``(P, K, n, 1)``, whose kernel spans the n rows."""
-    n, m, k = a.shape
-    image = a.reshape(1, n, m, k).permute(0, 3, 1, 2)  # (1, K, n, M), channels_last
-    weight = b.reshape(b.shape[0], n, 1, k).permute(0, 3, 1, 2)  # (P, K, n, 1), channels_last
-    out = _product_conv(image, weight)  # (1, P, 1, M)
-    return out.permute(0, 2, 3, 1).reshape(m, b.shape[0])  # a view when the output is channels_last
-
-
-def _columns_route(
-    x,
-    dout,
-    weight_shape,
-    stride,
-    padding,
-    dilation,
-    groups: int,
-    bias: bool,
-    layout: torch.memory_format,
-    *,
-    chunk: int,
-    dout_image: bool,
-) -> Grads:
-    """``(dw, db)`` as the im2col product ``[dw | db] = dout (O, N*L) @ [cols | 1] (N*L, C*kh*kw + 1)``,
-    the row of ones only when ``bias`` (db is the weight of a constant-1 input). ``chunk`` samples at a time
-    (their columns stay in cache), each chunk one :func:`_sum_of_products` with dout as its image
-    (``dout_image``: read as it is, the samples as kernel rows) or as its weight (transposed to
-    ``(O, n*L)``). The chunks share their buffers, unless autograd records them (a double backward).
-    Partial sums of a reduced dtype add up in float32."""
-    o, c, kh, kw = weight_shape
-    rows, length = c * kh * kw + bias, dout.shape[2] * dout.shape[3]
-    windows = _windows(x, (kh, kw), stride, padding, dilation)  # (C, kh, kw, N, Ho, Wo)
-    cols_buffer = dout_buffer = total = None
-    for start in range(0, x.shape[0], chunk):
-        n = min(chunk, x.shape[0] - start)
-        if cols_buffer is None or torch.is_grad_enabled():
-            cols_buffer = x.new_empty(rows * chunk * length)
-            dout_buffer = None if dout_image else x.new_empty(o * chunk * length)
-        cols = cols_buffer[: rows * n * length].view(rows, n, length)
-        cols[: c * kh * kw].view(c, kh, kw, n, *dout.shape[2:]).copy_(windows[:, :, :, start : start + n])
-        if bias:
-            cols[-1] = 1
-        d = dout[start : start + n]
-        if dout_image:
-            part = _sum_of_products(d.reshape(n, o, -1), cols)
-        else:
-            dt = dout_buffer[: o * n * length].view(o, n, *dout.shape[2:]).copy_(d.transpose(0, 1))
-            part = _sum_of_products(cols.view(1, rows, -1), dt.view(o, 1, -1)).t()
-        total = part.to(torch.promote_types(part.dtype, torch.float32)) if total is None else total + part
-    total = total.to(x.dtype)  # (O, C*kh*kw [+ 1])
-    dw = total[:, : c * kh * kw].reshape(weight_shape).contiguous(memory_format=layout)
-    return dw, total[:, -1].contiguous() if bias else None
-
-
-def conv2d_weight_grad(
-    x,
-    dout,
-    weight_shape: Sequence[int],
-    stride: Pair,
-    padding: Pair,
-    dilation: Pair,
-    groups: int,
-    bias: bool,
-    layout: torch.memory_format = torch.contiguous_format,
-) -> Grads:
-    """``(dw, db)`` of the convolution of x ``(N, C, H, W)`` that gave ``dout``, db None unless ``bias``:
-    the fastest route for the signature (see "route selection"). dw comes in ``layout``, the weight's
-    memory format: what autograd accumulates into ``weight.grad`` without a copy, a copy that each route's
-    timing so includes (transposing the correlation's ``(C, O, kh, kw)`` result costs 29 ms for a 512x512
-    3x3 kernel on this CPU, where its product took 1 ms)."""
-    args = (x, dout, tuple(weight_shape), stride, padding, dilation, groups, bias, layout)
-    if x.shape[0] == 0:  # an empty batch: no term in the sums
-        dw = x.new_zeros(weight_shape).contiguous(memory_format=layout)
-        return dw, x.new_zeros(weight_shape[0]) if bias else None
-    if groups > 1:
-        return _correlation_route(*args)
-
-    def candidates() -> dict[str, Callable[..., Grads]]:
-        c, kh, kw = weight_shape[1:]
-        sizes = _chunk_sizes(x.shape[0], (c * kh * kw + bias) * dout[0, 0].numel() * x.element_size())
-        routes: dict[str, Callable[..., Grads]] = {"correlation": _correlation_route}
-        for size in sizes:
-            for dout_image in (False, True):
-                name = f"columns/{size}/{'dout' if dout_image else 'cols'}"
-                routes[name] = functools.partial(_columns_route, chunk=size, dout_image=dout_image)
-        return routes
-
-    return _run_fastest("dw", candidates, args)
 
 
 def _pad_extra(x: torch.Tensor, extra: Pair) -> torch.Tensor:
@@ -348,6 +77,108 @@ def _crop(dx: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return dx[:, :, :h, :w].contiguous(memory_format=memory_format(x))
 
 
+def im2col(x: torch.Tensor, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, groups: int):
+    """The columns of x ``(N, C, H, W)``: ``(N, G, Cg*kh*kw, L)``, column l of group g the window of
+    output pixel l over the group's channels (``F.unfold``, zero padding included)."""
+    cols = F.unfold(x, kernel, dilation, padding, stride)  # (N, C*kh*kw, L)
+    return cols.reshape(x.shape[0], groups, cols.shape[1] // groups, cols.shape[2])
+
+
+def conv2d_reference(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, conf: Conf
+) -> torch.Tensor:
+    """The convolution of x ``(N, C, H, W)`` by im2col: ``out = W @ cols + b``; ``conf`` is
+    ``(stride, padding, dilation, groups, extra)`` (``extra``: the bottom/right zeros of an asymmetric
+    ``"same"``).
+
+    Examples::
+
+        >>> import torch, torch.nn.functional as F
+        >>> from custom_ops.conv import conv2d_reference
+        >>> x, w, b = torch.randn(2, 3, 6, 6), torch.randn(4, 3, 3, 3), torch.randn(4)
+        >>> out = conv2d_reference(x, w, b, ((1, 1), (1, 1), (1, 1), 1, (0, 0)))
+        >>> torch.allclose(out, F.conv2d(x, w, b, padding=1), atol=1e-5)
+        True
+    """
+    stride, padding, dilation, groups, extra = conf
+    xpad = _pad_extra(x, extra)
+    n, _, h, w = xpad.shape
+    o, cg, kh, kw = weight.shape
+    ho = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
+    wo = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
+    cols = im2col(xpad, (kh, kw), stride, padding, dilation, groups)  # (N, G, Cg*kh*kw, L)
+    w_mat = weight.reshape(groups, o // groups, cg * kh * kw)  # (G, O/G, Cg*kh*kw)
+    out = torch.matmul(w_mat, cols).reshape(n, o, ho, wo)  # W @ cols
+    if bias is not None:
+        out = out + bias.view(1, o, 1, 1)
+    return out.contiguous(memory_format=memory_format(x))  # a channels_last input stays channels_last
+
+
+def conv2d_reference_backward(
+    dout: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, conf: Conf, need: tuple[bool, bool, bool]
+) -> Grads3:
+    """``(dx, dw, db)`` of :func:`conv2d_reference`, None where ``need`` (for dx, dw, db) is false."""
+    stride, padding, dilation, groups, extra = conf
+    xpad = _pad_extra(x, extra)
+    n, c, h, w = xpad.shape
+    o, cg, kh, kw = weight.shape
+    length = dout.shape[2] * dout.shape[3]
+    d = dout.reshape(n, groups, o // groups, length)  # (N, G, O/G, L)
+    w_mat = weight.reshape(groups, o // groups, cg * kh * kw)  # (G, O/G, Cg*kh*kw)
+    dx = dw = db = None
+    if need[0]:
+        dcols = torch.matmul(w_mat.transpose(1, 2), d)  # W^T @ dout: (N, G, Cg*kh*kw, L)
+        dxpad = F.fold(dcols.reshape(n, c * kh * kw, length), (h, w), (kh, kw), dilation, padding, stride)
+        dx = _crop(dxpad, x).contiguous(memory_format=memory_format(x))
+    if need[1]:
+        cols = im2col(xpad, (kh, kw), stride, padding, dilation, groups)  # recomputed, not saved
+        dw = torch.matmul(d, cols.transpose(2, 3)).sum(0).reshape(weight.shape)  # sum_n dout @ cols^T
+    if need[2]:
+        db = dout.sum((0, 2, 3))
+    return dx, dw, db
+
+
+def _conv_jvp(
+    conv: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    tangents: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None],
+    out_shape: Sequence[int],
+) -> torch.Tensor:
+    """``ẏ = conv(ẋ, W) + conv(x, Ẇ) + ḃ`` for the tangents ``(ẋ, Ẇ, ḃ)`` (None: zero) and ``conv(x, w)``
+    the convolution without bias."""
+    x_t, w_t, b_t = tangents
+    terms = []
+    if x_t is not None:
+        terms.append(conv(x_t, weight))
+    if w_t is not None:
+        terms.append(conv(x, w_t))
+    if b_t is not None:
+        terms.append(b_t.view(1, -1, 1, 1).expand(out_shape).contiguous())
+    return sum(terms[1:], terms[0])
+
+
+def conv2d_reference_jvp(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    tangents: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None],
+    conf: Conf,
+    out_shape: Sequence[int],
+) -> torch.Tensor:
+    """The tangent ``ẏ = conv(ẋ, W) + conv(x, Ẇ) + ḃ`` of :func:`conv2d_reference` for the tangents
+    ``(ẋ, Ẇ, ḃ)`` of ``(x, weight, bias)`` (None: zero), each convolution by im2col."""
+    return _conv_jvp(lambda a, b: conv2d_reference(a, b, None, conf), x, weight, tangents, out_shape)
+
+
+# ============================================================================ the default: fast kernels
+select_fastest = True
+"""Time the gradient routes (:mod:`custom_ops.conv_routes`) on the first call of each signature and keep
+the fastest; off, each gradient's default route runs: the transposed convolution for dx, the correlation
+for dw (what the built-in's backward computes, so a FLOP counter counts the same work). The defaults also
+run with deterministic algorithms on (``torch.use_deterministic_algorithms``): the same sums in every run,
+and under ``torch.compile``, a dispatch mode or a ``torch.func`` transform."""
+
+
 def conv2d_forward(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -358,7 +189,10 @@ def conv2d_forward(
     groups: int,
     extra: Pair,
 ) -> torch.Tensor:
-    """The convolution of x ``(N, C, H, W)``, padded by ``extra`` zero rows/columns at the bottom/right."""
+    """The convolution of x ``(N, C, H, W)``, padded by ``extra`` zero rows/columns at the bottom/right:
+    ``torch.conv2d``, or :func:`conv2d_reference` on the reference path."""
+    if _reference.is_active():
+        return conv2d_reference(x, weight, bias, (stride, padding, dilation, groups, extra))
     return torch.conv2d(_pad_extra(x, extra), weight, bias, stride, padding, dilation, groups)
 
 
@@ -366,38 +200,73 @@ def conv2d_backward(
     dout: torch.Tensor,
     x: torch.Tensor,
     weight: torch.Tensor,
-    conf: tuple[Pair, Pair, Pair, int, Pair],
+    conf: Conf,
     need_dx: bool,
     need_dw: bool,
     need_db: bool,
-) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+) -> Grads3:
     """``(dx, dw, db)`` of :func:`conv2d_forward` (the ``"fast"`` algorithm), None where not needed;
-    ``conf`` is ``(stride, padding, dilation, groups, extra)``."""
+    ``conf`` is ``(stride, padding, dilation, groups, extra)``. The timed routes, or
+    :func:`conv2d_reference_backward` on the reference path."""
+    if _reference.is_active():
+        return conv2d_reference_backward(dout, x, weight, conf, (need_dx, need_dw, need_db))
     stride, padding, dilation, groups, extra = conf
     xp = _pad_extra(x, extra)
     dx = dw = db = None
     if need_dx:
-        dx = conv2d_input_grad(dout, weight, xp.shape[2:], stride, padding, dilation, groups)
+        dx = conv2d_input_grad(dout, weight, xp.shape[2:], stride, padding, dilation, groups, select_fastest)
         dx = _crop(dx, x)
     if need_dw:  # db comes with dw, from the same product
         dw, db = conv2d_weight_grad(
-            xp, dout, weight.shape, stride, padding, dilation, groups, need_db, memory_format(weight)
+            xp,
+            dout,
+            weight.shape,
+            stride,
+            padding,
+            dilation,
+            groups,
+            need_db,
+            memory_format(weight),
+            select_fastest,
         )
     elif need_db:
         db = dout.sum((0, 2, 3))
     return dx, dw, db
 
 
+def conv2d_jvp(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    tangents: tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None],
+    conf: Conf,
+    out_shape: Sequence[int],
+) -> torch.Tensor:
+    """The tangent ``ẏ = conv(ẋ, W) + conv(x, Ẇ) + ḃ`` of :func:`conv2d_forward` for the tangents
+    ``(ẋ, Ẇ, ḃ)`` of ``(x, weight, bias)`` (None: zero)."""
+    if _reference.is_active():
+        return conv2d_reference_jvp(x, weight, tangents, conf, out_shape)
+    return _conv_jvp(lambda a, b: conv2d_forward(a, b, None, *conf), x, weight, tangents, out_shape)
+
+
+@_function.fast_apply
 class Conv2dFunction(torch.autograd.Function):
     """``"fast"`` algorithm. x ``(N, C, H, W)``, weight ``(O, C/groups, kh, kw)``, bias ``(O,)`` or None
     -> ``(N, O, Ho, Wo)``; ``extra``: zero rows/columns added at the bottom/right before the convolution."""
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, x, weight, bias, stride: Pair, padding: Pair, dilation: Pair, groups: int, extra: Pair):
-        ctx.save_for_backward(x, weight)
-        ctx.conf = (stride, padding, dilation, groups, extra)
-        ctx.has_bias = bias is not None
+    def forward(x, weight, bias, stride: Pair, padding: Pair, dilation: Pair, groups: int, extra: Pair):
         return conv2d_forward(x, weight, bias, stride, padding, dilation, groups, extra)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, bias, *conf = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.save_for_forward(x, weight)
+        ctx.conf = tuple(conf)
+        ctx.has_bias = bias is not None
+        ctx.out_shape = output.shape
 
     @staticmethod
     def backward(ctx, dout):
@@ -406,54 +275,52 @@ class Conv2dFunction(torch.autograd.Function):
         dx, dw, db = conv2d_backward(dout, x, weight, ctx.conf, need_dx, need_dw, ctx.has_bias and need_db)
         return dx, dw, db, None, None, None, None, None
 
+    @staticmethod
+    def jvp(ctx, x_t, w_t, b_t, *_):
+        """``ẏ = conv(ẋ, W) + conv(x, Ẇ) + ḃ``."""
+        x, weight = ctx.saved_tensors
+        return conv2d_jvp(x, weight, (x_t, w_t, b_t), ctx.conf, ctx.out_shape)
 
+
+@_function.fast_apply
 class Conv2dIm2colFunction(torch.autograd.Function):
-    """``"im2col"`` algorithm; same shapes as :class:`Conv2dFunction`."""
+    """``"im2col"`` algorithm, the reference formulas; same shapes as :class:`Conv2dFunction`."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x, weight, bias, stride: Pair, padding: Pair, dilation: Pair, groups: int, extra: Pair):
-        input_format = memory_format(x)
-        x_orig, x = x, _pad_extra(x, extra)
-        n, _, h, w = x.shape
-        o, cg, kh, kw = weight.shape
-        ho = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
-        wo = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
-        cols = F.unfold(x, (kh, kw), dilation, padding, stride).view(n, groups, cg * kh * kw, ho * wo)
-        out = torch.matmul(weight.view(groups, o // groups, cg * kh * kw), cols).view(n, o, ho, wo)
-        if bias is not None:
-            out = out + bias.view(1, o, 1, 1)
-        out = out.contiguous(memory_format=input_format)  # a channels_last input stays channels_last
-        ctx.save_for_backward(x_orig, weight)
-        ctx.conf = (stride, padding, dilation, groups, extra)
+    def forward(x, weight, bias, stride: Pair, padding: Pair, dilation: Pair, groups: int, extra: Pair):
+        return conv2d_reference(x, weight, bias, (stride, padding, dilation, groups, extra))
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, bias, *conf = inputs
+        ctx.save_for_backward(x, weight)
+        ctx.save_for_forward(x, weight)
+        ctx.conf = tuple(conf)
         ctx.has_bias = bias is not None
-        return out
+        ctx.out_shape = output.shape
 
     @staticmethod
     def backward(ctx, dout):
-        x_orig, weight = ctx.saved_tensors
-        stride, padding, dilation, groups, extra = ctx.conf
-        x = _pad_extra(x_orig, extra)
-        n, c, h, w = x.shape
-        o, cg, kh, kw = weight.shape
-        d = dout.reshape(n, groups, o // groups, dout.shape[2] * dout.shape[3])  # (N, G, O/G, L)
-        w_mat = weight.view(groups, o // groups, cg * kh * kw)
-        dx = dw = db = None
-        if ctx.needs_input_grad[0]:
-            dcols = torch.matmul(w_mat.transpose(1, 2), d).view(n, c * kh * kw, d.shape[3])
-            dx = _crop(F.fold(dcols, (h, w), (kh, kw), dilation, padding, stride), x_orig)
-            dx = dx.contiguous(memory_format=memory_format(x_orig))
-        if ctx.needs_input_grad[1]:
-            cols = F.unfold(x, (kh, kw), dilation, padding, stride).view(n, groups, cg * kh * kw, d.shape[3])
-            dw = torch.einsum("ngol,ngkl->gok", d, cols).reshape(weight.shape)
-        if ctx.has_bias and ctx.needs_input_grad[2]:
-            db = dout.sum((0, 2, 3))
+        x, weight = ctx.saved_tensors
+        need = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2])
+        dx, dw, db = conv2d_reference_backward(dout, x, weight, ctx.conf, need)
         return dx, dw, db, None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, w_t, b_t, *_):
+        """``ẏ = conv(ẋ, W) + conv(x, Ẇ) + ḃ``, each convolution by im2col."""
+        x, weight = ctx.saved_tensors
+        return conv2d_reference_jvp(x, weight, (x_t, w_t, b_t), ctx.conf, ctx.out_shape)
 
 
 _FUNCTIONS: dict[ConvAlgorithm, type[torch.autograd.Function]] = {
     "fast": Conv2dFunction,
     "im2col": Conv2dIm2colFunction,
 }
+# What torch.compile traces: the Functions without jvp (custom_ops._function).
+_TRACED = {name: _function.without_jvp(function) for name, function in _FUNCTIONS.items()}
 CONV_ALGORITHMS: tuple[ConvAlgorithm, ...] = tuple(_FUNCTIONS)
 """The backward algorithms, the default first."""
 
@@ -592,7 +459,8 @@ def conv2d(
                   [4., 4.]]]])
     """
     check_conv2d_tensors(input, weight, bias)
-    function = _FUNCTIONS[resolve_algorithm("conv2d()", algorithm, strategy)]
+    functions = _TRACED if torch.compiler.is_compiling() else _FUNCTIONS  # see custom_ops._setup_context
+    function = functions[resolve_algorithm("conv2d()", algorithm, strategy)]
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
     stride_, padding_, dilation_, extra = conv2d_geometry(x, weight, bias, stride, padding, dilation, groups)

@@ -31,7 +31,8 @@ import torch
 
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating
-from .activations import reference_formulas, without_jvp
+from ._function import fast_apply, without_jvp
+from .activations import reference_formulas
 
 _KAPPA = 0.044715  # the cubic term of the tanh approximation
 
@@ -108,6 +109,7 @@ def tuned_gelu_backward(dout: torch.Tensor, x: torch.Tensor, approximate: str) -
 
 
 # ---------------------------------------------------------------------------------------- the Function
+@fast_apply
 class GELUFunction(torch.autograd.Function):
     """``y = x Phi(x)`` (or its tanh approximation), x ``(*)`` -> ``(*)``; ``approximate`` is ``"none"`` or
     ``"tanh"``.

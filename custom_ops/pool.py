@@ -1,23 +1,33 @@
 """2-D max pooling (CS231n ``max_pool_forward`` / ``max_pool_backward``): overlapping, padded and dilated
 windows, ``ceil_mode``, and the indices of the maxima (``return_indices``).
 
-Forward:   out[n, c, y, z] = max over i < kh, j < kw of xpad[n, c, y*s_h + i*d_h, z*s_w + j*d_w]
-           (s stride, d dilation, padding counts as -inf), computed with the flat argmax index into the
-           unpadded H*W plane by the forward kernel ``max_pool2d_with_indices``: the indices are torch's.
-Backward:  each output gradient goes to its window's max: dx = scatter_add(zeros, index, dout)
-           (add, not assign: overlapping windows can share a max).
+The reference (what :func:`custom_ops.reference_path` runs), with the windows copied out as columns as
+conv.py's im2col does:
+
+    xpad    = x padded with -inf               the padding (and ceil_mode's overhang) never wins a max
+    windows = im2col(xpad)                     (N, C, kh*kw, L), one column per output pixel, L = Ho*Wo
+    out     = max over each window
+    index   = y * W + z                        the flat position in x of the window's (first) max
+    dx      = scatter_add(zeros, index, dout)  each dout added at its window's max (add, not assign:
+                                               overlapping windows can share a max)
+    ẏ       = ẋ gathered at index              forward mode: the max picks one entry of each window
+
+(a window at output (y, z) reads xpad[n, c, y*s_h + i*d_h, z*s_w + j*d_w], s stride, d dilation.)
+The default forward is the built-in kernel ``max_pool2d_with_indices``, the same maxima and indices
+(torch's) without the columns; the default backward scatter-adds in place into its zeros.
 Saved for backward: the int64 indices only (the built-in also keeps the input). The backward is a
-scatter-add, linear in dout, so double backward works.
+scatter-add, linear in dout, so double backward works, and so does forward-over-reverse.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from . import _autocast
+from . import _autocast, _function, _reference
 from ._checks import OpArgumentError, check_floating, check_ndim, check_nonempty_planes, pair
 from ._layout import memory_format
 
@@ -36,34 +46,120 @@ def pool_output_size(
     return out
 
 
-def max_pool2d_input_grad(
+# ========================================================================================= the reference
+def max_pool2d_reference(
+    x: torch.Tensor, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(out, index)`` of x ``(N, C, H, W)``, both ``(N, C, Ho, Wo)``: each window's max and the flat
+    ``H * W`` position of its first max.
+
+    Examples::
+
+        >>> import torch
+        >>> from custom_ops.pool import max_pool2d_reference
+        >>> x = torch.arange(16.0).view(1, 1, 4, 4)
+        >>> out, index = max_pool2d_reference(x, (2, 2), (2, 2), (0, 0), (1, 1), False)
+        >>> out.view(-1).tolist(), index.view(-1).tolist()
+        ([5.0, 7.0, 13.0, 15.0], [5, 7, 13, 15])
+    """
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    ho = pool_output_size(h, kh, sh, ph, dh, ceil_mode)
+    wo = pool_output_size(w, kw, sw, pw, dw, ceil_mode)
+    bottom = max(0, (ho - 1) * sh + dh * (kh - 1) + 1 - (h + 2 * ph))  # ceil_mode's last window overhangs
+    right = max(0, (wo - 1) * sw + dw * (kw - 1) + 1 - (w + 2 * pw))
+    xpad = F.pad(x, (pw, pw + right, ph, ph + bottom), value=-math.inf)
+    windows = F.unfold(xpad, kernel, dilation, 0, stride).reshape(n, c, kh * kw, ho, wo)
+    out, arg = windows.max(dim=2)  # arg: the (first) max's position i * kw + j in its window
+    top = torch.arange(ho, device=x.device).view(ho, 1) * sh - ph  # the window's first row in x
+    left = torch.arange(wo, device=x.device) * sw - pw  # and first column
+    row = top + (arg // kw) * dh
+    col = left + (arg % kw) * dw
+    index = row * w + col
+    fmt = memory_format(x)  # a channels_last input gives channels_last results, as the built-in
+    return out.contiguous(memory_format=fmt), index.contiguous(memory_format=fmt)
+
+
+def max_pool2d_reference_backward(
     dout: torch.Tensor, index: torch.Tensor, input_shape: Sequence[int], layout: torch.memory_format
 ) -> torch.Tensor:
     """dx of the input ``input_shape`` ``(N, C, H, W)``: each entry of ``dout`` added at its window's max,
     the flat ``H * W`` position in ``index``; laid out as ``layout``."""
     n, c, h, w = input_shape
-    dx = dout.new_zeros(n, c, h * w).scatter_add_(2, index.flatten(2), dout.flatten(2)).view(n, c, h, w)
-    return dx.contiguous(memory_format=layout)
+    length = index.shape[2] * index.shape[3]
+    zeros = dout.new_zeros(n, c, h * w)
+    dx = zeros.scatter_add(2, index.reshape(n, c, length), dout.reshape(n, c, length))
+    return dx.view(n, c, h, w).contiguous(memory_format=layout)
 
 
+def max_pool2d_jvp(x_t: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """The tangent of the pooled output: ``ẏ = ẋ`` gathered at each window's max (``index``)."""
+    n, c, h, w = x_t.shape
+    flat_index = index.reshape(n, c, index.shape[2] * index.shape[3])
+    return x_t.reshape(n, c, h * w).gather(2, flat_index).view(index.shape)
+
+
+# ============================================================================ the default: the kernel
+def max_pool2d_forward(
+    x: torch.Tensor, kernel: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(out, index)``: the built-in forward kernel, or :func:`max_pool2d_reference` on the reference
+    path."""
+    if _reference.is_active():
+        return max_pool2d_reference(x, kernel, stride, padding, dilation, ceil_mode)
+    return F.max_pool2d(x, kernel, stride, padding, dilation, ceil_mode, return_indices=True)
+
+
+def max_pool2d_input_grad(
+    dout: torch.Tensor, index: torch.Tensor, input_shape: Sequence[int], layout: torch.memory_format
+) -> torch.Tensor:
+    """:func:`max_pool2d_reference_backward` with the scatter-add made in place into the fresh zeros (the
+    out-of-place one copies them first); the reference itself on the reference path."""
+    if _reference.is_active():
+        return max_pool2d_reference_backward(dout, index, input_shape, layout)
+    n, c, h, w = input_shape
+    length = index.shape[2] * index.shape[3]
+    dx = dout.new_zeros(n, c, h * w).scatter_add_(2, index.reshape(n, c, length), dout.reshape(n, c, length))
+    return dx.view(n, c, h, w).contiguous(memory_format=layout)
+
+
+@_function.fast_apply
 class MaxPool2dFunction(torch.autograd.Function):
     """x ``(N, C, H, W)`` -> ``(out, index)``, both ``(N, C, Ho, Wo)``; index (int64, not differentiable)
     is the flat position in the ``H * W`` plane of each window's max."""
 
+    generate_vmap_rule = True
+
     @staticmethod
-    def forward(ctx, x, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool):
-        out, index = F.max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+    def forward(x, kernel_size: Pair, stride: Pair, padding: Pair, dilation: Pair, ceil_mode: bool):
+        return max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x = inputs[0]
+        _, index = output
+        ctx.mark_non_differentiable(index)
         ctx.save_for_backward(index)
+        ctx.save_for_forward(index)
         ctx.input_shape = x.shape
         ctx.memory_format = memory_format(x)
-        ctx.mark_non_differentiable(index)
-        return out, index
 
     @staticmethod
     def backward(ctx, dout, _dindex):
         (index,) = ctx.saved_tensors
         dx = max_pool2d_input_grad(dout, index, ctx.input_shape, ctx.memory_format)
         return dx, None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, *_):
+        """``ẏ = ẋ`` gathered at each window's max; the indices have no tangent."""
+        (index,) = ctx.saved_tensors
+        return max_pool2d_jvp(x_t, index), None
+
+
+_MaxPool2dTraced = _function.without_jvp(
+    MaxPool2dFunction
+)  # for torch.compile (custom_ops._function)
 
 
 def max_pool2d_geometry(
@@ -147,7 +243,14 @@ def max_pool2d(
     unbatched = input.dim() == 3
     x = input.unsqueeze(0) if unbatched else input
     out, index = _autocast.apply(
-        MaxPool2dFunction, "same", x, kernel, stride_, padding_, dilation_, bool(ceil_mode)
+        _MaxPool2dTraced if torch.compiler.is_compiling() else MaxPool2dFunction,
+        "same",
+        x,
+        kernel,
+        stride_,
+        padding_,
+        dilation_,
+        bool(ceil_mode),
     )
     if unbatched:
         out, index = out.squeeze(0), index.squeeze(0)

@@ -1,36 +1,94 @@
 """Softmax and log-softmax along one dim (the probabilities inside CS231n's ``softmax_loss``, and the
 attention weights of a transformer).
 
-Softmax (s = out):
-    s = exp(x - max(x)) / sum(exp(x - max(x)))          (the shift by the max avoids overflow)
-    dx = s * (dout - sum(dout * s))                       (the Jacobian diag(s) - s s^T times dout)
-Log-softmax:
-    out = (x - max(x)) - log(sum(exp(x - max(x))))
-    dx = dout - exp(out) * sum(dout)                      (exp(out) is the softmax)
-Sums and maxima run along ``dim``. Saved for backward: the output only (as the built-ins). Both
-backwards are tensor expressions of the saved output, so double backward works.
+The reference, as the course writes it (sums and maxima along ``dim``; a dot marks the forward-mode
+tangent). Softmax, s its output:
+
+    shifted = x - max(x)                     softmax is shift-invariant; the shift avoids overflow in exp
+    s       = exp(shifted) / sum(exp(shifted))
+    dx      = s * (dout - sum(dout * s))     the Jacobian diag(s) - s s^T times dout
+    ṡ       = s * (ẋ - sum(s * ẋ))           the same (symmetric) Jacobian times the tangent
+
+Log-softmax, out its output (exp(out) is the softmax s):
+
+    out     = shifted - log(sum(exp(shifted)))
+    dx      = dout - exp(out) * sum(dout)
+    ẏ       = ẋ - sum(exp(out) * ẋ)
+
+Saved: the output only (as the built-ins). Both backwards are tensor expressions of the saved output, so
+double backward (and forward-over-reverse) works.
 
 ``dim=None`` follows torch's deprecated implicit choice (dim 0 for 0-, 1- and 3-D inputs, else dim 1,
 with the same warning); ``dtype`` casts the input before the op, as torch does. Under CUDA (XPU, MPS)
 autocast the ops run in float32, as torch's autocast lists them; on CPU they run in the input's dtype.
 
-The forward and backward formulas are fused kernels (:func:`custom_ops.fused.kernel`): with fusion on, each
-runs as one compiled loop nest (the eager formulas make one pass per step, reductions included).
+The tuned formulations, the default, are fused kernels (:func:`custom_ops.fused.kernel`): the same
+formulas with their intermediates written in place (one temporary where the reference makes several),
+compiled into one loop nest each with fusion on (the eager formulas make one pass per step, reductions
+included).
 """
 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import torch
 
-from . import _autocast, fused
+from . import _autocast, _reference, fused
 from ._checks import OpDtypeError, check_floating, check_tensor, normalize_dim
+from ._function import fast_apply, without_jvp
 
 
+# ------------------------------------------------------------------------------------------- reference
+def softmax_forward_reference(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``s = exp(x - max(x)) / sum(exp(x - max(x)))`` along ``dim`` (x not empty)."""
+    shifted = x - x.amax(dim, keepdim=True)
+    exp_shifted = shifted.exp()
+    s = exp_shifted / exp_shifted.sum(dim, keepdim=True)
+    return s
+
+
+def softmax_backward_reference(dout: torch.Tensor, s: torch.Tensor, dim: int) -> torch.Tensor:
+    """``dx = s * (dout - sum(dout * s))`` from the saved output ``s``."""
+    dout_dot_s = (dout * s).sum(dim, keepdim=True)
+    dx = s * (dout - dout_dot_s)
+    return dx
+
+
+def softmax_jvp_reference(x_dot: torch.Tensor, s: torch.Tensor, dim: int) -> torch.Tensor:
+    """``ṡ = s * (ẋ - sum(s * ẋ))`` from the saved output ``s``."""
+    mean_x_dot = (s * x_dot).sum(dim, keepdim=True)  # the tangent's mean under the probabilities s
+    s_dot = s * (x_dot - mean_x_dot)
+    return s_dot
+
+
+def log_softmax_forward_reference(x: torch.Tensor, dim: int) -> torch.Tensor:
+    """``out = (x - max(x)) - log(sum(exp(x - max(x))))`` along ``dim`` (x not empty)."""
+    shifted = x - x.amax(dim, keepdim=True)
+    log_sum_exp = shifted.exp().sum(dim, keepdim=True).log()
+    out = shifted - log_sum_exp
+    return out
+
+
+def log_softmax_backward_reference(dout: torch.Tensor, out: torch.Tensor, dim: int) -> torch.Tensor:
+    """``dx = dout - exp(out) * sum(dout)`` from the saved output."""
+    s = out.exp()  # the softmax
+    dx = dout - s * dout.sum(dim, keepdim=True)
+    return dx
+
+
+def log_softmax_jvp_reference(x_dot: torch.Tensor, out: torch.Tensor, dim: int) -> torch.Tensor:
+    """``ẏ = ẋ - sum(exp(out) * ẋ)`` from the saved output."""
+    s = out.exp()  # the softmax
+    out_dot = x_dot - (s * x_dot).sum(dim, keepdim=True)
+    return out_dot
+
+
+# ------------------------------------------------------------------------------------------------ tuned
 @fused.kernel
 def softmax_forward(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """``s = exp(x - max(x)) / sum(exp(x - max(x)))`` along ``dim`` (x not empty)."""
+    """``s = exp(x - max(x)) / sum(exp(x - max(x)))`` along ``dim`` (x not empty), in one buffer."""
     out = (x - x.amax(dim, keepdim=True)).exp_()
     out /= out.sum(dim, keepdim=True)
     return out
@@ -39,14 +97,14 @@ def softmax_forward(x: torch.Tensor, dim: int) -> torch.Tensor:
 @fused.kernel
 def softmax_backward(dout: torch.Tensor, s: torch.Tensor, dim: int) -> torch.Tensor:
     """``dx = s * (dout - sum(dout * s))`` from the saved output ``s``, the sum along ``dim``."""
-    # s * (dout - sum(dout * s)) = dout * s - s * sum(dout * s)
+    # s * (dout - sum(dout * s)) = dout * s - s * sum(dout * s), in the buffer of dout * s
     gs = dout * s
     return gs.addcmul_(s, gs.sum(dim, keepdim=True), value=-1)
 
 
 @fused.kernel
 def log_softmax_forward(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """``out = (x - max(x)) - log(sum(exp(x - max(x))))`` along ``dim`` (x not empty)."""
+    """``out = (x - max(x)) - log(sum(exp(x - max(x))))`` along ``dim`` (x not empty), in one buffer."""
     out = x - x.amax(dim, keepdim=True)
     out -= out.exp().sum(dim, keepdim=True).log_()
     return out
@@ -54,41 +112,88 @@ def log_softmax_forward(x: torch.Tensor, dim: int) -> torch.Tensor:
 
 @fused.kernel
 def log_softmax_backward(dout: torch.Tensor, out: torch.Tensor, dim: int) -> torch.Tensor:
-    """``dx = dout - exp(out) * sum(dout)`` from the saved output, the sum along ``dim``."""
-    # dout - softmax * sum(dout)
+    """``dx = dout - exp(out) * sum(dout)`` from the saved output, the sum along ``dim``, in one call."""
     return torch.addcmul(dout, out.exp(), dout.sum(dim, keepdim=True), value=-1)
 
 
+@fast_apply
 class SoftmaxFunction(torch.autograd.Function):
-    """x ``(*)`` -> ``(*)``, normalised along ``dim``."""
+    """x ``(*)`` -> ``(*)``, normalised along ``dim``.
+
+    Forward-mode derivative (``jvp``): ``ṡ = s ⊙ (ẋ − Σ s ẋ)``, the sum along ``dim``.
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, dim: int) -> torch.Tensor:
-        out = torch.empty_like(x) if x.numel() == 0 else softmax_forward(x, dim)
-        ctx.save_for_backward(out)
-        ctx.dim = dim
-        return out
+    def forward(x: torch.Tensor, dim: int) -> torch.Tensor:
+        if x.numel() == 0:
+            return torch.empty_like(x)
+        if _reference.is_active():
+            return softmax_forward_reference(x, dim)
+        return softmax_forward(x, dim)
 
     @staticmethod
-    def backward(ctx, dout: torch.Tensor):
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        ctx.dim = inputs[1]
+        ctx.reference = _reference.is_active()
+        ctx.save_for_backward(output)
+        ctx.save_for_forward(output)
+
+    @staticmethod
+    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor, None]:
         (s,) = ctx.saved_tensors
+        if ctx.reference:
+            return softmax_backward_reference(dout, s, ctx.dim), None
         return softmax_backward(dout, s, ctx.dim), None
 
+    @staticmethod
+    def jvp(ctx: Any, x_dot: torch.Tensor, _dim: None) -> torch.Tensor:
+        (s,) = ctx.saved_tensors
+        return softmax_jvp_reference(x_dot, s, ctx.dim)
 
+
+_SoftmaxFunctionTraced = without_jvp(SoftmaxFunction)  # what torch.compile traces
+
+
+@fast_apply
 class LogSoftmaxFunction(torch.autograd.Function):
-    """x ``(*)`` -> ``(*)``, normalised along ``dim``."""
+    """x ``(*)`` -> ``(*)``, normalised along ``dim``.
+
+    Forward-mode derivative (``jvp``): ``ẏ = ẋ − Σ exp(y) ẋ``, the sum along ``dim``.
+    """
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, dim: int) -> torch.Tensor:
-        out = torch.empty_like(x) if x.numel() == 0 else log_softmax_forward(x, dim)
-        ctx.save_for_backward(out)
-        ctx.dim = dim
-        return out
+    def forward(x: torch.Tensor, dim: int) -> torch.Tensor:
+        if x.numel() == 0:
+            return torch.empty_like(x)
+        if _reference.is_active():
+            return log_softmax_forward_reference(x, dim)
+        return log_softmax_forward(x, dim)
 
     @staticmethod
-    def backward(ctx, dout: torch.Tensor):
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        ctx.dim = inputs[1]
+        ctx.reference = _reference.is_active()
+        ctx.save_for_backward(output)
+        ctx.save_for_forward(output)
+
+    @staticmethod
+    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor, None]:
         (out,) = ctx.saved_tensors
+        if ctx.reference:
+            return log_softmax_backward_reference(dout, out, ctx.dim), None
         return log_softmax_backward(dout, out, ctx.dim), None
+
+    @staticmethod
+    def jvp(ctx: Any, x_dot: torch.Tensor, _dim: None) -> torch.Tensor:
+        (out,) = ctx.saved_tensors
+        return log_softmax_jvp_reference(x_dot, out, ctx.dim)
+
+
+_LogSoftmaxFunctionTraced = without_jvp(LogSoftmaxFunction)  # what torch.compile traces
 
 
 def _implicit_dim(name: str, ndim: int, stacklevel: int) -> int:
@@ -150,7 +255,8 @@ def softmax(
         >>> MF.softmax(torch.tensor([0.0, 0.0]), dim=0, dtype=torch.float64)
         tensor([0.5000, 0.5000], dtype=torch.float64)
     """
-    return _apply(SoftmaxFunction, "softmax", input, dim, _stacklevel, dtype)
+    function = _SoftmaxFunctionTraced if torch.compiler.is_compiling() else SoftmaxFunction
+    return _apply(function, "softmax", input, dim, _stacklevel, dtype)
 
 
 def log_softmax(
@@ -177,4 +283,5 @@ def log_softmax(
         >>> MF.log_softmax(torch.tensor([[0.0, 0.0]]), dim=1)
         tensor([[-0.6931, -0.6931]])
     """
-    return _apply(LogSoftmaxFunction, "log_softmax", input, dim, _stacklevel, dtype)
+    function = _LogSoftmaxFunctionTraced if torch.compiler.is_compiling() else LogSoftmaxFunction
+    return _apply(function, "log_softmax", input, dim, _stacklevel, dtype)

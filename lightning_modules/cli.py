@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import shutil
 import sys
 import time
 import warnings
@@ -42,10 +43,12 @@ from lightning.pytorch.plugins import CheckpointIO
 from torch_cs231n.data import CIFAR10DataError
 from torch_cs231n.interop.checkpoint import CheckpointError, load_checkpoint, state_dict_mismatch
 
-from .checkpointing import ChecksummedCheckpointIO, find_last_checkpoint
-from .command import COMMANDS as COMMANDS  # the dispatcher, re-exported: `lightning_modules.cli.main`
-from .command import main as main
-from .command import usage as usage
+from .checkpointing import (
+    ChecksummedCheckpointIO,
+    configured_optimizers,
+    find_last_checkpoint,
+    optimizer_changes,
+)
 from .data import CIFAR10UnavailableError, ImageFileError
 from .layer_sync import trainer_kwargs_with_manual_sync
 from .prediction import PredictionWriter
@@ -326,10 +329,12 @@ class CS231nCLI(LightningCLI):
           (LightningCLI alone applies the checkpoint's on top of everything the user typed);
         - a checkpoint of another model or data class than the one given, or whose ``state_dict`` does not
           fit the model, is refused with a :class:`CheckpointMismatchError` naming both;
-        - ``last`` is the newest ``last.ckpt`` of the run's experiment folder (``--checkpoint.dirpath``, or
-          the logger's ``save_dir/name``), an error when there is none;
+        - ``last`` is the newest ``last.ckpt`` of the runs of the config's experiment
+          (``--checkpoint.dirpath``, or the run folders of the logger's ``save_dir/name``; not the folders
+          below them, where ``cs231n tune`` trials and evaluations go), an error when there is none;
         - the file is read with ``weights_only=True`` and its tensor checksum verified
           (:mod:`torch_cs231n.interop.checkpoint`).
+
     ``validate``, ``test`` and ``predict`` require ``--ckpt_path`` (:class:`MissingCheckpointError`).
     """
 
@@ -508,7 +513,7 @@ class CS231nCLI(LightningCLI):
                 )
             return
         if ckpt_path == "last":
-            ckpt_path = str(find_last_checkpoint(self._experiment_dirs(config)))
+            ckpt_path = str(find_last_checkpoint(self._last_checkpoint_search(config)))
             config["ckpt_path"] = ckpt_path
             print(f"cs231n {subcommand}: --ckpt_path last is {ckpt_path}", flush=True)
         self.checkpoint = load_checkpoint(ckpt_path)
@@ -552,19 +557,46 @@ class CS231nCLI(LightningCLI):
             raise
 
     @staticmethod
-    def _experiment_dirs(config: Namespace) -> list[Path]:
-        """Where a run of ``config`` writes its checkpoints: ``--checkpoint.dirpath``, or the loggers'
-        ``save_dir/name`` folders (or ``default_root_dir`` without a logger)."""
+    def _last_checkpoint_search(config: Namespace) -> list[tuple[Path, str]]:
+        """Where the runs of ``config``'s experiment write their ``last.ckpt``, as ``(folder, glob pattern)``
+        pairs of a fixed depth (:func:`~lightning_modules.checkpointing.find_last_checkpoint`):
+        ``--checkpoint.dirpath``; else the loggers' ``save_dir/name`` folders, one run (version) folder
+        deep; else (no logger) ``default_root_dir``. Runs of other experiments, in folders below
+        (``cs231n tune`` trials, evaluations, a logger name that continues this one), do not match."""
         if config.get("checkpoint") and config.checkpoint.get("dirpath"):
-            return [Path(config.checkpoint.dirpath)]
+            return [(Path(config.checkpoint.dirpath), "last.ckpt")]
         loggers = config.trainer.get("logger")
         loggers = loggers if isinstance(loggers, list) else [loggers]
-        dirs = []
+        search = []
         for logger in loggers:
             init_args = logger.get("init_args") if isinstance(logger, (dict, Namespace)) else None
             if init_args is not None and init_args.get("save_dir") is not None:
-                dirs.append(Path(init_args.get("save_dir")) / str(init_args.get("name") or "lightning_logs"))
-        return dirs or [Path(config.trainer.get("default_root_dir") or ".")]
+                folder = Path(init_args.get("save_dir")) / str(init_args.get("name") or "lightning_logs")
+                search.append((folder, "*/checkpoints/last.ckpt"))
+        return search or [(Path(config.trainer.get("default_root_dir") or "."), "checkpoints/last.ckpt")]
+
+    def before_instantiate_classes(self) -> None:
+        """``validate`` / ``test`` / ``predict`` log into ``NAME/SUBCOMMAND/version_N`` of the logger's
+        ``save_dir``: their own folder, not a new run folder among the experiment's training runs (which
+        ``--ckpt_path last`` and ``cs231n plot`` read)."""
+        if self.subcommand in EVALUATION_SUBCOMMANDS:
+            trainer = self.config[self.subcommand].trainer
+            trainer.logger = evaluation_logger_config(trainer.get("logger"), self.subcommand)
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Run it as LightningCLI does; when it fails, remove the run folders it created that hold no result
+        (:func:`remove_failed_run_folders`) before the error goes on."""
+        folders = [
+            Path(logger.log_dir) for logger in self.trainer.loggers if getattr(logger, "log_dir", None)
+        ]
+        new = [folder for folder in dict.fromkeys(folders) if not folder.exists()]
+        created = {parent for folder in new for parent in folder.parents if not parent.exists()}
+        try:
+            super()._run_subcommand(subcommand)
+        except BaseException:
+            if self.trainer.is_global_zero:
+                remove_failed_run_folders(new, subcommand in EVALUATION_SUBCOMMANDS, created)
+            raise
 
     def after_instantiate_classes(self) -> None:
         """Refuse a ``model.init_args.num_classes`` other than the data module's (which the model gets), and
@@ -573,6 +605,7 @@ class CS231nCLI(LightningCLI):
         checkpoint = getattr(self, "checkpoint", None)
         if checkpoint is None or "state_dict" not in checkpoint:
             return
+        self._check_resumed_optimizer(checkpoint)
         problems = state_dict_mismatch(self.model.state_dict(), checkpoint["state_dict"])
         if problems:
             saved = checkpoint.get("hyper_parameters") or {}
@@ -623,6 +656,37 @@ class CS231nCLI(LightningCLI):
             where = f"{found.group(1).rsplit('.', 1)[-1]}: " if found else ""
             raise ArgumentValueError(f"{where}{cause}") from err
 
+    def _check_resumed_optimizer(self, checkpoint: dict[str, Any]) -> None:
+        """``fit --ckpt_path``: refuse optimizer or scheduler hyper-parameters other than the checkpoint's run
+        trained with (e.g. a new ``--model.init_args.optimizer.init_args.lr``).
+
+        Lightning restores the optimizer and scheduler state whole when it resumes, so such a value would be
+        ignored while the run's ``config.yaml`` records it. Applying it over the restored state instead
+        would break the exact resume, and with a scheduler "lr" would be ambiguous (the first lr of the
+        schedule, or the one from now on?): a new value is a new run."""
+        if self.subcommand != "fit" or not checkpoint.get("optimizer_states"):
+            return
+        try:
+            configured = self.model.configure_optimizers()
+        except Exception:  # a module that needs its trainer to configure its optimizer: nothing to compare
+            return
+        changes = optimizer_changes(checkpoint, *configured_optimizers(configured))
+        if changes:
+            ckpt_path = self.config[self.subcommand].ckpt_path
+            raise CheckpointMismatchError(
+                "\n".join(
+                    [
+                        f"--ckpt_path {ckpt_path}: the arguments configure the optimizer otherwise than the "
+                        "run being resumed, whose optimizer and scheduler state a resume restores whole "
+                        "(the arguments would be ignored):",
+                        *(f"  {change}" for change in changes),
+                        "Drop the option (--model.init_args.optimizer.init_args.NAME or "
+                        "--model.init_args.lr_scheduler...) to resume the run as it was, or start a new run "
+                        "without --ckpt_path to train with it.",
+                    ]
+                )
+            )
+
     def _check_linked_num_classes(self) -> None:
         """``num_classes`` is linked from the data module to the model (``link_arguments``), which would
         silently replace a value the user gave: one that differs is an error instead (an equal one, as in
@@ -653,6 +717,60 @@ class CS231nCLI(LightningCLI):
         if config.get("enable_checkpointing") is False:  # the `checkpoint` callback stands aside
             callbacks = [c for c in callbacks if not isinstance(c, ModelCheckpoint)]
         return super()._instantiate_trainer(trainer_kwargs_with_manual_sync(config), callbacks)
+
+
+def evaluation_logger_config(logger: Any, subcommand: str) -> Any:
+    """The parsed ``trainer.logger`` of an evaluation run: each logger given with a ``name`` (a
+    ``class_path``/``init_args`` entry, alone or in a list) gets the name ``NAME/SUBCOMMAND`` (``NAME``: its
+    name, or Lightning's default ``lightning_logs``); anything else is returned as it is."""
+    if isinstance(logger, list):
+        return [evaluation_logger_config(entry, subcommand) for entry in logger]
+    init_args = logger.get("init_args") if isinstance(logger, (dict, Namespace)) else None
+    if init_args is not None and "name" in init_args:
+        init_args["name"] = f"{init_args['name'] or 'lightning_logs'}/{subcommand}"
+    return logger
+
+
+# What a run folder holds before the run has produced anything: the config, the hyper-parameters and
+# TensorBoard's event files.
+RUN_FOLDER_PREAMBLE = ("config.yaml", "hparams.yaml", "events.out.tfevents.*")
+
+
+def remove_failed_run_folders(folders: Sequence[Path], evaluation: bool, created: set[Path]) -> None:
+    """Remove the run ``folders`` of a failed run (those it created), then those of their parents that it
+    created too and that this left empty (e.g. an evaluation's ``NAME/SUBCOMMAND`` folder).
+
+    Args:
+        folders: the run folders the run created.
+        evaluation: a failed ``validate`` / ``test`` / ``predict``: its folders go whole (partial metrics
+            of a failed evaluation are no result); a failed ``fit``'s only while they hold nothing but
+            :data:`RUN_FOLDER_PREAMBLE` (its checkpoints and metrics so far stay).
+        created: the parent folders that did not exist before the run.
+
+    Examples::
+
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> run = root / "exp" / "validate" / "version_0"
+        >>> run.mkdir(parents=True)
+        >>> (run / "events.out.tfevents.1.host.0").touch()
+        >>> remove_failed_run_folders([run], True, {root / "exp", root / "exp" / "validate"})
+        >>> list(root.iterdir())
+        []
+    """
+    for folder in folders:
+        if not folder.is_dir():
+            continue
+        files = [path for path in folder.rglob("*") if not path.is_dir()]
+        if not evaluation and not all(
+            any(p.match(pattern) for pattern in RUN_FOLDER_PREAMBLE) for p in files
+        ):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        parent = folder.parent
+        while parent in created and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
 
 
 def with_tensorboard(logger: Any) -> Any:
@@ -702,6 +820,3 @@ def default_config_kwargs(run: bool) -> dict[str, Any]:
     files = {"default_config_files": list(DEFAULT_CONFIG_FILES)}
     return {"prog": "cs231n", **{name: files for name in LIGHTNING_SUBCOMMANDS}} if run else files
 
-
-if __name__ == "__main__":
-    sys.exit(main())

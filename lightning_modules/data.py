@@ -34,8 +34,12 @@ image, from the first source that applies:
        to RGB, the shorter side resized to 32 (antialiased) and centre-cropped to 32x32, normalised with
        the training statistics of the checkpoint; ids are the absolute file paths (a list of ``str``). The
        training data is not loaded for this (nor downloaded) unless no checkpoint provides the statistics.
-    2. the test split, when the data has one; ids are the split indices (an int64 tensor).
-    3. otherwise the validation split (as ``validate`` sees it), with its split indices.
+    2. the test split, when the data has one; ids are the rows of ``x_test`` (an int64 tensor).
+    3. otherwise the validation split (as ``validate`` sees it); ids are its rows of ``x_train`` (with the
+       default 50,000 images and ``val_size`` 1,000: 49,000..49,999), not its positions in the split.
+The rows count in the source's arrays: the ``.npz``'s, or the official ``data_batch_1..5`` concatenated
+(``test_batch`` for the test split). :attr:`CIFAR10DataModule.predict_source` tells the prediction writer
+which split the ids are rows of and their labels.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ import random
 import shutil
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -200,6 +205,20 @@ def load_image(path: str | Path, size: int = 32) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------ batching
+@dataclass(frozen=True)
+class PredictSource:
+    """What the ids of the predict batches identify.
+
+    Attributes:
+        split: ``"test"`` or ``"val"`` (the ids are rows of ``x_test`` / ``x_train``), or ``"files"`` (the
+            ids are the paths of ``predict_images``).
+        labels: id -> true label, when the split has labels (``None`` for files).
+    """
+
+    split: str
+    labels: dict[int, int] | None = None
+
+
 class _ArrayDataset(Dataset):
     """Images ``(N, 3, 32, 32)`` uint8 and one target per image: labels ``(N,)`` for training and
     evaluation, identifiers for prediction (split indices ``(N,)``, or a list of file paths).
@@ -369,7 +388,9 @@ class CIFAR10DataModule(pl.LightningDataModule):
         self.predict_images = None if predict_images is None else [str(p) for p in predict_images]
         self.stats: dict[str, torch.Tensor] = {}
         self._splits: dict[str, _ArrayDataset] = {}
+        self._split_rows: dict[str, torch.Tensor] = {}  # split -> its images' rows in the source's arrays
         self._predict_files: _ArrayDataset | None = None
+        self.predict_source: PredictSource | None = None  # set by predict_dataloader
         self._source_description = ""
 
     # ----------------------------------------------------------------------------------- sources
@@ -487,11 +508,14 @@ class CIFAR10DataModule(pl.LightningDataModule):
                     f"num_train={self.num_train} exceeds the {n_train} training images left after val_size"
                 )
             n_train = self.num_train
+        val_start = x.shape[0] - self.val_size
         self._splits["train"] = _ArrayDataset(x[:n_train], y[:n_train])
-        self._splits["val"] = _ArrayDataset(x[x.shape[0] - self.val_size :], y[x.shape[0] - self.val_size :])
+        self._splits["val"] = _ArrayDataset(x[val_start:], y[val_start:])
+        self._split_rows = {"train": torch.arange(n_train), "val": torch.arange(val_start, x.shape[0])}
         if "x_test" in arrays:
             x_test = torch.from_numpy(arrays["x_test"]).permute(0, 3, 1, 2).contiguous()
             self._splits["test"] = _ArrayDataset(x_test, torch.from_numpy(arrays["y_test"]))
+            self._split_rows["test"] = torch.arange(x_test.shape[0])
         if not self.stats:
             self.stats = compute_stats(self._splits["train"].images, self.pixel_normalization)
 
@@ -555,19 +579,23 @@ class CIFAR10DataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         """Batches ``(images, ids)`` of ``predict_images`` (ids: file paths), else of the test split when
-        there is one, else of the validation split (ids: split indices)."""
+        there is one, else of the validation split (ids: the images' rows in the source's ``x_test`` /
+        ``x_train``); sets :attr:`predict_source`."""
         if self.predict_images is not None:
             if self._predict_files is None:
                 raise RuntimeError("call setup('predict') before requesting the predict dataloader")
             if self.pixel_normalization != "none" and not self.stats:  # no checkpoint restored them
                 self._load_splits()
             dataset, source = self._predict_files, f"{len(self._predict_files)} file(s) of predict_images"
+            self.predict_source = PredictSource("files")
         elif not self._splits:
             raise RuntimeError("call setup() before requesting a dataloader")
         else:
             split = "test" if "test" in self._splits else "val"
-            images = self._splits[split].images
-            dataset = _ArrayDataset(images, torch.arange(images.shape[0]))
+            images, labels = self._splits[split].images, self._splits[split].targets
+            rows = self._split_rows[split]
+            dataset = _ArrayDataset(images, rows)
+            self.predict_source = PredictSource(split, dict(zip(rows.tolist(), labels.tolist())))
             reason = "" if split == "test" else " (no test split in the data and no predict_images)"
             source = f"the {split} split of {self._source_description}, {images.shape[0]} images{reason}"
         rank_zero_info(f"Predicting on {source}")

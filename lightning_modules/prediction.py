@@ -2,8 +2,9 @@
 
 :class:`PredictionWriter` is a Lightning ``BasePredictionWriter`` (``write_interval="epoch"``). It reads the
 identifiers from the predict batches ``(images, ids)`` of :class:`lightning_modules.data.CIFAR10DataModule`
-(split indices, or the paths of ``predict_images``) and the model's output from ``predict_step``, which may
-be either
+(rows of the data's arrays, or the paths of ``predict_images``), the split they come from and its labels
+from the data module's ``predict_source``, and the model's output from ``predict_step``, which may be
+either
 
 - class probabilities ``(B, C)`` (non-negative rows summing to 1): used as they are;
 - class scores ``(B, C)``: the probabilities are their softmax;
@@ -11,12 +12,16 @@ be either
   scores (the same forward pass, under the trainer's precision), and reports the probability of the
   predicted class.
 
-One CSV row per image, in the data's order, with the columns :data:`COLUMNS`:
+One CSV row per image, in the data's order, with the columns :data:`COLUMNS`, then ``label`` when the
+split has labels:
 
-    image        the split index (test split, else validation split) or the image file's absolute path
+    image        the image's row in the data's arrays (``x_test`` for the test split, ``x_train`` for the
+                 validation split: ``y_train[image]`` is its label), or the image file's absolute path
+    split        ``test``, ``val`` or ``files`` (empty for a data module without ``predict_source``)
     class_id     the predicted class
     class_name   its name (the data module's ``classes``; the id again without them)
     probability  softmax probability of the predicted class
+    label        the true class of a test or validation image
 
 The file goes to ``trainer.log_dir`` (the logger's run folder, ``default_root_dir`` without a logger), and
 its path is printed. Distributed (DDP): Lightning's predict sampler gives rank ``r`` of ``W`` the images
@@ -36,10 +41,12 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.callbacks import BasePredictionWriter
 
-COLUMNS: tuple[str, ...] = ("image", "class_id", "class_name", "probability")
+COLUMNS: tuple[str, ...] = ("image", "split", "class_id", "class_name", "probability")
+LABEL_COLUMN = "label"
 FILENAME = "predictions.csv"
 
-Row = tuple[int | str, int, str, float]
+# A row of the CSV: (image, split, class_id, class_name, probability, label); label None when unknown.
+_Row = tuple[int | str, str, int, str, float, int | None]
 
 
 def class_probabilities(output: torch.Tensor, scores: torch.Tensor | None = None) -> torch.Tensor:
@@ -70,7 +77,7 @@ def class_probabilities(output: torch.Tensor, scores: torch.Tensor | None = None
     )
 
 
-def interleave_ranks(per_rank: Sequence[Sequence[Row]]) -> list[Row]:
+def interleave_ranks(per_rank: Sequence[Sequence[_Row]]) -> list[_Row]:
     """Rows of every rank -> the data's order, given that rank ``r`` of ``W`` predicted the images
     ``r, r + W, ...`` (Lightning's predict sampler); an image seen twice is kept once.
 
@@ -80,7 +87,7 @@ def interleave_ranks(per_rank: Sequence[Sequence[Row]]) -> list[Row]:
     Returns:
         The rows, rank-interleaved, without repeated images.
     """
-    rows: dict[int | str, Row] = {}
+    rows: dict[int | str, _Row] = {}
     for group in zip_longest(*per_rank):
         for row in group:
             if row is not None:
@@ -98,7 +105,7 @@ class PredictionWriter(BasePredictionWriter):
     def __init__(self, filename: str = FILENAME) -> None:
         super().__init__(write_interval="epoch")
         self.filename = filename
-        self.rows: list[Row] = []
+        self.rows: list[_Row] = []
         self.path: Path | None = None
 
     def on_predict_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -134,9 +141,12 @@ class PredictionWriter(BasePredictionWriter):
         class_ids = outputs if outputs.ndim == 1 else probabilities.argmax(1)
         chosen = probabilities.gather(1, class_ids.long().view(-1, 1)).squeeze(1)
         names = getattr(trainer.datamodule, "classes", None)
+        source = getattr(trainer.datamodule, "predict_source", None)
+        split = getattr(source, "split", "")
+        labels = getattr(source, "labels", None) or {}
         for image, class_id, probability in zip(ids, class_ids.tolist(), chosen.tolist()):
             name = names[class_id] if names is not None and 0 <= class_id < len(names) else str(class_id)
-            self.rows.append((image, class_id, name, probability))
+            self.rows.append((image, split, class_id, name, probability, labels.get(image)))
 
     def write_on_epoch_end(
         self,
@@ -148,7 +158,7 @@ class PredictionWriter(BasePredictionWriter):
         """Gather the rows of every rank, write the CSV on rank 0 and print its path."""
         rows = self.rows
         if trainer.world_size > 1:
-            per_rank: list[list[Row] | None] = [None] * trainer.world_size
+            per_rank: list[list[_Row] | None] = [None] * trainer.world_size
             torch.distributed.all_gather_object(per_rank, rows)
             rows = interleave_ranks(per_rank)
         # `log_dir` broadcasts rank 0's folder: every rank must ask
@@ -156,10 +166,14 @@ class PredictionWriter(BasePredictionWriter):
         if not trainer.is_global_zero:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        labelled = bool(rows) and all(row[5] is not None for row in rows)
         with open(self.path, "w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(COLUMNS)
-            writer.writerows((image, class_id, name, f"{p:.6f}") for image, class_id, name, p in rows)
+            writer.writerow([*COLUMNS, *([LABEL_COLUMN] if labelled else [])])
+            writer.writerows(
+                (image, split, class_id, name, f"{p:.6f}", *([label] if labelled else []))
+                for image, split, class_id, name, p, label in rows
+            )
         message = f"cs231n predict: wrote {len(rows)} predictions to {self.path}"
         bar = trainer.progress_bar_callback
         if bar is not None and bar.is_enabled:

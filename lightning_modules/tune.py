@@ -7,7 +7,9 @@
 Every option that is not one of ``tune``'s is a ``fit`` option, given to every trial. A trial is the
 ``fit`` of ``--config`` with those options and the trial's values as ``--key=value`` overrides, built by
 the project's CLI (:func:`lightning_modules.cli.run_lightning`), so it trains, checkpoints and logs as
-``cs231n fit`` does, into its own folder (the logger's version ``STUDY_trialNNN``). Every trial runs with
+``cs231n fit`` does, into its own folder ``SAVE_DIR/tune/STUDY/trialNNN`` (logger name ``tune/STUDY``,
+version ``trialNNN``: not a run of the config's experiment, which ``--ckpt_path last`` would resume;
+:func:`trial_folder_args`). Every trial runs with
 the same ``seed_everything`` (the config's; a random one is drawn once for the whole study), so trials
 differ only by the hyperparameters. The objective, maximised, is the best ``val/acc`` of the trial's
 epochs: the validation split the data module carves from the training data (``val_size``), never a test
@@ -35,9 +37,10 @@ run trials of one study at once when they share a database server (e.g. ``--stor
 postgresql://user:pass@host/db``, with its SQLAlchemy driver installed), each with its own
 ``--sampler-seed`` (or none: the TPE sampler is unseeded by default). At the end
 the best trial so far becomes ``--output``, a complete config that ``cs231n fit --config BEST.yaml``
-runs: the config with the ``fit`` options and the best trial's values filled in, so it reproduces that
-trial. Next to it: ``history.png`` (Optuna's optimisation history) and ``importances.png`` (parameter
-importances, drawn once at least 2 trials have completed and a parameter took different values).
+runs: the config with the best trial's values (and its seed) filled in; the ``fit`` options given to tune
+(how long the trials ran, on which data) are listed in its header, not copied (:func:`write_best_config`).
+Next to it: ``history.png`` (Optuna's optimisation history) and ``importances.png`` (parameter importances,
+drawn once at least 2 trials have completed and a parameter took different values).
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from optuna.trial import TrialState
 from optuna_integration import PyTorchLightningPruningCallback
 from sqlalchemy.engine import make_url
 
-from .cli import CS231nCLI, load_yaml_file, run_lightning
+from .cli import DEFAULT_CONFIG_FILES, CS231nCLI, load_yaml_file, run_lightning
 
 MONITOR = "val/acc"
 FIELDS: dict[str, set[str]] = {
@@ -274,13 +277,16 @@ def tune(
         SearchSpaceError: a malformed search space, or a key that is not an option of the config.
         TuneError: the options do not parse, a trial logs no ``val/acc``, or no trial has completed.
     """
+    if isinstance(n_trials, bool) or not isinstance(n_trials, int) or n_trials < 1:
+        raise TuneError(
+            f"--n-trials must be a positive number of trials to add to the study, got {n_trials!r}"
+        )
     space = load_search_space(search_space)
     base = _build(["--config", str(config), *fit_args])
     check_keys(space, base.config, search_space, " ".join([str(config), *fit_args]))
     seed = base.config.get("seed_everything")  # an int: LightningCLI draws one for `true`
     seed = 0 if seed is False or seed is None else int(seed)
     common = ["--config", str(config), *fit_args, f"--seed_everything={seed}"]
-    own_version = "trainer.logger.init_args.version" in base.config
 
     study_name = study_name or Path(search_space).stem
     output = Path(output) if output is not None else Path("lightning_logs", "tune", study_name, "best.yaml")
@@ -290,12 +296,7 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         params = {key: _suggest(trial, key, distribution) for key, distribution in space.items()}
-        version = (
-            [f"--trainer.logger.init_args.version={study_name}_trial{trial.number:03d}"]
-            if own_version
-            else []
-        )
-        cli = _build([*common, *version, *overrides(params)])
+        cli = _build([*common, *trial_folder_args(base.config, study_name, trial.number), *overrides(params)])
         best = BestMetric(MONITOR)
         cli.trainer.callbacks.extend([best, PyTorchLightningPruningCallback(trial, monitor=MONITOR)])
         trial.set_user_attr("log_dir", str(cli.trainer.log_dir))
@@ -324,7 +325,7 @@ def tune(
     print(f"cs231n tune: study {study_name!r} in {where}: {len(states)} trials ({counts})", flush=True)
     if TrialState.COMPLETE not in states:
         raise TuneError(f"no trial of study {study_name!r} has completed: no best config to write")
-    write_best_config(study, common, output, config, where)
+    write_best_config(study, config, seed, fit_args, output, where)
     best = study.best_trial
     print(f"best trial #{best.number}: {MONITOR} {best.value:.4f} ({best.user_attrs.get('log_dir')})")
     for key, value in best.params.items():
@@ -333,30 +334,78 @@ def tune(
     return study
 
 
+def trial_folder_args(config: Namespace, study_name: str, number: int) -> list[str]:
+    """``fit`` options sending trial ``number`` into its own folder ``ROOT/tune/STUDY/trialNNN``, away from
+    the config's own runs (where ``--ckpt_path last`` looks for them, one run folder below
+    ``save_dir/name``).
+
+    Args:
+        config: the parsed ``fit`` config of the study.
+        study_name: the study.
+        number: the trial's number.
+
+    Returns:
+        With a logger that has ``save_dir``, ``name`` and ``version`` (CSV, TensorBoard): its name
+        ``tune/STUDY`` and version ``trialNNN``, ``ROOT`` being its ``save_dir``; without one:
+        ``--trainer.default_root_dir`` (``ROOT`` the config's ``default_root_dir``). Plus
+        ``--checkpoint.dirpath`` into the trial's folder when the config sets one (the trials would share it).
+
+    Examples::
+
+        >>> trial_folder_args(Namespace({"trainer.default_root_dir": "runs"}), "lr", 3)
+        ['--trainer.default_root_dir=runs/tune/lr/trial003']
+    """
+    name, version = f"tune/{study_name}", f"trial{number:03d}"
+    keys = [f"trainer.logger.init_args.{option}" for option in ("save_dir", "name", "version")]
+    if all(key in config for key in keys):
+        folder = Path(config[keys[0]] or ".", name, version)
+        args = [f"--{keys[1]}={name}", f"--{keys[2]}={version}"]
+    else:
+        folder = Path(config.get("trainer.default_root_dir") or ".", name, version)
+        args = [f"--trainer.default_root_dir={folder}"]
+    if config.get("checkpoint.dirpath"):
+        args.append(f"--checkpoint.dirpath={folder / 'checkpoints'}")
+    return args
+
+
 def write_best_config(
-    study: optuna.Study, common: Sequence[str], output: Path, config: str | Path, storage: str
+    study: optuna.Study,
+    config: str | Path,
+    seed: int,
+    fit_args: Sequence[str],
+    output: Path,
+    storage: str,
 ) -> Path:
-    """Write the complete config of the study's best trial: ``common`` options plus its values.
+    """Write the complete config of the study's best trial: ``config`` (over the default config files)
+    with ``seed`` and the trial's searched values, under a comment header that says what else it holds.
+
+    The ``fit`` options given to the trials (``fit_args``: how long and where the search ran, e.g.
+    ``--trainer.max_epochs 3``) are not copied: the header lists them, to add to reproduce the trial.
 
     Args:
         study: a study with at least one completed trial.
-        common: the options every trial had (``--config``, ``fit`` options, ``--seed_everything``).
+        config: the base config.
+        seed: the ``seed_everything`` every trial ran with.
+        fit_args: the ``fit`` options given to every trial.
         output: the file to write.
-        config: the base config, for the header.
         storage: the storage (password hidden), for the header.
 
     Returns:
         ``output``.
     """
     best = study.best_trial
-    args = [*common, *overrides(best.params)]
-    cli = _build(args)
+    cli = _build(["--config", str(config), f"--seed_everything={seed}", *overrides(best.params)])
+    defaults = [path for path in DEFAULT_CONFIG_FILES if Path(path).is_file()]
     header = [
         f"# cs231n tune: trial #{best.number} of study {study.study_name!r} ({storage}),",
         f"# the best {MONITOR} of {len(study.trials)} trials: {best.value:.4f}. Its values:",
         *(f"#   {key}: {value}" for key, value in best.params.items()),
-        f"# on {config} with: {' '.join(common[2:])}",
-        "# Run: cs231n fit --config THIS_FILE  (add e.g. --trainer.max_epochs 20 to train longer)",
+        f"# over {config} (with the defaults of {', '.join(defaults) or 'no default config file'}),",
+        f"# and seed_everything: {seed}, the seed of every trial.",
+        "# Not copied: the fit options given to tune"
+        + (", which the trials ran with (add them to reproduce the trial):" if fit_args else " (none)."),
+        *(f"#   {option}" for option in fit_args),
+        "# Run: cs231n fit --config THIS_FILE",
     ]
     output.write_text("\n".join(header) + "\n" + cli.parser.dump(cli.config, skip_none=False))
     return output

@@ -43,6 +43,7 @@ def test_bench_json_to_stdout_and_e2e_rows(capsys: pytest.CaptureFixture[str]) -
     )
     assert status == 0, f"bench.main returned {status}"
     payload = json.loads(capsys.readouterr().out)
+    assert payload["date"] and payload["machine"], "the JSON must record when and where it ran"
     kinds = [(row["kind"], row["name"]) for row in payload["rows"]]
     assert ("e2e", "fc_net") in kinds, f"expected an fc_net end-to-end row, got {kinds}"
     for row in (row for row in payload["rows"] if row["kind"] == "e2e"):  # a whole step, named as one

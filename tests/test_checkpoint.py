@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from lightning_modules.checkpointing import optimizer_changes
 from torch_cs231n.interop.checkpoint import (
     CHECKSUM_KEY,
     CheckpointError,
@@ -114,3 +115,25 @@ def test_state_dict_mismatch_lists_each_problem() -> None:
         "unexpected keys (1): c",
         "shapes (1): a: file (4,) vs model (2,)",
     ]
+
+
+def test_optimizer_changes_name_what_a_resume_would_ignore() -> None:
+    """A resume restores the optimizer and scheduler state whole: the arguments' values that differ from
+    the checkpoint's run are listed; its lr is the schedule's first (``initial_lr``), not the decayed one."""
+    weights = [torch.nn.Parameter(torch.zeros(3))]
+    trained = torch.optim.Adam(weights, lr=1e-3)
+    decay = torch.optim.lr_scheduler.ExponentialLR(trained, gamma=0.9)
+    trained.step()
+    decay.step()  # lr now 9e-4, initial_lr 1e-3
+    saved = {"optimizer_states": [trained.state_dict()], "lr_schedulers": [decay.state_dict()]}
+
+    def fresh(lr: float = 1e-3, gamma: float = 0.9, cls=torch.optim.Adam) -> list[str]:
+        optimizer = cls(weights, lr=lr)
+        scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
+        return optimizer_changes(saved, [optimizer], [scheduler])
+
+    assert fresh() == [], "the run's own settings, with its lr decayed since, are no change"
+    assert fresh(lr=0.5) == ["optimizer.lr: checkpoint 0.001, arguments 0.5"], fresh(lr=0.5)
+    assert fresh(gamma=0.5) == ["lr_scheduler.gamma: checkpoint 0.9, arguments 0.5"], fresh(gamma=0.5)
+    changed = fresh(cls=torch.optim.SGD)
+    assert len(changed) == 1 and "another optimizer class" in changed[0], changed

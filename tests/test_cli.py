@@ -9,7 +9,8 @@ import torch
 import yaml
 from cifar_fixtures import tiny_fit_args, write_npz
 
-from lightning_modules.cli import CheckpointMismatchError, MissingCheckpointError, main, run_lightning
+from lightning_modules.cli import CheckpointMismatchError, MissingCheckpointError, run_lightning
+from lightning_modules.dispatcher import main
 from torch_cs231n.interop.checkpoint import CheckpointError
 
 # The experiment configs: every YAML of configs/ but the base (and a local override) they are layered on.
@@ -119,6 +120,11 @@ def test_resume_continues_global_step_optimizer_and_data_state(fitted, npz, tmp_
 def test_evaluate_from_checkpoint(subcommand, fitted, npz, tmp_path):
     _, last, config = fitted
     cli = run_lightning([subcommand, *tiny_args(config, npz, tmp_path), f"--ckpt_path={last}"])
+    expected = tmp_path / "two_layer_tuned" / subcommand / "version_0"
+    assert Path(cli.trainer.log_dir) == expected, (
+        f"an evaluation logs into its own folder {expected}, not a new run of the experiment: "
+        f"{cli.trainer.log_dir}"
+    )
     if subcommand == "predict":
         probabilities = torch.cat(cli.trainer.predict_loop.predictions)
         assert probabilities.shape == (16, 10), (
@@ -129,6 +135,20 @@ def test_evaluate_from_checkpoint(subcommand, fitted, npz, tmp_path):
         stage = "val" if subcommand == "validate" else "test"
         accuracy = cli.trainer.callback_metrics[f"{stage}/acc"].item()
         assert 0.0 <= accuracy <= 1.0 and f"{stage}/loss" in cli.trainer.callback_metrics
+
+
+def test_a_failed_evaluation_leaves_no_folder(fitted, npz, tmp_path):
+    """An evaluation that fails once its logger exists (here: the data cannot be split) removes its run
+    folder, and the folders it created for it; an earlier evaluation's folder stays."""
+    _, last, config = fitted
+    run_lightning(["validate", *tiny_args(config, npz, tmp_path), f"--ckpt_path={last}"])
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for save_dir in (tmp_path, tmp_path / "fresh"):
+        args = tiny_args(config, npz, save_dir, "--data.init_args.val_size=1000")
+        with pytest.raises(ValueError, match="val_size=1000"):
+            run_lightning(["validate", *args, f"--ckpt_path={last}"])
+    after = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    assert after == before, f"the failed validations left {sorted(set(after) - set(before))}"
 
 
 def test_plot_writes_the_solver_figures(fitted, tmp_path, capsys):
@@ -369,7 +389,7 @@ def test_ddp_fit_on_two_cpu_processes_with_sync_batchnorm(npz, tmp_path):
     probe.write_text(
         "import sys, torch\n"
         "from lightning.pytorch.callbacks import Callback\n"
-        "from lightning_modules import cli\n"
+        "from lightning_modules import dispatcher\n"
         "class Probe(Callback):\n"
         "    def on_train_batch_start(self, trainer, pl_module, batch, i):\n"
         "        kinds = sorted({type(m).__module__ + '.' + type(m).__name__ for m in pl_module.modules()\n"
@@ -377,7 +397,7 @@ def test_ddp_fit_on_two_cpu_processes_with_sync_batchnorm(npz, tmp_path):
         f"        open(r'{tmp_path}/kinds' + str(trainer.global_rank), 'w').write(','.join(kinds))\n"
         "probe = '--trainer.callbacks+=__main__.Probe'\n"
         "sys.argv += [] if probe in sys.argv else [probe]  # the DDP launcher re-runs this script\n"
-        "sys.exit(cli.main())\n"
+        "sys.exit(dispatcher.main())\n"
     )
     args = tiny_args(
         FC_NET,
@@ -453,3 +473,24 @@ def test_num_classes_is_linked_from_the_data_module(npz, tmp_path, capsys):
     status = main(["fit", *tiny_args(config, npz, tmp_path, "--model.init_args.num_classes=5")])
     err = capsys.readouterr().err
     assert status == 2 and "--model.init_args.num_classes 5" in err and "data module" in err, err
+
+
+@pytest.mark.parametrize(
+    "option, change",
+    [
+        ("--model.init_args.optimizer.init_args.lr=0.5", "optimizer.lr: checkpoint 0.001, arguments 0.5"),
+        ("--model.init_args.lr_scheduler.init_args.lr_decay=0.5", "lr_scheduler.gamma: checkpoint 0.9, "),
+    ],
+    ids=["lr", "lr_decay"],
+)
+def test_resume_refuses_optimizer_hyper_parameters_it_would_ignore(option, change, fitted, npz, tmp_path):
+    """A resume restores the optimizer and scheduler state whole: a new lr (or decay) typed with
+    --ckpt_path would be ignored while config.yaml records it, so it is refused, naming it; no run starts."""
+    _, last, config = fitted
+    args = tiny_args(config, npz, tmp_path, "--trainer.max_epochs=2")
+    with pytest.raises(CheckpointMismatchError, match="configure the optimizer otherwise") as refused:
+        run_lightning(["fit", *args, option, f"--ckpt_path={last}"])
+    assert change in str(refused.value), f"the error must name the option and both values:\n{refused.value}"
+    assert not list(tmp_path.rglob("config.yaml")), "a refused resume must record no config"
+    resumed = run_lightning(["fit", *args, f"--ckpt_path={last}"])  # the config's own values: accepted
+    assert resumed.trainer.global_step > 3, "resuming with the run's own optimizer settings must train on"

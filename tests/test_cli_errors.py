@@ -15,8 +15,8 @@ import torch
 import yaml
 from cifar_fixtures import tiny_fit_args, write_npz
 
-from lightning_modules.cli import ArgumentValueError, main, run_lightning
-from lightning_modules.command import quiet_inherited_noise
+from lightning_modules.cli import ArgumentValueError, run_lightning
+from lightning_modules.dispatcher import main, quiet_inherited_noise
 from torch_cs231n.data import CIFAR10DataError, load_npz
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -174,7 +174,7 @@ def test_help_imports_neither_torch_nor_lightning():
     """`cs231n --help` and `cs231n plot --help` answer without loading torch or Lightning (seconds)."""
     probe = (
         "import sys\n"
-        "from lightning_modules.command import main\n"
+        "from lightning_modules.dispatcher import main\n"
         "assert main(['--help']) == 0\n"
         "try:\n    main(['plot', '--help'])\nexcept SystemExit:\n    pass\n"
         "print(sorted(m for m in ('torch', 'lightning', 'matplotlib') if m in sys.modules))\n"

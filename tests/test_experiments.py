@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lightning_modules.cli import main
+from lightning_modules.dispatcher import main
 from torch_cs231n.experiments.activations import INITS, activation_study, init_std
 
 

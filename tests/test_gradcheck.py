@@ -12,7 +12,7 @@ import torch
 
 from custom_ops.registry import OP_NAMES
 from custom_ops.testing import OP_CASES, SPECS, OpCase
-from lightning_modules.cli import main
+from lightning_modules.dispatcher import main
 from torch_cs231n.tools.gradcheck import (
     THRESHOLD,
     add_multiply_circuit,

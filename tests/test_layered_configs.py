@@ -10,7 +10,8 @@ import yaml
 from cifar_fixtures import write_npz
 
 import lightning_modules.cli as cli
-from lightning_modules.cli import main, run_lightning
+from lightning_modules.cli import run_lightning
+from lightning_modules.dispatcher import main
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DATA = "../shared/data/cifar10_train.npz"

@@ -145,7 +145,9 @@ def test_coverage_command_writes_json_and_markdown(tmp_path: Path) -> None:
     out_json, out_md = tmp_path / "coverage.json", tmp_path / "coverage.md"
     argv = ["--models", "squeezenet1_1,no_such_model", "--json", str(out_json), "--markdown", str(out_md)]
     assert manual_coverage.main(argv) == 0
-    rows = {row["model"]: row for row in json.loads(out_json.read_text())["models"]}
+    payload = json.loads(out_json.read_text())
+    assert payload["date"] and payload["machine"] and payload["argv"] == argv, "when, where and how it ran"
+    rows = {row["model"]: row for row in payload["models"]}
     assert rows["squeezenet1_1"]["layer_calls"] == 1.0 and rows["squeezenet1_1"]["input_size"] == 64, rows
     assert rows["no_such_model"]["error"], "a failing model must be a row with its error"
     table = out_md.read_text()

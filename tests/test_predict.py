@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 from cifar_fixtures import tiny_fit_args, write_npz
@@ -49,13 +50,15 @@ def _images(folder: Path) -> list[Path]:
     return [grey, colour]
 
 
-def _read(path: Path) -> list[dict[str, str]]:
-    """The rows of predictions.csv, after checking its header and every row's class and probability."""
+def _read(path: Path, labelled: bool = True) -> list[dict[str, str]]:
+    """The rows of predictions.csv, after checking its header (``label`` last when ``labelled``) and every
+    row's class and probability."""
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         rows = list(reader)
-    assert tuple(reader.fieldnames or ()) == COLUMNS, (
-        f"{path}: columns {reader.fieldnames}, expected {COLUMNS}"
+    columns = (*COLUMNS, "label") if labelled else COLUMNS
+    assert tuple(reader.fieldnames or ()) == columns, (
+        f"{path}: columns {reader.fieldnames}, expected {columns}"
     )
     for row in rows:
         class_id, probability = int(row["class_id"]), float(row["probability"])
@@ -78,10 +81,13 @@ def test_predict_writes_one_row_per_test_image(returns, fitted, tmp_path, monkey
     printed = capsys.readouterr().out
     assert f"wrote 16 predictions to {path}" in printed, f"the CSV's path is not printed: {printed!r}"
     rows = _read(path)
-    assert [row["image"] for row in rows] == [str(i) for i in range(16)], "expected test indices 0..15"
+    assert [row["image"] for row in rows] == [str(i) for i in range(16)], "expected rows 0..15 of x_test"
+    assert {row["split"] for row in rows} == {"test"}, "the split column must say test"
+    y_test = np.load(npz)["y_test"]
+    assert [int(row["label"]) for row in rows] == y_test.tolist(), "label must be y_test of the row"
 
     x, ids = next(iter(cli.datamodule.predict_dataloader()))
-    assert ids.tolist() == list(range(8)), f"predict batches must carry the split indices, got {ids}"
+    assert ids.tolist() == list(range(8)), f"predict batches must carry the rows of x_test, got {ids}"
     x = torch.cat([batch[0] for batch in cli.datamodule.predict_dataloader()])
     with torch.no_grad():
         probabilities = cli.model.eval()(x).softmax(1)
@@ -90,6 +96,29 @@ def test_predict_writes_one_row_per_test_image(returns, fitted, tmp_path, monkey
     )
     written = torch.tensor([float(row["probability"]) for row in rows])
     torch.testing.assert_close(written, probabilities.amax(1), atol=1e-5, rtol=0, msg="not softmax(scores)")
+
+
+def test_predict_on_the_validation_split_writes_the_npz_rows_and_labels(fitted, tmp_path):
+    """Without a test split, predict runs on the validation split, the LAST training images: ``image`` is
+    their row of x_train (40..55 here: 64 images, 8 held out, 16 for validation), not 0..15, so that
+    ``y_train[image]`` is the row's label."""
+    npz, checkpoint = fitted
+    arrays = np.load(npz)
+    np.savez(tmp_path / "no_test.npz", x_train=arrays["x_train"], y_train=arrays["y_train"])
+    args = _args(tmp_path / "no_test.npz", tmp_path, "--data.init_args.holdout=8")
+    cli = run_lightning(["predict", *args, f"--ckpt_path={checkpoint}"])
+    rows = _read(Path(cli.trainer.log_dir) / "predictions.csv")
+    assert [int(row["image"]) for row in rows] == list(range(40, 56)), (
+        f"expected rows 40..55 of x_train, got {[row['image'] for row in rows]}"
+    )
+    assert {row["split"] for row in rows} == {"val"}, "the split column must say val"
+    labels = [int(row["label"]) for row in rows]
+    assert labels == arrays["y_train"][40:56].tolist(), f"label must be y_train of the row, got {labels}"
+    images = torch.from_numpy(arrays["x_train"][40:56]).permute(0, 3, 1, 2).float() / 255.0
+    mean, std = cli.datamodule.stats["mean"], cli.datamodule.stats["std"]
+    with torch.no_grad():
+        expected = cli.model.eval()((images - mean) / std).argmax(1)
+    assert [int(row["class_id"]) for row in rows] == expected.tolist(), "not the classes of those rows"
 
 
 def test_predict_images_win_over_the_test_split(fitted, tmp_path, capsys):
@@ -102,8 +131,9 @@ def test_predict_images_win_over_the_test_split(fitted, tmp_path, capsys):
         ["predict", *args, f"--data.init_args.predict_images={patterns}", f"--ckpt_path={checkpoint}"]
     )
     path = Path(cli.trainer.log_dir) / "predictions.csv"
-    rows = _read(path)
+    rows = _read(path, labelled=False)
     assert [row["image"] for row in rows] == [str(f) for f in files], f"rows for {[r['image'] for r in rows]}"
+    assert {row["split"] for row in rows} == {"files"}, "the split column must say files"
     assert not (tmp_path / "data").exists(), "predicting image files must not download CIFAR-10"
     assert "wrote 2 predictions" in capsys.readouterr().out, "the written CSV is not reported"
 
@@ -113,7 +143,7 @@ def test_predict_the_mouse_photo(fitted, tmp_path):
     npz, checkpoint = fitted
     images = f"--data.init_args.predict_images=[{MOUSE}]"
     cli = run_lightning(["predict", *_args(npz, tmp_path), images, f"--ckpt_path={checkpoint}"])
-    rows = _read(Path(cli.trainer.log_dir) / "predictions.csv")
+    rows = _read(Path(cli.trainer.log_dir) / "predictions.csv", labelled=False)
     assert [row["image"] for row in rows] == [str(MOUSE.resolve())], f"expected one row for the mouse: {rows}"
 
 
@@ -135,7 +165,7 @@ def test_transfer_learning_predicts_image_files_without_a_logger(tmp_path):
         enable_progress_bar=False,
     )
     trainer.predict(model, datamodule=data)
-    rows = _read(tmp_path / "run" / "predictions.csv")
+    rows = _read(tmp_path / "run" / "predictions.csv", labelled=False)
     assert len(rows) == 2, f"expected a row per image file, got {rows}"
 
 
@@ -160,7 +190,7 @@ def test_class_probabilities_of_each_output_kind():
 
 def test_rows_of_the_ranks_are_interleaved_back_in_order():
     """Lightning's predict sampler gives rank r of W the images r, r + W, ...: the last ranks get fewer."""
-    rows = [(i, 0, "airplane", 0.5) for i in range(5)]
+    rows = [(i, "test", 0, "airplane", 0.5, 3) for i in range(5)]
     merged = interleave_ranks([[rows[0], rows[2], rows[4]], [rows[1], rows[3]]])
     assert merged == rows, f"rows of 2 ranks merged as {[r[0] for r in merged]}, expected 0..4"
     assert interleave_ranks([[rows[0]], [rows[0]]]) == [rows[0]], "an image predicted twice must be kept once"

@@ -1,7 +1,8 @@
-"""Every ``cs231n ...`` command of README.md's bash blocks still works, each in a tiny form.
+"""Every ``cs231n ...`` command of the bash blocks of README.md and the docs pages (``docs/**/*.md``) still
+works, each in a tiny form.
 
-The commands run as the README writes them, from a scratch folder that stands in for the repository root
-(``configs/`` linked into it), through :func:`lightning_modules.cli.main`:
+The commands run as the pages write them, from a scratch folder that stands in for the repository root
+(``configs/`` linked into it), through :func:`lightning_modules.dispatcher.main`:
     - ``fit`` / ``validate`` / ``test`` / ``predict``: parsed with ``--print_config`` appended, which proves
       the subcommand, the config path (layered on configs/base.yaml) and every option; the resolved config
       must name a model and the CIFAR-10 data module. (tests/test_cli.py trains every config for real.)
@@ -22,19 +23,24 @@ import pytest
 import yaml
 from cifar_fixtures import tiny_fit_args, write_npz
 
-from lightning_modules.cli import COMMANDS, main, run_lightning
+from lightning_modules.cli import run_lightning
+from lightning_modules.dispatcher import COMMANDS, main
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCS_PAGES = (p for p in (ROOT / "docs").rglob("*.md") if not any(part.startswith("_") for part in p.parts))
+PAGES = [README, *sorted(DOCS_PAGES)]
 LIGHTNING = ("fit", "validate", "test", "predict")
 LONG = {"experiment": "minutes of training", "gradcheck": "every op's check", "bench": "a benchmark"}
 
 
 def readme_commands() -> list[list[str]]:
-    """Each ``cs231n`` command of the README's bash blocks as argv (without ``cs231n``): continuation lines
-    joined, comments and leading ``VAR=value`` assignments dropped."""
+    """Each ``cs231n`` command of the bash blocks of README.md and the docs pages as argv (without
+    ``cs231n``): continuation lines joined, comments and leading ``VAR=value`` assignments dropped."""
     commands = []
-    for block in re.findall(r"```(?:bash|sh|shell)\n(.*?)```", README.read_text(), re.S):
+    fence = r"```(?:bash|sh|shell)\n(.*?)```"
+    blocks = [block for page in PAGES for block in re.findall(fence, page.read_text(), re.S)]
+    for block in blocks:
         for line in block.replace("\\\n", " ").splitlines():
             words = shlex.split(line, comments=True)
             while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):

@@ -12,7 +12,9 @@ from lightning.pytorch.utilities.model_summary import ModelSummary
 from torch import nn
 
 import custom_ops.nn as mnn
-from lightning_modules.cli import main
+from lightning_modules.dispatcher import main
+from torch_cs231n.nets.sandwich import SandwichSequential
+from torch_cs231n.tools.memory import saved_memory
 from torch_cs231n.tools.summary import build_model_from_config, default_input_size, format_table, layer_table
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -75,6 +77,38 @@ def test_saved_for_backward_per_sample(layers) -> None:
     table = layer_table(net, (6,))
     assert table.saved_bytes == (6 + 16) * 4, f"saved {table.saved_bytes} B per sample, expected 88"
     assert table.saved_fixed_bytes == 0, f"{table.saved_fixed_bytes} B saved per batch, expected none"
+
+
+@pytest.mark.parametrize(
+    "net, size",
+    [
+        (
+            lambda: SandwichSequential(
+                mnn.Conv2d(3, 4, 3, padding=1), mnn.ReLU(), mnn.MaxPool2d(2), nn.Flatten(), mnn.Linear(64, 5)
+            ),
+            (3, 8, 8),
+        ),
+        (
+            lambda: SandwichSequential(mnn.Linear(6, 8), mnn.BatchNorm1d(8), mnn.ReLU(), mnn.Linear(8, 3)),
+            (6,),
+        ),
+    ],
+    ids=["conv_relu_pool", "affine_bn_relu"],
+)
+def test_saved_for_backward_matches_a_direct_measurement_of_sandwiched_models(net, size) -> None:
+    """The sandwiches save less than their layers one by one: both batch sizes must run the sandwiches, as
+    training does (a forward hook at one size only made the per-sample figure negative for conv_net.yaml)."""
+    model = net()
+    table = layer_table(model, size, batch_sizes=(2, 4))
+    keep = [*model.parameters(), *model.buffers()]
+    small, large = (saved_memory(model.train(), (torch.randn(n, *size),), exclude=keep).bytes for n in (2, 4))
+    per_sample = (large - small) // 2
+    measured = (per_sample, small - 2 * per_sample)
+    assert (table.saved_bytes, table.saved_fixed_bytes) == measured, (
+        f"summary says {table.saved_bytes} B per sample + {table.saved_fixed_bytes} B per batch, "
+        f"saved_memory measures {measured[0]} B + {measured[1]} B"
+    )
+    assert [r.type for r in table.rows] == [type(m).__name__ for m in model], "one row per layer"
 
 
 def test_the_model_is_left_untouched() -> None:

@@ -11,7 +11,8 @@ import yaml
 from cifar_fixtures import tiny_fit_args, write_npz
 from optuna.trial import TrialState
 
-from lightning_modules.cli import main, run_lightning
+from lightning_modules.cli import run_lightning
+from lightning_modules.dispatcher import main
 from lightning_modules.tune import SearchSpaceError, tune
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,7 +52,8 @@ def test_every_trial_is_a_fit_in_its_own_folder(studied):
     study, _, logs = studied
     assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 3, f"trials {study.trials}"
     folders = [Path(t.user_attrs["log_dir"]) for t in study.trials]
-    assert len(set(folders)) == 3 and all(f.parent.parent == logs for f in folders), f"log dirs {folders}"
+    expected = [logs / "tune" / "tiny" / f"trial{t.number:03d}" for t in study.trials]
+    assert folders == expected, f"trial log dirs {folders}, expected {expected}"
     for trial, folder in zip(study.trials, folders):
         saved = yaml.safe_load((folder / "config.yaml").read_text())
         assert lookup(saved, LR) == trial.params[LR], f"{folder} did not train with trial {trial.number}'s lr"
@@ -59,15 +61,26 @@ def test_every_trial_is_a_fit_in_its_own_folder(studied):
         assert 0.0 <= trial.value <= 1.0 and trial.intermediate_values == {0: trial.value}
 
 
-def test_best_config_is_complete_and_reproduces_the_best_trial(studied, tmp_path):
+def test_best_config_is_complete_and_reproduces_the_best_trial(studied, npz, tmp_path):
     study, out, _ = studied
     best_yaml = out / "best.yaml"
     saved = yaml.safe_load(best_yaml.read_text())
     for key, value in study.best_params.items():
         expected = json.loads(value) if key.endswith("hidden_dims") else value
         assert lookup(saved, key) == expected, f"best.yaml has {key}={lookup(saved, key)}, best trial {value}"
-    assert saved["trainer"]["logger"]["init_args"]["version"] is None, "best.yaml pins a trial's log folder"
-    cli = run_lightning(["fit", f"--config={best_yaml}", f"--trainer.logger.init_args.save_dir={tmp_path}"])
+    logger = saved["trainer"]["logger"]["init_args"]
+    assert (logger["name"], logger["version"]) == ("two_layer_default", None), (
+        f"best.yaml must log as the config's experiment, not into a trial's folder: {logger}"
+    )
+    limits = {key: saved["trainer"][key] for key in ("max_epochs", "limit_train_batches", "accelerator")}
+    assert limits == {"max_epochs": 10, "limit_train_batches": None, "accelerator": "auto"}, (
+        f"best.yaml must hold the config's trainer, not the fit options given to tune: {limits}"
+    )
+    header = best_yaml.read_text().split("\nseed_everything")[0]
+    assert "#   --trainer.limit_train_batches=2\n" in header and "seed_everything: 0" in header, (
+        f"the header must list the fit options not copied and the seed:\n{header}"
+    )
+    cli = run_lightning(["fit", f"--config={best_yaml}", *trial_args(npz, tmp_path)])
     assert cli.model.hparams.reg == study.best_params["model.init_args.reg"]
     assert cli.trainer.callback_metrics["val/acc"].item() == pytest.approx(study.best_value), (
         "fit --config best.yaml does not reproduce the best trial's val/acc"
@@ -93,6 +106,24 @@ def test_rerun_continues_the_study_and_records_pruned_trials(npz, tmp_path):
     )
     assert study.trials[1].intermediate_values.keys() == {0}, "the pruned trial reported no val/acc"
     assert f"trial #{study.trials[0].number} " in (tmp_path / "best.yaml").read_text()
+
+
+def test_ckpt_path_last_never_resumes_a_trial(studied, npz):
+    """The trials are runs of the study, not of the config's experiment: with only trials on disk, ``fit
+    --ckpt_path last`` of the config finds nothing to resume (it used to continue a trial)."""
+    _, _, logs = studied
+    assert len(list(logs.rglob("last.ckpt"))) == 3, "each trial must write a last.ckpt"
+    with pytest.raises(FileNotFoundError, match=r"--ckpt_path last: no last\.ckpt"):
+        run_lightning(["fit", f"--config={CONFIG}", *trial_args(npz, logs), "--ckpt_path=last"])
+
+
+@pytest.mark.parametrize("n_trials", ["0", "-2"])
+def test_n_trials_must_be_positive(n_trials, npz, tmp_path, capsys):
+    argv = ["tune", f"--config={CONFIG}", f"--search={SEARCH}", f"--n-trials={n_trials}"]
+    assert main([*argv, f"--output={tmp_path / 'best.yaml'}", *trial_args(npz, tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"--n-trials must be a positive number of trials to add to the study, got {n_trials}" in err, err
+    assert not list(tmp_path.iterdir()), "a refused --n-trials must not start a study"
 
 
 @pytest.mark.parametrize(

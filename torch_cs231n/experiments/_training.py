@@ -36,7 +36,7 @@ from torch.optim import Optimizer
 
 from torch_cs231n.data import load_npz, looked_for
 from torch_cs231n.nets.models import Normalization, Ops, build_fc_net, data_loss_fn
-from torch_cs231n.tools.command import add_output_arguments, positive_int, write_outputs
+from torch_cs231n.tools.command import add_output_arguments, positive_int, report_stream, write_outputs
 
 DEFAULT_DATA = Path("../shared/data/cifar10_train.npz")
 """``--data`` by default: the CIFAR-10 training set, relative to the repository root."""
@@ -362,7 +362,7 @@ def run_experiment(
     )
     result = {"data": str(args.data), **numbers}
     result["seconds"] = round(time.perf_counter() - start, 1)
-    print(table(result))
+    print(table(result), file=report_stream(args))
     print(f"{prog}: {result['seconds']} s", file=sys.stderr)
     write_outputs(args, name, result, {file_name: partial(f, result) for file_name, f in figures.items()})
     return 0

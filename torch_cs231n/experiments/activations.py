@@ -33,7 +33,7 @@ from matplotlib.figure import Figure
 
 import custom_ops.functional as MF
 from torch_cs231n.nets.init import weight_std
-from torch_cs231n.tools.command import add_output_arguments, positive_int, write_outputs
+from torch_cs231n.tools.command import add_output_arguments, positive_int, report_stream, write_outputs
 
 INITS: tuple[str, ...] = ("gaussian-0.01", "gaussian-0.05", "xavier", "kaiming")
 """The initialisations compared: ``gaussian-STD``, ``xavier``, ``kaiming``."""
@@ -211,7 +211,7 @@ def run(args: argparse.Namespace) -> int:
     study = activation_study(
         depth=args.depth, width=args.width, batch=args.batch, ops=args.ops, seed=args.seed
     )
-    print(format_table(study))
+    print(format_table(study), file=report_stream(args))
     figures = {"activations_std.png": std_figure, "activations_hist.png": histogram_figure}
     write_outputs(args, "activations", study, {name: partial(f, study) for name, f in figures.items()})
     return 0

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import statistics
 import sys
 import warnings
@@ -41,11 +40,12 @@ from typing import Any
 import torch
 from torch.utils import benchmark
 
-from custom_ops import fused
+from custom_ops import fast_apply, fused
 from custom_ops.conv import CONV_ALGORITHMS
 from custom_ops.registry import OP_NAMES, SANDWICH_MANUAL_CHAINS
 from custom_ops.testing import SANDWICHES, SPECS, InputFactory, OpCase, Sample, labels, normal, randn
 
+from .command import add_json_argument, report_stream, run_record, write_json
 from .memory import saved_memory
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
@@ -366,12 +366,19 @@ def _fwd_bwd(fn: Callable[..., torch.Tensor], args: list[Any], grad_positions: S
     return forward, forward_backward
 
 
+@fast_apply
 class _PythonCopy(torch.autograd.Function):
-    """The cheapest Python autograd.Function: a copy, whose gradient is the incoming one."""
+    """The cheapest Python autograd.Function in the form the ops use (``forward`` + ``setup_context``,
+    which ``torch.func`` needs, with :func:`custom_ops._function.fast_apply`): a copy, whose gradient is
+    the incoming one."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+    def forward(x: torch.Tensor) -> torch.Tensor:
         return x.clone()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
+        pass
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
@@ -704,7 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
         "reference path (default: on; --no-fused: the eager path only)",
     )
     parser.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own choice)")
-    parser.add_argument("--json", metavar="PATH", help="write the rows as JSON to PATH ('-': stdout)")
+    add_json_argument(parser, "the rows as JSON")
     parser.add_argument(
         "--tiny",
         action="store_true",
@@ -749,7 +756,7 @@ def main(argv: list[str] | None = None) -> int:
         cases = list(firsts.values())
     else:
         cases = [case for size in args.sizes for case in BENCH_CASES[size] if case.op in args.op]
-    log = sys.stderr if args.json == "-" else sys.stdout
+    log = report_stream(args)
     overhead = function_overhead(device, dtype, args.repeats, min_run_time)
     rows = []
     for case in cases:
@@ -791,14 +798,10 @@ def main(argv: list[str] | None = None) -> int:
             "fused": args.fused and not broken,
             "function_overhead": overhead,
             "argv": sys.argv[1:] if argv is None else list(argv),
+            **run_record(),
             "rows": [asdict(row) for row in rows],
         }
-        text = json.dumps(payload, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            with open(args.json, "w", encoding="utf-8") as f:
-                f.write(text + "\n")
+        write_json(args.json, payload, indent=2)
     return 0
 
 

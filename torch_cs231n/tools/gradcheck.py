@@ -41,7 +41,7 @@ from matplotlib.figure import Figure
 from custom_ops.registry import OP_NAMES
 from custom_ops.testing import OP_CASES, OpCase
 
-from .command import add_output_arguments, write_outputs
+from .command import add_output_arguments, report_stream, write_outputs
 
 THRESHOLD = 1e-7
 """A row passes when its relative error is below this (CS231n: "< 1e-7 and you're probably happy")."""
@@ -460,10 +460,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     cases = [c for c in OP_CASES if args.op is None or c.op in args.op]
     rows = gradcheck_table(args.ops, cases, args.seed)
     circuits = [add_multiply_circuit(), reciprocal_circuit()]
-    print(format_table(rows))
+    out = report_stream(args)
+    print(format_table(rows), file=out)
     for circuit in circuits:
-        print()
-        print(format_circuit(circuit))
+        print(file=out)
+        print(format_circuit(circuit), file=out)
     payload = to_json(rows, circuits, args.ops)
     title = f"Numeric gradient check of the {args.ops} backward passes (float64)"
     write_outputs(args, "gradcheck", payload, {"gradcheck.png": lambda: error_figure(rows, title)}, indent=1)

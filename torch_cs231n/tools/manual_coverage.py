@@ -32,6 +32,7 @@ from torch import nn
 
 from torch_cs231n.interop.function_mode import ManualShare, attach_manual_functions, manual_functions_of
 from torch_cs231n.interop.swap import manual_share, to_manual
+from torch_cs231n.tools.command import run_record
 
 SIZES = (64, 224, 299)
 """Input sizes tried, smallest first (64 suits most CNNs, ViT and MaxViT need 224, Inception-v3 299)."""
@@ -185,13 +186,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     names = torchvision.models.list_models(module=torchvision.models) if args.all else args.models.split(",")
     sizes = [int(s) for s in args.sizes.split(",")]
     rows: list[Coverage] = []
+    record = {**run_record(), "argv": sys.argv[1:] if argv is None else list(argv)}
     for name in names:
         rows.append(measure(name, sizes))
         row = rows[-1]
         outcome = row.error or f"{_percent(row.layer_calls_swap)} -> {_percent(row.layer_calls)} calls"
         print(f"{name}: {outcome}, {_percent(row.flops)} flops ({row.seconds:.0f} s)", flush=True)
         if args.json:
-            versions = {"torch": torch.__version__, "torchvision": torchvision.__version__}
+            versions = {"torch": torch.__version__, "torchvision": torchvision.__version__, **record}
             records = [{k: None if v != v else v for k, v in asdict(r).items()} for r in rows]  # NaN: null
             args.json.write_text(json.dumps({**versions, "models": records}, indent=1))
         gc.collect()

@@ -2,7 +2,8 @@
 and the memory the activations take.
 
 :func:`layer_table` runs one small training-mode forward pass with a hook on every leaf module (a module
-without children) and records, in call order, one row per call:
+without children; the hooks make a ``SandwichSequential`` call its layers one by one, so each has its row)
+and records, in call order, one row per call:
 
 * ``output_shape``: the output's shape for one sample (the batch dimension dropped);
 * ``activations``: the number of values in that output, per sample (``prod(output_shape)``);
@@ -12,8 +13,8 @@ Totals: the model's parameters, the forward activation memory per sample (the la
 earlier tensor, as ``Flatten`` or an in-place ReLU returns, counted once) and the memory saved for backward
 per sample: the tensors autograd keeps for the backward pass, measured with
 :func:`torch_cs231n.tools.memory.saved_memory` (parameters and buffers excluded) at two batch sizes, the
-growth
-per sample being the per-sample figure and the rest what a batch saves whatever its size.
+growth per sample being the per-sample figure and the rest what a batch saves whatever its size. Both
+measurements run without hooks, the model as training runs it (sandwiches fused).
 
 Lightning's ``ModelSummary`` lists modules in definition order, with the batch dimension, and needs a
 ``LightningModule``; this table follows the calls and works for any ``nn.Module``. It does use a
@@ -37,7 +38,7 @@ import yaml
 from matplotlib.figure import Figure
 from torch import nn
 
-from .command import add_output_arguments, write_outputs
+from .command import add_output_arguments, report_stream, write_outputs
 from .memory import flat_tensors, saved_memory
 
 DEFAULT_INPUT_SIZE: tuple[int, ...] = (3, 32, 32)
@@ -149,20 +150,16 @@ def layer_table(
     dtype = first.dtype if first is not None and first.is_floating_point() else torch.get_default_dtype()
     device = first.device if first is not None else torch.device("cpu")
     names = {module: name for name, module in net.named_modules()}
-    calls: list[tuple[nn.Module, list[torch.Tensor]]] = []
-    handles = [
-        module.register_forward_hook(lambda m, _, out: calls.append((m, flat_tensors(out))))
-        for module in net.modules()
-        if next(module.children(), None) is None
-    ]
     keep = [*net.parameters(), *net.buffers()]
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         x = torch.randn(small, *size, dtype=dtype, device=device)
+        # Both memory measurements run the model as training does, without hooks: a hook on a layer makes a
+        # SandwichSequential run its children one by one, which saves other tensors than the sandwich.
         saved_small = saved_memory(net, (x,), exclude=keep)
-        for handle in handles:
-            handle.remove()
-        x_large = torch.randn(large, *size, dtype=dtype, device=device)
-        saved_large = saved_memory(net, (x_large,), exclude=keep)
+        saved_large = saved_memory(
+            net, (torch.randn(large, *size, dtype=dtype, device=device),), exclude=keep
+        )
+        calls = _leaf_calls(net, x)
 
     rows, seen_modules = [], set()
     seen_storages = {x.untyped_storage().data_ptr()}
@@ -190,6 +187,27 @@ def layer_table(
         saved_bytes=per_sample,
         saved_fixed_bytes=saved_small.bytes - small * per_sample,
     )
+
+
+def _leaf_calls(net: nn.Module, x: torch.Tensor) -> list[tuple[nn.Module, list[torch.Tensor]]]:
+    """Every call of a leaf module of ``net`` in ``net(x)``, in call order, with the tensors it returned.
+
+    The pass runs with a forward hook on every leaf module and without autograd recording (the rows need the
+    outputs alone; hooks also make a ``SandwichSequential`` call each layer, so every layer gets its row).
+    """
+    calls: list[tuple[nn.Module, list[torch.Tensor]]] = []
+    handles = [
+        module.register_forward_hook(lambda m, _, out: calls.append((m, flat_tensors(out))))
+        for module in net.modules()
+        if next(module.children(), None) is None
+    ]
+    try:
+        with torch.no_grad():
+            net(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls
 
 
 def _bytes(n: int) -> str:
@@ -308,8 +326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(str(err))
     table = layer_table(model, args.input_size)
     ops = model.hparams.get("ops", "?")  # the model's manual/builtin switch, as saved in its hyper-parameters
-    print(f"{args.config}: {type(model).__name__}, ops {ops}")
-    print(format_table(table))
+    out = report_stream(args)
+    print(f"{args.config}: {type(model).__name__}, ops {ops}", file=out)
+    print(format_table(table), file=out)
     payload = {"config": str(args.config), "model": type(model).__name__, **table.to_dict()}
     title = f"{args.config.name}: {type(model).__name__}, {ops} ops"
     write_outputs(args, "summary", payload, {"summary.png": lambda: summary_figure(table, title)}, indent=1)
