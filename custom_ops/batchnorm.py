@@ -54,7 +54,7 @@ from torch.autograd.function import once_differentiable
 
 from . import _autocast, _reference, fused
 from ._checks import OpArgumentError, check_floating, check_norm_params_dtype, check_shape
-from ._compile import without_jvp
+from ._function import fast_apply, without_jvp
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -291,12 +291,15 @@ def vmap_loop(function: Any, info: Any, in_dims: tuple[int | None, ...], *args: 
     outs = []
     for i in range(info.batch_size):
         outs.append(function.apply(*(a.select(d, i) if is_batched(d) else a for a, d in zip(args, in_dims))))
-    if isinstance(outs[0], tuple):
-        return tuple(torch.stack(o) for o in zip(*outs)), (0,) * len(outs[0])
-    return torch.stack(outs), 0
+    if not isinstance(outs[0], tuple):
+        return torch.stack(outs), 0
+    # a non-tensor output (sync batch norm's count) is the same for every slice: unbatched
+    stacked = [torch.stack(o) if isinstance(o[0], torch.Tensor) else o[0] for o in zip(*outs)]
+    return tuple(stacked), tuple(0 if isinstance(o, torch.Tensor) else None for o in stacked)
 
 
 # ------------------------------------------------------------------------------------------ Functions
+@fast_apply
 class EmptyBatchNormFunction(torch.autograd.Function):
     """x with no element, weight/bias ``(C,)`` or None -> an empty copy of x; zero parameter gradients.
 
@@ -336,6 +339,7 @@ _UNBATCHED_STATS = (
 statistics), word for word."""
 
 
+@fast_apply
 class BatchNormFunction(torch.autograd.Function):
     """x ``(N, C, *)``, weight/bias ``(C,)`` or None, running mean/var ``(C,)`` or None (required in eval)
     -> ``(out, xc, s)``: the output and, non-differentiable, what the backward and jvp use (the centred

@@ -34,7 +34,7 @@ from torch.autograd.function import once_differentiable
 
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating, check_int, check_norm_params_dtype
-from ._compile import without_jvp
+from ._function import fast_apply, without_jvp
 from .batchnorm import (
     _channel_view,
     is_batched,
@@ -191,6 +191,7 @@ def group_norm_backward(
 
 
 # ------------------------------------------------------------------------------------------ Function
+@fast_apply
 class GroupNormFunction(torch.autograd.Function):
     """x ``(N, C, *)``, weight/bias ``(C,)`` or None -> ``(out, xhat, s)``: the output (shaped like x) and,
     non-differentiable, what the backward and jvp use (s ``(N, G)``).

@@ -68,7 +68,7 @@ from torch.autograd.function import once_differentiable
 
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_ndim, check_nonempty_planes
-from ._compile import without_jvp
+from ._function import fast_apply, without_jvp
 from ._layout import memory_format
 from .batchnorm import (
     _UNBATCHED_STATS,
@@ -443,6 +443,7 @@ def _vmap_bn(
 
 
 # ------------------------------------------------------------------------------------------- Functions
+@fast_apply
 class AffineReLUFunction(torch.autograd.Function):
     """x ``(*, in)``, weight ``(out, in)``, bias ``(out,)`` or None -> ``(*, out)``.
 
@@ -477,6 +478,7 @@ class AffineReLUFunction(torch.autograd.Function):
         return _vmap_x_only(AffineReLUFunction, info, in_dims, args, (True,), fold=False)
 
 
+@fast_apply
 class AffineBatchNormReLUFunction(torch.autograd.Function):
     """x ``(N, in)``, weight ``(C, in)``, bias, gamma, beta ``(C,)`` or None, running mean/var ``(C,)`` or
     None (required in eval; in training updated in place) -> ``(out, xc, s)``: out ``(N, C)`` and,
@@ -527,6 +529,7 @@ class AffineBatchNormReLUFunction(torch.autograd.Function):
         return _vmap_bn(AffineBatchNormReLUFunction, info, in_dims, args)
 
 
+@fast_apply
 class AffineLayerNormReLUFunction(torch.autograd.Function):
     """x ``(*, in)``, weight ``(D, in)``, bias, gamma, beta ``(D,)`` or None -> ``(out, xhat, s)``: out
     ``(*, D)`` and, non-differentiable, the layer norm's x̂ and ``s`` (what the backward and jvp use).
@@ -591,6 +594,7 @@ class AffineLayerNormReLUFunction(torch.autograd.Function):
         return _vmap_x_only(AffineLayerNormReLUFunction, info, in_dims, args, (True, True, True), fold=False)
 
 
+@fast_apply
 class ConvReLUFunction(torch.autograd.Function):
     """x ``(N, C, H, W)``, weight ``(O, C/groups, kh, kw)``, bias ``(O,)`` or None -> ``(N, O, Ho, Wo)``.
 
@@ -628,6 +632,7 @@ class ConvReLUFunction(torch.autograd.Function):
         return _vmap_x_only(ConvReLUFunction, info, in_dims, args, (True,), fold=True)
 
 
+@fast_apply
 class ConvBatchNormReLUFunction(torch.autograd.Function):
     """x ``(N, C_in, H, W)``, weight ``(C, C_in/groups, kh, kw)``, bias, gamma, beta ``(C,)`` or None,
     running mean/var ``(C,)`` or None (required in eval; in training updated in place) -> ``(out, xc, s)``:
@@ -680,6 +685,7 @@ class ConvBatchNormReLUFunction(torch.autograd.Function):
         return _vmap_bn(ConvBatchNormReLUFunction, info, in_dims, args)
 
 
+@fast_apply
 class ConvReLUPoolFunction(torch.autograd.Function):
     """x ``(N, C, H, W)``, weight ``(O, C/groups, kh, kw)``, bias ``(O,)`` or None -> ``(out, index)``, both
     ``(N, O, Hp, Wp)``: out max pooled (no padding, no dilation) with ``kernel`` and ``stride``, and (int64,

@@ -34,7 +34,7 @@ from torch.autograd.function import once_differentiable
 
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating, check_norm_params_dtype, check_shape
-from ._compile import without_jvp
+from ._function import fast_apply, without_jvp
 from .batchnorm import is_batched, reference_formulas, refuse_forward_over_reverse, vmap_loop
 
 
@@ -184,6 +184,7 @@ def layer_norm_backward(
 
 
 # ------------------------------------------------------------------------------------------ Function
+@fast_apply
 class LayerNormFunction(torch.autograd.Function):
     """x ``(*, *normalized_shape)``, weight/bias ``normalized_shape`` or None -> ``(out, xhat, s)``: the
     output (shaped like x) and, non-differentiable, what the backward and jvp use.

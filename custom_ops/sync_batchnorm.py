@@ -46,10 +46,11 @@ from torch.autograd.function import once_differentiable
 
 from . import _autocast
 from ._checks import check_floating, check_ndim, check_norm_params_dtype, check_shape
-from ._compile import without_jvp
-from .batchnorm import _affine, _channel_view, batch_norm
+from ._function import fast_apply, without_jvp
+from .batchnorm import _affine, _channel_view, batch_norm, vmap_loop
 
 
+@fast_apply
 class SyncBatchNormFunction(torch.autograd.Function):
     """x ``(N, C, *)`` (N may differ between ranks), weight/bias ``(C,)`` or None, ``group`` a process
     group (None: the default group) -> ``(out, global_batch_mean, global_batch_unbiased_var, xc, s, M)``:
@@ -138,6 +139,12 @@ class SyncBatchNormFunction(torch.autograd.Function):
         if bias_t is not None:
             out_t = out_t + _channel_view(bias_t, ndim)
         return out_t, None, None, None, None, None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[Any, ...], *args: Any) -> tuple[Any, Any]:
+        """Each vmapped slice in turn, with its own global statistics (every rank must vmap over the same
+        number of slices: each slice is one set of collectives)."""
+        return vmap_loop(SyncBatchNormFunction, info, in_dims, *args)
 
 
 _SyncBatchNormTraced = without_jvp(SyncBatchNormFunction)
