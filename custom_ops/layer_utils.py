@@ -17,6 +17,19 @@ conv_relu_pool:  a = conv(x, w) + b;  out = max(maxpool(a), 0): ReLU and max poo
                  tensor (kh*kw times smaller);  dp = dout * [out > 0];  da = dp scattered to each window's
                  max (pool.py's backward);  then the conv backward of da
 
+Forward mode (jvp), the chain rule through the chain: the pre-activation's tangent is bilinear,
+``ȧ = ẋ W^T + x Ẇ^T + ḃ`` (``conv(ẋ, W) + conv(x, Ẇ) + ḃ``); the norm's tangent ``ẏ`` is the norm file's
+(:func:`~custom_ops.batchnorm.batchnorm_jvp`, :func:`~custom_ops.layernorm.layernorm_jvp`); the ReLU
+passes ``ȯut = ẏ [y > 0]``; the max pool takes the tangent at each window's max.
+
+The reference: inside :func:`custom_ops.reference_path`, under ``torch.func`` transforms and in
+gradcheck's batched checks, the norm and ReLU parts run the reference formulas of batchnorm.py and
+layernorm.py (no fused kernel, no in-place mask), and linear/conv/pool their own reference paths.
+
+vmap: each Function has a rule. With only x batched, the vmapped slices go through as one batch (their
+samples stacked; eval batch norm is per sample too); otherwise each slice is applied in turn. Training
+batch norm refuses unbatched running statistics, as torch's ``batch_norm`` under ``vmap``.
+
 Saved for backward, against the chain of manual ops (which saves x, W and, per layer, what its Function
 saves):
 - affine_relu, conv_relu: x, W and out, as the chain (out is the next layer's input, which it keeps anyway).
@@ -30,14 +43,15 @@ pooled maxima), so they allocate one activation-sized tensor fewer than the chai
 
 Batch norm: training normalises with the batch statistics and updates the running ones exactly as
 :func:`custom_ops.batchnorm.batch_norm` (torch convention: ``momentum`` the weight of the new batch, the
-unbiased variance); eval uses the running statistics.
+unbiased variance), in the Function's forward: once per call, under transforms too; eval uses the running
+statistics.
 
 Mixed precision follows the chain. Under ``torch.autocast`` the affine or convolution part runs in the
 autocast dtype (linear and conv2d's "lower" policy), max pooling and the ReLU in their input's dtype;
 the norm part computes in float32 whenever its input (the pre-activation) is float16/bfloat16, with its
-parameters and running statistics in float32, and returns the pre-activation's dtype (batch_norm and
-layer_norm's "fp32_internal" policy). Inputs with no element in a batch-norm sandwich run the chain of
-manual ops (there is nothing to fuse; the running statistics stay as they are).
+parameters (and the running statistics it reads in eval) in float32, and returns the pre-activation's
+dtype (batch_norm and layer_norm's "fp32_internal" policy). Inputs with no element in a batch-norm sandwich
+run the chain of manual ops (there is nothing to fuse; the running statistics stay as they are).
 
 Double backward: the affine_relu, conv_relu and conv_relu_pool backwards are differentiable functions of
 the saved tensors, as the chain's; the norm sandwiches' backwards are ``once_differentiable``, as the norms'.
@@ -46,6 +60,7 @@ the saved tensors, as the chain's; the norm sandwiches' backwards are ``once_dif
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -53,14 +68,25 @@ from torch.autograd.function import once_differentiable
 
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_ndim, check_nonempty_planes
+from ._function import fast_apply, without_jvp
 from ._layout import memory_format
 from .batchnorm import (
+    _UNBATCHED_STATS,
+    _channel_view,
     batch_norm,
     batch_norm_affine,
     batch_norm_backward,
     batch_norm_forward,
+    batchnorm_backward_alt,
+    batchnorm_forward,
+    batchnorm_jvp,
     check_batch_norm_arguments,
+    is_batched,
+    reference_formulas,
+    refuse_forward_over_reverse,
+    scale_shift,
     update_running_stats,
+    vmap_loop,
 )
 from .conv import (
     Pair,
@@ -76,6 +102,9 @@ from .layernorm import (
     layer_norm_affine,
     layer_norm_backward,
     layer_norm_forward,
+    layernorm_backward,
+    layernorm_forward,
+    layernorm_jvp,
 )
 from .linear import affine_backward, affine_forward, check_linear_arguments
 from .linear import linear as manual_linear
@@ -93,6 +122,12 @@ def _masked(dout: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return y.gt_(0).mul_(dout)
 
 
+def _relu_grad(dout: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``dout * [out > 0]`` from the ReLU output: relu.py's tuned backward, or the reference product (out of
+    place: ``dout`` may be batched where ``out`` is not)."""
+    return dout * (out > 0) if reference_formulas(dout) else relu_backward(dout, out)
+
+
 def _norm_dtype(pre: torch.Tensor) -> torch.dtype:
     """The dtype a norm computes in: float32 for a float16/bfloat16 input, else the input's."""
     return torch.float32 if pre.dtype in _LOW_PRECISION else pre.dtype
@@ -102,7 +137,7 @@ def _pre_activation_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype of the linear or conv output that the chain hands to the next op: the autocast dtype under
     autocast, else x's."""
     device_type = x.device.type
-    return torch.get_autocast_dtype(device_type) if torch.is_autocast_enabled(device_type) else x.dtype
+    return torch.get_autocast_dtype(device_type) if _autocast.is_enabled(device_type) else x.dtype
 
 
 def _stand_in(x: torch.Tensor, shape: Sequence[int]) -> torch.Tensor:
@@ -123,6 +158,15 @@ def _check_2d_weight(weight: torch.Tensor) -> None:
         )
 
 
+def _conv_out_size(x: torch.Tensor, weight: torch.Tensor, conf: ConvConf) -> list[int]:
+    """``[H_out, W_out]`` of the convolution ``conf`` of x ``(N, C, H, W)`` with ``weight``."""
+    stride, padding, dilation, _, extra = conf
+    return [
+        conv_output_size(h + e, k, s, p, d)
+        for h, e, k, s, p, d in zip(x.shape[2:], extra, weight.shape[2:], stride, padding, dilation)
+    ]
+
+
 def _conv_geometry(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -134,11 +178,8 @@ def _conv_geometry(
 ) -> tuple[ConvConf, tuple[int, int, int, int]]:
     """conv2d's checks on x ``(N, C_in, H, W)``; ``(conf, output shape (N, C_out, H_out, W_out))``."""
     stride_, padding_, dilation_, extra = conv2d_geometry(x, weight, bias, stride, padding, dilation, groups)
-    size = [
-        conv_output_size(h + e, k, s, p, d)
-        for h, e, k, s, p, d in zip(x.shape[2:], extra, weight.shape[2:], stride_, padding_, dilation_)
-    ]
-    return (stride_, padding_, dilation_, groups, extra), (x.shape[0], weight.shape[0], *size)
+    conf = (stride_, padding_, dilation_, groups, extra)
+    return conf, (x.shape[0], weight.shape[0], *_conv_out_size(x, weight, conf))
 
 
 def _apply_with_norm(
@@ -146,42 +187,84 @@ def _apply_with_norm(
     x: torch.Tensor,
     weight: torch.Tensor,
     bias: torch.Tensor | None,
-    norm: Sequence[torch.Tensor | None],
+    params: Sequence[torch.Tensor | None],
+    stats: Sequence[torch.Tensor | None],
+    cast_stats: bool,
     *static: object,
-) -> torch.Tensor | tuple[torch.Tensor, ...]:
-    """``function.apply(x, weight, bias, *norm, *static)`` with the chain's mixed precision: under autocast,
-    x, weight and bias in the autocast dtype (the "lower" policy of linear and conv2d, as
-    ``_autocast.apply``), and the norm's tensors ``norm`` in float32 when the pre-activation is
-    float16/bfloat16 (the norms' "fp32_internal"). ``_autocast.apply`` itself would cast the norm's
-    parameters and running statistics to the autocast dtype too."""
+) -> tuple[torch.Tensor, ...]:
+    """``function.apply(x, weight, bias, *params, *stats, *static)`` with the chain's mixed precision: under
+    autocast, x, weight and bias in the autocast dtype (the "lower" policy of linear and conv2d, as
+    ``_autocast.apply``), and the norm's parameters ``params`` in float32 when the pre-activation is
+    float16/bfloat16 (the norms' "fp32_internal"), its running statistics ``stats`` too when ``cast_stats``
+    (eval: only read; in training the forward updates them in place, so they pass uncast)."""
+    _autocast.check_same_device(function, (x, weight, bias, *params, *stats))
     device_type = x.device.type
-    autocasting = torch.is_autocast_enabled(device_type)
+    autocasting = _autocast.is_enabled(device_type)
     if autocasting:
         low = torch.get_autocast_dtype(device_type)
         x, weight = x.to(low), weight.to(low)
         bias = None if bias is None else bias.to(low)
     if x.dtype in _LOW_PRECISION:
-        norm = [None if t is None else t.to(torch.float32) for t in norm]
+        params = [None if t is None else t.to(torch.float32) for t in params]
+        if cast_stats:
+            stats = [None if t is None else t.to(torch.float32) for t in stats]
     if not autocasting:
-        return function.apply(x, weight, bias, *norm, *static)
+        return function.apply(x, weight, bias, *params, *stats, *static)
     with torch.autocast(device_type, enabled=False):
-        return function.apply(x, weight, bias, *norm, *static)
+        return function.apply(x, weight, bias, *params, *stats, *static)
 
 
-def _batch_norm_outputs(
-    ctx: torch.autograd.function.FunctionCtx,
-    out: torch.Tensor,
-    mean: torch.Tensor,
-    var: torch.Tensor,
-    training: bool,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """As ``BatchNormFunction``: ``out`` in eval; ``(out, batch mean, biased batch var)`` in training, the
-    statistics non-differentiable (their gradients are not materialised)."""
-    if not training:
-        return out
-    ctx.mark_non_differentiable(mean, var)
-    ctx.set_materialize_grads(False)
-    return out, mean, var
+def _sum_tangents(*terms: torch.Tensor | None) -> torch.Tensor | None:
+    """The sum of the terms that are not None (None when none is)."""
+    present = [t for t in terms if t is not None]
+    return sum(present[1:], present[0]) if present else None
+
+
+def _affine_tangent(
+    x: torch.Tensor, weight: torch.Tensor, x_t: torch.Tensor | None, w_t: torch.Tensor | None, b_t: Any
+) -> torch.Tensor | None:
+    """``ȧ = ẋ W^T + x Ẇ^T + ḃ``: the tangent of ``a = x W^T + b``, bilinear in (x, W); shaped as ``a``."""
+    a_t = _sum_tangents(
+        None if x_t is None else x_t @ weight.t(),
+        None if w_t is None else x @ w_t.t(),
+        b_t,
+    )
+    return None if a_t is None else a_t.expand(*x.shape[:-1], weight.shape[0])
+
+
+def _conv_tangent(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    conf: ConvConf,
+    x_t: torch.Tensor | None,
+    w_t: torch.Tensor | None,
+    b_t: torch.Tensor | None,
+) -> torch.Tensor | None:
+    """``ȧ = conv(ẋ, W) + conv(x, Ẇ) + ḃ``: the tangent of ``a = conv(x, W) + b``, bilinear in (x, W);
+    shaped as ``a``."""
+    a_t = _sum_tangents(
+        None if x_t is None else conv2d_forward(x_t, weight, None, *conf),
+        None if w_t is None else conv2d_forward(x, w_t, None, *conf),
+        None if b_t is None else b_t.view(-1, 1, 1),
+    )
+    return None if a_t is None else a_t.expand(x.shape[0], weight.shape[0], *_conv_out_size(x, weight, conf))
+
+
+def _unpool(dp: torch.Tensor, index: torch.Tensor, shape: Sequence[int], layout: Any) -> torch.Tensor:
+    """The max-pool backward: each entry of ``dp`` added at its window's max (``index``, the flat position
+    in the ``H * W`` plane) of a zero tensor of ``shape``: pool.py's, or the reference out-of-place scatter
+    (``dp`` may be batched where the zeros are not)."""
+    if not reference_formulas(dp):
+        return max_pool2d_input_grad(dp, index, shape, layout)
+    n, c, h, w = shape
+    zeros = dp.new_zeros(n, c, h * w)
+    return zeros.scatter_add(2, index.reshape(n, c, -1), dp.reshape(n, c, -1)).view(n, c, h, w)
+
+
+def _pooled(a: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``a`` at each pool window's max (``index``): the max pool's tangent."""
+    n, c = index.shape[:2]
+    return a.reshape(n, c, -1).gather(2, index.reshape(n, c, -1)).view(index.shape)
 
 
 # The norm + ReLU part of the batch-norm sandwiches as fused kernels (:func:`custom_ops.fused.kernel`): the
@@ -223,6 +306,11 @@ def bn_relu_backward(
     return batch_norm_backward.fn(dy, xc, invstd, gamma, training, need_dx, need_dgamma, need_dbeta)
 
 
+def _bn_y(xc: torch.Tensor, invstd: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None):
+    """The reference batch-norm output ``y = γ x̂ + β`` recomputed from the saved ``xc`` (the forward's)."""
+    return scale_shift(xc * _channel_view(invstd, xc.dim()), gamma, beta)
+
+
 def _bn_relu_forward(
     pre: torch.Tensor,
     gamma: torch.Tensor | None,
@@ -230,14 +318,26 @@ def _bn_relu_forward(
     running_mean: torch.Tensor | None,
     running_var: torch.Tensor | None,
     training: bool,
+    momentum: float,
     eps: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(out, xc, s, mean, var)``: ``out = max(batchnorm(pre), 0)`` in pre's dtype, the norm computed in
-    :func:`_norm_dtype` (its ReLU in place on the norm's output buffer)."""
-    out, xc, invstd, mean, var = bn_relu_forward(
-        pre.to(_norm_dtype(pre)), gamma, beta, running_mean, running_var, training, eps
-    )
-    return out.to(pre.dtype), xc, invstd, mean, var
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(out, xc, s)``: ``out = max(batchnorm(pre), 0)`` in pre's dtype, the norm computed in
+    :func:`_norm_dtype`: the reference formulas, or the fused kernel (its ReLU in place on the norm's output
+    buffer). In training the running statistics given are updated (torch convention)."""
+    norm_in = pre.to(_norm_dtype(pre))
+    if reference_formulas(pre):
+        y, xc, invstd, mean, var = batchnorm_forward(
+            norm_in, gamma, beta, running_mean, running_var, training, eps
+        )
+        out = y.clamp_min(0)  # ReLU
+    else:
+        out, xc, invstd, mean, var = bn_relu_forward(
+            norm_in, gamma, beta, running_mean, running_var, training, eps
+        )
+    if training:
+        count = pre.numel() // pre.shape[1]
+        update_running_stats(running_mean, running_var, mean, var, momentum, count, "torch")
+    return out.to(pre.dtype), xc, invstd
 
 
 def _bn_relu_backward(
@@ -253,156 +353,392 @@ def _bn_relu_backward(
     """``(dpre, dgamma, dbeta)``: the ReLU mask ``[y > 0]`` from ``y`` recomputed from ``xc`` (bit for bit
     the forward's), then the batch-norm backward; ``dpre`` in ``dtype``. ``need``: the Function's
     ``needs_input_grad`` (x, weight, bias, gamma, beta first)."""
-    dpre, dgamma, dbeta = bn_relu_backward(
-        dout, xc, invstd, gamma, beta, training, any(need[:3]), need[3], need[4]
-    )
+    need_dpre, need_dgamma, need_dbeta = any(need[:3]), need[3], need[4]
+    if reference_formulas(dout):
+        dy = dout * (_bn_y(xc, invstd, gamma, beta) > 0)  # the ReLU's backward
+        grads = batchnorm_backward_alt(dy, xc, invstd, gamma, training)
+        dpre, dgamma, dbeta = (g if n else None for g, n in zip(grads, (need_dpre, need_dgamma, need_dbeta)))
+    else:
+        dpre, dgamma, dbeta = bn_relu_backward(
+            dout, xc, invstd, gamma, beta, training, need_dpre, need_dgamma, need_dbeta
+        )
     return None if dpre is None else dpre.to(dtype), dgamma, dbeta
 
 
+def _bn_relu_jvp(
+    pre: torch.Tensor,
+    pre_t: torch.Tensor | None,
+    gamma_t: torch.Tensor | None,
+    beta_t: torch.Tensor | None,
+    gamma: torch.Tensor | None,
+    beta: torch.Tensor | None,
+    running_mean: torch.Tensor | None,
+    running_var: torch.Tensor | None,
+    training: bool,
+    eps: float,
+) -> torch.Tensor:
+    """``ȯut = ẏ [y > 0]`` for the batch norm's tangent ``ẏ`` (:func:`batchnorm_jvp`) of the pre-activation
+    ``pre`` (recomputed from the inputs: the tangent is a differentiable function of them), in pre's
+    dtype."""
+    y, xc, invstd, _, _ = batchnorm_forward(
+        pre.to(_norm_dtype(pre)), gamma, beta, running_mean, running_var, training, eps
+    )
+    y_t = batchnorm_jvp(pre_t, gamma_t, beta_t, xc, invstd, gamma, training)
+    return (y_t * (y > 0)).to(pre.dtype)
+
+
+def _affine_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``a = x W^T + b`` as plain differentiable ops (the jvps recompute the pre-activation with it)."""
+    a = x @ weight.t()
+    return a if bias is None else a + bias
+
+
+def _ln_y(xhat: torch.Tensor, gamma: torch.Tensor | None, beta: torch.Tensor | None) -> torch.Tensor:
+    """The layer-norm output ``y = γ x̂ + β`` recomputed from the saved x̂ (bit for bit the forward's)."""
+    if reference_formulas(xhat):
+        scaled = xhat if gamma is None else gamma * xhat
+        return scaled if beta is None else scaled + beta
+    return layer_norm_affine(xhat, gamma, beta)
+
+
+# ------------------------------------------------------------------------------------------- vmap rules
+def _vmap_x_only(
+    function: Any,
+    info: Any,
+    in_dims: tuple[int | None, ...],
+    args: tuple[Any, ...],
+    per_sample: tuple[bool, ...],
+    fold: bool,
+) -> tuple[Any, Any]:
+    """The vmap rule of a per-sample sandwich: with only x batched, the B slices' samples go through as one
+    batch (``fold``: x ``(B, N, ...)`` -> ``(B * N, ...)``, for an op that takes one batch dim; else x with
+    its extra leading dim, for the affine ops, which take any); the loop otherwise. ``per_sample``: which
+    outputs carry the batch (the others, e.g. eval batch norm's s, are the same for every slice)."""
+    if any(is_batched(d) for d in in_dims[1:]) or not is_batched(in_dims[0]):
+        return vmap_loop(function, info, in_dims, *args)
+    x = args[0].movedim(in_dims[0], 0)
+    out = function.apply(x.flatten(0, 1) if fold else x, *args[1:])
+    outs = out if isinstance(out, tuple) else (out,)
+    outs = tuple(t.unflatten(0, (info.batch_size, -1)) if fold and s else t for t, s in zip(outs, per_sample))
+    dims = tuple(0 if s else None for s in per_sample)
+    return (outs, dims) if isinstance(out, tuple) else (outs[0], dims[0])
+
+
+def _vmap_bn(
+    function: Any, info: Any, in_dims: tuple[int | None, ...], args: tuple[Any, ...]
+) -> tuple[Any, Any]:
+    """The vmap rule of a batch-norm sandwich ``(x, weight, bias, gamma, beta, running_mean, running_var,
+    training, ...)``: as the chain of linear/conv and :func:`~custom_ops.batchnorm.batch_norm`. In eval
+    (per sample) x's batch folds into N; in training each slice normalises with its own statistics (the
+    loop), and running statistics must be batched (torch's ``RuntimeError`` otherwise, also when only γ or
+    β is batched)."""
+    running_mean, running_var, training = args[5], args[6], args[7]
+    if training:
+        if (running_mean is not None and in_dims[5] is None) or (
+            running_var is not None and in_dims[6] is None
+        ):
+            raise RuntimeError(_UNBATCHED_STATS)
+        return vmap_loop(function, info, in_dims, *args)
+    return _vmap_x_only(function, info, in_dims, args, (True, True, False), fold=True)
+
+
 # ------------------------------------------------------------------------------------------- Functions
+@fast_apply
 class AffineReLUFunction(torch.autograd.Function):
-    """x ``(*, in)``, weight ``(out, in)``, bias ``(out,)`` or None -> ``(*, out)``."""
+    """x ``(*, in)``, weight ``(out, in)``, bias ``(out,)`` or None -> ``(*, out)``.
+
+    jvp: ``ȯut = (ẋ W^T + x Ẇ^T + ḃ) [out > 0]``.
+    """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        out = affine_forward(x, weight, bias).clamp_min_(0)
-        ctx.save_for_backward(x, weight, out)
+    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        pre = affine_forward(x, weight, bias)
+        return pre.clamp_min(0) if reference_formulas(x) else pre.clamp_min_(0)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        x, weight, bias = inputs
+        ctx.save_for_backward(x, weight, output)
+        ctx.save_for_forward(x, weight, output)
         ctx.has_bias = bias is not None
-        return out
 
     @staticmethod
-    def backward(ctx, dout: torch.Tensor):
+    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight, out = ctx.saved_tensors
         need_dx, need_dw, need_db = ctx.needs_input_grad
-        return affine_backward(
-            relu_backward(dout, out), x, weight, need_dx, need_dw, ctx.has_bias and need_db
-        )
-
-
-class AffineBatchNormReLUFunction(torch.autograd.Function):
-    """x ``(N, in)``, weight ``(C, in)``, bias, gamma, beta ``(C,)`` or None, running mean/var ``(C,)``
-    (used only in eval) -> training: ``(out, batch_mean, batch_biased_var)``; eval: ``out`` ``(N, C)``."""
+        return affine_backward(_relu_grad(dout, out), x, weight, need_dx, need_dw, ctx.has_bias and need_db)
 
     @staticmethod
-    def forward(ctx, x, weight, bias, gamma, beta, running_mean, running_var, training: bool, eps: float):
-        pre = affine_forward(x, weight, bias)
-        out, xc, invstd, mean, var = _bn_relu_forward(
-            pre, gamma, beta, running_mean, running_var, training, eps
-        )
-        ctx.save_for_backward(x, weight, xc, invstd, gamma, beta)
-        ctx.has_bias = bias is not None
-        ctx.training = training
-        return _batch_norm_outputs(ctx, out, mean, var, training)
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dout, *_):
-        if dout is None:  # gradients are not materialised: an undefined output gradient means zero
-            return (None,) * 9
-        x, weight, xc, invstd, gamma, beta = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        dpre, dgamma, dbeta = _bn_relu_backward(dout, xc, invstd, gamma, beta, ctx.training, x.dtype, need)
-        dx, dw, db = affine_backward(dpre, x, weight, need[0], need[1], ctx.has_bias and need[2])
-        return dx, dw, db, dgamma, dbeta, None, None, None, None
-
-
-class AffineLayerNormReLUFunction(torch.autograd.Function):
-    """x ``(*, in)``, weight ``(D, in)``, bias, gamma, beta ``(D,)`` or None -> ``(*, D)``."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, gamma, beta, eps: float):
-        pre = affine_forward(x, weight, bias)
-        y, xhat, invstd = layer_norm_forward(pre.to(_norm_dtype(pre)), 1, gamma, beta, eps)
-        out = y.clamp_min_(0).to(pre.dtype)
-        ctx.save_for_backward(x, weight, xhat, invstd, gamma, beta)
-        ctx.has_bias = bias is not None
-        return out
-
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, dout):
-        x, weight, xhat, invstd, gamma, beta = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        dy = _masked(dout, layer_norm_affine(xhat, gamma, beta))  # y recomputed: the forward's, bit for bit
-        dpre, dgamma, dbeta = layer_norm_backward(dy, xhat, invstd, gamma, 1, any(need[:3]), need[3], need[4])
-        dpre = None if dpre is None else dpre.to(x.dtype)
-        dx, dw, db = affine_backward(dpre, x, weight, need[0], need[1], ctx.has_bias and need[2])
-        return dx, dw, db, dgamma, dbeta, None
-
-
-class ConvReLUFunction(torch.autograd.Function):
-    """x ``(N, C, H, W)``, weight ``(O, C/groups, kh, kw)``, bias ``(O,)`` or None -> ``(N, O, Ho, Wo)``."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, conf: ConvConf):
-        out = conv2d_forward(x, weight, bias, *conf).clamp_min_(0)
-        ctx.save_for_backward(x, weight, out)
-        ctx.conf = conf
-        ctx.has_bias = bias is not None
-        return out
-
-    @staticmethod
-    def backward(ctx, dout):
+    def jvp(ctx: Any, x_t: Any, w_t: Any, b_t: Any) -> torch.Tensor:
         x, weight, out = ctx.saved_tensors
-        need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
-        da = relu_backward(dout, out)
-        dx, dw, db = conv2d_backward(da, x, weight, ctx.conf, need_dx, need_dw, ctx.has_bias and need_db)
-        return dx, dw, db, None
-
-
-class ConvBatchNormReLUFunction(torch.autograd.Function):
-    """x ``(N, C_in, H, W)``, weight ``(C, C_in/groups, kh, kw)``, bias, gamma, beta ``(C,)`` or None,
-    running mean/var ``(C,)`` (used only in eval) -> training: ``(out, batch_mean, batch_biased_var)``;
-    eval: ``out`` ``(N, C, Ho, Wo)``."""
+        return _affine_tangent(x, weight, x_t, w_t, b_t) * (out > 0)
 
     @staticmethod
-    def forward(
-        ctx, x, weight, bias, gamma, beta, running_mean, running_var, training: bool, eps: float, conf
-    ):
-        pre = conv2d_forward(x, weight, bias, *conf)
-        out, xc, invstd, mean, var = _bn_relu_forward(
-            pre, gamma, beta, running_mean, running_var, training, eps
-        )
+    def vmap(info: Any, in_dims: Any, *args: Any) -> tuple[Any, Any]:
+        return _vmap_x_only(AffineReLUFunction, info, in_dims, args, (True,), fold=False)
+
+
+@fast_apply
+class AffineBatchNormReLUFunction(torch.autograd.Function):
+    """x ``(N, in)``, weight ``(C, in)``, bias, gamma, beta ``(C,)`` or None, running mean/var ``(C,)`` or
+    None (required in eval; in training updated in place) -> ``(out, xc, s)``: out ``(N, C)`` and,
+    non-differentiable, the batch norm's centred input and ``s`` (what the backward and jvp use).
+
+    jvp: ``ȯut = ẏ [y > 0]``, ``ẏ`` :func:`batchnorm_jvp` of ``ȧ = ẋ W^T + x Ẇ^T + ḃ``.
+    """
+
+    @staticmethod
+    def forward(x, weight, bias, gamma, beta, running_mean, running_var, training: bool, momentum, eps):
+        pre = affine_forward(x, weight, bias)
+        return _bn_relu_forward(pre, gamma, beta, running_mean, running_var, training, momentum, eps)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+        x, weight, bias, gamma, beta, running_mean, running_var, training, _, eps = inputs
+        _, xc, invstd = output
+        ctx.mark_non_differentiable(xc, invstd)
+        ctx.set_materialize_grads(False)
         ctx.save_for_backward(x, weight, xc, invstd, gamma, beta)
-        ctx.conf = conf
+        stats = (None, None) if training else (running_mean, running_var)  # training updated them in place
+        ctx.save_for_forward(x, weight, bias, gamma, beta, *stats)
         ctx.has_bias = bias is not None
-        ctx.training = training
-        return _batch_norm_outputs(ctx, out, mean, var, training)
+        ctx.training, ctx.eps = training, eps
 
     @staticmethod
     @once_differentiable
     def backward(ctx, dout, *_):
         if dout is None:  # gradients are not materialised: an undefined output gradient means zero
             return (None,) * 10
+        refuse_forward_over_reverse(ctx, "affine_bn_relu")
+        x, weight, xc, invstd, gamma, beta = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        dpre, dgamma, dbeta = _bn_relu_backward(dout, xc, invstd, gamma, beta, ctx.training, x.dtype, need)
+        dx, dw, db = affine_backward(dpre, x, weight, need[0], need[1], ctx.has_bias and need[2])
+        return dx, dw, db, dgamma, dbeta, None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, w_t, b_t, gamma_t, beta_t, *_):
+        ctx.had_tangents = True
+        x, weight, bias, gamma, beta, running_mean, running_var = ctx.saved_tensors
+        pre, pre_t = _affine_reference(x, weight, bias), _affine_tangent(x, weight, x_t, w_t, b_t)
+        stats = (running_mean, running_var, ctx.training, ctx.eps)
+        return _bn_relu_jvp(pre, pre_t, gamma_t, beta_t, gamma, beta, *stats), None, None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Any, *args: Any) -> tuple[Any, Any]:
+        return _vmap_bn(AffineBatchNormReLUFunction, info, in_dims, args)
+
+
+@fast_apply
+class AffineLayerNormReLUFunction(torch.autograd.Function):
+    """x ``(*, in)``, weight ``(D, in)``, bias, gamma, beta ``(D,)`` or None -> ``(out, xhat, s)``: out
+    ``(*, D)`` and, non-differentiable, the layer norm's x̂ and ``s`` (what the backward and jvp use).
+
+    jvp: ``ȯut = ẏ [y > 0]``, ``ẏ`` :func:`layernorm_jvp` of ``ȧ = ẋ W^T + x Ẇ^T + ḃ``.
+    """
+
+    @staticmethod
+    def forward(x, weight, bias, gamma, beta, eps: float):
+        pre = affine_forward(x, weight, bias)
+        norm_in = pre.to(_norm_dtype(pre))
+        if reference_formulas(x):
+            y, xhat, invstd = layernorm_forward(norm_in, 1, gamma, beta, eps)
+            out = y.clamp_min(0)  # ReLU
+        else:
+            y, xhat, invstd = layer_norm_forward(norm_in, 1, gamma, beta, eps)
+            out = y.clamp_min_(0)
+        return out.to(pre.dtype), xhat, invstd
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+        x, weight, bias, gamma, beta, eps = inputs
+        _, xhat, invstd = output
+        ctx.mark_non_differentiable(xhat, invstd)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, weight, xhat, invstd, gamma, beta)
+        ctx.save_for_forward(x, weight, bias, gamma, beta)
+        ctx.has_bias = bias is not None
+        ctx.eps = eps
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, *_):
+        if dout is None:  # gradients are not materialised: an undefined output gradient means zero
+            return (None,) * 6
+        refuse_forward_over_reverse(ctx, "affine_ln_relu")
+        x, weight, xhat, invstd, gamma, beta = ctx.saved_tensors
+        need = ctx.needs_input_grad
+        need_dpre = any(need[:3])
+        if reference_formulas(dout):
+            dy = dout * (_ln_y(xhat, gamma, beta) > 0)  # the ReLU's backward
+            grads = layernorm_backward(dy, xhat, invstd, gamma, 1)
+            dpre, dgamma, dbeta = (g if n else None for g, n in zip(grads, (need_dpre, need[3], need[4])))
+        else:
+            dy = _masked(dout, _ln_y(xhat, gamma, beta))  # y recomputed: the forward's, bit for bit
+            dpre, dgamma, dbeta = layer_norm_backward(dy, xhat, invstd, gamma, 1, need_dpre, need[3], need[4])
+        dpre = None if dpre is None else dpre.to(x.dtype)
+        dx, dw, db = affine_backward(dpre, x, weight, need[0], need[1], ctx.has_bias and need[2])
+        return dx, dw, db, dgamma, dbeta, None
+
+    @staticmethod
+    def jvp(ctx, x_t, w_t, b_t, gamma_t, beta_t, _):
+        ctx.had_tangents = True
+        x, weight, bias, gamma, beta = ctx.saved_tensors
+        pre, pre_t = _affine_reference(x, weight, bias), _affine_tangent(x, weight, x_t, w_t, b_t)
+        y, xhat, invstd = layernorm_forward(pre.to(_norm_dtype(pre)), 1, gamma, beta, ctx.eps)
+        y_t = layernorm_jvp(pre_t, gamma_t, beta_t, xhat, invstd, gamma, 1)
+        return (y_t * (y > 0)).to(pre.dtype), None, None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Any, *args: Any) -> tuple[Any, Any]:
+        return _vmap_x_only(AffineLayerNormReLUFunction, info, in_dims, args, (True, True, True), fold=False)
+
+
+@fast_apply
+class ConvReLUFunction(torch.autograd.Function):
+    """x ``(N, C, H, W)``, weight ``(O, C/groups, kh, kw)``, bias ``(O,)`` or None -> ``(N, O, Ho, Wo)``.
+
+    jvp: ``ȯut = (conv(ẋ, W) + conv(x, Ẇ) + ḃ) [out > 0]``.
+    """
+
+    @staticmethod
+    def forward(x, weight, bias, conf: ConvConf):
+        pre = conv2d_forward(x, weight, bias, *conf)
+        return pre.clamp_min(0) if reference_formulas(x) else pre.clamp_min_(0)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        x, weight, bias, conf = inputs
+        ctx.save_for_backward(x, weight, output)
+        ctx.save_for_forward(x, weight, output)
+        ctx.conf = conf
+        ctx.has_bias = bias is not None
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, weight, out = ctx.saved_tensors
+        need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
+        da = _relu_grad(dout, out)
+        dx, dw, db = conv2d_backward(da, x, weight, ctx.conf, need_dx, need_dw, ctx.has_bias and need_db)
+        return dx, dw, db, None
+
+    @staticmethod
+    def jvp(ctx, x_t, w_t, b_t, _):
+        x, weight, out = ctx.saved_tensors
+        return _conv_tangent(x, weight, ctx.conf, x_t, w_t, b_t) * (out > 0)
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Any, *args: Any) -> tuple[Any, Any]:
+        return _vmap_x_only(ConvReLUFunction, info, in_dims, args, (True,), fold=True)
+
+
+@fast_apply
+class ConvBatchNormReLUFunction(torch.autograd.Function):
+    """x ``(N, C_in, H, W)``, weight ``(C, C_in/groups, kh, kw)``, bias, gamma, beta ``(C,)`` or None,
+    running mean/var ``(C,)`` or None (required in eval; in training updated in place) -> ``(out, xc, s)``:
+    out ``(N, C, Ho, Wo)`` and, non-differentiable, the batch norm's centred input and ``s``.
+
+    jvp: ``ȯut = ẏ [y > 0]``, ``ẏ`` :func:`batchnorm_jvp` of ``ȧ = conv(ẋ, W) + conv(x, Ẇ) + ḃ``.
+    """
+
+    @staticmethod
+    def forward(x, weight, bias, gamma, beta, running_mean, running_var, training: bool, momentum, eps, conf):
+        pre = conv2d_forward(x, weight, bias, *conf)
+        return _bn_relu_forward(pre, gamma, beta, running_mean, running_var, training, momentum, eps)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+        x, weight, bias, gamma, beta, running_mean, running_var, training, _, eps, conf = inputs
+        _, xc, invstd = output
+        ctx.mark_non_differentiable(xc, invstd)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, weight, xc, invstd, gamma, beta)
+        stats = (None, None) if training else (running_mean, running_var)  # training updated them in place
+        ctx.save_for_forward(x, weight, bias, gamma, beta, *stats)
+        ctx.conf = conf
+        ctx.has_bias = bias is not None
+        ctx.training, ctx.eps = training, eps
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, dout, *_):
+        if dout is None:  # gradients are not materialised: an undefined output gradient means zero
+            return (None,) * 11
+        refuse_forward_over_reverse(ctx, "conv_bn_relu")
         x, weight, xc, invstd, gamma, beta = ctx.saved_tensors
         need = ctx.needs_input_grad
         dpre, dgamma, dbeta = _bn_relu_backward(dout, xc, invstd, gamma, beta, ctx.training, x.dtype, need)
         dx, dw, db = conv2d_backward(dpre, x, weight, ctx.conf, need[0], need[1], ctx.has_bias and need[2])
-        return dx, dw, db, dgamma, dbeta, None, None, None, None, None
-
-
-class ConvReLUPoolFunction(torch.autograd.Function):
-    """x ``(N, C, H, W)``, weight ``(O, C/groups, kh, kw)``, bias ``(O,)`` or None -> ``(N, O, Hp, Wp)``,
-    max pooled (no padding, no dilation) with ``kernel`` and ``stride``."""
+        return dx, dw, db, dgamma, dbeta, None, None, None, None, None, None
 
     @staticmethod
-    def forward(ctx, x, weight, bias, conf: ConvConf, kernel: Pair, stride: Pair):
+    def jvp(ctx, x_t, w_t, b_t, gamma_t, beta_t, *_):
+        ctx.had_tangents = True
+        x, weight, bias, gamma, beta, running_mean, running_var = ctx.saved_tensors
+        pre = conv2d_forward(x, weight, bias, *ctx.conf)
+        pre_t = _conv_tangent(x, weight, ctx.conf, x_t, w_t, b_t)
+        stats = (running_mean, running_var, ctx.training, ctx.eps)
+        return _bn_relu_jvp(pre, pre_t, gamma_t, beta_t, gamma, beta, *stats), None, None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Any, *args: Any) -> tuple[Any, Any]:
+        return _vmap_bn(ConvBatchNormReLUFunction, info, in_dims, args)
+
+
+@fast_apply
+class ConvReLUPoolFunction(torch.autograd.Function):
+    """x ``(N, C, H, W)``, weight ``(O, C/groups, kh, kw)``, bias ``(O,)`` or None -> ``(out, index)``, both
+    ``(N, O, Hp, Wp)``: out max pooled (no padding, no dilation) with ``kernel`` and ``stride``, and (int64,
+    not differentiable) the flat position of each window's max in the conv output's ``Ho * Wo`` plane.
+
+    jvp: ``ȯut = ȧ[index] [out > 0]`` for ``ȧ = conv(ẋ, W) + conv(x, Ẇ) + ḃ`` (the tangent at each window's
+    max).
+    """
+
+    @staticmethod
+    def forward(x, weight, bias, conf: ConvConf, kernel: Pair, stride: Pair):
         pre = conv2d_forward(x, weight, bias, *conf)
         pooled, index = F.max_pool2d(pre, kernel, stride, return_indices=True)
-        out = pooled.clamp_min_(0)  # max(maxpool(a), 0) = maxpool(max(a, 0))
-        ctx.save_for_backward(x, weight, out, index)
-        ctx.conf = conf
-        ctx.pre = (pre.shape, memory_format(pre))
-        ctx.has_bias = bias is not None
-        return out
+        # max(maxpool(a), 0) = maxpool(max(a, 0))
+        out = pooled.clamp_min(0) if reference_formulas(x) else pooled.clamp_min_(0)
+        return out, index
 
     @staticmethod
-    def backward(ctx, dout):
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[torch.Tensor, ...]) -> None:
+        x, weight, bias, conf, _, _ = inputs
+        out, index = output
+        ctx.mark_non_differentiable(index)
+        ctx.save_for_backward(x, weight, out, index)
+        ctx.save_for_forward(x, weight, out, index)
+        ctx.conf = conf
+        # the conv output's shape and layout (max pooling keeps the layout)
+        ctx.pre = ((*out.shape[:2], *_conv_out_size(x, weight, conf)), memory_format(out))
+        ctx.has_bias = bias is not None
+
+    @staticmethod
+    def backward(ctx, dout, *_):
         x, weight, out, index = ctx.saved_tensors
         need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
-        da = max_pool2d_input_grad(relu_backward(dout, out), index, *ctx.pre)
+        da = _unpool(_relu_grad(dout, out), index, *ctx.pre)
         dx, dw, db = conv2d_backward(da, x, weight, ctx.conf, need_dx, need_dw, ctx.has_bias and need_db)
         return dx, dw, db, None, None, None
+
+    @staticmethod
+    def jvp(ctx, x_t, w_t, b_t, *_):
+        x, weight, out, index = ctx.saved_tensors
+        return _pooled(_conv_tangent(x, weight, ctx.conf, x_t, w_t, b_t), index) * (out > 0), None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: Any, *args: Any) -> tuple[Any, Any]:
+        return _vmap_x_only(ConvReLUPoolFunction, info, in_dims, args, (True, True), fold=True)
+
+
+_AffineReLUTraced = without_jvp(AffineReLUFunction)
+_AffineBatchNormReLUTraced = without_jvp(AffineBatchNormReLUFunction)
+_AffineLayerNormReLUTraced = without_jvp(AffineLayerNormReLUFunction)
+_ConvReLUTraced = without_jvp(ConvReLUFunction)
+_ConvBatchNormReLUTraced = without_jvp(ConvBatchNormReLUFunction)
+_ConvReLUPoolTraced = without_jvp(ConvReLUPoolFunction)
 
 
 # ------------------------------------------------------------------------------------------- functional
@@ -435,7 +771,8 @@ def affine_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     """
     check_linear_arguments(x, weight, bias)
     _check_2d_weight(weight)
-    return _autocast.apply(AffineReLUFunction, "lower", x, weight, bias)
+    function = _AffineReLUTraced if torch.compiler.is_compiling() else AffineReLUFunction
+    return _autocast.apply(function, "lower", x, weight, bias)
 
 
 def affine_bn_relu(
@@ -487,22 +824,16 @@ def affine_bn_relu(
     _check_2d_weight(weight)
     check_ndim("input", x, (2,), "(N, in_features)")
     pre = _stand_in(x, (x.shape[0], weight.shape[0]))
-    count = check_batch_norm_arguments(
-        pre, running_mean, running_var, bn_weight, bn_bias, training, eps, "torch"
-    )
+    check_batch_norm_arguments(pre, running_mean, running_var, bn_weight, bn_bias, training, eps, "torch")
     if pre.numel() == 0:
         pre = manual_linear(x, weight, bias)
         return manual_relu(
             batch_norm(pre, running_mean, running_var, bn_weight, bn_bias, training, momentum, eps)
         )
-    stats = (None, None) if training else (running_mean, running_var)
-    norm = (bn_weight, bn_bias, *stats)
-    out = _apply_with_norm(AffineBatchNormReLUFunction, x, weight, bias, norm, training, eps)
-    if not training:
-        return out
-    out, mean, var = out
-    update_running_stats(running_mean, running_var, mean, var, momentum, count, "torch")
-    return out
+    function = _AffineBatchNormReLUTraced if torch.compiler.is_compiling() else AffineBatchNormReLUFunction
+    params, stats = (bn_weight, bn_bias), (running_mean, running_var)
+    static = (training, momentum, eps)
+    return _apply_with_norm(function, x, weight, bias, params, stats, not training, *static)[0]
 
 
 def affine_ln_relu(
@@ -543,7 +874,8 @@ def affine_ln_relu(
     _check_2d_weight(weight)
     pre = _stand_in(x, (*x.shape[:-1], weight.shape[0]))
     check_layer_norm_arguments(pre, weight.shape[0], ln_weight, ln_bias)
-    return _apply_with_norm(AffineLayerNormReLUFunction, x, weight, bias, (ln_weight, ln_bias), eps)
+    function = _AffineLayerNormReLUTraced if torch.compiler.is_compiling() else AffineLayerNormReLUFunction
+    return _apply_with_norm(function, x, weight, bias, (ln_weight, ln_bias), (), False, eps)[0]
 
 
 def conv_relu(
@@ -591,7 +923,8 @@ def conv_relu(
     unbatched = x.dim() == 3
     x4 = x.unsqueeze(0) if unbatched else x
     conf, _ = _conv_geometry(x4, weight, bias, stride, padding, dilation, groups)
-    out = _autocast.apply(ConvReLUFunction, "lower", x4, weight, bias, conf)
+    function = _ConvReLUTraced if torch.compiler.is_compiling() else ConvReLUFunction
+    out = _autocast.apply(function, "lower", x4, weight, bias, conf)
     return out.squeeze(0) if unbatched else out
 
 
@@ -647,22 +980,16 @@ def conv_bn_relu(
     check_ndim("input", x, (4,), "(N, C_in, H, W)")
     conf, shape = _conv_geometry(x, weight, bias, stride, padding, dilation, groups)
     pre = _stand_in(x, shape)
-    count = check_batch_norm_arguments(
-        pre, running_mean, running_var, bn_weight, bn_bias, training, eps, "torch"
-    )
+    check_batch_norm_arguments(pre, running_mean, running_var, bn_weight, bn_bias, training, eps, "torch")
     if pre.numel() == 0:
         pre = manual_conv2d(x, weight, bias, stride, padding, dilation, groups)
         return manual_relu(
             batch_norm(pre, running_mean, running_var, bn_weight, bn_bias, training, momentum, eps)
         )
-    stats = (None, None) if training else (running_mean, running_var)
-    norm = (bn_weight, bn_bias, *stats)
-    out = _apply_with_norm(ConvBatchNormReLUFunction, x, weight, bias, norm, training, eps, conf)
-    if not training:
-        return out
-    out, mean, var = out
-    update_running_stats(running_mean, running_var, mean, var, momentum, count, "torch")
-    return out
+    function = _ConvBatchNormReLUTraced if torch.compiler.is_compiling() else ConvBatchNormReLUFunction
+    params, stats = (bn_weight, bn_bias), (running_mean, running_var)
+    static = (training, momentum, eps, conf)
+    return _apply_with_norm(function, x, weight, bias, params, stats, not training, *static)[0]
 
 
 def conv_relu_pool(
@@ -713,5 +1040,6 @@ def conv_relu_pool(
     conf, shape = _conv_geometry(x4, weight, bias, stride, padding, dilation, groups)
     check_nonempty_planes("input", _stand_in(x4, shape), "(N, C, H, W) or (C, H, W)")
     kernel, pool_stride_, _, _ = max_pool2d_geometry(shape[2:], pool_kernel, pool_stride, 0, 1, False)
-    out = _autocast.apply(ConvReLUPoolFunction, "lower", x4, weight, bias, conf, kernel, pool_stride_)
+    function = _ConvReLUPoolTraced if torch.compiler.is_compiling() else ConvReLUPoolFunction
+    out = _autocast.apply(function, "lower", x4, weight, bias, conf, kernel, pool_stride_)[0]
     return out.squeeze(0) if unbatched else out

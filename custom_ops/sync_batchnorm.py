@@ -12,6 +12,8 @@ Forward (training), two all_reduces, so the variance is the same two-pass one as
 Backward, one all_reduce of the two per-channel gradient sums:
     [dbeta, dgamma] = Σ_k [sum(dout_k), s * sum(dout_k * xc_k)]
     dx_k = gamma * s * (dout_k - dbeta / M - xhat_k * dgamma / M)      (global sums, global M)
+Forward mode (jvp), one all_reduce of the two per-channel tangent sums:
+    ȯut_k = γ s (ẋ_k − mean(ẋ) − x̂_k mean(ẋ x̂)) + γ̇ x̂_k + β̇          (means over the global batch)
 The parameter gradients returned are the *local* sums ``sum(dout_k)``, ``s * sum(dout_k * xc_k)``: DDP
 all-reduces (averages) parameter gradients itself, as it does for torch's SyncBatchNorm.
 
@@ -44,15 +46,21 @@ from torch.autograd.function import once_differentiable
 
 from . import _autocast
 from ._checks import check_floating, check_ndim, check_norm_params_dtype, check_shape
-from .batchnorm import _affine, _channel_view, batch_norm
+from ._function import fast_apply, without_jvp
+from .batchnorm import _affine, _channel_view, batch_norm, vmap_loop
 
 
+@fast_apply
 class SyncBatchNormFunction(torch.autograd.Function):
     """x ``(N, C, *)`` (N may differ between ranks), weight/bias ``(C,)`` or None, ``group`` a process
-    group (None: the default group) -> ``(out, global_batch_mean, global_batch_unbiased_var)``."""
+    group (None: the default group) -> ``(out, global_batch_mean, global_batch_unbiased_var, xc, s, M)``:
+    the output, the statistics for the running ones, and (non-differentiable, for the backward) the centred
+    input, ``s = 1 / sqrt(var + eps)`` and the global count ``M`` (a float)."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, eps: float, group: Any):
+    def forward(
+        x: torch.Tensor, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float, group: Any
+    ) -> tuple[Any, ...]:
         ndim, channels = x.dim(), x.shape[1]
         dims = [d for d in range(ndim) if d != 1]
         local_count = x.new_full((1,), x.numel() // channels, dtype=torch.float64)
@@ -72,17 +80,23 @@ class SyncBatchNormFunction(torch.autograd.Function):
         var.mul_(1.0 / count)
         invstd = (var + eps).rsqrt_()
         out = _affine(xc, invstd if weight is None else invstd * weight, bias, buffer)
-        ctx.save_for_backward(xc, invstd, weight)
-        ctx.count, ctx.group, ctx.has_bias = count, group, bias is not None
         unbiased_var = var.mul_(count / (count - 1))
-        ctx.mark_non_differentiable(mean, unbiased_var)
+        return out, mean, unbiased_var, xc, invstd, count
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
+        _, weight, bias, _, group = inputs
+        _, mean, unbiased_var, xc, invstd, count = output
+        ctx.mark_non_differentiable(mean, unbiased_var, xc, invstd)
         # Gradients stay materialised (zeros for an unused output): every rank must enter the backward's
         # all_reduce with a tensor.
-        return out, mean, unbiased_var
+        ctx.save_for_backward(xc, invstd, weight)
+        ctx.save_for_forward(xc, invstd, weight)
+        ctx.count, ctx.group, ctx.has_bias = count, group, bias is not None
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, dout, *_):
+    def backward(ctx: Any, dout: torch.Tensor, *_: Any) -> tuple[torch.Tensor | None, ...]:
         xc, invstd, weight = ctx.saved_tensors
         ndim = xc.dim()
         dims = [d for d in range(ndim) if d != 1]
@@ -102,6 +116,38 @@ class SyncBatchNormFunction(torch.autograd.Function):
         dw = dgamma if weight is not None and ctx.needs_input_grad[1] else None
         db = dbeta if ctx.has_bias and ctx.needs_input_grad[2] else None
         return dx, dw, db, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, x_t: torch.Tensor | None, weight_t: Any, bias_t: Any, *_: Any) -> tuple[Any, ...]:
+        """``ȯut_k = γ s (ẋ_k − mean(ẋ) − x̂_k mean(ẋ x̂)) + γ̇ x̂_k + β̇``, the means over the global batch
+        (one all_reduce of the two per-channel tangent sums); the statistics' tangents are not computed
+        (non-differentiable outputs)."""
+        xc, invstd, weight = ctx.saved_tensors
+        ndim = xc.dim()
+        dims = [d for d in range(ndim) if d != 1]
+        xhat = xc * _channel_view(invstd, ndim)
+        out_t = torch.zeros_like(xc)
+        if x_t is not None:
+            sums = torch.cat([x_t.sum(dims), (x_t * xhat).sum(dims)])
+            dist.all_reduce(sums, group=ctx.group)
+            mean_x_t, mean_x_t_xhat = (sums / ctx.count).chunk(2)
+            centred = x_t - _channel_view(mean_x_t, ndim) - xhat * _channel_view(mean_x_t_xhat, ndim)
+            gamma_s = invstd if weight is None else weight * invstd
+            out_t = out_t + _channel_view(gamma_s, ndim) * centred
+        if weight_t is not None:
+            out_t = out_t + _channel_view(weight_t, ndim) * xhat
+        if bias_t is not None:
+            out_t = out_t + _channel_view(bias_t, ndim)
+        return out_t, None, None, None, None, None
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[Any, ...], *args: Any) -> tuple[Any, Any]:
+        """Each vmapped slice in turn, with its own global statistics (every rank must vmap over the same
+        number of slices: each slice is one set of collectives)."""
+        return vmap_loop(SyncBatchNormFunction, info, in_dims, *args)
+
+
+_SyncBatchNormTraced = without_jvp(SyncBatchNormFunction)
 
 
 def _needs_sync(process_group: Any) -> bool:
@@ -157,9 +203,8 @@ def sync_batch_norm(
         ("bias", bias),
     ):
         check_shape(name, t, (channels,), f"one value per channel, input has C={channels}")
-    out, mean, var = _autocast.apply(
-        SyncBatchNormFunction, "fp32_internal", input, weight, bias, eps, process_group
-    )
+    function = _SyncBatchNormTraced if torch.compiler.is_compiling() else SyncBatchNormFunction
+    out, mean, var, *_ = _autocast.apply(function, "fp32_internal", input, weight, bias, eps, process_group)
     with torch.no_grad():
         if running_mean is not None:
             running_mean.lerp_(mean.to(running_mean.dtype), momentum)

@@ -21,6 +21,7 @@ from torch import nn
 from torch.autograd import gradcheck, gradgradcheck
 from torch.overrides import TorchFunctionMode
 
+import custom_ops
 import custom_ops.layer_utils as layer_utils
 import custom_ops.nn as mnn
 from custom_ops.registry import SANDWICH_MANUAL_CHAINS
@@ -146,6 +147,102 @@ def test_autocast_bfloat16_matches_chains(case: OpCase) -> None:
                 g.float(), r.float(), f"{case.id} autocast gradient #{i} vs {chain}", rtol=5e-2, atol=5e-2
             )
         assert_same_state(case, args, ref_args, f"the {chain} chain under autocast")
+
+
+@pytest.mark.parametrize("path_name", ["default", "reference"])
+@pytest.mark.parametrize("case", CASES, ids=ids(CASES))
+def test_gradcheck_forward_ad_and_batched(case: OpCase, path_name: str) -> None:
+    """The hand-written jvp against finite differences, and the backward and jvp under (gradcheck's) vmap,
+    on the default path and the reference path."""
+    fn, inputs = differentiable(case, case.inputs(torch.float64))
+    path = custom_ops.reference_path() if path_name == "reference" else contextlib.nullcontext()
+    with path:
+        passed = gradcheck(
+            fn, inputs, check_forward_ad=True, check_batched_grad=True, check_batched_forward_grad=True
+        )
+    assert passed, f"{case.id}: jvp, or the derivatives under vmap, differ from finite differences"
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids(CASES))
+def test_default_path_equals_reference(case: OpCase) -> None:
+    """The tuned formulations (fused kernels, in-place masks) agree with the reference formulas, float64."""
+    args, ref_args = case.inputs(torch.float64), case.inputs(torch.float64)
+    out, grads = run_and_grad(case, case.manual, args)
+    with custom_ops.reference_path():  # the forward and the backward
+        ref, ref_grads = run_and_grad(case, case.manual, ref_args)
+    assert_close(out, ref, f"{case.id}: default path's output vs the reference path")
+    for i, g, r in zip(case.grad_inputs, grads, ref_grads):
+        assert_close(g, r, f"{case.id}: gradient of input #{i}, default vs reference path")
+    assert_same_state(case, args, ref_args, "the reference path")
+
+
+@pytest.mark.parametrize("case", CASES, ids=ids(CASES))
+def test_vmap_and_jvp_match_loop_and_chain(case: OpCase) -> None:
+    """``torch.func.vmap`` over a batch of inputs against a Python loop and against the built-in chain
+    under vmap (which refuses training batch norm with unbatched running statistics: so must the
+    sandwich); ``torch.func.jvp`` against the chain's, the running statistics updated once as by a call."""
+    args, ref_args = (
+        case.inputs(torch.float64, requires_grad=False),
+        case.inputs(torch.float64, requires_grad=False),
+    )
+    xs = torch.stack([args[0] * scale for scale in (0.5, 1.0, 1.5)])
+
+    def on(fn: Callable[..., torch.Tensor], full: list[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda x: fn(x, *full[1:])
+
+    try:
+        ref = torch.func.vmap(on(case.builtin, ref_args))(xs)
+    except RuntimeError:
+        with pytest.raises(RuntimeError, match="running_mean or running_var"):
+            torch.func.vmap(on(case.manual, args))(xs)
+    else:
+        out = torch.func.vmap(on(case.manual, args))(xs)
+        loop = torch.stack([on(case.manual, args)(x) for x in xs])
+        assert_close(out, loop, f"{case.id}: vmap vs a Python loop")
+        assert_close(out, ref, f"{case.id}: vmap vs the built-in chain under vmap")
+    args, ref_args = (
+        case.inputs(torch.float64, requires_grad=False),
+        case.inputs(torch.float64, requires_grad=False),
+    )
+    fn, primals = differentiable(case, args)
+    ref_fn = functools.partial(_call_chain, case, ref_args)
+    tangents = tuple(torch.randn_like(t) for t in primals)
+    out, out_t = torch.func.jvp(fn, primals, tangents)
+    ref, ref_t = torch.func.jvp(ref_fn, tuple(ref_args[i] for i in case.grad_inputs), tangents)
+    assert_close(out, ref, f"{case.id}: output under torch.func.jvp vs the chain")
+    assert_close(out_t, ref_t, f"{case.id}: jvp vs the built-in chain's")
+    assert_same_state(case, args, ref_args, "the chain under torch.func.jvp")
+
+
+NORM_SANDWICHES = ["affine_bn_relu[train]", "affine_ln_relu[2d]", "conv_bn_relu[eval]"]
+
+
+@pytest.mark.parametrize("case_id", NORM_SANDWICHES)
+def test_norm_sandwich_second_derivatives(case_id: str) -> None:
+    """Reverse over the hand-written jvp gives the chain's Hessian in x; forward over the once-differentiable
+    backward (``torch.func.hessian``) raises, as double backward."""
+    case = next(c for c in CASES if c.id == case_id)
+    args, ref_args = (
+        case.inputs(torch.float64, requires_grad=False),
+        case.inputs(torch.float64, requires_grad=False),
+    )
+
+    def loss(fn: Callable[..., torch.Tensor], full: list[Any]) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda x: fn(x, *full[1:]).pow(3).sum()
+
+    hessian = torch.func.jacrev(torch.func.jacfwd(loss(case.manual, args)))(args[0])
+    ref = torch.func.hessian(loss(case.builtin, ref_args))(ref_args[0])
+    assert_close(hessian, ref, f"{case.id}: jacrev(jacfwd) Hessian vs the chain's")
+    with pytest.raises(RuntimeError, match="forward-over-reverse"):
+        torch.func.hessian(loss(case.manual, args))(args[0])
+
+
+def _call_chain(case: OpCase, args: list[Any], *grad_tensors: torch.Tensor) -> torch.Tensor:
+    """The built-in chain of ``case`` with its grad inputs replaced by ``grad_tensors``."""
+    full = list(args)
+    for i, t in zip(case.grad_inputs, grad_tensors):
+        full[i] = t
+    return case.builtin(*full)
 
 
 SPATIAL = [case for case in CASES if case.spatial]

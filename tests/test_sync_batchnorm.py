@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import torch
+import torch.autograd.forward_ad as fwAD
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
@@ -239,7 +240,7 @@ def test_function_backward_gradcheck_and_fallback_with_one_process() -> None:
     offending = sorted({name for name in recorder.names if "backward" in name})
     assert "allreduce_.default" in recorder.names, f"backward ran no all_reduce: {recorder.names}"
     assert not offending, f"the hand-written backward called built-in gradient kernels {offending}"
-    out, mean, var = SyncBatchNormFunction.apply(x, None, None, 1e-5, None)
+    out, mean, var, *_ = SyncBatchNormFunction.apply(x, None, None, 1e-5, None)
     torch.testing.assert_close(mean, x.mean((0, 2)), msg="batch mean")
     torch.testing.assert_close(var, x.var((0, 2)), msg="batch variance should be the unbiased one")
     rm, rv = torch.zeros(3, dtype=F64), torch.ones(3, dtype=F64)
@@ -313,12 +314,19 @@ def _run_case(case: Case, rank: int | None, device: str, group: Any = None) -> d
         grads = {name: p.grad.cpu() for name, p in module.named_parameters()}
         steps.append({"out": out.detach().cpu(), "dx": x.grad.cpu(), "grads": grads})
         module.zero_grad(set_to_none=True)
+    # forward-mode AD (the hand-written jvp, with its all_reduce), one more training step
+    gen = torch.Generator().manual_seed(STEPS)
+    x_all = torch.randn(case.shape, generator=gen, dtype=F64) * 2 + 3
+    t_all = torch.randn(case.shape, generator=gen, dtype=F64)
+    with fwAD.dual_level():
+        dual = fwAD.make_dual(x_all[rows].to(device, case.dtype), t_all[rows].to(device, case.dtype))
+        jvp = fwAD.unpack_dual(module(dual)).tangent.cpu()
     module.eval()
     x_eval = torch.randn(case.shape, generator=torch.Generator().manual_seed(99), dtype=F64)
     with torch.no_grad():
         eval_out = module(x_eval[rows].to(device, case.dtype)).cpu()
     state = {key: value.cpu() for key, value in module.state_dict().items()}
-    return {"type": _qualname(module), "steps": steps, "eval": eval_out, "state": state}
+    return {"type": _qualname(module), "steps": steps, "jvp": jvp, "eval": eval_out, "state": state}
 
 
 # check name -> (call on every rank, exception type expected)
@@ -418,6 +426,8 @@ def _assert_two_ranks_match_one_process(case: Case, ranks: list[dict[str, Any]])
             torch.testing.assert_close(
                 summed, grad, **tol, msg=f"{where}: sum over ranks of d{name} != one-process d{name}"
             )
+    jvp = torch.cat([result["jvp"] for result in ranks])
+    torch.testing.assert_close(jvp, ref["jvp"], **tol, msg=f"{case.id}: forward-mode tangent != one process")
     for rank, result in enumerate(ranks):
         assert list(result["state"]) == list(ref["state"]), f"{case.id}: rank {rank} state_dict keys"
         for key, value in ref["state"].items():
