@@ -4,19 +4,7 @@ from __future__ import annotations
 
 import torch
 
-# The dispatch key of the legacy ``torch._vmap_internals.vmap`` (what gradcheck's batched checks run): in
-# the thread's dispatch keys while it runs; a key with no name in torch._C.DispatchKey.
-_LEGACY_VMAP = torch._C._parse_dispatch_key("VmapMode")
-
-
-def transforms_active() -> bool:
-    """Whether a ``torch.func`` transform (``vmap``, ``grad``, ``jvp``, ...) or the legacy
-    ``torch._vmap_internals.vmap`` (gradcheck's ``check_batched_grad`` / ``check_batched_forward_grad``)
-    is running."""
-    if torch._C._are_functorch_transforms_active():
-        return True
-    # Dynamo cannot trace the dispatch-key query; a compiled graph does not run under the legacy vmap.
-    return not torch.compiler.is_compiling() and torch._C._dispatch_tls_is_dispatch_key_included(_LEGACY_VMAP)
+from ._transforms import transforms_active
 
 
 def memory_format(x: torch.Tensor) -> torch.memory_format:

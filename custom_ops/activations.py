@@ -26,8 +26,9 @@ place on fresh ones, and take their masks from float-only kernels (clamp, sign, 
 comparisons producing bool masks, which on CPU cost several float passes each. They are fused kernels
 (:func:`custom_ops.fused.kernel`): with fusion on, each runs as one compiled pass. They run on the plain
 first-order path only: under :func:`custom_ops.reference_path`, under a ``torch.func`` transform and when
-autograd records the derivative (a double backward), the reference formulas run (:func:`reference_formulas`);
-their own derivatives are torch's at the kinks, where a clamp's are not.
+autograd records the derivative (a double backward), the reference formulas run
+(:func:`custom_ops._transforms.pointwise_reference`); their own derivatives are torch's at the kinks, where
+a clamp's are not.
 
 In place (``inplace=True``, as in torch): the result is written into ``x``, which is returned and marked
 dirty (``ctx.mark_dirty``), so autograd rebases ``x``'s history on the op, as for torch's ``relu6_``,
@@ -47,9 +48,10 @@ from typing import Any
 
 import torch
 
-from . import _autocast, _reference, fused
+from . import _autocast, fused
 from ._checks import check_floating
 from ._function import fast_apply, without_jvp
+from ._transforms import pointwise_reference
 
 
 # ------------------------------------------------------------------------------------------ the reference
@@ -181,12 +183,6 @@ def silu_jvp(x_dot: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------- the tuned formulations
-def reference_formulas() -> bool:
-    """Whether the reference formulas run rather than the tuned ones: on the reference path, under a
-    ``torch.func`` transform and when autograd records the call (the derivative is being differentiated)."""
-    return _reference.is_active() or torch.is_grad_enabled() or torch._C._are_functorch_transforms_active()
-
-
 # Sigmoid's tuned forward is torch.sigmoid itself (one kernel; the reference makes four passes). Each backward
 # kernel is also its op's tuned jvp: the same product, with the tangent x_dot for dout. The product with dout
 # (or x_dot) is out of place: under vmap of the backward the incoming gradient is batched and the slope is
@@ -307,7 +303,7 @@ class ReLU6Function(torch.autograd.Function):
     def forward(x: torch.Tensor, inplace: bool) -> torch.Tensor:
         if not inplace:
             return relu6_forward(x)
-        if reference_formulas():
+        if pointwise_reference():
             return x.copy_(relu6_forward(x))
         return x.clamp_(0, 6)
 
@@ -323,13 +319,13 @@ class ReLU6Function(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor, None]:
         (out,) = ctx.saved_tensors
-        dx = relu6_backward(dout, out) if reference_formulas() else tuned_relu6_backward(dout, out)
+        dx = relu6_backward(dout, out) if pointwise_reference() else tuned_relu6_backward(dout, out)
         return dx, None
 
     @staticmethod
     def jvp(ctx: Any, x_dot: torch.Tensor, _: None) -> torch.Tensor:
         (out,) = ctx.saved_tensors
-        out_dot = relu6_jvp(x_dot, out) if reference_formulas() else tuned_relu6_backward(x_dot, out)
+        out_dot = relu6_jvp(x_dot, out) if pointwise_reference() else tuned_relu6_backward(x_dot, out)
         return _output_tangent(x_dot, out_dot) if ctx.inplace else out_dot
 
     @staticmethod
@@ -348,8 +344,8 @@ class HardsigmoidFunction(torch.autograd.Function):
     @staticmethod
     def forward(x: torch.Tensor, original: torch.Tensor | None) -> torch.Tensor:
         if original is None:
-            return hardsigmoid_forward(x) if reference_formulas() else tuned_hardsigmoid_forward(x)
-        if reference_formulas():
+            return hardsigmoid_forward(x) if pointwise_reference() else tuned_hardsigmoid_forward(x)
+        if pointwise_reference():
             return x.copy_(hardsigmoid_forward(original))
         return x.div_(6).add_(0.5).clamp_(0, 1)
 
@@ -360,14 +356,14 @@ class HardsigmoidFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         (x,) = ctx.saved_tensors
-        dx = hardsigmoid_backward(dout, x) if reference_formulas() else tuned_hardsigmoid_backward(dout, x)
+        dx = hardsigmoid_backward(dout, x) if pointwise_reference() else tuned_hardsigmoid_backward(dout, x)
         return _input_grads(ctx, dx)
 
     @staticmethod
     def jvp(ctx: Any, x_dot: torch.Tensor | None, original_dot: torch.Tensor | None) -> torch.Tensor:
         (x,) = ctx.saved_tensors
         tangent = original_dot if ctx.inplace else x_dot
-        if reference_formulas():
+        if pointwise_reference():
             out_dot = hardsigmoid_jvp(tangent, x)
         else:
             out_dot = tuned_hardsigmoid_backward(tangent, x)
@@ -392,8 +388,8 @@ class HardswishFunction(torch.autograd.Function):
     @staticmethod
     def forward(x: torch.Tensor, original: torch.Tensor | None) -> torch.Tensor:
         if original is None:
-            return hardswish_forward(x) if reference_formulas() else tuned_hardswish_forward(x)
-        if reference_formulas():
+            return hardswish_forward(x) if pointwise_reference() else tuned_hardswish_forward(x)
+        if pointwise_reference():
             return x.copy_(hardswish_forward(original))
         return x.add_(3).clamp_(0, 6).mul_(original).div_(6)
 
@@ -404,14 +400,14 @@ class HardswishFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         (x,) = ctx.saved_tensors
-        dx = hardswish_backward(dout, x) if reference_formulas() else tuned_hardswish_backward(dout, x)
+        dx = hardswish_backward(dout, x) if pointwise_reference() else tuned_hardswish_backward(dout, x)
         return _input_grads(ctx, dx)
 
     @staticmethod
     def jvp(ctx: Any, x_dot: torch.Tensor | None, original_dot: torch.Tensor | None) -> torch.Tensor:
         (x,) = ctx.saved_tensors
         tangent = original_dot if ctx.inplace else x_dot
-        out_dot = hardswish_jvp(tangent, x) if reference_formulas() else tuned_hardswish_backward(tangent, x)
+        out_dot = hardswish_jvp(tangent, x) if pointwise_reference() else tuned_hardswish_backward(tangent, x)
         return _output_tangent(x_dot, out_dot) if ctx.inplace else out_dot
 
     @staticmethod
@@ -432,7 +428,7 @@ class SigmoidFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(x: torch.Tensor) -> torch.Tensor:
-        return sigmoid_forward(x) if reference_formulas() else torch.sigmoid(x)
+        return sigmoid_forward(x) if pointwise_reference() else torch.sigmoid(x)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[torch.Tensor], output: torch.Tensor) -> None:
@@ -442,12 +438,12 @@ class SigmoidFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor) -> torch.Tensor:
         (s,) = ctx.saved_tensors
-        return sigmoid_backward(dout, s) if reference_formulas() else tuned_sigmoid_backward(dout, s)
+        return sigmoid_backward(dout, s) if pointwise_reference() else tuned_sigmoid_backward(dout, s)
 
     @staticmethod
     def jvp(ctx: Any, x_dot: torch.Tensor) -> torch.Tensor:
         (s,) = ctx.saved_tensors
-        return sigmoid_jvp(x_dot, s) if reference_formulas() else tuned_sigmoid_backward(x_dot, s)
+        return sigmoid_jvp(x_dot, s) if pointwise_reference() else tuned_sigmoid_backward(x_dot, s)
 
 
 @fast_apply
@@ -461,8 +457,8 @@ class SiLUFunction(torch.autograd.Function):
     @staticmethod
     def forward(x: torch.Tensor, original: torch.Tensor | None) -> torch.Tensor:
         if original is None:
-            return silu_forward(x) if reference_formulas() else tuned_silu_forward(x)
-        if reference_formulas():
+            return silu_forward(x) if pointwise_reference() else tuned_silu_forward(x)
+        if pointwise_reference():
             return x.copy_(silu_forward(original))
         return x.mul_(torch.sigmoid(original))
 
@@ -473,14 +469,14 @@ class SiLUFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         (x,) = ctx.saved_tensors
-        dx = silu_backward(dout, x) if reference_formulas() else tuned_silu_backward(dout, x)
+        dx = silu_backward(dout, x) if pointwise_reference() else tuned_silu_backward(dout, x)
         return _input_grads(ctx, dx)
 
     @staticmethod
     def jvp(ctx: Any, x_dot: torch.Tensor | None, original_dot: torch.Tensor | None) -> torch.Tensor:
         (x,) = ctx.saved_tensors
         tangent = original_dot if ctx.inplace else x_dot
-        out_dot = silu_jvp(tangent, x) if reference_formulas() else tuned_silu_backward(tangent, x)
+        out_dot = silu_jvp(tangent, x) if pointwise_reference() else tuned_silu_backward(tangent, x)
         return _output_tangent(x_dot, out_dot) if ctx.inplace else out_dot
 
     @staticmethod

@@ -32,7 +32,8 @@ import torch.nn.functional as F
 
 from . import _autocast, _function, _reference
 from ._checks import OpArgumentError, OpDtypeError, check_int, check_ndim, check_tensor, int_pair
-from ._layout import memory_format, transforms_active
+from ._layout import memory_format
+from ._transforms import transforms_active
 
 Pair = tuple[int, int]
 Divisor = int | torch.Tensor  # one divisor for every window, or the (Ho, Wo) divisors

@@ -47,14 +47,12 @@ import contextlib
 from typing import Any, Literal
 
 import torch
-from torch._C._functorch import TransformType
-from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
-from torch.autograd import forward_ad
 from torch.autograd.function import once_differentiable
 
-from . import _autocast, _reference, fused
+from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating, check_norm_params_dtype, check_shape
 from ._function import fast_apply, without_jvp
+from ._transforms import reference_formulas, refuse_forward_over_reverse
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -246,58 +244,6 @@ def batch_norm_backward(
     return dx, dgamma if need_dweight else None, dbeta if need_dbias else None
 
 
-# ------------------------------------------------------------ which formulas run, and the transforms
-def reference_formulas(t: torch.Tensor) -> bool:
-    """Whether the norms compute with their reference formulas rather than the tuned ones: on the reference
-    path (:func:`custom_ops.reference_path`), under a ``torch.func`` transform, and when ``t`` is batched by
-    the legacy vmap of gradcheck's batched checks (the tuned formulas write with ``out=``, which has no
-    batching rule)."""
-    if _reference.is_active():
-        return True
-    if torch.compiler.is_compiling():  # Dynamo traces the tuned formulas (no transform inside its graph)
-        return False
-    return torch._C._are_functorch_transforms_active() or torch._C._functorch.is_legacy_batchedtensor(t)
-
-
-_FORWARD_OVER_REVERSE = (
-    "{}: forward-mode differentiation of its backward (forward-over-reverse: torch.func.hessian, jacfwd of "
-    "jacrev, jvp of grad) is not supported, as its double backward is not (the backward is "
-    "once_differentiable); differentiate in reverse mode over forward mode instead (jacrev of jacfwd)"
-)
-
-
-def refuse_forward_over_reverse(ctx: Any, name: str) -> None:
-    """Raise a ``RuntimeError`` where a once-differentiable backward runs under forward-mode AD: under a
-    ``torch.func`` jvp transform, or inside a ``torch.autograd.forward_ad`` dual level for a call whose
-    inputs had tangents (``ctx.had_tangents``, set by the jvp). Its saved tensors carry no tangent, so the
-    gradient's tangent would be silently wrong."""
-    if torch._C._are_functorch_transforms_active() and any(
-        interpreter.key() == TransformType.Jvp for interpreter in retrieve_all_functorch_interpreters()
-    ):
-        raise RuntimeError(_FORWARD_OVER_REVERSE.format(name))
-    if getattr(ctx, "had_tangents", False) and forward_ad._current_level >= 0:
-        raise RuntimeError(_FORWARD_OVER_REVERSE.format(name))
-
-
-def is_batched(in_dim: Any) -> bool:
-    """Whether a vmap rule's ``in_dims`` entry says its argument is batched (an int; None, or a tuple of
-    Nones for a non-tensor argument such as a conv's ``conf``, when not)."""
-    return isinstance(in_dim, int)
-
-
-def vmap_loop(function: Any, info: Any, in_dims: tuple[int | None, ...], *args: Any) -> tuple[Any, Any]:
-    """The vmap rule of last resort: ``function`` applied to each slice, the results stacked (dim 0). A
-    batched running statistic's slices are views: each slice's update lands in it."""
-    outs = []
-    for i in range(info.batch_size):
-        outs.append(function.apply(*(a.select(d, i) if is_batched(d) else a for a, d in zip(args, in_dims))))
-    if not isinstance(outs[0], tuple):
-        return torch.stack(outs), 0
-    # a non-tensor output (sync batch norm's count) is the same for every slice: unbatched
-    stacked = [torch.stack(o) if isinstance(o[0], torch.Tensor) else o[0] for o in zip(*outs)]
-    return tuple(stacked), tuple(0 if isinstance(o, torch.Tensor) else None for o in stacked)
-
-
 # ------------------------------------------------------------------------------------------ Functions
 @fast_apply
 class EmptyBatchNormFunction(torch.autograd.Function):
@@ -351,7 +297,7 @@ class BatchNormFunction(torch.autograd.Function):
 
     jvp: :func:`batchnorm_jvp`, ``ȯut = γ s (ẋ − mean(ẋ) − x̂ mean(ẋ x̂)) + γ̇ x̂ + β̇`` (eval:
     ``γ s ẋ + γ̇ x̂ + β̇``), x̂ and s recomputed from x; the running statistics are constants. The
-    backward refuses forward-mode AD over it (:func:`refuse_forward_over_reverse`).
+    backward refuses forward-mode AD over it (:func:`custom_ops._transforms.refuse_forward_over_reverse`).
 
     vmap: :meth:`vmap`, as torch's ``batch_norm`` under ``torch.func.vmap``.
     """

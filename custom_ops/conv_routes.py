@@ -32,8 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
-from ._layout import memory_format, transforms_active
+from ._layout import memory_format
 from ._timing import best_times
+from ._transforms import transforms_active
 
 Pair = tuple[int, int]
 Grads = tuple[torch.Tensor, "torch.Tensor | None"]  # (dw, db)

@@ -42,6 +42,7 @@ import torch
 from . import _autocast, _reference, fused
 from ._checks import OpArgumentError, check_floating
 from ._function import fast_apply, without_jvp
+from ._transforms import functorch_active
 
 
 # ------------------------------------------------------------------------------------------- reference
@@ -185,6 +186,6 @@ def dropout(
     p = float(p)
     mask = None if p == 1.0 else draw_mask(input, p, generator)  # p = 1: no mask (torch draws none either)
     function = _DropoutFunctionTraced if torch.compiler.is_compiling() else DropoutFunction
-    if inplace and torch._C._are_functorch_transforms_active():
+    if inplace and functorch_active():
         return input.copy_(_autocast.apply(function, "same", input, mask, p, False))
     return _autocast.apply(function, "same", input, mask, p, bool(inplace))

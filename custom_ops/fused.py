@@ -44,6 +44,7 @@ from torch.utils._python_dispatch import is_in_torch_dispatch_mode
 
 from . import _reference
 from ._timing import best_times
+from ._transforms import functorch_active
 
 ENV_VAR = "CS231N_FUSED"
 MAX_SIGNATURES = 64
@@ -138,7 +139,7 @@ class Kernel:
             or _reference.is_active()
             or torch.compiler.is_compiling()
             or is_in_torch_dispatch_mode()
-            or torch._C._are_functorch_transforms_active()
+            or functorch_active()
         ):
             return self.fn(*args)  # a dispatch mode (a FLOP counter, a trace) sees the eager formulas' ops
         # One pass over the arguments: the signature, the tensors, and whether autograd records.

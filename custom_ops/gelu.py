@@ -19,7 +19,7 @@ expression of ``x``, so double backward and forward-over-reverse work.
 The tuned formulations (``tuned_*``, the default path) compute the same values in place on two or three
 fresh temporaries instead of one per step. They are fused kernels (:func:`custom_ops.fused.kernel`): with
 fusion on, each runs as one compiled pass. As for the other activations they run on the plain first-order
-path only (:func:`custom_ops.activations.reference_formulas`).
+path only (:func:`custom_ops._transforms.pointwise_reference`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import torch
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating
 from ._function import fast_apply, without_jvp
-from .activations import reference_formulas
+from ._transforms import pointwise_reference
 
 _KAPPA = 0.044715  # the cubic term of the tanh approximation
 
@@ -122,7 +122,7 @@ class GELUFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(x: torch.Tensor, approximate: str) -> torch.Tensor:
-        if reference_formulas():
+        if pointwise_reference():
             return gelu_forward(x, approximate)
         return tuned_gelu_forward(x, approximate)
 
@@ -136,14 +136,14 @@ class GELUFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor, None]:
         (x,) = ctx.saved_tensors
-        if reference_formulas():
+        if pointwise_reference():
             return gelu_backward(dout, x, ctx.approximate), None
         return tuned_gelu_backward(dout, x, ctx.approximate), None
 
     @staticmethod
     def jvp(ctx: Any, x_dot: torch.Tensor, _: None) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        if reference_formulas():
+        if pointwise_reference():
             return gelu_jvp(x_dot, x, ctx.approximate)
         return tuned_gelu_backward(x_dot, x, ctx.approximate)
 

@@ -17,7 +17,7 @@ dβ are S2 and S1 summed over n. So ``dx = A dout + B x̂ + K`` with per-(n, c) 
 ``B = −s mean(g x̂)``, ``K = −s mean(g)``, folded on the small ``(N, C)`` tensors first, and one full-size
 temporary (``dout x̂``, then overwritten by dx); each a fused kernel (:func:`custom_ops.fused.kernel`). The
 reference runs instead inside :func:`custom_ops.reference_path`, under ``torch.func`` transforms and in
-gradcheck's batched checks (:func:`custom_ops.batchnorm.reference_formulas`); the tests check both equal.
+gradcheck's batched checks (:func:`custom_ops._transforms.reference_formulas`); the tests check both equal.
 
 Saved for backward: x̂ (the size of x), s (one per sample and group) and γ — the built-in saves x, μ and s,
 the same bytes. The backward uses them as constants: ``once_differentiable``. The formulas are per sample:
@@ -35,14 +35,8 @@ from torch.autograd.function import once_differentiable
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating, check_int, check_norm_params_dtype
 from ._function import fast_apply, without_jvp
-from .batchnorm import (
-    _channel_view,
-    is_batched,
-    reference_formulas,
-    refuse_forward_over_reverse,
-    scale_shift,
-    vmap_loop,
-)
+from ._transforms import is_batched_dim, reference_formulas, refuse_forward_over_reverse, vmap_loop
+from .batchnorm import _channel_view, scale_shift
 from .layernorm import standardize
 
 
@@ -254,7 +248,7 @@ class GroupNormFunction(torch.autograd.Function):
         """Per sample: with only x batched the slices' samples are one batch (x ``(B, N, C, *)`` ->
         ``(B * N, C, *)``); with γ or β batched, each slice in turn."""
         args = (x, num_groups, weight, bias, eps)
-        if not is_batched(in_dims[0]) or is_batched(in_dims[2]) or is_batched(in_dims[3]):
+        if not is_batched_dim(in_dims[0]) or is_batched_dim(in_dims[2]) or is_batched_dim(in_dims[3]):
             return vmap_loop(GroupNormFunction, info, in_dims, *args)
         out, xhat, invstd = GroupNormFunction.apply(x.movedim(in_dims[0], 0).flatten(0, 1), *args[1:])
         size = info.batch_size

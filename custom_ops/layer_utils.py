@@ -70,6 +70,7 @@ from . import _autocast, fused
 from ._checks import OpArgumentError, check_ndim, check_nonempty_planes
 from ._function import fast_apply, without_jvp
 from ._layout import memory_format
+from ._transforms import is_batched_dim, reference_formulas, refuse_forward_over_reverse, vmap_loop
 from .batchnorm import (
     _UNBATCHED_STATS,
     _channel_view,
@@ -81,12 +82,8 @@ from .batchnorm import (
     batchnorm_forward,
     batchnorm_jvp,
     check_batch_norm_arguments,
-    is_batched,
-    reference_formulas,
-    refuse_forward_over_reverse,
     scale_shift,
     update_running_stats,
-    vmap_loop,
 )
 from .conv import (
     Pair,
@@ -414,7 +411,7 @@ def _vmap_x_only(
     batch (``fold``: x ``(B, N, ...)`` -> ``(B * N, ...)``, for an op that takes one batch dim; else x with
     its extra leading dim, for the affine ops, which take any); the loop otherwise. ``per_sample``: which
     outputs carry the batch (the others, e.g. eval batch norm's s, are the same for every slice)."""
-    if any(is_batched(d) for d in in_dims[1:]) or not is_batched(in_dims[0]):
+    if any(is_batched_dim(d) for d in in_dims[1:]) or not is_batched_dim(in_dims[0]):
         return vmap_loop(function, info, in_dims, *args)
     x = args[0].movedim(in_dims[0], 0)
     out = function.apply(x.flatten(0, 1) if fold else x, *args[1:])

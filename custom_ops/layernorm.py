@@ -15,7 +15,7 @@ place on the small per-sample tensor, one full-size temporary in the backward (`
 overwritten by dx), and with γ the per-sample means ``mean(g)`` and ``mean(g x̂)`` as matrix-vector products
 with γ; each a fused kernel (:func:`custom_ops.fused.kernel`: one compiled pass with fusion on). The
 reference runs instead inside :func:`custom_ops.reference_path`, under ``torch.func`` transforms and in
-gradcheck's batched checks (:func:`custom_ops.batchnorm.reference_formulas`); the tests check both equal.
+gradcheck's batched checks (:func:`custom_ops._transforms.reference_formulas`); the tests check both equal.
 
 Saved for backward: x̂ (the size of x), s (one per sample) and γ — the built-in saves x, μ and s, the same
 bytes. The backward uses them as constants: ``once_differentiable`` (no double backward). The formulas
@@ -35,7 +35,7 @@ from torch.autograd.function import once_differentiable
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating, check_norm_params_dtype, check_shape
 from ._function import fast_apply, without_jvp
-from .batchnorm import is_batched, reference_formulas, refuse_forward_over_reverse, vmap_loop
+from ._transforms import is_batched_dim, reference_formulas, refuse_forward_over_reverse, vmap_loop
 
 
 # -------------------------------------------------------------------------------------------- reference
@@ -252,7 +252,7 @@ class LayerNormFunction(torch.autograd.Function):
         """Per sample: with only x batched its batch is one more leading dim (x ``(B, *, *normalized)``, the
         statistics per slice and sample); with γ or β batched, each slice in turn."""
         args = (x, normalized_ndim, weight, bias, eps)
-        if not is_batched(in_dims[0]) or is_batched(in_dims[2]) or is_batched(in_dims[3]):
+        if not is_batched_dim(in_dims[0]) or is_batched_dim(in_dims[2]) or is_batched_dim(in_dims[3]):
             return vmap_loop(LayerNormFunction, info, in_dims, *args)
         return LayerNormFunction.apply(x.movedim(in_dims[0], 0), *args[1:]), (0, 0, 0)
 

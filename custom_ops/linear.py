@@ -30,6 +30,7 @@ import torch
 from . import _autocast, _reference
 from ._checks import OpArgumentError, check_floating, check_same_dtype, check_shape
 from ._function import fast_apply, without_jvp
+from ._transforms import functorch_active
 
 
 def _as_2d(t: torch.Tensor) -> torch.Tensor:
@@ -84,7 +85,7 @@ def affine_forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     tensor (not a view)."""
     if x.dim() == 2:  # the common case, as torch's linear: one addmm (or mm) into a new tensor
         return torch.mm(x, weight.t()) if bias is None else torch.addmm(bias, x, weight.t())
-    if torch._C._are_functorch_transforms_active():  # vmap cannot batch the out= below
+    if functorch_active():  # vmap cannot batch the out= below
         return affine_forward_reference(x, weight, bias)
     x2d = _as_2d(x)
     # Written through a 2-D view into an output of the final shape: a Function must not return a view

@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from . import _autocast, _reference, fused
 from ._checks import OpArgumentError, OpDtypeError, check_floating, check_ndim
 from ._function import fast_apply, without_jvp
+from ._transforms import functorch_active
 
 
 def _one_hot(y: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
@@ -237,7 +238,7 @@ def _check_scores_labels(scores: torch.Tensor, y: torch.Tensor) -> None:
     # The value check reads y on the host: done for CPU tensors only (no device sync per step on CUDA,
     # where an out-of-range label trips the gather's device-side assert), and not while tracing nor under a
     # torch.func transform (y may be batched: its values are not readable; the gather refuses a bad label).
-    if y.device.type != "cpu" or torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+    if y.device.type != "cpu" or torch.compiler.is_compiling() or functorch_active():
         return
     low, high = (int(v) for v in torch.aminmax(y))
     if low < 0 or high >= scores.shape[1]:

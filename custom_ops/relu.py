@@ -34,6 +34,7 @@ import torch
 from . import _autocast, _reference, fused
 from ._checks import check_floating
 from ._function import fast_apply, without_jvp
+from ._transforms import functorch_active, is_batched
 
 
 # ------------------------------------------------------------------------------------------- reference
@@ -69,16 +70,8 @@ def relu_backward(dout: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     """``dx = dout * [out > 0]`` from the saved output, ``sign(out)`` the 0/1 mask (out >= 0), multiplied in
     the mask's buffer: one new tensor (a second costs more than the multiply on CPU). ``dout`` must not be
     batched by ``vmap`` where ``out`` is not (a batched product cannot be written into the mask):
-    :func:`is_batched` tells."""
+    :func:`custom_ops._transforms.is_batched` tells."""
     return out.sign().mul_(dout)
-
-
-def is_batched(t: torch.Tensor) -> bool:
-    """Whether ``t`` is batched by ``vmap``: ``torch.func``'s, or the legacy one of gradcheck's batched
-    checks. Never while Dynamo traces (it cannot trace the query; a compiled graph runs under no vmap)."""
-    if torch.compiler.is_compiling():
-        return False
-    return torch._C._functorch.is_batchedtensor(t) or torch._C._functorch.is_legacy_batchedtensor(t)
 
 
 @fast_apply
@@ -154,6 +147,6 @@ def relu(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
     """
     check_floating("input", input)
     function = _ReLUFunctionTraced if torch.compiler.is_compiling() else ReLUFunction
-    if inplace and torch._C._are_functorch_transforms_active():
+    if inplace and functorch_active():
         return input.copy_(_autocast.apply(function, "same", input, False))
     return _autocast.apply(function, "same", input, bool(inplace))

@@ -47,7 +47,8 @@ from torch.autograd.function import once_differentiable
 from . import _autocast
 from ._checks import check_floating, check_ndim, check_norm_params_dtype, check_shape
 from ._function import fast_apply, without_jvp
-from .batchnorm import _affine, _channel_view, batch_norm, vmap_loop
+from ._transforms import vmap_loop
+from .batchnorm import _affine, _channel_view, batch_norm
 
 
 @fast_apply
