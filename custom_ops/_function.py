@@ -12,11 +12,13 @@
   Function without its ``jvp``; an op applies it while ``torch.compiler.is_compiling()``. The twin is a
   module-level name of the op's file (or a value of a dict keyed by the op's *name*): Dynamo cannot look a
   Function class up in a dict keyed by class or in a class attribute.
+- :func:`needed`: a reference backward computes every gradient; the Function returns those asked for.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 import torch
@@ -92,3 +94,16 @@ def without_jvp(function: F) -> F:
             "__doc__": f"{function.__name__} without its jvp, for Dynamo to trace.",
         },
     )
+
+
+def needed(grads: Iterable[torch.Tensor | None], needs: Iterable[bool]) -> tuple[torch.Tensor | None, ...]:
+    """``grads`` with None wherever ``needs`` (a backward's ``ctx.needs_input_grad`` flags, one per
+    gradient) is False: a reference backward computes every gradient, a Function returns the ones asked for.
+
+    Examples::
+
+        >>> import torch
+        >>> needed((torch.ones(1), torch.zeros(1)), (True, False))
+        (tensor([1.]), None)
+    """
+    return tuple(g if need else None for g, need in zip(grads, needs))

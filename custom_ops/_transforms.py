@@ -64,6 +64,12 @@ def is_batched_dim(in_dim: Any) -> bool:
     return isinstance(in_dim, int)
 
 
+def only_first_batched(in_dims: tuple[Any, ...]) -> bool:
+    """Whether, of a vmap rule's arguments (``in_dims``), the first (the input x) is batched and no other
+    is."""
+    return is_batched_dim(in_dims[0]) and not any(is_batched_dim(d) for d in in_dims[1:])
+
+
 # ------------------------------------------------------------------------------ do the reference formulas run
 def reference_formulas(t: torch.Tensor) -> bool:
     """The norms' and sandwiches' choice: whether they compute with their reference formulas rather than the

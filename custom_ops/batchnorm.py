@@ -51,7 +51,7 @@ from torch.autograd.function import once_differentiable
 
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating, check_norm_params_dtype, check_shape
-from ._function import fast_apply, without_jvp
+from ._function import fast_apply, needed, without_jvp
 from ._transforms import reference_formulas, refuse_forward_over_reverse
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
@@ -345,7 +345,7 @@ class BatchNormFunction(torch.autograd.Function):
         need_db = need_db and ctx.has_bias
         if reference_formulas(dout):
             dx, dw, db = batchnorm_backward_alt(dout, xc, invstd, weight, ctx.training)
-            dx, dw, db = (g if need else None for g, need in zip((dx, dw, db), (need_dx, need_dw, need_db)))
+            dx, dw, db = needed((dx, dw, db), (need_dx, need_dw, need_db))
         else:
             dx, dw, db = batch_norm_backward(
                 dout, xc, invstd, weight, ctx.training, need_dx, need_dw, need_db

@@ -34,8 +34,8 @@ from torch.autograd.function import once_differentiable
 
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating, check_int, check_norm_params_dtype
-from ._function import fast_apply, without_jvp
-from ._transforms import is_batched_dim, reference_formulas, refuse_forward_over_reverse, vmap_loop
+from ._function import fast_apply, needed, without_jvp
+from ._transforms import only_first_batched, reference_formulas, refuse_forward_over_reverse, vmap_loop
 from .batchnorm import _channel_view, scale_shift
 from .layernorm import standardize
 
@@ -231,7 +231,7 @@ class GroupNormFunction(torch.autograd.Function):
         need_db = need_db and ctx.has_bias
         if reference_formulas(dout):
             grads = groupnorm_backward(dout, xhat, invstd, weight)
-            dx, dw, db = (g if need else None for g, need in zip(grads, (need_dx, need_dw, need_db)))
+            dx, dw, db = needed(grads, (need_dx, need_dw, need_db))
         else:
             dx, dw, db = group_norm_backward(dout, xhat, invstd, weight, need_dx, need_dw, need_db)
         return dx, None, dw, db, None
@@ -248,7 +248,7 @@ class GroupNormFunction(torch.autograd.Function):
         """Per sample: with only x batched the slices' samples are one batch (x ``(B, N, C, *)`` ->
         ``(B * N, C, *)``); with γ or β batched, each slice in turn."""
         args = (x, num_groups, weight, bias, eps)
-        if not is_batched_dim(in_dims[0]) or is_batched_dim(in_dims[2]) or is_batched_dim(in_dims[3]):
+        if not only_first_batched(in_dims):
             return vmap_loop(GroupNormFunction, info, in_dims, *args)
         out, xhat, invstd = GroupNormFunction.apply(x.movedim(in_dims[0], 0).flatten(0, 1), *args[1:])
         size = info.batch_size

@@ -68,9 +68,9 @@ from torch.autograd.function import once_differentiable
 
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_ndim, check_nonempty_planes
-from ._function import fast_apply, without_jvp
+from ._function import fast_apply, needed, without_jvp
 from ._layout import memory_format
-from ._transforms import is_batched_dim, reference_formulas, refuse_forward_over_reverse, vmap_loop
+from ._transforms import only_first_batched, reference_formulas, refuse_forward_over_reverse, vmap_loop
 from .batchnorm import (
     _UNBATCHED_STATS,
     _channel_view,
@@ -354,7 +354,7 @@ def _bn_relu_backward(
     if reference_formulas(dout):
         dy = dout * (_bn_y(xc, invstd, gamma, beta) > 0)  # the ReLU's backward
         grads = batchnorm_backward_alt(dy, xc, invstd, gamma, training)
-        dpre, dgamma, dbeta = (g if n else None for g, n in zip(grads, (need_dpre, need_dgamma, need_dbeta)))
+        dpre, dgamma, dbeta = needed(grads, (need_dpre, need_dgamma, need_dbeta))
     else:
         dpre, dgamma, dbeta = bn_relu_backward(
             dout, xc, invstd, gamma, beta, training, need_dpre, need_dgamma, need_dbeta
@@ -411,7 +411,7 @@ def _vmap_x_only(
     batch (``fold``: x ``(B, N, ...)`` -> ``(B * N, ...)``, for an op that takes one batch dim; else x with
     its extra leading dim, for the affine ops, which take any); the loop otherwise. ``per_sample``: which
     outputs carry the batch (the others, e.g. eval batch norm's s, are the same for every slice)."""
-    if any(is_batched_dim(d) for d in in_dims[1:]) or not is_batched_dim(in_dims[0]):
+    if not only_first_batched(in_dims):
         return vmap_loop(function, info, in_dims, *args)
     x = args[0].movedim(in_dims[0], 0)
     out = function.apply(x.flatten(0, 1) if fold else x, *args[1:])
@@ -569,7 +569,7 @@ class AffineLayerNormReLUFunction(torch.autograd.Function):
         if reference_formulas(dout):
             dy = dout * (_ln_y(xhat, gamma, beta) > 0)  # the ReLU's backward
             grads = layernorm_backward(dy, xhat, invstd, gamma, 1)
-            dpre, dgamma, dbeta = (g if n else None for g, n in zip(grads, (need_dpre, need[3], need[4])))
+            dpre, dgamma, dbeta = needed(grads, (need_dpre, need[3], need[4]))
         else:
             dy = _masked(dout, _ln_y(xhat, gamma, beta))  # y recomputed: the forward's, bit for bit
             dpre, dgamma, dbeta = layer_norm_backward(dy, xhat, invstd, gamma, 1, need_dpre, need[3], need[4])

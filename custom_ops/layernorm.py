@@ -34,8 +34,8 @@ from torch.autograd.function import once_differentiable
 
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating, check_norm_params_dtype, check_shape
-from ._function import fast_apply, without_jvp
-from ._transforms import is_batched_dim, reference_formulas, refuse_forward_over_reverse, vmap_loop
+from ._function import fast_apply, needed, without_jvp
+from ._transforms import only_first_batched, reference_formulas, refuse_forward_over_reverse, vmap_loop
 
 
 # -------------------------------------------------------------------------------------------- reference
@@ -231,7 +231,7 @@ class LayerNormFunction(torch.autograd.Function):
         need_db = need_db and ctx.has_bias
         if reference_formulas(dout):
             grads = layernorm_backward(dout, xhat, invstd, weight, ctx.normalized_ndim)
-            dx, dw, db = (g if need else None for g, need in zip(grads, (need_dx, need_dw, need_db)))
+            dx, dw, db = needed(grads, (need_dx, need_dw, need_db))
         else:
             dx, dw, db = layer_norm_backward(
                 dout, xhat, invstd, weight, ctx.normalized_ndim, need_dx, need_dw, need_db
@@ -252,7 +252,7 @@ class LayerNormFunction(torch.autograd.Function):
         """Per sample: with only x batched its batch is one more leading dim (x ``(B, *, *normalized)``, the
         statistics per slice and sample); with γ or β batched, each slice in turn."""
         args = (x, normalized_ndim, weight, bias, eps)
-        if not is_batched_dim(in_dims[0]) or is_batched_dim(in_dims[2]) or is_batched_dim(in_dims[3]):
+        if not only_first_batched(in_dims):
             return vmap_loop(LayerNormFunction, info, in_dims, *args)
         return LayerNormFunction.apply(x.movedim(in_dims[0], 0), *args[1:]), (0, 0, 0)
 
