@@ -18,9 +18,10 @@ install: $(STAMP)
 train: $(STAMP)
 	$(BIN)/cs231n fit --config configs/two_layer_default.yaml
 
-## The test suite (CPU; CUDA tests are skipped without a GPU).
+## The test suite (CPU; CUDA tests are skipped without a GPU), on one thread unless OMP_NUM_THREADS says
+## otherwise: its tensors are small, and a second thread only adds overhead.
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
