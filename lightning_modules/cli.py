@@ -390,7 +390,7 @@ class CS231nCLI(LightningCLI):
         ckpt_path = option_values(args, ("--ckpt_path",))
         if not ckpt_path or ckpt_path[-1] == "last" or self._model_given(args):
             return args
-        checkpoint = load_checkpoint(ckpt_path[-1])
+        checkpoint = self._read_checkpoint(ckpt_path[-1])
         saved = dict(checkpoint.get("hyper_parameters") or {}) if isinstance(checkpoint, dict) else {}
         class_path = saved.pop("_class_path", None)
         if not class_path:
@@ -401,6 +401,14 @@ class CS231nCLI(LightningCLI):
                 init_args.setdefault(new, init_args.pop(old))
         model = json.dumps({"class_path": class_path, "init_args": init_args}, default=str)
         return [args[0], f"--model={model}", *args[1:]]
+
+    def _read_checkpoint(self, path: str) -> Any:
+        """:func:`~torch_cs231n.interop.checkpoint.load_checkpoint` of ``path``, read and verified once per
+        run: the model named from a checkpoint (no ``--config``) and the resumed state come from one file."""
+        read = getattr(self, "_checkpoint_read", None)
+        if read is None or read[0] != path:
+            read = self._checkpoint_read = (path, load_checkpoint(path))
+        return read[1]
 
     @staticmethod
     def _model_given(args: list[str]) -> bool:
@@ -516,7 +524,7 @@ class CS231nCLI(LightningCLI):
             ckpt_path = str(find_last_checkpoint(self._last_checkpoint_search(config)))
             config["ckpt_path"] = ckpt_path
             print(f"cs231n {subcommand}: --ckpt_path last is {ckpt_path}", flush=True)
-        self.checkpoint = load_checkpoint(ckpt_path)
+        self.checkpoint = self._read_checkpoint(ckpt_path)
         if not is_lightning_checkpoint(self.checkpoint):
             self.checkpoint = {"state_dict": plain_state_dict(self.checkpoint, ckpt_path, subcommand)}
             self.plain_weights = True
