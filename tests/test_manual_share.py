@@ -94,6 +94,31 @@ def test_grouped_convolution_backward_flops_agree_between_builtin_and_manual() -
     assert manual.total_flops == expected and manual.flops == 1.0, f"manual: {manual}"
 
 
+class Attention(nn.Module):
+    """One projection and the built-in attention on it (what timm's ViT blocks call)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = nn.Linear(8, 8)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        q = self.proj(x)
+        return F.scaled_dot_product_attention(q, q, q)
+
+
+def test_builtin_cpu_attention_flops_are_counted() -> None:
+    """On CPU the built-in attention runs flash kernels that torch.utils.flop_counter has no formula for;
+    manual_share counts them with the CUDA flash kernels' formulas: 4 B H L S E forward (Q Kᵀ and P V),
+    10 B H L S E backward (five products: the flash backward recomputes Q Kᵀ)."""
+    torch.manual_seed(0)
+    b, h, length, e = 2, 3, 16, 8
+    share = manual_share(Attention(), torch.randn(b, h, length, e))
+    attention = 4 * b * h * length * length * e
+    forward = share.builtin_flops.get("aten._scaled_dot_product_flash_attention_for_cpu")
+    backward = share.builtin_flops.get("aten._scaled_dot_product_flash_attention_for_cpu_backward")
+    assert (forward, backward) == (attention, 5 * attention // 2), f"attention flops: {share.builtin_flops}"
+
+
 def test_manual_share_leaves_the_model_as_it_was() -> None:
     torch.manual_seed(0)
     model = attach_manual_functions(to_manual(torchvision.models.resnet18(num_classes=4)))

@@ -102,7 +102,18 @@ _ALIAS_SIGNATURES = {
 # Arguments that steer warnings, not arithmetic: dropped when the twin lacks them.
 _HINT_ARGUMENTS = frozenset({"_stacklevel"})
 
-_CONV_BACKWARD = torch.ops.aten.convolution_backward
+_aten = torch.ops.aten
+_CONV_BACKWARD = _aten.convolution_backward
+
+# torch.utils.flop_counter has no formulas for the CPU flash-attention kernels that the built-in
+# F.scaled_dot_product_attention runs on CPU (without them its attention would count zero flops); their
+# arguments begin like the CUDA flash kernels', whose formulas count them.
+_FORMULA_OF = {
+    _aten._scaled_dot_product_flash_attention_for_cpu: _aten._scaled_dot_product_flash_attention,
+    _aten._scaled_dot_product_flash_attention_for_cpu_backward: (
+        _aten._scaled_dot_product_flash_attention_backward
+    ),
+}
 
 _CUSTOM_OPS_DIR = os.path.dirname(os.path.abspath(custom_ops.__file__)) + os.sep
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
@@ -572,7 +583,7 @@ class _FlopSplit(TorchDispatchMode):
         kwargs: dict[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
-        packet = func._overloadpacket
+        packet = _FORMULA_OF.get(func._overloadpacket, func._overloadpacket)
         if packet not in flop_registry:
             with self:
                 out = func.decompose(*args, **kwargs)
@@ -583,7 +594,7 @@ class _FlopSplit(TorchDispatchMode):
         if _inside_manual_op(sys._getframe(1)):
             self.manual += count
         elif count:
-            self.builtin[str(packet)] += count
+            self.builtin[str(func._overloadpacket)] += count
         return out
 
 
