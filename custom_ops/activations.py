@@ -249,11 +249,16 @@ def tuned_silu_backward(dout: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------- the Functions
-def _save_input(ctx: Any, x: torch.Tensor, original: torch.Tensor | None) -> None:
-    """Save the input the slope is computed from (``original`` when the op writes into ``x``), for the
-    backward and for the jvp; mark ``x`` dirty when written in place."""
+def _save_input(
+    ctx: Any, x: torch.Tensor, original: torch.Tensor | None, output: torch.Tensor | None = None
+) -> None:
+    """Save the input the slope is computed from (``original`` when the op writes into ``x``), or the
+    ``output`` where given (where it determines the slope: no copy of the input outlives the call), for
+    the backward and for the jvp; mark ``x`` dirty when written in place."""
     ctx.inplace = original is not None
     source = original if ctx.inplace else x
+    if output is not None:
+        source = output
     if ctx.inplace:
         ctx.mark_dirty(x)
     ctx.save_for_backward(source)
@@ -277,18 +282,23 @@ def _output_tangent(x_dot: torch.Tensor | None, out_dot: torch.Tensor) -> torch.
 
 
 def _vmap_elementwise(
-    function: type[torch.autograd.Function], in_dims: tuple[Any, ...], x: torch.Tensor, extra: Any
+    function: type[torch.autograd.Function],
+    in_dims: tuple[Any, ...],
+    x: torch.Tensor,
+    extra: Any,
+    *params: Any,
 ) -> tuple[torch.Tensor, int]:
-    """The vmap rule of an element-wise Function ``function(x, extra)``: the op itself on the physical
-    tensors, whatever dimension holds the batch. ``extra`` is ``original`` (laid out like ``x`` here), None
-    or a flag. Called with the unwrapped ``x``, an in-place op writes into it and returns it: the batched
-    ``x`` itself comes back, as from the built-in's in-place rule. (torch's generated rule,
-    ``generate_vmap_rule = True``, returns a new tensor, which ``mark_dirty`` refuses.)"""
-    x_dim, extra_dim = in_dims
+    """The vmap rule of an element-wise Function ``function(x, extra, *params)``: the op itself on the
+    physical tensors, whatever dimension holds the batch. ``extra`` is ``original`` (laid out like ``x``
+    here), None or a flag; ``params`` are numbers (a slope, an alpha). Called with the unwrapped ``x``,
+    an in-place op writes into it and returns it: the batched ``x`` itself comes back, as from the
+    built-in's in-place rule. (torch's generated rule, ``generate_vmap_rule = True``, returns a new
+    tensor, which ``mark_dirty`` refuses.)"""
+    x_dim, extra_dim = in_dims[:2]
     if isinstance(extra, torch.Tensor) and extra_dim != x_dim:
         batched = extra_dim is not None
         extra = extra.movedim(extra_dim, x_dim) if batched else extra.unsqueeze(x_dim).expand_as(x)
-    return function.apply(x, extra), x_dim
+    return function.apply(x, extra, *params), x_dim
 
 
 @fast_apply
@@ -505,16 +515,30 @@ def _apply(op: str, *args: Any) -> torch.Tensor:
 
 
 def _activation(op: str, input: torch.Tensor, inplace: bool) -> torch.Tensor:
-    """Apply ``op``'s Function to ``(input, original)``: ``original`` is None out of place, else a copy of
-    ``input`` taken before it is overwritten (recorded by autograd, so the gradient reaches ``input``'s
-    history)."""
+    """Apply ``op``'s Function to ``(input, original)`` (:func:`_pointwise`)."""
+    return _pointwise(_FUNCTIONS[op], _FOR_COMPILE[op], input, inplace)
+
+
+def _pointwise(
+    function: type[torch.autograd.Function],
+    for_compile: type[torch.autograd.Function],
+    input: torch.Tensor,
+    inplace: bool,
+    *params: Any,
+) -> torch.Tensor:
+    """Apply an element-wise ``function`` to ``(input, original, *params)`` with the autocast policy
+    "same" (``for_compile``, its twin without jvp, under Dynamo): ``original`` is None out of place, else
+    a copy of ``input`` taken before it is overwritten (recorded by autograd, so the gradient reaches
+    ``input``'s history)."""
     check_floating("input", input)
+    compiling = torch.compiler.is_compiling()
+    applied = for_compile if compiling else function
     if not inplace:
-        return _apply(op, input, None)
+        return _autocast.apply(applied, "same", input, None, *params)
     original = input.clone()
-    if torch.compiler.is_compiling():  # Dynamo does not trace a Function that marks an input dirty
-        return input.copy_(_apply(op, original, None))
-    return _apply(op, input, original)
+    if compiling:  # Dynamo does not trace a Function that marks an input dirty
+        return input.copy_(_autocast.apply(applied, "same", original, None, *params))
+    return _autocast.apply(applied, "same", input, original, *params)
 
 
 def relu6(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
