@@ -13,10 +13,11 @@ the input gradient and the forward-mode derivative are one product with the loca
                  dw_c = Σ over all but the channel dim of dout * x * [x <= 0]
 
     backward:      dx    = dout * f'(x)
-    forward mode:  y_dot = f'(x) * x_dot  (PReLU: + [x <= 0] x w_dot)
+    forward mode:  y_dot = f'(x) * x_dot  (PReLU: + [x < 0] x w_dot)
 
 At the kink ``x = 0`` the slope is PyTorch's: the negative side's (``a``, ``w_c``), as torch's kernels test
-``x > 0``. Saved: Leaky ReLU's output where it determines the slope (``a >= 0``: ``out > 0`` exactly where
+``x > 0``; but PReLU's forward mode takes the positive side's, 1, there, as torch's forward-mode formula
+does. Saved: Leaky ReLU's output where it determines the slope (``a >= 0``: ``out > 0`` exactly where
 ``x > 0``), else the input; PReLU's input and weight. The backwards are ordinary differentiable tensor
 expressions, so double backward and forward-over-reverse work.
 
@@ -112,12 +113,15 @@ def prelu_backward(
 def prelu_jvp(
     x_dot: torch.Tensor | None, weight_dot: torch.Tensor | None, x: torch.Tensor, weight: torch.Tensor
 ) -> torch.Tensor:
-    """``y_dot = f'(x) * x_dot + [x <= 0] x w_dot`` (a missing tangent is zero)."""
+    """``y_dot = f'(x) * x_dot + [x < 0] x w_dot`` (a missing tangent is zero). At ``x = 0`` torch's
+    forward mode takes the positive side's slope, 1 (its backward the weight's), and so does this one;
+    the weight's term is 0 there either way."""
+    w = _per_channel(weight, x)
+    negative = x < 0
     out_dot = torch.zeros_like(x)
     if x_dot is not None:
-        out_dot = out_dot + prelu_derivative(x, weight) * x_dot
+        out_dot = out_dot + torch.where(negative, w * x_dot, x_dot)
     if weight_dot is not None:
-        negative = x <= 0
         out_dot = out_dot + negative * x * _per_channel(weight_dot, x)
     return out_dot
 
@@ -170,7 +174,7 @@ class PReLUFunction(torch.autograd.Function):
     ``()`` -> ``(*)``.
 
     Backward ``dx = dout * f'(x)``, ``dw_c = Σ dout * x * [x <= 0]`` over all but the channel dim; jvp
-    ``y_dot = f'(x) * x_dot + [x <= 0] x w_dot``.
+    ``y_dot = f'(x) * x_dot + [x < 0] x w_dot`` (slope 1 at ``x = 0``, as torch's forward mode).
     """
 
     generate_vmap_rule = True
@@ -248,8 +252,8 @@ def prelu(input: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         >>> import torch, custom_ops.functional as MF
         >>> x = torch.tensor([[-2.0, 1.0], [-2.0, -4.0]])
         >>> MF.prelu(x, torch.tensor([0.5, 0.25]))  # channel 0: slope 0.5, channel 1: 0.25
-        tensor([[-1.0000,  1.0000],
-                [-1.0000, -1.0000]])
+        tensor([[-1.,  1.],
+                [-1., -1.]])
     """
     check_floating("input", input)
     check_floating("weight", weight)
