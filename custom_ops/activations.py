@@ -44,6 +44,8 @@ runs as the op on the copy, written into ``x``: Dynamo traces neither a custom `
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -299,6 +301,57 @@ def _vmap_elementwise(
         batched = extra_dim is not None
         extra = extra.movedim(extra_dim, x_dim) if batched else extra.unsqueeze(x_dim).expand_as(x)
     return function.apply(x, extra, *params), x_dim
+
+
+def _reference_function(
+    module: str,
+    name: str,
+    doc: str,
+    formulas: tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor], Callable[..., torch.Tensor]],
+    params: tuple[str, ...] = (),
+    saves_output: Callable[..., bool] | None = None,
+) -> type[torch.autograd.Function]:
+    """The Function ``name(x, original, *params)`` of an element-wise op computed by its reference
+    ``formulas``, ``(forward(x, *params), backward(dout, saved, *params), jvp(x_dot, saved, *params))``,
+    in the form of the Functions below: ``original`` is None out of place, else a copy of ``x`` whose
+    result is written into ``x`` (returned, marked dirty); ``saved`` is the output where
+    ``saves_output(*params)`` (where it determines the slope; None: always), else the input
+    (``original`` in place). ``params`` names the numbers after ``original`` (a slope, an alpha). The
+    class is named ``name``, with docstring ``doc``, as if written in ``module``."""
+    forward_formula, backward_formula, jvp_formula = formulas
+
+    def forward(x: torch.Tensor, original: torch.Tensor | None, *values: Any) -> torch.Tensor:
+        if original is None:
+            return forward_formula(x, *values)
+        return x.copy_(forward_formula(original, *values))
+
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        x, original, *ctx.values = inputs
+        from_output = saves_output is None or saves_output(*ctx.values)
+        _save_input(ctx, x, original, output if from_output else None)
+
+    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (saved,) = ctx.saved_tensors
+        dx = backward_formula(dout, saved, *ctx.values)
+        return (*_input_grads(ctx, dx), *(None for _ in ctx.values))
+
+    def jvp(ctx: Any, x_dot: torch.Tensor | None, original_dot: torch.Tensor | None, *_: Any) -> torch.Tensor:
+        (saved,) = ctx.saved_tensors
+        out_dot = jvp_formula(original_dot if ctx.inplace else x_dot, saved, *ctx.values)
+        return _output_tangent(x_dot, out_dot) if ctx.inplace else out_dot
+
+    def vmap(info: Any, in_dims: tuple[Any, ...], x: torch.Tensor, *args: Any) -> tuple[torch.Tensor, int]:
+        return _vmap_elementwise(function, in_dims, x, *args)
+
+    # forward's parameters by name, so that fast_apply binds a positional call for free
+    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    parameters = [inspect.Parameter(n, positional) for n in ("x", "original", *params)]
+    forward.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    methods = (forward, setup_context, backward, jvp, vmap)
+    namespace: dict[str, Any] = {method.__name__: staticmethod(method) for method in methods}
+    namespace.update(__module__=module, __qualname__=name, __doc__=doc)
+    function = fast_apply(type(name, (torch.autograd.Function,), namespace))
+    return function
 
 
 @fast_apply

@@ -31,13 +31,11 @@ slope"; here the gradient is computed).
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from ._checks import OpArgumentError
-from ._function import fast_apply, without_jvp
-from .activations import _input_grads, _output_tangent, _pointwise, _save_input, _vmap_elementwise
+from ._function import without_jvp
+from .activations import _pointwise, _reference_function
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -133,118 +131,44 @@ def selu_jvp(x_dot: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 # ------------------------------------------------------------------------------------- the Functions
 
 
-@fast_apply
-class ELUFunction(torch.autograd.Function):
+ELUFunction = _reference_function(
+    __name__,
+    "ELUFunction",
     """``y = x (x > 0), a (exp(x) - 1) (x <= 0)``, x ``(*)`` -> ``(*)``; with ``original`` (a copy of
     ``x``), the result of ``original`` is written into ``x``.
 
     Backward ``dx = dout * f'(x)``; jvp ``y_dot = f'(x) * x_dot``; ``f'(x) = 1 (x > 0), y + a (x <= 0)``
     from the saved output (``a exp(x)`` from the input where ``a < 0``).
-    """
+    """,
+    (elu_forward, elu_backward, elu_jvp),
+    ("alpha",),
+    saves_output=lambda alpha: alpha >= 0,  # else y > 0 also where x < 0
+)
 
-    @staticmethod
-    def forward(x: torch.Tensor, original: torch.Tensor | None, alpha: float) -> torch.Tensor:
-        if original is None:
-            return elu_forward(x, alpha)
-        return x.copy_(elu_forward(original, alpha))
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-        x, original, ctx.alpha = inputs
-        _save_input(ctx, x, original, output if ctx.alpha >= 0 else None)
-
-    @staticmethod
-    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        (source,) = ctx.saved_tensors
-        return (*_input_grads(ctx, elu_backward(dout, source, ctx.alpha)), None)
-
-    @staticmethod
-    def jvp(ctx: Any, x_dot: torch.Tensor | None, original_dot: torch.Tensor | None, _: None) -> torch.Tensor:
-        (source,) = ctx.saved_tensors
-        out_dot = elu_jvp(original_dot if ctx.inplace else x_dot, source, ctx.alpha)
-        return _output_tangent(x_dot, out_dot) if ctx.inplace else out_dot
-
-    @staticmethod
-    def vmap(
-        info: Any, in_dims: tuple[Any, ...], x: torch.Tensor, original: torch.Tensor | None, alpha: float
-    ) -> tuple[torch.Tensor, int]:
-        return _vmap_elementwise(ELUFunction, in_dims, x, original, alpha)
-
-
-@fast_apply
-class CELUFunction(torch.autograd.Function):
+CELUFunction = _reference_function(
+    __name__,
+    "CELUFunction",
     """``y = x (x > 0), a (exp(x / a) - 1) (x <= 0)``, x ``(*)`` -> ``(*)``; with ``original`` (a copy of
     ``x``), the result of ``original`` is written into ``x``.
 
     Backward ``dx = dout * f'(x)``; jvp ``y_dot = f'(x) * x_dot``; ``f'(x) = 1 (x > 0), y / a + 1
     (x <= 0)`` from the saved output.
-    """
+    """,
+    (celu_forward, celu_backward, celu_jvp),
+    ("alpha",),
+)
 
-    @staticmethod
-    def forward(x: torch.Tensor, original: torch.Tensor | None, alpha: float) -> torch.Tensor:
-        if original is None:
-            return celu_forward(x, alpha)
-        return x.copy_(celu_forward(original, alpha))
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-        x, original, ctx.alpha = inputs
-        _save_input(ctx, x, original, output)
-
-    @staticmethod
-    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        (out,) = ctx.saved_tensors
-        return (*_input_grads(ctx, celu_backward(dout, out, ctx.alpha)), None)
-
-    @staticmethod
-    def jvp(ctx: Any, x_dot: torch.Tensor | None, original_dot: torch.Tensor | None, _: None) -> torch.Tensor:
-        (out,) = ctx.saved_tensors
-        out_dot = celu_jvp(original_dot if ctx.inplace else x_dot, out, ctx.alpha)
-        return _output_tangent(x_dot, out_dot) if ctx.inplace else out_dot
-
-    @staticmethod
-    def vmap(
-        info: Any, in_dims: tuple[Any, ...], x: torch.Tensor, original: torch.Tensor | None, alpha: float
-    ) -> tuple[torch.Tensor, int]:
-        return _vmap_elementwise(CELUFunction, in_dims, x, original, alpha)
-
-
-@fast_apply
-class SELUFunction(torch.autograd.Function):
+SELUFunction = _reference_function(
+    __name__,
+    "SELUFunction",
     """``y = s x (x > 0), s a (exp(x) - 1) (x <= 0)``, x ``(*)`` -> ``(*)``; with ``original`` (a copy of
     ``x``), the result of ``original`` is written into ``x``.
 
     Backward ``dx = dout * f'(x)``; jvp ``y_dot = f'(x) * x_dot``; ``f'(x) = s (x > 0), y + s a (x <= 0)``
     from the saved output.
-    """
-
-    @staticmethod
-    def forward(x: torch.Tensor, original: torch.Tensor | None) -> torch.Tensor:
-        if original is None:
-            return selu_forward(x)
-        return x.copy_(selu_forward(original))
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-        x, original = inputs
-        _save_input(ctx, x, original, output)
-
-    @staticmethod
-    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-        (out,) = ctx.saved_tensors
-        return _input_grads(ctx, selu_backward(dout, out))
-
-    @staticmethod
-    def jvp(ctx: Any, x_dot: torch.Tensor | None, original_dot: torch.Tensor | None) -> torch.Tensor:
-        (out,) = ctx.saved_tensors
-        out_dot = selu_jvp(original_dot if ctx.inplace else x_dot, out)
-        return _output_tangent(x_dot, out_dot) if ctx.inplace else out_dot
-
-    @staticmethod
-    def vmap(
-        info: Any, in_dims: tuple[Any, ...], x: torch.Tensor, original: torch.Tensor | None
-    ) -> tuple[torch.Tensor, int]:
-        return _vmap_elementwise(SELUFunction, in_dims, x, original)
+    """,
+    (selu_forward, selu_backward, selu_jvp),
+)
 
 
 # ------------------------------------------------------------------------------- the functional twins

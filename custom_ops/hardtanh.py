@@ -20,13 +20,11 @@ input taken for autograd's history lives only during the call.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 
 from ._checks import OpArgumentError
-from ._function import fast_apply, without_jvp
-from .activations import _input_grads, _output_tangent, _pointwise, _save_input, _vmap_elementwise
+from ._function import without_jvp
+from .activations import _pointwise, _reference_function
 
 
 # ------------------------------------------------------------------------------------------ the reference
@@ -60,54 +58,18 @@ def hardtanh_jvp(
 
 
 # ---------------------------------------------------------------------------------------- the Function
-@fast_apply
-class HardtanhFunction(torch.autograd.Function):
+HardtanhFunction = _reference_function(
+    __name__,
+    "HardtanhFunction",
     """``y = min(max(x, lo), hi)``, x ``(*)`` -> ``(*)``; with ``original`` (a copy of ``x``), the result of
     ``original`` is written into ``x``.
 
     Backward ``dx = dout * [lo < x < hi]``; jvp ``y_dot = [lo < x < hi] * x_dot``; both read the mask from
     the saved output.
-    """
-
-    @staticmethod
-    def forward(
-        x: torch.Tensor, original: torch.Tensor | None, min_val: float, max_val: float
-    ) -> torch.Tensor:
-        if original is None:
-            return hardtanh_forward(x, min_val, max_val)
-        return x.copy_(hardtanh_forward(original, min_val, max_val))
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-        x, original, ctx.min_val, ctx.max_val = inputs
-        _save_input(ctx, x, original, output)
-
-    @staticmethod
-    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        (out,) = ctx.saved_tensors
-        dx = hardtanh_backward(dout, out, ctx.min_val, ctx.max_val)
-        return (*_input_grads(ctx, dx), None, None)
-
-    @staticmethod
-    def jvp(
-        ctx: Any, x_dot: torch.Tensor | None, original_dot: torch.Tensor | None, *_: None
-    ) -> torch.Tensor:
-        (out,) = ctx.saved_tensors
-        tangent = original_dot if ctx.inplace else x_dot
-        out_dot = hardtanh_jvp(tangent, out, ctx.min_val, ctx.max_val)
-        return _output_tangent(x_dot, out_dot) if ctx.inplace else out_dot
-
-    @staticmethod
-    def vmap(
-        info: Any,
-        in_dims: tuple[Any, ...],
-        x: torch.Tensor,
-        original: torch.Tensor | None,
-        min_val: float,
-        max_val: float,
-    ) -> tuple[torch.Tensor, int]:
-        return _vmap_elementwise(HardtanhFunction, in_dims, x, original, min_val, max_val)
-
+    """,
+    (hardtanh_forward, hardtanh_backward, hardtanh_jvp),
+    ("min_val", "max_val"),
+)
 
 _HARDTANH_FOR_COMPILE = without_jvp(HardtanhFunction)
 

@@ -40,7 +40,7 @@ import torch
 from . import _autocast
 from ._checks import OpArgumentError, check_floating, check_same_dtype
 from ._function import fast_apply, needed, without_jvp
-from .activations import _input_grads, _output_tangent, _pointwise, _save_input, _vmap_elementwise
+from .activations import _pointwise, _reference_function
 
 
 # ------------------------------------------------------------------------------------------ the reference
@@ -127,45 +127,19 @@ def prelu_jvp(
 
 
 # ------------------------------------------------------------------------------------- the Functions
-@fast_apply
-class LeakyReLUFunction(torch.autograd.Function):
+LeakyReLUFunction = _reference_function(
+    __name__,
+    "LeakyReLUFunction",
     """``y = x (x > 0), a x (x <= 0)``, x ``(*)`` -> ``(*)``, ``a`` the ``negative_slope``; with
     ``original`` (a copy of ``x``), the result of ``original`` is written into ``x``.
 
     Backward ``dx = dout * f'(x)``; jvp ``y_dot = f'(x) * x_dot``; ``f'(x) = 1 (x > 0), a (x <= 0)``, read
     from the saved output where ``a >= 0``, else from the input.
-    """
-
-    @staticmethod
-    def forward(x: torch.Tensor, original: torch.Tensor | None, negative_slope: float) -> torch.Tensor:
-        if original is None:
-            return leaky_relu_forward(x, negative_slope)
-        return x.copy_(leaky_relu_forward(original, negative_slope))
-
-    @staticmethod
-    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
-        x, original, negative_slope = inputs
-        ctx.negative_slope = negative_slope
-        _save_input(ctx, x, original, output if negative_slope >= 0 else None)
-
-    @staticmethod
-    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        (source,) = ctx.saved_tensors
-        dx = leaky_relu_backward(dout, source, ctx.negative_slope)
-        return (*_input_grads(ctx, dx), None)
-
-    @staticmethod
-    def jvp(ctx: Any, x_dot: torch.Tensor | None, original_dot: torch.Tensor | None, _: None) -> torch.Tensor:
-        (source,) = ctx.saved_tensors
-        tangent = original_dot if ctx.inplace else x_dot
-        out_dot = leaky_relu_jvp(tangent, source, ctx.negative_slope)
-        return _output_tangent(x_dot, out_dot) if ctx.inplace else out_dot
-
-    @staticmethod
-    def vmap(
-        info: Any, in_dims: tuple[Any, ...], x: torch.Tensor, original: torch.Tensor | None, slope: float
-    ) -> tuple[torch.Tensor, int]:
-        return _vmap_elementwise(LeakyReLUFunction, in_dims, x, original, slope)
+    """,
+    (leaky_relu_forward, leaky_relu_backward, leaky_relu_jvp),
+    ("negative_slope",),
+    saves_output=lambda negative_slope: negative_slope >= 0,  # else out > 0 also where x < 0
+)
 
 
 @fast_apply

@@ -135,44 +135,17 @@ def test_prelu_derivatives_at_the_kink_are_torchs() -> None:
 
 @pytest.mark.parametrize(("label", "manual", "builtin", "kinks"), CONFIGS, ids=IDS)
 def test_inplace_under_forward_ad_and_torch_func(
-    label: str, manual: Callable[..., torch.Tensor], builtin: Callable[..., torch.Tensor], kinks: tuple
+    label: str,
+    manual: Callable[..., torch.Tensor],
+    builtin: Callable[..., torch.Tensor],
+    kinks: tuple,
 ) -> None:
-    """``inplace=True`` passes gradcheck with forward-mode and batched checks; under ``vmap`` it writes into
-    the batched input and returns it; per-sample gradients match the built-in's."""
-    x = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 4
-    assert torch.autograd.gradcheck(
-        lambda t: manual(t * 1.0, inplace=True),
-        (x.clone().requires_grad_(),),
-        check_forward_ad=True,
-        check_batched_grad=True,
-        check_batched_forward_grad=True,
-    ), f"{label}(inplace=True): gradcheck failed"
-    batch = x.clone().movedim(0, 1)
-    out = torch.func.vmap(lambda t: manual(t, inplace=True), in_dims=1)(batch)
-    assert out.data_ptr() == batch.data_ptr(), f"{label}(inplace=True) under vmap did not return its input"
-    torch.testing.assert_close(
-        batch.movedim(1, 0), builtin(x), msg=f"{label}(inplace=True) under vmap: values"
-    )
-    grads = torch.func.vmap(torch.func.grad(lambda t: manual(t * 1.0, inplace=True).sum()))(x)
-    expected = torch.func.vmap(torch.func.grad(lambda t: builtin(t * 1.0, inplace=True).sum()))(x)
-    torch.testing.assert_close(grads, expected, msg=f"{label}(inplace=True): per-sample gradients differ")
+    test_activations.check_inplace_under_forward_ad_and_torch_func(label, manual, builtin)
 
 
 @pytest.mark.parametrize("op", ["leaky_relu", "hardtanh", "elu", "celu", "selu"])
 def test_inplace_under_torch_compile_fullgraph(op: str) -> None:
-    manual, builtin = getattr(MF, op), getattr(F, op)
-    x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0)) * 4
-    compiled = torch.compile(lambda t: manual(t * 2.0, inplace=True), fullgraph=True, backend="aot_eager")
-    results = []
-    for fn in (compiled, lambda t: builtin(t * 2.0, inplace=True)):
-        leaf = x.clone().requires_grad_()
-        out = fn(leaf)
-        (grad,) = torch.autograd.grad(out.sum(), leaf)
-        results.append((out.detach(), grad))
-    for what, mine, theirs in zip(("output", "gradient"), *results):
-        torch.testing.assert_close(
-            mine, theirs, msg=lambda m, what=what: f"{op}(inplace=True) compiled {what}: {m}"
-        )
+    test_activations.check_inplace_under_torch_compile_fullgraph(op, getattr(MF, op), getattr(F, op))
 
 
 @pytest.mark.parametrize(
