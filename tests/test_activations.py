@@ -72,6 +72,16 @@ def test_derivatives_at_the_kinks_are_torchs(op: str, inplace: bool, path_name: 
         )
 
 
+def _second_derivative(fn: Callable[..., torch.Tensor], inplace: bool, x: torch.Tensor) -> torch.Tensor:
+    """The derivative in ``x`` of the gradient of ``fn``'s sum at ``x``."""
+    leaf = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(_apply(fn, leaf, inplace).sum(), leaf, create_graph=True)
+    if not grad.requires_grad:  # a slope made of masks only: the gradient is constant in x
+        return torch.zeros_like(x)
+    (second,) = torch.autograd.grad(grad.sum(), leaf, allow_unused=True, materialize_grads=True)
+    return second
+
+
 @pytest.mark.parametrize("path_name", PATHS)
 @pytest.mark.parametrize("inplace", [False, True], ids=["out-of-place", "inplace"])
 @pytest.mark.parametrize("op", ["relu6", "hardswish", "silu"])  # torch's hardsigmoid has no double backward
@@ -79,14 +89,8 @@ def test_second_derivative_at_the_kinks_is_torchs(op: str, inplace: bool, path_n
     x = _points(op)
     results = []
     for fn, context in ((BUILTIN[op], contextlib.nullcontext()), (getattr(MF, op), _path(path_name))):
-        leaf = x.clone().requires_grad_()
         with context:
-            (grad,) = torch.autograd.grad(_apply(fn, leaf, inplace).sum(), leaf, create_graph=True)
-            if grad.requires_grad:
-                (second,) = torch.autograd.grad(grad.sum(), leaf, allow_unused=True, materialize_grads=True)
-            else:  # a slope made of masks only: the gradient is constant in x
-                second = torch.zeros_like(x)
-        results.append(second)
+            results.append(_second_derivative(fn, inplace, x))
     torch.testing.assert_close(
         *results,
         msg=lambda m: f"{op} (inplace={inplace}, {path_name} path) second derivative at {x.tolist()}: {m}",
