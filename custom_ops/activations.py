@@ -44,6 +44,8 @@ runs as the op on the copy, written into ``x``: Dynamo traces neither a custom `
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -249,11 +251,16 @@ def tuned_silu_backward(dout: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------- the Functions
-def _save_input(ctx: Any, x: torch.Tensor, original: torch.Tensor | None) -> None:
-    """Save the input the slope is computed from (``original`` when the op writes into ``x``), for the
-    backward and for the jvp; mark ``x`` dirty when written in place."""
+def _save_input(
+    ctx: Any, x: torch.Tensor, original: torch.Tensor | None, output: torch.Tensor | None = None
+) -> None:
+    """Save the input the slope is computed from (``original`` when the op writes into ``x``), or the
+    ``output`` where given (where it determines the slope: no copy of the input outlives the call), for
+    the backward and for the jvp; mark ``x`` dirty when written in place."""
     ctx.inplace = original is not None
     source = original if ctx.inplace else x
+    if output is not None:
+        source = output
     if ctx.inplace:
         ctx.mark_dirty(x)
     ctx.save_for_backward(source)
@@ -277,18 +284,74 @@ def _output_tangent(x_dot: torch.Tensor | None, out_dot: torch.Tensor) -> torch.
 
 
 def _vmap_elementwise(
-    function: type[torch.autograd.Function], in_dims: tuple[Any, ...], x: torch.Tensor, extra: Any
+    function: type[torch.autograd.Function],
+    in_dims: tuple[Any, ...],
+    x: torch.Tensor,
+    extra: Any,
+    *params: Any,
 ) -> tuple[torch.Tensor, int]:
-    """The vmap rule of an element-wise Function ``function(x, extra)``: the op itself on the physical
-    tensors, whatever dimension holds the batch. ``extra`` is ``original`` (laid out like ``x`` here), None
-    or a flag. Called with the unwrapped ``x``, an in-place op writes into it and returns it: the batched
-    ``x`` itself comes back, as from the built-in's in-place rule. (torch's generated rule,
-    ``generate_vmap_rule = True``, returns a new tensor, which ``mark_dirty`` refuses.)"""
-    x_dim, extra_dim = in_dims
+    """The vmap rule of an element-wise Function ``function(x, extra, *params)``: the op itself on the
+    physical tensors, whatever dimension holds the batch. ``extra`` is ``original`` (laid out like ``x``
+    here), None or a flag; ``params`` are numbers (a slope, an alpha). Called with the unwrapped ``x``,
+    an in-place op writes into it and returns it: the batched ``x`` itself comes back, as from the
+    built-in's in-place rule. (torch's generated rule, ``generate_vmap_rule = True``, returns a new
+    tensor, which ``mark_dirty`` refuses.)"""
+    x_dim, extra_dim = in_dims[:2]
     if isinstance(extra, torch.Tensor) and extra_dim != x_dim:
         batched = extra_dim is not None
         extra = extra.movedim(extra_dim, x_dim) if batched else extra.unsqueeze(x_dim).expand_as(x)
-    return function.apply(x, extra), x_dim
+    return function.apply(x, extra, *params), x_dim
+
+
+def _reference_function(
+    module: str,
+    name: str,
+    doc: str,
+    formulas: tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor], Callable[..., torch.Tensor]],
+    params: tuple[str, ...] = (),
+    saves_output: Callable[..., bool] | None = None,
+) -> type[torch.autograd.Function]:
+    """The Function ``name(x, original, *params)`` of an element-wise op computed by its reference
+    ``formulas``, ``(forward(x, *params), backward(dout, saved, *params), jvp(x_dot, saved, *params))``,
+    in the form of the Functions below: ``original`` is None out of place, else a copy of ``x`` whose
+    result is written into ``x`` (returned, marked dirty); ``saved`` is the output where
+    ``saves_output(*params)`` (where it determines the slope; None: always), else the input
+    (``original`` in place). ``params`` names the numbers after ``original`` (a slope, an alpha). The
+    class is named ``name``, with docstring ``doc``, as if written in ``module``."""
+    forward_formula, backward_formula, jvp_formula = formulas
+
+    def forward(x: torch.Tensor, original: torch.Tensor | None, *values: Any) -> torch.Tensor:
+        if original is None:
+            return forward_formula(x, *values)
+        return x.copy_(forward_formula(original, *values))
+
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        x, original, *ctx.values = inputs
+        from_output = saves_output is None or saves_output(*ctx.values)
+        _save_input(ctx, x, original, output if from_output else None)
+
+    def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        (saved,) = ctx.saved_tensors
+        dx = backward_formula(dout, saved, *ctx.values)
+        return (*_input_grads(ctx, dx), *(None for _ in ctx.values))
+
+    def jvp(ctx: Any, x_dot: torch.Tensor | None, original_dot: torch.Tensor | None, *_: Any) -> torch.Tensor:
+        (saved,) = ctx.saved_tensors
+        out_dot = jvp_formula(original_dot if ctx.inplace else x_dot, saved, *ctx.values)
+        return _output_tangent(x_dot, out_dot) if ctx.inplace else out_dot
+
+    def vmap(info: Any, in_dims: tuple[Any, ...], x: torch.Tensor, *args: Any) -> tuple[torch.Tensor, int]:
+        return _vmap_elementwise(function, in_dims, x, *args)
+
+    # forward's parameters by name, so that fast_apply binds a positional call for free
+    positional = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    parameters = [inspect.Parameter(n, positional) for n in ("x", "original", *params)]
+    forward.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    methods = (forward, setup_context, backward, jvp, vmap)
+    namespace: dict[str, Any] = {method.__name__: staticmethod(method) for method in methods}
+    namespace.update(__module__=module, __qualname__=name, __doc__=doc)
+    function = fast_apply(type(name, (torch.autograd.Function,), namespace))
+    return function
 
 
 @fast_apply
@@ -505,16 +568,30 @@ def _apply(op: str, *args: Any) -> torch.Tensor:
 
 
 def _activation(op: str, input: torch.Tensor, inplace: bool) -> torch.Tensor:
-    """Apply ``op``'s Function to ``(input, original)``: ``original`` is None out of place, else a copy of
-    ``input`` taken before it is overwritten (recorded by autograd, so the gradient reaches ``input``'s
-    history)."""
+    """Apply ``op``'s Function to ``(input, original)`` (:func:`_pointwise`)."""
+    return _pointwise(_FUNCTIONS[op], _FOR_COMPILE[op], input, inplace)
+
+
+def _pointwise(
+    function: type[torch.autograd.Function],
+    for_compile: type[torch.autograd.Function],
+    input: torch.Tensor,
+    inplace: bool,
+    *params: Any,
+) -> torch.Tensor:
+    """Apply an element-wise ``function`` to ``(input, original, *params)`` with the autocast policy
+    "same" (``for_compile``, its twin without jvp, under Dynamo): ``original`` is None out of place, else
+    a copy of ``input`` taken before it is overwritten (recorded by autograd, so the gradient reaches
+    ``input``'s history)."""
     check_floating("input", input)
+    compiling = torch.compiler.is_compiling()
+    applied = for_compile if compiling else function
     if not inplace:
-        return _apply(op, input, None)
+        return _autocast.apply(applied, "same", input, None, *params)
     original = input.clone()
-    if torch.compiler.is_compiling():  # Dynamo does not trace a Function that marks an input dirty
-        return input.copy_(_apply(op, original, None))
-    return _apply(op, input, original)
+    if compiling:  # Dynamo does not trace a Function that marks an input dirty
+        return input.copy_(_autocast.apply(applied, "same", original, None, *params))
+    return _autocast.apply(applied, "same", input, original, *params)
 
 
 def relu6(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:

@@ -6,9 +6,12 @@ from .avg_pool import avg_pool2d
 from .batchnorm import batch_norm
 from .conv import conv2d
 from .dropout import dropout
+from .elu import celu, elu, selu
 from .gelu import gelu
 from .group_norm import group_norm
+from .hardtanh import hardtanh
 from .layernorm import layer_norm
+from .leaky_relu import leaky_relu, prelu
 from .linear import linear
 from .losses import softmax_loss, svm_loss
 from .pool import max_pool2d
@@ -21,18 +24,24 @@ __all__ = [
     "adaptive_max_pool2d",
     "avg_pool2d",
     "batch_norm",
+    "celu",
     "conv2d",
     "dropout",
+    "elu",
     "gelu",
     "group_norm",
     "hardsigmoid",
     "hardswish",
+    "hardtanh",
     "layer_norm",
+    "leaky_relu",
     "linear",
     "log_softmax",
     "max_pool2d",
+    "prelu",
     "relu",
     "relu6",
+    "selu",
     "sigmoid",
     "silu",
     "softmax",

@@ -370,8 +370,55 @@ class LogSoftmax(nn.LogSoftmax):
         return MF.log_softmax(input, self.dim, _stacklevel=5)
 
 
+class LeakyReLU(nn.LeakyReLU):
+    """Twin of :class:`torch.nn.LeakyReLU`; ``inplace=True`` writes the result into the input, as torch."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return MF.leaky_relu(input, self.negative_slope, self.inplace)
+
+
+class PReLU(nn.PReLU):
+    """Twin of :class:`torch.nn.PReLU`: the learned slope ``weight``, ``(num_parameters,)``, one per channel
+    (dim 1 of the input) or one for all."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return MF.prelu(input, self.weight)
+
+
+class Hardtanh(nn.Hardtanh):
+    """Twin of :class:`torch.nn.Hardtanh`; ``inplace=True`` writes the result into the input, as torch.
+    (:class:`ReLU6` keeps its own twin: torch's ``nn.ReLU6`` subclasses ``nn.Hardtanh``.)"""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return MF.hardtanh(input, self.min_val, self.max_val, self.inplace)
+
+
+class ELU(nn.ELU):
+    """Twin of :class:`torch.nn.ELU`; ``inplace=True`` writes the result into the input, as torch."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return MF.elu(input, self.alpha, self.inplace)
+
+
+class CELU(nn.CELU):
+    """Twin of :class:`torch.nn.CELU`; ``inplace=True`` writes the result into the input, as torch."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return MF.celu(input, self.alpha, self.inplace)
+
+
+class SELU(nn.SELU):
+    """Twin of :class:`torch.nn.SELU`; ``inplace=True`` writes the result into the input, as torch."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return MF.selu(input, self.inplace)
+
+
 __all__ = [
+    "CELU",
+    "ELU",
     "GELU",
+    "SELU",
     "AdaptiveAvgPool2d",
     "AdaptiveMaxPool2d",
     "AvgPool2d",
@@ -382,10 +429,13 @@ __all__ = [
     "GroupNorm",
     "Hardsigmoid",
     "Hardswish",
+    "Hardtanh",
     "LayerNorm",
+    "LeakyReLU",
     "Linear",
     "LogSoftmax",
     "MaxPool2d",
+    "PReLU",
     "ReLU",
     "ReLU6",
     "SiLU",

@@ -72,6 +72,16 @@ def test_derivatives_at_the_kinks_are_torchs(op: str, inplace: bool, path_name: 
         )
 
 
+def _second_derivative(fn: Callable[..., torch.Tensor], inplace: bool, x: torch.Tensor) -> torch.Tensor:
+    """The derivative in ``x`` of the gradient of ``fn``'s sum at ``x``."""
+    leaf = x.clone().requires_grad_()
+    (grad,) = torch.autograd.grad(_apply(fn, leaf, inplace).sum(), leaf, create_graph=True)
+    if not grad.requires_grad:  # a slope made of masks only: the gradient is constant in x
+        return torch.zeros_like(x)
+    (second,) = torch.autograd.grad(grad.sum(), leaf, allow_unused=True, materialize_grads=True)
+    return second
+
+
 @pytest.mark.parametrize("path_name", PATHS)
 @pytest.mark.parametrize("inplace", [False, True], ids=["out-of-place", "inplace"])
 @pytest.mark.parametrize("op", ["relu6", "hardswish", "silu"])  # torch's hardsigmoid has no double backward
@@ -79,50 +89,43 @@ def test_second_derivative_at_the_kinks_is_torchs(op: str, inplace: bool, path_n
     x = _points(op)
     results = []
     for fn, context in ((BUILTIN[op], contextlib.nullcontext()), (getattr(MF, op), _path(path_name))):
-        leaf = x.clone().requires_grad_()
         with context:
-            (grad,) = torch.autograd.grad(_apply(fn, leaf, inplace).sum(), leaf, create_graph=True)
-            if grad.requires_grad:
-                (second,) = torch.autograd.grad(grad.sum(), leaf, allow_unused=True, materialize_grads=True)
-            else:  # a slope made of masks only: the gradient is constant in x
-                second = torch.zeros_like(x)
-        results.append(second)
+            results.append(_second_derivative(fn, inplace, x))
     torch.testing.assert_close(
         *results,
         msg=lambda m: f"{op} (inplace={inplace}, {path_name} path) second derivative at {x.tolist()}: {m}",
     )
 
 
-@pytest.mark.parametrize("path_name", PATHS)
-@pytest.mark.parametrize("op", OPS)
-def test_inplace_under_forward_ad_and_torch_func(op: str, path_name: str) -> None:
-    """``inplace=True`` passes gradcheck with forward-mode and batched checks, and under ``vmap`` writes into
-    the batched input and returns it, as the built-in does; per-sample gradients match the built-in's."""
-    manual, builtin = getattr(MF, op), BUILTIN[op]
+def check_inplace_under_forward_ad_and_torch_func(
+    label: str, manual: Callable[..., torch.Tensor], builtin: Callable[..., torch.Tensor]
+) -> None:
+    """``manual(t, inplace=True)`` passes gradcheck with forward-mode and batched checks, and under ``vmap``
+    writes into the batched input and returns it, as ``builtin`` does; per-sample gradients match."""
     x = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 4
-    with _path(path_name):
-        assert torch.autograd.gradcheck(
-            lambda t: manual(t * 1.0, inplace=True),
-            (x.clone().requires_grad_(),),
-            check_forward_ad=True,
-            check_batched_grad=True,
-            check_batched_forward_grad=True,
-        ), f"{op}(inplace=True), {path_name} path: gradcheck failed"
-        batch = x.clone().movedim(0, 1)  # the batch in dim 1
-        out = torch.func.vmap(lambda t: manual(t, inplace=True), in_dims=1)(batch)
-        grads = torch.func.vmap(torch.func.grad(lambda t: manual(t * 1.0, inplace=True).sum()))(x)
-    assert out.data_ptr() == batch.data_ptr(), f"{op}(inplace=True) under vmap did not return its input"
+    assert torch.autograd.gradcheck(
+        lambda t: manual(t * 1.0, inplace=True),
+        (x.clone().requires_grad_(),),
+        check_forward_ad=True,
+        check_batched_grad=True,
+        check_batched_forward_grad=True,
+    ), f"{label}(inplace=True): gradcheck failed"
+    batch = x.clone().movedim(0, 1)  # the batch in dim 1
+    out = torch.func.vmap(lambda t: manual(t, inplace=True), in_dims=1)(batch)
+    grads = torch.func.vmap(torch.func.grad(lambda t: manual(t * 1.0, inplace=True).sum()))(x)
+    assert out.data_ptr() == batch.data_ptr(), f"{label}(inplace=True) under vmap did not return its input"
     torch.testing.assert_close(
-        batch.movedim(1, 0), builtin(x), msg=f"{op}(inplace=True) under vmap: wrong values"
+        batch.movedim(1, 0), builtin(x), msg=f"{label}(inplace=True) under vmap: wrong values"
     )
     expected = torch.func.vmap(torch.func.grad(lambda t: builtin(t * 1.0, inplace=True).sum()))(x)
-    torch.testing.assert_close(grads, expected, msg=f"{op}(inplace=True): per-sample gradients differ")
+    torch.testing.assert_close(grads, expected, msg=f"{label}(inplace=True): per-sample gradients differ")
 
 
-@pytest.mark.parametrize("op", OPS)
-def test_inplace_under_torch_compile_fullgraph(op: str) -> None:
+def check_inplace_under_torch_compile_fullgraph(
+    label: str, manual: Callable[..., torch.Tensor], builtin: Callable[..., torch.Tensor]
+) -> None:
     """Under ``torch.compile(fullgraph=True)`` the in-place call writes the same values and gradients."""
-    manual, builtin = getattr(MF, op), BUILTIN[op]
+    torch._dynamo.reset()  # the lambda below is one code object for every op: forget its earlier graphs
     x = torch.randn(3, 4, generator=torch.Generator().manual_seed(0)) * 4
     compiled = torch.compile(lambda t: manual(t * 2.0, inplace=True), fullgraph=True, backend="aot_eager")
     results = []
@@ -133,5 +136,19 @@ def test_inplace_under_torch_compile_fullgraph(op: str) -> None:
         results.append((out.detach(), grad))
     for what, mine, theirs in zip(("output", "gradient"), *results):
         torch.testing.assert_close(
-            mine, theirs, msg=lambda m, what=what: f"{op}(inplace=True) compiled {what}: {m}"
+            mine, theirs, msg=lambda m, what=what: f"{label}(inplace=True) compiled {what}: {m}"
         )
+
+
+@pytest.mark.parametrize("path_name", PATHS)
+@pytest.mark.parametrize("op", OPS)
+def test_inplace_under_forward_ad_and_torch_func(op: str, path_name: str) -> None:
+    with _path(path_name):
+        check_inplace_under_forward_ad_and_torch_func(
+            f"{op} ({path_name} path)", getattr(MF, op), BUILTIN[op]
+        )
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_inplace_under_torch_compile_fullgraph(op: str) -> None:
+    check_inplace_under_torch_compile_fullgraph(op, getattr(MF, op), BUILTIN[op])

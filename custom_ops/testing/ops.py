@@ -186,23 +186,36 @@ def _at_kinks(shape: tuple[int, ...], kinks: tuple[float, ...]) -> InputFactory:
 
 
 def _activation(
-    name: str, module_shape: tuple[int, ...], kinks: tuple[float, ...] = (), opinfo: str = ""
+    name: str,
+    module_shape: tuple[int, ...],
+    kinks: tuple[float, ...] = (),
+    opinfo: str = "",
+    *,
+    settings: tuple[tuple[dict[str, Any], tuple[float, ...]], ...] = (),
+    modules: tuple[tuple[Any, ...], ...] = (),
+    errors: tuple[ErrorInput, ...] = (),
 ) -> OpSpec:
     """The spec of an elementwise activation ``MF.<name>(input)``: samples away from its ``kinks`` and one
-    on them, its module twin on an input of ``module_shape``, an integer input as its bad input."""
+    on them, its module twin on an input of ``module_shape``, an integer input as its bad input. Each of
+    ``settings``, ``(kwargs, kinks)``, adds the same samples with those hyper-parameters (labelled by
+    them); ``modules`` adds module examples ``(args, input_shape[, kwargs])``, ``errors`` bad inputs."""
     facts = OPS[name]
     ((manual_cls, builtin_cls),) = facts.modules
+    samples: list[Sample] = []
+    kink_samples: list[Sample] = []
+    for kwargs, at in (({}, kinks), *settings):
+        suffix = "".join(f"-{key}={value:g}" for key, value in kwargs.items())
+        samples.append(Sample("2d" + suffix, _away_from_kinks((6, 7), at), kwargs=kwargs))
+        samples.append(Sample("4d" + suffix, _away_from_kinks((2, 3, 4, 5), at), kwargs=kwargs))
+        if at:
+            label = "at-" + ",".join(f"{k:g}" for k in at) + suffix
+            kink_samples.append(Sample(label, _at_kinks((2, 3, 4, 5), at), kwargs=kwargs))
     return OpSpec(
         facts,
-        samples=(
-            Sample("2d", _away_from_kinks((6, 7), kinks)),
-            Sample("4d", _away_from_kinks((2, 3, 4, 5), kinks)),
-        ),
-        kinks=(Sample("at-" + ",".join(f"{k:g}" for k in kinks), _at_kinks((2, 3, 4, 5), kinks)),)
-        if kinks
-        else (),
-        modules=module_cases(manual_cls, builtin_cls, ((), module_shape)),
-        errors=(_integer_input(),),
+        samples=tuple(samples),
+        kinks=tuple(kink_samples),
+        modules=module_cases(manual_cls, builtin_cls, ((), module_shape), *modules),
+        errors=(_integer_input(), *errors),
         opinfo=opinfo or f"nn.functional.{name}",
     )
 
@@ -1133,6 +1146,105 @@ LOG_SOFTMAX = OpSpec(
 )
 
 
+# ------------------------------------------------------- leaky_relu, prelu, hardtanh, elu, celu, selu
+LEAKY_RELU = _activation(
+    "leaky_relu",
+    (4, 5),
+    (0.0,),
+    settings=(({"negative_slope": 0.2}, (0.0,)), ({"negative_slope": -0.3}, (0.0,))),
+    modules=(((0.2,), (2, 3, 4, 4)),),
+)
+
+
+def _prelu_inputs(shape: tuple[int, ...], weight_shape: tuple[int, ...], kinks: bool = False) -> InputFactory:
+    """``x`` of ``shape`` (away from 0, or with every third element on it) and a weight of
+    ``weight_shape``, slopes in ``[0.1, 0.4)``."""
+    make_x = (_at_kinks if kinks else _away_from_kinks)(shape, (0.0,))
+
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        weight = torch.rand(weight_shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        return (make_x(dtype, device)[0], weight.mul(0.3).add(0.1).to(device=device, dtype=dtype))
+
+    return inputs
+
+
+PRELU = OpSpec(
+    OPS["prelu"],
+    samples=(
+        Sample("4d-per-channel", _prelu_inputs((2, 3, 4, 5), (3,)), grad_inputs=(0, 1)),
+        Sample("4d-shared", _prelu_inputs((2, 3, 4, 5), (1,)), grad_inputs=(0, 1)),
+        Sample("2d-per-channel", _prelu_inputs((6, 7), (7,)), grad_inputs=(0, 1)),
+        Sample("1d-scalar-weight", _prelu_inputs((7,), ()), grad_inputs=(0, 1)),
+    ),
+    kinks=(Sample("at-0", _prelu_inputs((2, 3, 4, 5), (3,), kinks=True), grad_inputs=(0, 1)),),
+    modules=module_cases(mnn.PReLU, nn.PReLU, ((), (4, 5)), ((3,), (2, 3, 4, 4)), ((), (2, 3, 4))),
+    errors=(
+        ErrorInput(
+            "weight channels",
+            lambda f: f(arbitrary(2, 8, 3), arbitrary(9)),
+            RuntimeError,
+            r"weight must have 1 or C = 8 elements .* got shape \(9,\)",
+        ),
+        ErrorInput(
+            "weight 2-D",
+            lambda f: f(arbitrary(2, 8, 3), arbitrary(2, 4)),
+            RuntimeError,
+            r"weight must be a scalar or a 1-D tensor \(num_parameters,\), got 2-D",
+        ),
+        ErrorInput(
+            "0-D input, 2 weights",
+            lambda f: f(torch.tensor(1.0), arbitrary(2)),
+            RuntimeError,
+            r"weight must have 1 or C = 1 elements",
+        ),
+        ErrorInput(
+            "weight dtype",
+            lambda f: f(arbitrary(2, 3), arbitrary(3, dtype=torch.float64)),
+            RuntimeError,
+            r"weight has dtype torch.float64 but input has dtype torch.float32",
+        ),
+        ErrorInput(
+            "integer input",
+            lambda f: f(torch.arange(4), arbitrary(1)),
+            TypeError,
+            r"input must be a floating-point tensor, got dtype torch.int64",
+        ),
+    ),
+    opinfo="nn.functional.prelu",
+)
+
+HARDTANH = _activation(
+    "hardtanh",
+    (4, 5),
+    (-1.0, 1.0),
+    settings=(({"min_val": -0.5, "max_val": 2.0}, (-0.5, 2.0)),),
+    modules=(((-0.5, 2.0), (2, 3, 4, 4)),),
+    errors=(
+        ErrorInput(
+            "min_val > max_val",
+            lambda f: f(arbitrary(3), 0.5, -0.5),
+            ValueError,
+            r"min_val cannot be greater than max_val",
+        ),
+    ),
+)
+# ELU is C^1 at 0 for alpha = 1 (slope 1 on both sides), CELU for every alpha: no kink there.
+ELU = _activation(
+    "elu",
+    (4, 5),
+    settings=(({"alpha": 0.5}, (0.0,)), ({"alpha": -0.5}, (0.0,))),
+    modules=(((0.5,), (2, 3, 4, 4)),),
+)
+CELU = _activation(
+    "celu",
+    (4, 5),
+    settings=(({"alpha": 0.5}, ()), ({"alpha": -2.0}, ())),
+    modules=(((0.5,), (2, 3, 4, 4)),),
+    errors=(ErrorInput("alpha 0", lambda f: f(arbitrary(3), 0.0), RuntimeError, r"alpha cannot be 0"),),
+)
+SELU = _activation("selu", (2, 3, 4, 4), (0.0,))
+
+
 SPECS: dict[str, OpSpec] = {
     spec.name: spec
     for spec in (
@@ -1158,6 +1270,12 @@ SPECS: dict[str, OpSpec] = {
         TANH,
         SOFTMAX,
         LOG_SOFTMAX,
+        LEAKY_RELU,
+        PRELU,
+        HARDTANH,
+        ELU,
+        CELU,
+        SELU,
     )
 }
 """Every manual operator's spec, by name, in the order of :data:`custom_ops.registry.OPS`."""
