@@ -11,6 +11,7 @@ from .group_norm import group_norm
 from .layernorm import layer_norm
 from .linear import linear
 from .losses import softmax_loss, svm_loss
+from .matmul import einsum, matmul
 from .pool import max_pool2d
 from .relu import relu
 from .softmax import log_softmax, softmax
@@ -23,6 +24,7 @@ __all__ = [
     "batch_norm",
     "conv2d",
     "dropout",
+    "einsum",
     "gelu",
     "group_norm",
     "hardsigmoid",
@@ -30,6 +32,7 @@ __all__ = [
     "layer_norm",
     "linear",
     "log_softmax",
+    "matmul",
     "max_pool2d",
     "relu",
     "relu6",
