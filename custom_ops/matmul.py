@@ -34,10 +34,11 @@ themselves, so double backward and forward-over-reverse work, and ``torch.func.v
 
 from __future__ import annotations
 
+import functools
 import string
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -213,7 +214,7 @@ def _fresh_labels(used: set[str], count: int) -> list[str]:
     return free[:count]
 
 
-def parse_equation(equation: str, shapes: Sequence[torch.Size]) -> tuple[list[str], str]:
+def parse_equation(equation: str, shapes: Sequence[torch.Size]) -> tuple[tuple[str, ...], str]:
     """The subscripts of each operand and of the output, ellipses written out as letters and the implicit
     output (no ``->``: the ellipsis dims, then the letters met once, in alphabetical order) made explicit.
 
@@ -222,18 +223,25 @@ def parse_equation(equation: str, shapes: Sequence[torch.Size]) -> tuple[list[st
 
     Examples::
 
-        >>> parse_equation("b...ij, jk", [torch.Size([2, 5, 3, 4]), torch.Size([4, 6])])
-        (['bAij', 'jk'], 'Abik')
+        >>> parse_equation("b...ij, jk", [torch.Size([2, 5, 3, 4]), torch.Size([4, 6])])  # ... is now 'a'
+        (('baij', 'jk'), 'abik')
     """
     if not isinstance(equation, str):
         raise TypeError(f"einsum: equation must be a str, got {type(equation).__name__}")
+    return _parse(equation, tuple(len(shape) for shape in shapes))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse(equation: str, ndims: tuple[int, ...]) -> tuple[tuple[str, ...], str]:
+    """:func:`parse_equation` for operands of ``ndims`` dims (a model calls the same few equations: each is
+    parsed once)."""
     text = "".join(equation.split())
     lhs, arrow, rhs = text.partition("->")
     groups = lhs.split(",")
-    if len(groups) != len(shapes):
-        more = "fewer" if len(shapes) < len(groups) else "more"
+    if len(groups) != len(ndims):
+        more = "fewer" if len(ndims) < len(groups) else "more"
         raise OpArgumentError(
-            f"einsum: {more} operands were given ({len(shapes)}) than the equation {equation!r} has "
+            f"einsum: {more} operands were given ({len(ndims)}) than the equation {equation!r} has "
             f"subscripts ({len(groups)})"
         )
     for part in (*groups, rhs):
@@ -246,22 +254,21 @@ def parse_equation(equation: str, shapes: Sequence[torch.Size]) -> tuple[list[st
         if part.count("...") > 1:
             raise OpArgumentError(f"einsum: more than one ellipsis in a subscript of {equation!r}")
     ellipsis_dims = []
-    for index, (group, shape) in enumerate(zip(groups, shapes)):
+    for index, (group, ndim) in enumerate(zip(groups, ndims)):
         letters = len(group.replace("...", ""))
-        if "..." in group and len(shape) >= letters:
-            ellipsis_dims.append(len(shape) - letters)
-        elif "..." not in group and len(shape) == letters:
+        if "..." in group and ndim >= letters:
+            ellipsis_dims.append(ndim - letters)
+        elif "..." not in group and ndim == letters:
             ellipsis_dims.append(0)
         else:
             raise OpArgumentError(
-                f"einsum: subscripts {group!r} of operand {index} do not match its {len(shape)} dims "
-                f"(shape {tuple(shape)})"
+                f"einsum: subscripts {group!r} of operand {index} do not match its {ndim} dims"
             )
     ellipsis = _fresh_labels(set(text), max(ellipsis_dims, default=0))
-    subscripts = [  # an operand with n ellipsis dims takes the last n letters (right-aligned)
+    subscripts = tuple(  # an operand with n ellipsis dims takes the last n letters (right-aligned)
         group.replace("...", "".join(ellipsis[len(ellipsis) - n :]))
         for group, n in zip(groups, ellipsis_dims)
-    ]
+    )
     if arrow:
         output = rhs.replace("...", "".join(ellipsis))
         counts = Counter(output)
@@ -344,39 +351,63 @@ def _fit(grad: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return grad.expand(shape)
 
 
+class _GradientPlan(NamedTuple):
+    """The einsum that gives operand k's gradient: its terms' subscripts (``dOut``'s, the other operands',
+    then one identity matrix per repeated letter of ``s_k``), the dims of ``s_k`` whose repeat each identity
+    ties (``(first, repeat)``), the letters it yields (``kept``) and the dims of ``s_k`` it does not (the
+    letters only ``A_k`` has)."""
+
+    terms: tuple[str, ...]
+    repeats: tuple[tuple[int, int], ...]
+    kept: str
+    missing: tuple[int, ...]
+
+    @property
+    def equation(self) -> str:
+        return ",".join(self.terms) + "->" + self.kept
+
+
+@functools.lru_cache(maxsize=1024)
+def _gradient_plan(subscripts: tuple[str, ...], output: str, k: int) -> _GradientPlan:
+    target = subscripts[k]
+    fresh = iter(_fresh_labels(set("".join(subscripts)) | set(output), len(target) - len(set(target))))
+    first: dict[str, int] = {}
+    target_letters = []  # s_k with each repeat renamed
+    identities, repeats = [], []  # the identity's subscripts (letter + its renamed repeat), the dims tied
+    for dim, letter in enumerate(target):
+        if letter in first:
+            renamed = next(fresh)
+            identities.append(letter + renamed)
+            repeats.append((first[letter], dim))
+            letter = renamed
+        first.setdefault(letter, dim)
+        target_letters.append(letter)
+    terms = (output, *(subs for j, subs in enumerate(subscripts) if j != k), *identities)
+    present = set("".join(terms))
+    kept = "".join(letter for letter in target_letters if letter in present)
+    missing = tuple(dim for dim, letter in enumerate(target_letters) if letter not in present)
+    return _GradientPlan(terms, tuple(repeats), kept, missing)
+
+
 def einsum_operand_backward(
     dout: torch.Tensor, k: int, subscripts: Sequence[str], output: str, operands: Sequence[torch.Tensor]
 ) -> torch.Tensor:
     """``dA_k = einsum(dOut, A_j for j ≠ k -> s_k)``, with the three cases of the module docstring: a
     repeated letter of ``s_k`` tied to its first place by an identity matrix, the letters no other term has
     expanded along, broadcast size-1 dims summed."""
-    target = subscripts[k]
-    fresh = iter(_fresh_labels(set("".join(subscripts)) | set(output), len(target) - len(set(target))))
-    seen: set[str] = set()
-    target_letters = []  # s_k with each repeat renamed
-    identities: list[tuple[str, torch.Tensor]] = []  # (letter + its renamed repeat, the identity matrix)
-    for letter, size in zip(target, operands[k].shape):
-        if letter in seen:
-            renamed = next(fresh)
-            eye = torch.eye(size, dtype=dout.dtype, device=dout.device)
-            identities.append((letter + renamed, eye))
-            letter = renamed
-        seen.add(letter)
-        target_letters.append(letter)
-    terms = [(output, dout)]
-    terms += [(subs, operand) for j, (subs, operand) in enumerate(zip(subscripts, operands)) if j != k]
-    terms += identities
-    present = set("".join(subs for subs, _ in terms))
-    kept = "".join(letter for letter in target_letters if letter in present)
-    equation = ",".join(subs for subs, _ in terms) + "->" + kept
+    plan = _gradient_plan(tuple(subscripts), output, k)
+    shape = operands[k].shape
+    identities = [
+        torch.eye(shape[repeat], dtype=dout.dtype, device=dout.device) for _, repeat in plan.repeats
+    ]
+    tensors = [dout, *(operand for j, operand in enumerate(operands) if j != k), *identities]
     if legacy_vmap_active():
-        grad = einsum_by_broadcast([subs for subs, _ in terms], kept, [t for _, t in terms])
+        grad = einsum_by_broadcast(plan.terms, plan.kept, tensors)
     else:
-        grad = torch.einsum(equation, *(t for _, t in terms))
-    for dim, letter in enumerate(target_letters):  # the letters only A_k has: a size-1 dim, expanded
-        if letter not in present:
-            grad = grad.unsqueeze(dim)
-    grad = _fit(grad, operands[k].shape)
+        grad = torch.einsum(plan.equation, *tensors)
+    for dim in plan.missing:  # the letters only A_k has: a size-1 dim, expanded by _fit
+        grad = grad.unsqueeze(dim)
+    grad = _fit(grad, shape)
     return grad
 
 
@@ -428,7 +459,7 @@ class EinsumFunction(torch.autograd.Function):
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
         *operands, equation = inputs
         lhs, _, ctx.output_subscripts = equation.partition("->")
-        ctx.subscripts = lhs.split(",")
+        ctx.subscripts = tuple(lhs.split(","))
         ctx.save_for_backward(*operands)
         ctx.save_for_forward(*operands)
 
