@@ -14,17 +14,22 @@ under the mode (a forward pre-hook and an always-called forward hook).
 
 :func:`manual_share` runs one forward and backward pass and returns a :class:`ManualShare`: the share of
 layer-level calls (what ``torch.nn.functional`` provides: linear, convolutions, norms, activations,
-softmax, pooling, dropout, attention; each call counts once) made by manual operators, and the share of
-the floating-point work (``torch.utils.flop_counter``'s formulas: matmuls, convolutions, attention) done
-inside them, forward and backward.
+softmax, pooling, dropout, attention; and the matrix products a model's ``forward`` makes itself,
+``torch.matmul``, ``@``, ``torch.mm``, ``torch.bmm``, ``torch.einsum``: Swin's and MaxViT's attention; each
+call counts once) made by manual operators, and the share of the floating-point work
+(``torch.utils.flop_counter``'s formulas: matmuls, convolutions, attention) done inside them, forward and
+backward. A built-in matrix product in a model's ``forward`` is arithmetic outside the manual ops, so it is
+a built-in layer call; :class:`ManualFunctions` routes it to :func:`custom_ops.functional.matmul` or
+:func:`~custom_ops.functional.einsum`.
 
 How it counts. A manual call is a call of a :mod:`custom_ops.functional` twin (the manual layer modules
 call those too), seen by a profile function restricted to the twins' code objects; calls made inside a
 manual op (e.g. ``F.max_pool2d`` inside the manual max-pool's forward, which uses the built-in kernel
-for the arg-max) are part of it and are not counted. A built-in call is a layer-level
-``torch.nn.functional`` function, or its ``torch.``/``Tensor`` alias (``torch.sigmoid``, ``x.relu()``),
-seen by a function mode; the functional composites count once (``F.multi_head_attention_forward`` is one
-attention call, its inner projections are not seen). A floating-point operation is manual when the
+for the arg-max) are part of it and are not counted, nor are the matrix products of a manual op's Python
+backward. A built-in call is a layer-level ``torch.nn.functional`` function, or its ``torch.``/``Tensor``
+alias (``torch.sigmoid``, ``x.relu()``, ``x @ y``), seen by a function mode; the functional composites
+count once (``F.multi_head_attention_forward`` is one attention call, its inner projections and matrix
+products are not seen). A floating-point operation is manual when the
 Python stack at the moment it runs holds a frame of a ``custom_ops`` file: the manual forwards and the
 manual ``autograd.Function`` backwards are Python, the built-in backwards run in C++ with no such frame.
 
@@ -336,7 +341,9 @@ class ManualFunctions(TorchFunctionMode):
 
     Every call of a function of :data:`LAYER_OPS` (or of ``torch.relu``, ``torch.sigmoid``,
     ``torch.tanh``, ``torch.softmax``, ``torch.log_softmax`` and their ``Tensor`` methods) whose name has a
-    twin in :mod:`custom_ops.functional` goes to that twin with the same arguments. The call runs
+    twin in :mod:`custom_ops.functional` goes to that twin with the same arguments; so do the matrix
+    products (``torch.matmul``, ``Tensor.matmul``, ``@``, ``torch.einsum``, and ``torch.mm`` / ``torch.bmm``
+    / their methods on the inputs they accept, to the manual ``matmul``). The call runs
     built-in, and is counted in :attr:`fallbacks` with the reason, when the twin lacks one of its
     arguments (a non-default value; ``inplace=True`` included, so in-place calls stay in place), or
     refuses the configuration (raises ``ValueError``/``TypeError`` before computing). Calls made inside a
@@ -483,8 +490,8 @@ class ManualShare:
             was made outside :class:`ManualFunctions`).
         manual_flops: floating-point operations inside manual ops.
         total_flops: all counted floating-point operations.
-        builtin_flops: floating-point operations outside manual ops per aten op (``"aten.bmm"``: the
-            attention matmuls a transformer's forward does itself, with no layer around them).
+        builtin_flops: floating-point operations outside manual ops per aten op (``"aten.bmm"``: e.g. the
+            attention matmuls a transformer's forward does itself when they run built-in).
         backward: whether a backward pass ran (not when nothing in the output requires grad).
     """
 
