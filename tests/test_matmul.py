@@ -182,11 +182,12 @@ def test_manual_ops_internal_products_are_not_counted() -> None:
 def test_mm_and_bmm_route_within_their_domain_only() -> None:
     a, b = _leaves((2, 3, 4), (2, 4, 5))
     with ManualFunctions() as mode:
-        routed = [torch.bmm(a, b), a[0].mm(b[0]), torch.mm(a[0], b[0])]
+        routed = [torch.bmm(a, b), a[0].mm(b[0]), torch.mm(a[0], b[0]), b.__rmatmul__(a)]  # last: a @ b
         with pytest.raises(RuntimeError):
             torch.bmm(a, b[:1])  # bmm does not broadcast: torch's own error, not a broadcast product
     for out in routed:
         assert type(out.grad_fn).__name__ == "MatmulFunctionBackward", f"not routed: {out.grad_fn}"
+    torch.testing.assert_close(routed[-1], a @ b, msg="Tensor.__rmatmul__(b, a) is a @ b")
     ((op, reason),) = mode.fallbacks
     assert op == "matmul" and "torch.bmm takes" in reason, mode.fallbacks
 
