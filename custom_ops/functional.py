@@ -14,6 +14,7 @@ from .layernorm import layer_norm
 from .leaky_relu import leaky_relu, prelu
 from .linear import linear
 from .losses import softmax_loss, svm_loss
+from .matmul import einsum, matmul
 from .pool import max_pool2d
 from .relu import relu
 from .softmax import log_softmax, softmax
@@ -27,6 +28,7 @@ __all__ = [
     "celu",
     "conv2d",
     "dropout",
+    "einsum",
     "elu",
     "gelu",
     "group_norm",
@@ -37,6 +39,7 @@ __all__ = [
     "leaky_relu",
     "linear",
     "log_softmax",
+    "matmul",
     "max_pool2d",
     "prelu",
     "relu",

@@ -250,6 +250,21 @@ _OPS = (
         ((mnn.SELU, nn.SELU),),
         features="`inplace`",
     ),
+    OpFacts(
+        "matmul",
+        MF.matmul,
+        torch.matmul,
+        "`dA = dC Bᵀ`, `dB = Aᵀ dC`, each summed over the dims it was broadcast along",
+        features="1-D, 2-D, batched with broadcasting",
+    ),
+    OpFacts(
+        "einsum",
+        MF.einsum,
+        torch.einsum,
+        "`dA_k = einsum(dOut, A_j (j ≠ k) → s_k)`, expanded along indices only `A_k` has, repeated "
+        "indices on the diagonal",
+        features="ellipsis, implicit output, broadcasting, diagonals",
+    ),
 )
 
 OPS: dict[str, OpFacts] = {facts.name: facts for facts in _OPS}

@@ -246,11 +246,23 @@ def is_random(info: OpInfo) -> bool:
     return code is not None and "wrapper_set_seed" in code.co_names
 
 
+def _einsum_as_opinfo(tensors: list[torch.Tensor], equation: str) -> torch.Tensor:
+    """The manual einsum called as torch's einsum OpInfo calls its op: ``(operands, equation)``."""
+    return MF.einsum(equation, tensors)
+
+
+# OpInfos whose op takes its arguments in another order than torch's function: the manual twin, called the
+# same way.
+OPINFO_CALLS: dict[str, Callable[..., Any]] = {"einsum": _einsum_as_opinfo}
+
+
 def manual_op(info: OpInfo) -> Callable[..., Any] | None:
-    """The manual twin of ``info``'s op, seeded like torch's when the OpInfo seeds its op (dropout)."""
+    """The manual twin of ``info``'s op (called as the OpInfo calls its op), seeded like torch's when the
+    OpInfo seeds its op (dropout)."""
     fn = getattr(MF, OPINFO_TWINS[info.name], None)
     if fn is None:
         return None
+    fn = OPINFO_CALLS.get(info.name, fn)
     if is_random(info):
         from torch.testing._utils import wrapper_set_seed
 
@@ -396,16 +408,23 @@ run on every sample."""
 
 def gradcheck_inputs(sample: SampleInput) -> tuple[Callable[..., Any], tuple[torch.Tensor, ...]]:
     """``(fn, tensors)`` as torch's ``_check_helper`` builds them: ``fn(*tensors)`` is the call with the
-    sample's tensors that require grad (fresh copies) put back in their places."""
+    sample's tensors that require grad (fresh copies) put back in their places. A list of tensors as the
+    input (einsum's operands) is spread into its tensors, as torch's helper does."""
     args, kwargs = fresh(((sample.input, *sample.args), sample.kwargs))
+    listed = isinstance(args[0], (list, tuple))
+    if listed:
+        args = (*args[0], *args[1:])
     positions = [i for i, a in enumerate(args) if isinstance(a, torch.Tensor) and a.requires_grad]
     keys = [k for k, v in kwargs.items() if isinstance(v, torch.Tensor) and v.requires_grad]
+    n_listed = len(sample.input) if listed else 0
 
     def bind(op: Callable[..., Any], info: OpInfo) -> Callable[..., Any]:
         def fn(*tensors: torch.Tensor) -> Any:
             full, named = list(args), dict(kwargs)
             for i, t in zip(positions, tensors):
                 full[i] = t
+            if listed:
+                full = [full[:n_listed], *full[n_listed:]]
             for k, t in zip(keys, tensors[len(positions) :]):
                 named[k] = t
             output = info.gradcheck_wrapper(op, *full, **named)

@@ -1245,6 +1245,119 @@ CELU = _activation(
 SELU = _activation("selu", (2, 3, 4, 4), (0.0,))
 
 
+# ------------------------------------------------------------------------------------- matmul, einsum
+def _matmul_inputs(a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> InputFactory:
+    return lambda dtype, device: (randn(a_shape, dtype, device, 0), randn(b_shape, dtype, device, 1))
+
+
+MATMUL = OpSpec(
+    OPS["matmul"],
+    samples=(
+        Sample("2d", _matmul_inputs((4, 5), (5, 3)), (0, 1)),
+        Sample("vector-vector", _matmul_inputs((5,), (5,)), (0, 1)),
+        Sample("matrix-vector", _matmul_inputs((4, 5), (5,)), (0, 1)),
+        Sample("vector-batched", _matmul_inputs((5,), (2, 5, 3)), (0, 1)),
+        Sample("batched-broadcast", _matmul_inputs((2, 1, 3, 4), (3, 4, 2)), (0, 1)),
+    ),
+    errors=(
+        ErrorInput(
+            "inner dims",
+            lambda f: f(arbitrary(2, 3), arbitrary(2, 3)),
+            RuntimeError,
+            r"input \(2, 3\) and other \(2, 3\) cannot be multiplied",
+        ),
+        ErrorInput(
+            "batch dims",
+            lambda f: f(arbitrary(2, 2, 3), arbitrary(3, 3, 2)),
+            RuntimeError,
+            r"batch dims of input \(2, 2, 3\) and other \(3, 3, 2\) do not broadcast",
+        ),
+        ErrorInput(
+            "0-d",
+            lambda f: f(torch.tensor(1.0), arbitrary(3)),
+            RuntimeError,
+            r"both arguments to matmul must be at least 1-D",
+        ),
+        ErrorInput(
+            "integer input",
+            lambda f: f(torch.ones(2, 2, dtype=torch.long), arbitrary(2, 2)),
+            TypeError,
+            r"input must be a floating-point tensor, got dtype torch.int64",
+        ),
+        ErrorInput(
+            "mixed dtypes",
+            lambda f: f(arbitrary(2, 2), arbitrary(2, 2, dtype=torch.float64)),
+            TypeError,
+            r"other has dtype torch.float64 but input has dtype torch.float32",
+        ),
+    ),
+    opinfo="matmul",
+)
+
+
+def _equation(equation: str) -> Callable[[Callable[..., Any]], Callable[..., torch.Tensor]]:
+    """Both twins called as ``fn(equation, *operands)``: the samples' inputs are the operands."""
+
+    def wrap(fn: Callable[..., Any]) -> Callable[..., torch.Tensor]:
+        @functools.wraps(fn)
+        def call(*operands: torch.Tensor) -> torch.Tensor:
+            return fn(equation, *operands)
+
+        return call
+
+    return wrap
+
+
+EINSUM = OpSpec(
+    OPS["einsum"],
+    samples=tuple(
+        Sample(label, normal(*shapes), tuple(range(len(shapes))), wrap=_equation(equation))
+        for label, equation, shapes in (
+            ("matmul", "ij,jk->ik", ((3, 4), (4, 2))),
+            ("attention-scores", "bhid,bhjd->bhij", ((2, 2, 3, 4), (2, 2, 5, 4))),
+            ("ellipsis-implicit", "...ij,jk", ((2, 3, 4), (4, 2))),
+            ("outer-broadcast", "ij,kj->ikj", ((2, 3), (4, 1))),
+            ("sum-only-in-one", "ijk,j->i", ((2, 3, 4), (3,))),
+            ("trace", "ii", ((3, 3),)),
+            ("diagonal", "iji->ij", ((3, 2, 3),)),
+        )
+    ),
+    errors=(
+        ErrorInput(
+            "operand count",
+            lambda f: f("ij,jk->ik", arbitrary(2, 3)),
+            RuntimeError,
+            r"fewer operands were given \(1\) than the equation 'ij,jk->ik' has subscripts \(2\)",
+        ),
+        ErrorInput(
+            "sizes",
+            lambda f: f("ij,jk->ik", arbitrary(2, 3), arbitrary(4, 2)),
+            RuntimeError,
+            r"subscript 'j' has size 4 in operand 1 \(shape \(4, 2\)\), which does not broadcast",
+        ),
+        ErrorInput(
+            "dims",
+            lambda f: f("ijk->i", arbitrary(2, 3)),
+            RuntimeError,
+            r"subscripts 'ijk' of operand 0 do not match its 2 dims",
+        ),
+        ErrorInput(
+            "output letter",
+            lambda f: f("ij->k", arbitrary(2, 3)),
+            RuntimeError,
+            r"output subscript 'k' is not a subscript of any operand",
+        ),
+        ErrorInput(
+            "integer operand",
+            lambda f: f("i->", torch.arange(3)),
+            TypeError,
+            r"operand 0 must be a floating-point tensor, got dtype torch.int64",
+        ),
+    ),
+    opinfo="einsum",
+)
+
+
 SPECS: dict[str, OpSpec] = {
     spec.name: spec
     for spec in (
@@ -1276,6 +1389,8 @@ SPECS: dict[str, OpSpec] = {
         ELU,
         CELU,
         SELU,
+        MATMUL,
+        EINSUM,
     )
 }
 """Every manual operator's spec, by name, in the order of :data:`custom_ops.registry.OPS`."""

@@ -3,9 +3,9 @@
 - ``ops/generated/<op>.rst``: one page per operator of :mod:`custom_ops.functional` (its twins and
   derivative support from the runtime facts :data:`custom_ops.registry.OPS`, its docstrings, its module
   twins, the formulas of its file and the file itself);
-- ``_generated/*.md``: the operator table, the benchmark table (``docs/bench/*.json``), the coverage table
-  (``docs/coverage/torchvision.json``) and the tables behind the course tools' figures
-  (``docs/figures/*.json``), each naming the command, machine and date it records.
+- ``_generated/*.md``: the operator table, the benchmark table (``docs/bench/*.json``), the coverage tables
+  (``docs/coverage/torchvision.json``, ``docs/coverage/timm.json``) and the tables behind the course tools'
+  figures (``docs/figures/*.json``), each naming the command, machine and date it records.
 
 Everything an operator page says comes from one of three places, read here and nowhere else: the op's
 function in ``custom_ops.functional`` (which names its file), and its runtime facts (twins, double-backward,
@@ -31,6 +31,7 @@ GENERATED = DOCS / "_generated"
 OP_PAGES = DOCS / "ops" / "generated"
 BENCH_JSON = DOCS / "bench" / "cpu-float32.json"
 COVERAGE_JSON = DOCS / "coverage" / "torchvision.json"
+COVERAGE_TIMM_JSON = DOCS / "coverage" / "timm.json"
 FIGURES = DOCS / "figures"
 
 
@@ -209,7 +210,7 @@ def _record(data: dict[str, Any], path: Path, command: str) -> str:
     """The lines naming the command, the machine and the date of a measurement."""
     date = data.get("date") or _git_date(path)
     machine = data.get("machine") or "not recorded in the file (this project's 2-core CPU machine)"
-    versions = ", ".join(f"{key} {data[key]}" for key in ("torch", "torchvision") if key in data)
+    versions = ", ".join(f"{key} {data[key]}" for key in ("torch", "torchvision", "timm") if key in data)
     return (
         f"- **command:** `{command}`\n- **machine:** {machine}\n- **date:** {date}\n"
         + (f"- **versions:** {versions}\n" if versions else "")
@@ -289,7 +290,13 @@ def _percent(value: float | None) -> str:
     return "100%" if value >= 0.9995 else f"{value * 100:.1f}%"
 
 
+def _difference(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0e}"
+
+
 def coverage_markdown(path: Path = COVERAGE_JSON) -> str:
+    """The coverage table of one JSON file of ``torch_cs231n.tools.manual_coverage`` (torchvision's or
+    timm's models), with its float64 parity column where the file has it."""
     data = json.loads(path.read_text())
     prefix = "OMP_NUM_THREADS=1 python -m torch_cs231n.tools.manual_coverage"
     command = _command(prefix, data.get("argv", ["--all"]), path)
@@ -300,12 +307,13 @@ def coverage_markdown(path: Path = COVERAGE_JSON) -> str:
     )
     rows = [
         "| model | input | params (M) | layer calls, to_manual | layer calls, + ManualFunctions "
-        "| flops, + ManualFunctions | GFLOP (fwd+bwd) | stays built-in |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| flops, + ManualFunctions | GFLOP (fwd+bwd) | float64 max rel. diff, logits / input grad "
+        "| stays built-in |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for m in sorted(models, key=lambda m: m["model"]):
         if m.get("error"):
-            rows.append(f"| {m['model']} | | | | | | | error: {m['error']} |")
+            rows.append(f"| {m['model']} | | | | | | | | error: {m['error']} |")
             continue
         gflops = m.get("gflops")
         cells = [
@@ -316,6 +324,7 @@ def coverage_markdown(path: Path = COVERAGE_JSON) -> str:
             _percent(m.get("layer_calls")),
             _percent(m.get("flops")),
             "" if gflops is None else f"{gflops:.3g}",
+            f"{_difference(m.get('logits_rel_diff'))} / {_difference(m.get('input_grad_rel_diff'))}",
             m.get("builtin") or "–",
         ]
         rows.append("| " + " | ".join(cells) + " |")
@@ -437,6 +446,7 @@ def figure_tables() -> dict[str, str]:
 def write_measured_tables() -> None:
     _write(GENERATED / "bench.md", bench_markdown())
     _write(GENERATED / "coverage.md", coverage_markdown())
+    _write(GENERATED / "coverage_timm.md", coverage_markdown(COVERAGE_TIMM_JSON))
     for name, text in figure_tables().items():
         _write(GENERATED / f"figures_{name}.md", text)
 

@@ -14,17 +14,22 @@ under the mode (a forward pre-hook and an always-called forward hook).
 
 :func:`manual_share` runs one forward and backward pass and returns a :class:`ManualShare`: the share of
 layer-level calls (what ``torch.nn.functional`` provides: linear, convolutions, norms, activations,
-softmax, pooling, dropout, attention; each call counts once) made by manual operators, and the share of
-the floating-point work (``torch.utils.flop_counter``'s formulas: matmuls, convolutions, attention) done
-inside them, forward and backward.
+softmax, pooling, dropout, attention; and the matrix products a model's ``forward`` makes itself,
+``torch.matmul``, ``@``, ``torch.mm``, ``torch.bmm``, ``torch.einsum``: Swin's and MaxViT's attention; each
+call counts once) made by manual operators, and the share of the floating-point work
+(``torch.utils.flop_counter``'s formulas: matmuls, convolutions, attention) done inside them, forward and
+backward. A built-in matrix product in a model's ``forward`` is arithmetic outside the manual ops, so it is
+a built-in layer call; :class:`ManualFunctions` routes it to :func:`custom_ops.functional.matmul` or
+:func:`~custom_ops.functional.einsum`.
 
 How it counts. A manual call is a call of a :mod:`custom_ops.functional` twin (the manual layer modules
 call those too), seen by a profile function restricted to the twins' code objects; calls made inside a
 manual op (e.g. ``F.max_pool2d`` inside the manual max-pool's forward, which uses the built-in kernel
-for the arg-max) are part of it and are not counted. A built-in call is a layer-level
-``torch.nn.functional`` function, or its ``torch.``/``Tensor`` alias (``torch.sigmoid``, ``x.relu()``),
-seen by a function mode; the functional composites count once (``F.multi_head_attention_forward`` is one
-attention call, its inner projections are not seen). A floating-point operation is manual when the
+for the arg-max) are part of it and are not counted, nor are the matrix products of a manual op's Python
+backward. A built-in call is a layer-level ``torch.nn.functional`` function, or its ``torch.``/``Tensor``
+alias (``torch.sigmoid``, ``x.relu()``, ``x @ y``), seen by a function mode; the functional composites
+count once (``F.multi_head_attention_forward`` is one attention call, its inner projections and matrix
+products are not seen). A floating-point operation is manual when the
 Python stack at the moment it runs holds a frame of a ``custom_ops`` file: the manual forwards and the
 manual ``autograd.Function`` backwards are Python, the built-in backwards run in C++ with no such frame.
 
@@ -84,10 +89,13 @@ LAYER_OPS: dict[str, tuple[str, ...]] = {
         "max_unpool2d max_unpool3d",
         "dropout": "dropout alpha_dropout feature_alpha_dropout dropout1d dropout2d dropout3d",
         "attention": "scaled_dot_product_attention multi_head_attention_forward",
+        "matrix product": "matmul einsum",
     }.items()
 }
-"""The layer-level operations of ``torch.nn.functional``, by kind (its documentation's sections, without
-losses, distances, sparse lookups and reshaping "vision" functions)."""
+"""The layer-level operations, by kind: those of ``torch.nn.functional`` (its documentation's sections,
+without losses, distances, sparse lookups and reshaping "vision" functions), and the matrix products a
+model's ``forward`` makes itself (``q @ k.transpose(-2, -1)``, ``torch.einsum``: attention without an
+attention layer), which are arithmetic outside the layers unless a manual op does them."""
 
 # Aliases whose arguments are not F's (torch.softmax has no _stacklevel; Tensor methods take self first):
 # the signatures to read their arguments with. Other torch./Tensor aliases are counted but not routed.
@@ -97,7 +105,37 @@ _ALIAS_SIGNATURES = {
     "tanh": "(input)",
     "softmax": "(input, dim, dtype=None)",
     "log_softmax": "(input, dim, dtype=None)",
+    "matmul": "(input, other)",
+    "einsum": "(*args)",  # (equation, *operands), a list of operands, or the sublist form
 }
+
+
+def _two_matrices(call: Mapping[str, Any]) -> str | None:
+    """torch.mm's domain: two 2-D tensors (elsewhere torch.mm raises where matmul would compute)."""
+    if all(isinstance(t, torch.Tensor) and t.dim() == 2 for t in (call["input"], call["other"])):
+        return None
+    return "torch.mm takes two 2-D matrices (torch raises)"
+
+
+def _two_batches(call: Mapping[str, Any]) -> str | None:
+    """torch.bmm's domain: two 3-D tensors with the same batch size (no broadcasting)."""
+    a, b = call["input"], call["other"]
+    tensors = isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
+    if tensors and a.dim() == b.dim() == 3 and a.shape[0] == b.shape[0]:
+        return None
+    return "torch.bmm takes two 3-D batches of one size (torch raises)"
+
+
+# The other spellings of a matrix product, routed to the manual matmul: (owner, name, signature, the
+# twin's names of its arguments, the check that the call is in the alias's domain, where matmul agrees).
+_MATRIX_PRODUCT_ALIASES: tuple[tuple[Any, str, str, dict[str, str], Any], ...] = (
+    (torch.Tensor, "__matmul__", "(input, other)", {}, None),
+    (torch.Tensor, "__rmatmul__", "(other, input)", {}, None),  # other @ self
+    (torch, "mm", "(input, mat2)", {"mat2": "other"}, _two_matrices),
+    (torch.Tensor, "mm", "(input, mat2)", {"mat2": "other"}, _two_matrices),
+    (torch, "bmm", "(input, mat2)", {"mat2": "other"}, _two_batches),
+    (torch.Tensor, "bmm", "(input, mat2)", {"mat2": "other"}, _two_batches),
+)
 
 # Arguments that steer warnings, not arithmetic: dropped when the twin lacks them.
 _HINT_ARGUMENTS = frozenset({"_stacklevel"})
@@ -121,13 +159,17 @@ _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__)) + os.sep
 
 class _Entry(NamedTuple):
     """How to read one intercepted callable: the layer op it is, the signature of its arguments (None: not
-    routed), the arguments it implies (the in-place variants' ``inplace=True``) and how it was called
-    (``"F.relu_"``, ``"Tensor.softmax"``)."""
+    routed), the arguments it implies (the in-place variants' ``inplace=True``), how it was called
+    (``"F.relu_"``, ``"Tensor.softmax"``), the twin's names of arguments named otherwise (``torch.mm``'s
+    ``mat2`` is matmul's ``other``) and a check that the call is one the twin computes alike (None: every
+    call; else the reason it is not)."""
 
     op: str
     signature: inspect.Signature | None
     implied: Mapping[str, Any]
     label: str
+    renamed: Mapping[str, str] = {}
+    domain: Callable[[Mapping[str, Any]], str | None] | None = None
 
 
 def _parse_signature(text: str) -> inspect.Signature | None:
@@ -148,6 +190,8 @@ def _parse_signature(text: str) -> inspect.Signature | None:
         return None
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
     parameters = [inspect.Parameter(a.arg, kind, default=d) for a, d in zip(positional, defaults)]
+    if arguments.vararg is not None:
+        parameters.append(inspect.Parameter(arguments.vararg.arg, inspect.Parameter.VAR_POSITIONAL))
     parameters += [
         inspect.Parameter(a.arg, inspect.Parameter.KEYWORD_ONLY, default=d)
         for a, d in zip(arguments.kwonlyargs, kw_defaults)
@@ -200,6 +244,11 @@ def layer_functions() -> dict[Callable[..., Any], _Entry]:
                 if callable(function) and function not in table:
                     signature = None if alias is None else _parse_signature(alias)
                     table[function] = _Entry(op, signature, implied, f"{prefix}.{name}")
+    for owner, name, text, renamed, domain in _MATRIX_PRODUCT_ALIASES:
+        prefix = "torch" if owner is torch else "Tensor"
+        table[getattr(owner, name)] = _Entry(
+            "matmul", _parse_signature(text), {}, f"{prefix}.{name}", renamed, domain
+        )
     return table
 
 
@@ -232,12 +281,15 @@ def _twin_call(entry: _Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
         bound = entry.signature.bind(*args, **kwargs)
     except TypeError as error:
         return f"arguments not understood: {error}"
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in entry.signature.parameters.values()):
+        return functools.partial(twin, *args, **kwargs)  # the twin has the same variadic signature
     bound.apply_defaults()
     parameters = _twin_parameters(twin)
     call = dict(entry.implied)
     for name, value in bound.arguments.items():
         if name in call:
             continue
+        name = entry.renamed.get(name, name)
         if name in parameters:
             call[name] = value
         elif name not in _HINT_ARGUMENTS and not _is_default(value, entry.signature.parameters[name].default):
@@ -245,6 +297,9 @@ def _twin_call(entry: _Entry, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
     missing = [name for name in entry.implied if name not in parameters]
     if missing:
         return f"{entry.label}: the manual {entry.op} has no {missing[0]} argument"
+    outside = entry.domain(call) if entry.domain is not None else None
+    if outside is not None:
+        return outside
     return functools.partial(twin, **call)
 
 
@@ -297,7 +352,9 @@ class ManualFunctions(TorchFunctionMode):
 
     Every call of a function of :data:`LAYER_OPS` (or of ``torch.relu``, ``torch.sigmoid``,
     ``torch.tanh``, ``torch.softmax``, ``torch.log_softmax`` and their ``Tensor`` methods) whose name has a
-    twin in :mod:`custom_ops.functional` goes to that twin with the same arguments. The call runs
+    twin in :mod:`custom_ops.functional` goes to that twin with the same arguments; so do the matrix
+    products (``torch.matmul``, ``Tensor.matmul``, ``@``, ``torch.einsum``, and ``torch.mm`` / ``torch.bmm``
+    / their methods on the inputs they accept, to the manual ``matmul``). The call runs
     built-in, and is counted in :attr:`fallbacks` with the reason, when the twin lacks one of its
     arguments (a non-default value; ``inplace=True`` included, so in-place calls stay in place), or
     refuses the configuration (raises ``ValueError``/``TypeError`` before computing). Calls made inside a
@@ -444,8 +501,8 @@ class ManualShare:
             was made outside :class:`ManualFunctions`).
         manual_flops: floating-point operations inside manual ops.
         total_flops: all counted floating-point operations.
-        builtin_flops: floating-point operations outside manual ops per aten op (``"aten.bmm"``: the
-            attention matmuls a transformer's forward does itself, with no layer around them).
+        builtin_flops: floating-point operations outside manual ops per aten op (``"aten.bmm"``: e.g. the
+            attention matmuls a transformer's forward does itself when they run built-in).
         backward: whether a backward pass ran (not when nothing in the output requires grad).
     """
 
@@ -520,7 +577,9 @@ class _BuiltinCalls(TorchFunctionMode):
     ) -> Any:
         kwargs = kwargs or {}
         entry = layer_functions().get(func)
-        if entry is None or self.twins.stack:  # not a layer op, or part of a manual one
+        if entry is None or self.twins.stack:  # not a layer op, or part of a manual one (its forward)
+            return func(*args, **kwargs)
+        if _called_from_manual_op(sys._getframe(1)):  # a manual backward's matmuls, run by autograd
             return func(*args, **kwargs)
         manual_before = self.twins.total
         out = func(*args, **kwargs)

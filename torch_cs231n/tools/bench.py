@@ -202,6 +202,18 @@ def _max_pool(shape: tuple[int, ...], k: int, stride: int, padding: int) -> OpCa
     return _case("max_pool2d", f"k{k}s{stride}-{_shape(shape)}", normal(shape), kwargs=kwargs)
 
 
+def _attention_products(b: int, h: int, n: int, d: int) -> list[OpCase]:
+    """The attention scores ``Q Kᵀ`` of ``b`` windows or images, ``h`` heads, ``n`` tokens of ``d`` dims, as
+    Swin computes them (``matmul``) and as MaxViT does (``einsum``)."""
+    qk = normal((b, h, n, d), (b, h, d, n))
+    scores = next(s for s in SPECS["einsum"].samples if s.label == "attention-scores")  # bhid,bhjd->bhij
+    label = f"{b}x{h}x{n}x{d}-scores"
+    return [
+        _case("matmul", label, qk, (0, 1)),
+        OpCase(SPECS["einsum"], replace(scores, label=label, make_inputs=normal((b, h, n, d), (b, h, n, d)))),
+    ]
+
+
 def _losses(n: int, c: int) -> list[OpCase]:
     def inputs(dt: torch.dtype, dev: torch.device) -> tuple[torch.Tensor, ...]:
         return (randn((n, c), dt, dev, 0), labels(n, c, dev, 1))
@@ -290,6 +302,7 @@ BENCH_CASES: dict[str, tuple[OpCase, ...]] = {
             _group_norm((64, 32, 16, 16), 4),
             *_losses(128, 10),
             *_sandwiches(128, 3072, 100, [(64, 3, 32, 32), (64, 32, 16, 64)]),
+            *_attention_products(64, 4, 16, 32),
         ],
         (64, 32, 16, 16),
     ),
@@ -308,6 +321,7 @@ BENCH_CASES: dict[str, tuple[OpCase, ...]] = {
             _max_pool((8, 64, 112, 112), 3, 2, 1),
             _group_norm((8, 64, 56, 56), 32),
             *_losses(8, 1000),
+            *_attention_products(512, 3, 49, 32),  # Swin-T's first stage: 8 images of 64 windows
         ],
         (8, 64, 56, 56),
     ),
