@@ -44,6 +44,7 @@ runs as the op on the copy, written into ``x``: Dynamo traces neither a custom `
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -495,26 +496,33 @@ _FUNCTIONS: dict[str, type[torch.autograd.Function]] = {
     "silu": SiLUFunction,
 }
 _FOR_COMPILE = {name: without_jvp(function) for name, function in _FUNCTIONS.items()}
+FunctionTable = Mapping[str, type[torch.autograd.Function]]
+FunctionTables = tuple[FunctionTable, FunctionTable]  # the Functions by name, their twins without jvp
+_TABLES: FunctionTables = (_FUNCTIONS, _FOR_COMPILE)
 
 
-def _apply(op: str, *args: Any) -> torch.Tensor:
+def _apply(op: str, *args: Any, tables: FunctionTables = _TABLES) -> torch.Tensor:
     """Apply ``op``'s Function with the autocast policy "same" (its twin without jvp under Dynamo; the
-    Functions are looked up by name, which Dynamo traces, where a class-keyed lookup breaks the graph)."""
-    functions = _FOR_COMPILE if torch.compiler.is_compiling() else _FUNCTIONS
-    return _autocast.apply(functions[op], "same", *args)
+    Functions are looked up by name, which Dynamo traces, where a class-keyed lookup breaks the graph).
+    ``tables``: the Functions by name and their twins without jvp (an activation of another file passes
+    its own)."""
+    functions, for_compile = tables
+    return _autocast.apply((for_compile if torch.compiler.is_compiling() else functions)[op], "same", *args)
 
 
-def _activation(op: str, input: torch.Tensor, inplace: bool) -> torch.Tensor:
-    """Apply ``op``'s Function to ``(input, original)``: ``original`` is None out of place, else a copy of
-    ``input`` taken before it is overwritten (recorded by autograd, so the gradient reaches ``input``'s
-    history)."""
+def _activation(
+    op: str, input: torch.Tensor, inplace: bool, tables: FunctionTables = _TABLES
+) -> torch.Tensor:
+    """Apply ``op``'s Function (from ``tables``, as :func:`_apply`) to ``(input, original)``: ``original``
+    is None out of place, else a copy of ``input`` taken before it is overwritten (recorded by autograd, so
+    the gradient reaches ``input``'s history)."""
     check_floating("input", input)
     if not inplace:
-        return _apply(op, input, None)
+        return _apply(op, input, None, tables=tables)
     original = input.clone()
     if torch.compiler.is_compiling():  # Dynamo does not trace a Function that marks an input dirty
-        return input.copy_(_apply(op, original, None))
-    return _apply(op, input, original)
+        return input.copy_(_apply(op, original, None, tables=tables))
+    return _apply(op, input, original, tables=tables)
 
 
 def relu6(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:

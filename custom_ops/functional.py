@@ -11,9 +11,11 @@ from .group_norm import group_norm
 from .layernorm import layer_norm
 from .linear import linear
 from .losses import softmax_loss, svm_loss
+from .normalize import normalize
 from .pool import max_pool2d
 from .relu import relu
 from .softmax import log_softmax, softmax
+from .softplus import mish, softplus
 from .tanh import tanh
 
 __all__ = [
@@ -31,12 +33,15 @@ __all__ = [
     "linear",
     "log_softmax",
     "max_pool2d",
+    "mish",
+    "normalize",
     "relu",
     "relu6",
     "sigmoid",
     "silu",
     "softmax",
     "softmax_loss",
+    "softplus",
     "svm_loss",
     "tanh",
 ]

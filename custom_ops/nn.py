@@ -370,6 +370,20 @@ class LogSoftmax(nn.LogSoftmax):
         return MF.log_softmax(input, self.dim, _stacklevel=5)
 
 
+class Softplus(nn.Softplus):
+    """Twin of :class:`torch.nn.Softplus` (``beta``, ``threshold``)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return MF.softplus(input, self.beta, self.threshold)
+
+
+class Mish(nn.Mish):
+    """Twin of :class:`torch.nn.Mish`; ``inplace=True`` writes the result into the input, as torch."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return MF.mish(input, self.inplace)
+
+
 __all__ = [
     "GELU",
     "AdaptiveAvgPool2d",
@@ -386,11 +400,13 @@ __all__ = [
     "Linear",
     "LogSoftmax",
     "MaxPool2d",
+    "Mish",
     "ReLU",
     "ReLU6",
     "SiLU",
     "Sigmoid",
     "Softmax",
+    "Softplus",
     "SyncBatchNorm",
     "Tanh",
 ]
