@@ -81,10 +81,16 @@ def norm_derivative(x: torch.Tensor, n: torch.Tensor, p: float, dim: Dims) -> to
     return dn
 
 
-def normalize_forward(x: torch.Tensor, p: float = 2.0, dim: Dims = (1,), eps: float = 1e-12) -> torch.Tensor:
-    """``y = x / max(||x||_p, eps)`` along ``dim``."""
+def floored_norm(x: torch.Tensor, p: float, dim: Dims, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The norm ``n = ||x||_p`` along ``dim`` and the divisor ``d = max(n, eps)``."""
     n = vector_norm(x, p, dim)
     d = torch.clamp_min(n, eps)
+    return n, d
+
+
+def normalize_forward(x: torch.Tensor, p: float = 2.0, dim: Dims = (1,), eps: float = 1e-12) -> torch.Tensor:
+    """``y = x / max(||x||_p, eps)`` along ``dim``."""
+    _, d = floored_norm(x, p, dim, eps)
     y = x / d
     return y
 
@@ -93,8 +99,7 @@ def normalize_backward(
     dout: torch.Tensor, x: torch.Tensor, p: float = 2.0, dim: Dims = (1,), eps: float = 1e-12
 ) -> torch.Tensor:
     """``dx = dout / d - [n > eps] (sum dout x / d^2) dn/dx``."""
-    n = vector_norm(x, p, dim)
-    d = torch.clamp_min(n, eps)
+    n, d = floored_norm(x, p, dim, eps)
     through_norm = n > eps  # where the floor passes the norm's gradient
     dout_dot_x = (dout * x).sum(dim, keepdim=True)
     dn = norm_derivative(x, d, p, dim)  # d = n where it is used
@@ -106,8 +111,7 @@ def normalize_jvp(
     x_dot: torch.Tensor, x: torch.Tensor, p: float = 2.0, dim: Dims = (1,), eps: float = 1e-12
 ) -> torch.Tensor:
     """``ẏ = ẋ / d - [n > eps] x ṅ / d^2`` with ``ṅ = sum dn/dx ẋ``."""
-    n = vector_norm(x, p, dim)
-    d = torch.clamp_min(n, eps)
+    n, d = floored_norm(x, p, dim, eps)
     through_norm = n > eps
     n_dot = (norm_derivative(x, d, p, dim) * x_dot).sum(dim, keepdim=True)
     out_dot = x_dot / d - torch.where(through_norm, x * n_dot / (d * d), 0)
