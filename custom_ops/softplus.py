@@ -23,7 +23,9 @@ Mish, with ``sp = softplus(x)`` (beta 1, threshold 20) and ``t = tanh(sp)``:
     f'(x)  = t + x sigmoid(x) (1 - t^2)               (product rule; d sp / dx = sigmoid(x), tanh' = 1 - t^2)
 which is torch's mish_backward. torch's mish kernel uses ``log1p(exp(x))`` without the threshold; above
 ``x = 20`` both give ``t = 1`` to float64 precision. The sigmoid is torch's (``torch.sigmoid``): its own
-derivative ``s (1 - s)`` stays finite in a double backward where ``1 / (1 + exp(-x))``'s overflows.
+derivative ``s (1 - s)`` stays finite in a double backward where ``1 / (1 + exp(-x))``'s overflows. So the
+second derivative is finite everywhere: 0 where ``exp(x)`` overflows, where torch's double backward of
+mish gives NaN.
 
 Saved: the input only (the built-ins save it too). The backwards are ordinary differentiable tensor
 expressions of ``x``, so double backward and forward-over-reverse work.
