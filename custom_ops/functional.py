@@ -15,9 +15,11 @@ from .leaky_relu import leaky_relu, prelu
 from .linear import linear
 from .losses import softmax_loss, svm_loss
 from .matmul import einsum, matmul
+from .normalize import normalize
 from .pool import max_pool2d
 from .relu import relu
 from .softmax import log_softmax, softmax
+from .softplus import mish, softplus
 from .tanh import tanh
 
 __all__ = [
@@ -41,6 +43,8 @@ __all__ = [
     "log_softmax",
     "matmul",
     "max_pool2d",
+    "mish",
+    "normalize",
     "prelu",
     "relu",
     "relu6",
@@ -49,6 +53,7 @@ __all__ = [
     "silu",
     "softmax",
     "softmax_loss",
+    "softplus",
     "svm_loss",
     "tanh",
 ]

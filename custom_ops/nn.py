@@ -412,6 +412,18 @@ class SELU(nn.SELU):
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         return MF.selu(input, self.inplace)
+class Softplus(nn.Softplus):
+    """Twin of :class:`torch.nn.Softplus` (``beta``, ``threshold``)."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return MF.softplus(input, self.beta, self.threshold)
+
+
+class Mish(nn.Mish):
+    """Twin of :class:`torch.nn.Mish`; ``inplace=True`` writes the result into the input, as torch."""
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return MF.mish(input, self.inplace)
 
 
 __all__ = [
@@ -435,12 +447,14 @@ __all__ = [
     "Linear",
     "LogSoftmax",
     "MaxPool2d",
+    "Mish",
     "PReLU",
     "ReLU",
     "ReLU6",
     "SiLU",
     "Sigmoid",
     "Softmax",
+    "Softplus",
     "SyncBatchNorm",
     "Tanh",
 ]

@@ -265,6 +265,28 @@ _OPS = (
         "indices on the diagonal",
         features="ellipsis, implicit output, broadcasting, diagonals",
     ),
+    OpFacts(
+        "softplus",
+        MF.softplus,
+        F.softplus,
+        "`dout * sigmoid(β x)`, `dout` where `β x > threshold`",
+        ((mnn.Softplus, nn.Softplus),),
+        features="`beta`, `threshold`",
+    ),
+    OpFacts(
+        "mish",
+        MF.mish,
+        F.mish,
+        "`dout * (t + x sigmoid(x) (1 − t²))`, `t = tanh(softplus(x))`",
+        ((mnn.Mish, nn.Mish),),
+    ),
+    OpFacts(
+        "normalize",
+        MF.normalize,
+        F.normalize,
+        "`dout / d − [n > ε] (Σ dout x / d²) ∂n/∂x`, `d = max(n, ε)`; p = 2: `(dout − y Σ dout y) / d`",
+        features="any `p`, `dim` (int or tuple), `eps`",
+    ),
 )
 
 OPS: dict[str, OpFacts] = {facts.name: facts for facts in _OPS}

@@ -22,8 +22,14 @@ import custom_ops
 import custom_ops.functional as MF
 
 KINKS = {"relu6": (0.0, 6.0), "hardsigmoid": (-3.0, 3.0), "hardswish": (-3.0, 3.0)}
-OPS = ["relu6", "hardsigmoid", "hardswish", "silu"]  # silu: smooth, in place checked alongside
-BUILTIN = {"relu6": F.relu6, "hardsigmoid": F.hardsigmoid, "hardswish": F.hardswish, "silu": F.silu}
+OPS = ["relu6", "hardsigmoid", "hardswish", "silu", "mish"]  # silu, mish: smooth, in place checked alongside
+BUILTIN = {
+    "relu6": F.relu6,
+    "hardsigmoid": F.hardsigmoid,
+    "hardswish": F.hardswish,
+    "silu": F.silu,
+    "mish": F.mish,
+}
 PATHS = ["default", "reference"]
 
 
@@ -84,7 +90,7 @@ def _second_derivative(fn: Callable[..., torch.Tensor], inplace: bool, x: torch.
 
 @pytest.mark.parametrize("path_name", PATHS)
 @pytest.mark.parametrize("inplace", [False, True], ids=["out-of-place", "inplace"])
-@pytest.mark.parametrize("op", ["relu6", "hardswish", "silu"])  # torch's hardsigmoid has no double backward
+@pytest.mark.parametrize("op", ["relu6", "hardswish", "silu", "mish"])  # hardsigmoid: no double backward
 def test_second_derivative_at_the_kinks_is_torchs(op: str, inplace: bool, path_name: str) -> None:
     x = _points(op)
     results = []

@@ -137,21 +137,22 @@ def test_twin_refusals_and_missing_arguments_fall_back_and_are_recorded(
 
 
 def test_twins_added_later_are_used_without_edit(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Mish(nn.Module):
+    class Softsign(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return F.mish(x)
+            return F.softsign(x)
 
-    model = attach_manual_functions(Mish())
+    model = attach_manual_functions(Softsign())
     x = torch.randn(3, 4)
     before = manual_share(model, x)
-    assert before.builtin_calls == {"mish": 1} and before.why_builtin["mish"] == "no manual twin", str(before)
+    assert before.builtin_calls == {"softsign": 1}, str(before)
+    assert before.why_builtin["softsign"] == "no manual twin", str(before)
 
-    def mish(input: torch.Tensor, inplace: bool = False) -> torch.Tensor:
-        return input * torch.tanh(F.softplus(input))
+    def softsign(input: torch.Tensor) -> torch.Tensor:
+        return input / (input.abs() + 1)
 
-    monkeypatch.setattr(MF, "mish", mish, raising=False)
+    monkeypatch.setattr(MF, "softsign", softsign, raising=False)
     after = manual_share(model, x)
-    assert after.manual_calls == {"mish": 1} and after.layer_calls == 1.0, str(after)
+    assert after.manual_calls == {"softsign": 1} and after.layer_calls == 1.0, str(after)
 
 
 def test_attach_is_idempotent_survives_copies_and_errors_and_detaches() -> None:

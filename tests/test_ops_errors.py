@@ -26,13 +26,15 @@ def test_errors_are_also_the_exception_types_torch_raises(spec: OpSpec, error: E
     """Code written for the built-ins catches the manual ops' errors: a bad value or shape (``ValueError``)
     is also a ``RuntimeError``, as torch raises; a bad dtype (``TypeError``) also a ``NotImplementedError``
     (a ``RuntimeError``), as torch raises; only an argument of the wrong Python type (a non-tensor, a
-    non-int where torch wants an int) is a plain ``TypeError``, as torch's argument parser raises."""
+    non-int where torch wants an int, a non-number where it wants a number) is a plain ``TypeError``, as
+    torch's argument parser raises."""
     with pytest.raises(Exception) as info:
         error.call(spec.manual)
     err = info.value
     if isinstance(err, ValueError):
         assert isinstance(err, RuntimeError), f"{type(err).__name__} is not a RuntimeError: {err}"
-    if isinstance(err, TypeError) and not re.search(r"must be (a torch\.Tensor|an int)\b", str(err)):
+    python_type = re.search(r"must be (a torch\.Tensor|an int|a real number)\b", str(err))
+    if isinstance(err, TypeError) and not python_type:
         assert isinstance(err, NotImplementedError), f"{type(err).__name__} is not torch's type: {err}"
 
 

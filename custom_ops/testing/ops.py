@@ -10,6 +10,7 @@ away from the ReLU kinks, max-pool ties and zero SVM margins, so finite differen
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -1358,6 +1359,107 @@ EINSUM = OpSpec(
 )
 
 
+# ------------------------------------------------------------------------------ softplus, mish, normalize
+def _softplus_inputs(shape: tuple[int, ...], scale: float, threshold_at: float | None = None) -> InputFactory:
+    """Normal values times ``scale``; with ``threshold_at`` (``threshold / beta``), every third element is
+    moved to ``threshold_at`` and its neighbours to ``threshold_at`` ± 0.01: both sides of the threshold,
+    where softplus switches to the identity (``kinks`` only: it is discontinuous there)."""
+
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor]:
+        x = randn(shape, torch.float64, torch.device("cpu"), 0).mul(scale)
+        if threshold_at is not None:
+            flat = x.view(-1)
+            flat[::3] = threshold_at
+            flat[1::3] = threshold_at - 0.01
+            flat[2::3] = threshold_at + 0.01
+        return (x.to(device=device, dtype=dtype),)
+
+    return inputs
+
+
+SOFTPLUS = OpSpec(
+    OPS["softplus"],
+    samples=(
+        Sample("2d", _softplus_inputs((6, 7), 4.0)),
+        Sample("4d-above-threshold", _softplus_inputs((2, 3, 4, 5), 12.0)),  # |x| up to ~30 > threshold 20
+        Sample("beta2-threshold3", _softplus_inputs((6, 7), 3.0), kwargs={"beta": 2.0, "threshold": 3.0}),
+        Sample("beta0.5", _softplus_inputs((2, 3, 4, 5), 4.0), kwargs={"beta": 0.5}),
+    ),
+    kinks=(
+        Sample(
+            "at-threshold-beta2-threshold3",
+            _softplus_inputs((4, 6), 1.0, threshold_at=1.5),
+            kwargs={"beta": 2.0, "threshold": 3.0},
+        ),
+        Sample("at-threshold-default", _softplus_inputs((4, 6), 1.0, threshold_at=20.0)),
+    ),
+    modules=module_cases(mnn.Softplus, nn.Softplus, ((), (4, 5)), ((2.0, 3.0), (2, 3, 4, 4))),
+    errors=(
+        _integer_input(),
+        ErrorInput(
+            "beta 0", lambda f: f(arbitrary(3), beta=0.0), RuntimeError, r"beta must be non-zero.*got 0"
+        ),
+        ErrorInput(
+            "beta str", lambda f: f(arbitrary(3), beta="2"), TypeError, r"beta must be a real number, got str"
+        ),
+    ),
+    opinfo="nn.functional.softplus",
+)
+
+MISH = _activation("mish", (2, 3, 4, 4))
+
+
+def _rows_scaled(shape: tuple[int, ...], row_scales: tuple[float, ...]) -> InputFactory:
+    """Normal values, row ``i`` (dim 0) times ``row_scales[i]`` (1 past the end)."""
+
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor]:
+        x = randn(shape, torch.float64, torch.device("cpu"), 0)
+        for i, scale in enumerate(row_scales):
+            x[i] *= scale
+        return (x.to(device=device, dtype=dtype),)
+
+    return inputs
+
+
+NORMALIZE = OpSpec(
+    OPS["normalize"],
+    samples=(
+        Sample("p2-dim1", normal((4, 5, 3))),
+        Sample("p2-dim-1", normal((4, 5, 3)), kwargs={"dim": -1}),
+        Sample("p1-dim1", normal((4, 5, 3)), kwargs={"p": 1.0}),
+        Sample("p3-dim-1", normal((2, 3, 4, 5)), kwargs={"p": 3.0, "dim": -1}),
+        Sample("p0.5-dim0", normal((5, 4)), kwargs={"p": 0.5, "dim": 0}),
+        Sample("pinf-dim1", normal((4, 6)), kwargs={"p": math.inf}),
+        Sample("p2-dims12", normal((2, 3, 4, 5)), kwargs={"dim": (1, 2)}),
+        # rows 0 and 1 have norms ~0.02, below the floor eps = 0.5: divided by eps, no gradient through n
+        Sample("below-eps-rows", _rows_scaled((4, 6), (0.01, 0.01)), kwargs={"eps": 0.5}),
+    ),
+    kinks=(
+        # the floor's kink: a norm below the default eps (1e-12), and an all-zero row (p = 1: sign(0) = 0)
+        Sample("near-zero-row", _rows_scaled((3, 5), (1e-14,))),
+        Sample("zero-row-p1", _rows_scaled((3, 5), (0.0,)), kwargs={"p": 1.0}),
+    ),
+    errors=(
+        _integer_input(),
+        ErrorInput("dim", lambda f: f(arbitrary(2, 3), dim=2), IndexError, r"dim out of range.*got 2"),
+        ErrorInput(
+            "repeated dim",
+            lambda f: f(arbitrary(2, 3), dim=(1, -1)),
+            RuntimeError,
+            r"dim must not repeat a dimension, got \(1, -1\)",
+        ),
+        ErrorInput("p str", lambda f: f(arbitrary(2, 3), p="fro"), RuntimeError, r"p must be a real number"),
+        ErrorInput(
+            "out",
+            lambda f: f(arbitrary(2, 3), out=torch.empty(2, 3)),
+            RuntimeError,
+            r"out is not supported by the manual normalize",
+        ),
+    ),
+    opinfo="nn.functional.normalize",
+)
+
+
 SPECS: dict[str, OpSpec] = {
     spec.name: spec
     for spec in (
@@ -1391,6 +1493,9 @@ SPECS: dict[str, OpSpec] = {
         SELU,
         MATMUL,
         EINSUM,
+        SOFTPLUS,
+        MISH,
+        NORMALIZE,
     )
 }
 """Every manual operator's spec, by name, in the order of :data:`custom_ops.registry.OPS`."""
