@@ -2,6 +2,7 @@
 
 from .activations import hardsigmoid, hardswish, relu6, sigmoid, silu
 from .adaptive_pool import adaptive_avg_pool2d, adaptive_max_pool2d
+from .attention import scaled_dot_product_attention
 from .avg_pool import avg_pool2d
 from .batchnorm import batch_norm
 from .conv import conv2d
@@ -11,6 +12,7 @@ from .group_norm import group_norm
 from .layernorm import layer_norm
 from .linear import linear
 from .losses import softmax_loss, svm_loss
+from .multihead_attention import multi_head_attention_forward
 from .pool import max_pool2d
 from .relu import relu
 from .softmax import log_softmax, softmax
@@ -31,8 +33,10 @@ __all__ = [
     "linear",
     "log_softmax",
     "max_pool2d",
+    "multi_head_attention_forward",
     "relu",
     "relu6",
+    "scaled_dot_product_attention",
     "sigmoid",
     "silu",
     "softmax",

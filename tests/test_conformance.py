@@ -471,7 +471,8 @@ def test_opinfo_forward_ad(info: OpInfo, index: int) -> None:
         check_backward_ad=False,
         check_batched_grad=False,
         check_undefined_grad=False,
-        check_batched_forward_grad=info.check_batched_forward_grad,
+        # a random op (the OpInfo seeds it) cannot run under gradcheck's vmap, torch's own included
+        check_batched_forward_grad=info.check_batched_forward_grad and not is_random(info),
     )
 
 
