@@ -393,10 +393,10 @@ def scaled_dot_product_attention(
         tensor([[0., 1.],
                 [0., 1.]])
     """
-    return attention_with_probs(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)[0]
+    return attention_and_weights(query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa)[0]
 
 
-def attention_with_probs(
+def attention_and_weights(
     query: torch.Tensor,
     key: torch.Tensor,
     value: torch.Tensor,
@@ -405,10 +405,11 @@ def attention_with_probs(
     is_causal: bool = False,
     scale: float | None = None,
     enable_gqa: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`scaled_dot_product_attention`'s output and the attention weights it averaged the values with,
-    ``P_drop = P * keep / (1 - p)`` (the probabilities after dropout, as :func:`torch.nn.functional.
-    multi_head_attention_forward` returns them), both differentiable."""
+    need_weights: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """:func:`scaled_dot_product_attention`'s output and, with ``need_weights``, the attention weights it
+    averaged the values with, ``P_drop = P * keep / (1 - p)`` (the probabilities after dropout, as
+    :func:`torch.nn.functional.multi_head_attention_forward` returns them; differentiable), else None."""
     _check_attention(query, key, value, attn_mask, dropout_p, is_causal, scale)
     groups_k = _heads_groups("key", query, key) if enable_gqa else 1
     groups_v = _heads_groups("value", query, value) if enable_gqa else 1
@@ -433,4 +434,4 @@ def attention_with_probs(
     out, probs = _autocast.apply(
         function, "lower", query, key, value, mask, keep, p, scale, groups_k, groups_v
     )
-    return out, dropout_probs(probs, keep, p)
+    return out, (dropout_probs(probs, keep, p) if need_weights else None)

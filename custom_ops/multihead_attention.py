@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .attention import attention_with_probs
+from .attention import attention_and_weights
 from .linear import linear
 
 
@@ -274,18 +274,19 @@ def multi_head_attention_forward(
         attn_mask = (
             attn_mask.unsqueeze(0) if attn_mask.size(0) == 1 else attn_mask.view(bsz, num_heads, -1, src_len)
         )
-    out, weights = attention_with_probs(
+    out, weights = attention_and_weights(
         q.reshape(bsz, num_heads, tgt_len, head_dim),
         k.reshape(bsz, num_heads, src_len, head_dim),
         v.reshape(bsz, num_heads, src_len, head_dim),
         attn_mask,
         dropout_p,
         is_causal and attn_mask is None,
+        need_weights=need_weights,
     )
     out = out.permute(2, 0, 1, 3).reshape(bsz * tgt_len, embed_dim)
     out = linear(out, out_proj_weight, out_proj_bias)
     out = out.view(tgt_len, bsz, out.size(1))
-    if not need_weights:
+    if weights is None:
         return (out if is_batched else out.squeeze(1)), None
     if average_attn_weights:
         weights = weights.mean(dim=1)

@@ -160,6 +160,34 @@ def test_vmap_double_backward_and_compile() -> None:
     torch.testing.assert_close(compiled(*tensors), MF.scaled_dot_product_attention(*tensors))
 
 
+@pytest.mark.parametrize("randomness", ["same", "different"])
+def test_dropout_under_vmap_follows_randomness(randomness: str) -> None:
+    """One mask for the whole batch with "same", one per element with "different"; "error" refuses."""
+    x = torch.ones(4, 2, 3, 5, dtype=DT)
+
+    def attend(t: torch.Tensor) -> torch.Tensor:
+        return MF.scaled_dot_product_attention(t, t, t, dropout_p=0.5)
+
+    out = torch.func.vmap(attend, randomness=randomness)(x)
+    same = all(torch.equal(out[0], o) for o in out[1:])
+    assert same == (randomness == "same"), f"randomness={randomness!r}: masks equal across the batch: {same}"
+    with pytest.raises(RuntimeError, match="randomness"):
+        torch.func.vmap(attend)(x)
+
+
+def test_per_example_gradients_under_vmap_match_a_loop() -> None:
+    q, k, v = normal(3, 2, 4, 2, seed=0), normal(3, 2, 5, 2, seed=1), normal(3, 2, 5, 3, seed=2)
+
+    def loss(q1: torch.Tensor, k1: torch.Tensor, v1: torch.Tensor) -> torch.Tensor:
+        return MF.scaled_dot_product_attention(q1, k1, v1, is_causal=True).square().sum()
+
+    batched = torch.func.vmap(torch.func.grad(loss, argnums=(0, 1, 2)))(q, k, v)
+    for i in range(3):
+        looped = torch.autograd.grad(loss(q[i], k[i], v[i]), (q, k, v))
+        for j, (b, g) in enumerate(zip(batched, looped)):
+            torch.testing.assert_close(b[i], g[i], msg=lambda m, i=i, j=j: f"example {i} gradient {j}: {m}")
+
+
 def test_autocast_computes_in_the_lower_precision_like_the_builtin() -> None:
     q = torch.randn(2, 3, 4)
     with torch.autocast("cpu", dtype=torch.bfloat16):
