@@ -2,6 +2,7 @@
 
 from .activations import hardsigmoid, hardswish, relu6, sigmoid, silu
 from .adaptive_pool import adaptive_avg_pool2d, adaptive_max_pool2d
+from .attention import scaled_dot_product_attention
 from .avg_pool import avg_pool2d
 from .batchnorm import batch_norm
 from .conv import conv2d
@@ -15,6 +16,7 @@ from .leaky_relu import leaky_relu, prelu
 from .linear import linear
 from .losses import softmax_loss, svm_loss
 from .matmul import einsum, matmul
+from .multihead_attention import multi_head_attention_forward
 from .normalize import normalize
 from .pool import max_pool2d
 from .relu import relu
@@ -44,10 +46,12 @@ __all__ = [
     "matmul",
     "max_pool2d",
     "mish",
+    "multi_head_attention_forward",
     "normalize",
     "prelu",
     "relu",
     "relu6",
+    "scaled_dot_product_attention",
     "selu",
     "sigmoid",
     "silu",

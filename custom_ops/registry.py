@@ -287,6 +287,24 @@ _OPS = (
         "`dout / d − [n > ε] (Σ dout x / d²) ∂n/∂x`, `d = max(n, ε)`; p = 2: `(dout − y Σ dout y) / d`",
         features="any `p`, `dim` (int or tuple), `eps`",
     ),
+    OpFacts(
+        "scaled_dot_product_attention",
+        MF.scaled_dot_product_attention,
+        F.scaled_dot_product_attention,
+        "`dV = P_dropᵀ dO`, `dS = P ⊙ (dP − rowsum(dP ⊙ P))`, `dQ = scale dS K`, `dK = scale dSᵀ Q`; "
+        "Q, K, V and the probabilities P saved (O(B·H·L·S), the built-in's flash kernels O(B·H·L))",
+        random=True,
+        features="bool and float `attn_mask`, `is_causal`, `dropout_p`, `scale`, `enable_gqa`",
+    ),
+    OpFacts(
+        "multi_head_attention_forward",
+        MF.multi_head_attention_forward,
+        F.multi_head_attention_forward,
+        "the manual `linear` and attention backwards (projections, per-head attention, output projection)",
+        ((mnn.MultiheadAttention, nn.MultiheadAttention),),
+        random=True,
+        features="packed and separate projections, masks, `need_weights`, `bias_k`/`bias_v`",
+    ),
 )
 
 OPS: dict[str, OpFacts] = {facts.name: facts for facts in _OPS}

@@ -151,19 +151,22 @@ def sample_text(sample: SampleInput) -> str:
     return f"input {describe(sample.input)}, args {describe(sample.args)}, kwargs {{{kwargs}}}"
 
 
-def assert_same(actual: Any, expected: Any, what: str, dtype: torch.dtype) -> None:
+def assert_same(
+    actual: Any, expected: Any, what: str, dtype: torch.dtype, tol: dict[str, float] | None = None
+) -> None:
     """``actual`` (manual) equals ``expected`` (built-in): same type, tensors close (integer tensors and
-    NaNs equal), with the shapes and largest difference in the message."""
+    NaNs equal), with the shapes and largest difference in the message; ``tol`` overrides
+    :func:`tolerance`."""
     if isinstance(expected, torch.Tensor):
         assert isinstance(actual, torch.Tensor), (
             f"{what}: manual gave {type(actual).__name__}, torch a tensor"
         )
-        tol = tolerance(dtype) if expected.is_floating_point() else {"rtol": 0, "atol": 0}
+        close = (tol or tolerance(dtype)) if expected.is_floating_point() else {"rtol": 0, "atol": 0}
         torch.testing.assert_close(
             actual,
             expected,
             equal_nan=True,
-            **tol,
+            **close,
             msg=lambda m: f"{what} (manual {tuple(actual.shape)} vs torch {tuple(expected.shape)}): {m}",
         )
     elif isinstance(expected, (list, tuple)):
@@ -171,7 +174,7 @@ def assert_same(actual: Any, expected: Any, what: str, dtype: torch.dtype) -> No
             f"{what}: manual gave {describe(actual)}, torch {describe(expected)}"
         )
         for i, (a, e) in enumerate(zip(actual, expected)):
-            assert_same(a, e, f"{what}[{i}]", dtype)
+            assert_same(a, e, f"{what}[{i}]", dtype, tol)
     else:
         assert actual == expected, f"{what}: manual {actual!r}, torch {expected!r}"
 
@@ -215,8 +218,10 @@ def run_op(
     return Run(out, grads, [o.requires_grad for o in outputs], after)
 
 
-def compare_runs(manual: Run, builtin: Run, what: str, dtype: torch.dtype) -> None:
-    assert_same(manual.output, builtin.output, f"{what}: output", dtype)
+def compare_runs(
+    manual: Run, builtin: Run, what: str, dtype: torch.dtype, tol: dict[str, float] | None = None
+) -> None:
+    assert_same(manual.output, builtin.output, f"{what}: output", dtype, tol)
     assert manual.output_requires_grad == builtin.output_requires_grad, (
         f"{what}: outputs requiring grad: manual {manual.output_requires_grad}, "
         f"torch {builtin.output_requires_grad}"
@@ -226,9 +231,13 @@ def compare_runs(manual: Run, builtin: Run, what: str, dtype: torch.dtype) -> No
             f"{what}: gradient of argument tensor {i}: manual {describe(m)}, torch {describe(b)}"
         )
         if b is not None:
-            assert_same(m, b, f"{what}: gradient of argument tensor {i}", dtype)
+            assert_same(m, b, f"{what}: gradient of argument tensor {i}", dtype, tol)
     assert_same(
-        manual.arguments_after, builtin.arguments_after, f"{what}: argument tensors after the call", dtype
+        manual.arguments_after,
+        builtin.arguments_after,
+        f"{what}: argument tensors after the call",
+        dtype,
+        tol,
     )
 
 
@@ -490,7 +499,8 @@ def test_opinfo_forward_ad(info: OpInfo, index: int) -> None:
         check_backward_ad=False,
         check_batched_grad=False,
         check_undefined_grad=False,
-        check_batched_forward_grad=info.check_batched_forward_grad,
+        # a random op (the OpInfo seeds it) cannot run under gradcheck's vmap, torch's own included
+        check_batched_forward_grad=info.check_batched_forward_grad and not is_random(info),
     )
 
 
@@ -504,6 +514,13 @@ def test_opinfo_batched_grad(info: OpInfo, index: int) -> None:
 # ---------------------------------------------------------------------------------- module inputs
 MODULEINFOS: list[ModuleInfo] = [info for info in module_db if info.module_cls in MODULE_TWINS]
 LR = 0.1
+FLOAT32_MODULE_TOLERANCE: dict[type[nn.Module], dict[str, float]] = {
+    nn.MultiheadAttention: {"rtol": 1e-4, "atol": 1e-3},
+}
+"""float32 tolerances of the module steps where the default is below torch's own float32 error: after an SGD
+step on the ModuleInfo's 3-feature inputs, multi-head attention's in-projection gradients reach ~50 and
+torch's float32 result is up to ~1.5e-4 from its float64 one (the manual one as close or closer), so the two
+float32 results can differ by a few 1e-4 (float64 is checked at the default tolerance)."""
 
 
 def build(cls: type[nn.Module], args: Any, kwargs: Any, device: str, dtype: torch.dtype) -> nn.Module:
@@ -521,6 +538,7 @@ def step_twice(
 ) -> None:
     """Identical built-in and manual modules, two steps of forward / backward / SGD, compared at each."""
     manual_cls = MODULE_TWINS[builtin_cls]
+    tol = FLOAT32_MODULE_TOLERANCE.get(builtin_cls) if dtype == torch.float32 else None
     builtin = build(builtin_cls, constructor.args, constructor.kwargs, device, dtype)
     manual = build(manual_cls, constructor.args, constructor.kwargs, device, dtype)
     manual.load_state_dict(builtin.state_dict())
@@ -543,15 +561,15 @@ def step_twice(
                 f"{here}: gradient of {name}: manual {describe(m)}, torch {describe(b)}"
             )
             if b is not None:
-                assert_same(m, b, f"{here}: gradient of {name}", dtype)
-        compare_runs(mine, theirs, here, dtype)
+                assert_same(m, b, f"{here}: gradient of {name}", dtype, tol)
+        compare_runs(mine, theirs, here, dtype, tol)
         with torch.no_grad():
             for module, run in ((manual, mine), (builtin, theirs)):
                 for p, g in zip([p for p in module.parameters() if p.requires_grad], run.param_grads):
                     if g is not None:
                         p.sub_(LR * g)
         for (name, m), (_, b) in zip(manual.state_dict().items(), builtin.state_dict().items()):
-            assert_same(m, b, f"{here}: {name} after the SGD step", dtype)
+            assert_same(m, b, f"{here}: {name} after the SGD step", dtype, tol)
 
 
 @functools.cache

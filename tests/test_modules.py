@@ -62,7 +62,7 @@ def test_training_steps_then_eval_match_builtin(case: ModuleCase) -> None:
         for kind, module in modules.items():
             x = batch(case, step)
             torch.manual_seed(step)  # dropout: the manual mask is the built-in's on CPU
-            out = module(x)
+            out = case.call(module, x)
             (out * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
             results[kind] = (out, x.grad, {n: p.grad for n, p in module.named_parameters()})
             if optims[kind] is not None:
@@ -82,7 +82,7 @@ def test_training_steps_then_eval_match_builtin(case: ModuleCase) -> None:
     for module in modules.values():
         module.eval()
     with torch.no_grad():
-        out, ref = (modules[k](batch(case, 9)) for k in ("manual", "builtin"))
+        out, ref = (case.call(modules[k], batch(case, 9)) for k in ("manual", "builtin"))
     torch.testing.assert_close(out, ref, msg=f"{case.id}: eval-mode output differs")
 
 

@@ -246,7 +246,7 @@ def _torch_parameters(name: str) -> list[inspect.Parameter]:
     try:
         return list(inspect.signature(fn).parameters.values())
     except ValueError:
-        head = fn.__doc__.strip().splitlines()[0].split("->")[0]
+        head = " ".join(fn.__doc__.strip().split("->")[0].split())  # the signature may span lines
         args = ast.parse(f"def f{head[head.index('(') :]}: pass").body[0].args  # type: ignore[attr-defined]
         defaults = [None] * (len(args.args) - len(args.defaults)) + list(args.defaults)
         return [

@@ -1460,6 +1460,350 @@ NORMALIZE = OpSpec(
 )
 
 
+# ------------------------------------------------------------------------ attention, multi-head attention
+def _attention_inputs(
+    q: tuple[int, ...], k: tuple[int, ...], v: tuple[int, ...], mask: str | None = None
+) -> InputFactory:
+    """Standard normal q, k, v of these shapes, then the mask of ``(L, S)``: ``"bool"`` (a third of the keys
+    masked out, none of the rows fully), ``"row"`` (bool, row 1 fully masked), ``"float"`` (normal values)."""
+    L, S = q[-2], k[-2]
+
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, ...]:
+        tensors = tuple(randn(shape, dtype, device, i) for i, shape in enumerate((q, k, v)))
+        if mask is None:
+            return tensors
+        if mask == "float":
+            return (*tensors, randn((L, S), dtype, device, 3))
+        allowed = (torch.arange(L * S).view(L, S) % 3 != 1).to(device)
+        allowed[:, 0] = True
+        if mask == "row":
+            allowed[1] = False
+        return (*tensors, allowed)
+
+    return inputs
+
+
+SCALED_DOT_PRODUCT_ATTENTION = OpSpec(
+    OPS["scaled_dot_product_attention"],
+    samples=(
+        Sample("4d-heads", _attention_inputs((2, 2, 3, 4), (2, 2, 5, 4), (2, 2, 5, 3)), (0, 1, 2)),
+        Sample("3d", _attention_inputs((2, 3, 4), (2, 4, 4), (2, 4, 2)), (0, 1, 2)),
+        Sample("bool-mask", _attention_inputs((2, 3, 4), (2, 5, 4), (2, 5, 2), "bool"), (0, 1, 2)),
+        Sample("fully-masked-row", _attention_inputs((2, 3, 4), (2, 5, 4), (2, 5, 2), "row"), (0, 1, 2)),
+        Sample("float-mask", _attention_inputs((2, 3, 4), (2, 5, 4), (2, 5, 2), "float"), (0, 1, 2, 3)),
+        Sample("causal", _attention_inputs((2, 4, 3), (2, 4, 3), (2, 4, 2)), (0, 1, 2), {"is_causal": True}),
+        Sample(
+            "causal-L>S", _attention_inputs((2, 5, 3), (2, 3, 3), (2, 3, 2)), (0, 1, 2), {"is_causal": True}
+        ),
+        Sample("scale", _attention_inputs((2, 3, 4), (2, 4, 4), (2, 4, 2)), (0, 1, 2), {"scale": 0.7}),
+        Sample(
+            "gqa",
+            _attention_inputs((1, 4, 3, 2), (1, 2, 4, 2), (1, 2, 4, 3)),
+            (0, 1, 2),
+            {"enable_gqa": True},
+        ),
+        Sample("dropout", _attention_inputs((2, 3, 4), (2, 4, 4), (2, 4, 2)), (0, 1, 2), {"dropout_p": 0.3}),
+    ),
+    errors=(
+        ErrorInput(
+            "dtype mismatch",
+            lambda f: f(arbitrary(2, 3, 4), arbitrary(2, 3, 4), arbitrary(2, 3, 4, dtype=torch.float64)),
+            RuntimeError,
+            r"Expected query, key, and value to have the same dtype",
+        ),
+        ErrorInput(
+            "feature size",
+            lambda f: f(arbitrary(2, 3, 4), arbitrary(2, 5, 3), arbitrary(2, 5, 2)),
+            RuntimeError,
+            r"key must have shape \(\.\.\., S, E=4\)",
+        ),
+        ErrorInput(
+            "key and value lengths",
+            lambda f: f(arbitrary(2, 3, 4), arbitrary(2, 5, 4), arbitrary(2, 6, 2)),
+            RuntimeError,
+            r"value must have shape \(\.\.\., S=5, Ev\)",
+        ),
+        ErrorInput(
+            "dropout_p > 1",
+            lambda f: f(arbitrary(2, 3, 4), arbitrary(2, 3, 4), arbitrary(2, 3, 4), dropout_p=1.5),
+            RuntimeError,
+            r"dropout probability has to be between 0 and 1, but got 1.5",
+        ),
+        ErrorInput(
+            "is_causal with attn_mask",
+            lambda f: f(
+                arbitrary(2, 3, 4),
+                arbitrary(2, 3, 4),
+                arbitrary(2, 3, 4),
+                torch.ones(3, 3, dtype=torch.bool),
+                0.0,
+                True,
+            ),
+            RuntimeError,
+            r"Explicit attn_mask should not be set when is_causal=True",
+        ),
+        ErrorInput(
+            "integer mask",
+            lambda f: f(
+                arbitrary(2, 3, 4), arbitrary(2, 3, 4), arbitrary(2, 3, 4), torch.ones(3, 3, dtype=torch.long)
+            ),
+            RuntimeError,
+            r"Expected attn_mask dtype to be bool or float",
+        ),
+        ErrorInput(
+            "mask shape",
+            lambda f: f(
+                arbitrary(2, 3, 4), arbitrary(2, 5, 4), arbitrary(2, 5, 4), torch.ones(4, 5, dtype=torch.bool)
+            ),
+            RuntimeError,
+            r"attn_mask must be broadcastable to the scores' shape \(2, 3, 5\)",
+        ),
+        ErrorInput(
+            "gqa heads",
+            lambda f: f(arbitrary(1, 3, 2, 4), arbitrary(1, 2, 2, 4), arbitrary(1, 2, 2, 4), enable_gqa=True),
+            RuntimeError,
+            r"Number of heads in key and value must divide the number of heads in query",
+        ),
+        ErrorInput(
+            "integer query",
+            lambda f: f(torch.ones(2, 3, 4, dtype=torch.long), arbitrary(2, 3, 4), arbitrary(2, 3, 4)),
+            RuntimeError,
+            r"query must be a floating-point tensor, got dtype torch.int64",
+        ),
+    ),
+    opinfo="nn.functional.scaled_dot_product_attention",
+    images=False,
+)
+
+
+def _mha_inputs(
+    L: int,
+    S: int,
+    N: int | None,
+    E: int,
+    heads: int,
+    kdim: int | None = None,
+    vdim: int | None = None,
+    bias: bool = True,
+    bias_kv: bool = False,
+    zero_attn: bool = False,
+    p: float = 0.0,
+    kpm: str | None = None,
+    mask: str | None = None,
+    need_weights: bool = True,
+) -> InputFactory:
+    """The positional arguments of ``multi_head_attention_forward``: query ``(L, N, E)``, key
+    ``(S, N, kdim)``, value ``(S, N, vdim)`` (no ``N`` when None: unbatched), the projections (separate
+    when kdim or vdim is given), ``training=True``, a key padding mask (``"bool"``: the last key of the
+    first sequence padded; ``"float"``), ``need_weights`` and an ``(L, S)`` attention mask (``"bool"``:
+    causal; ``"float"``)."""
+    separate = kdim is not None or vdim is not None
+    kdim, vdim = kdim or E, vdim or E
+    lead = () if N is None else (N,)
+
+    def inputs(dtype: torch.dtype, device: torch.device) -> tuple[Any, ...]:
+        def r(shape: tuple[int, ...], seed: int) -> torch.Tensor:
+            return randn(shape, dtype, device, seed).mul(0.5)
+
+        q, k, v = r((L, *lead, E), 0), r((S, *lead, kdim), 1), r((S, *lead, vdim), 2)
+        in_w = None if separate else r((3 * E, E), 3)
+        in_b = r((3 * E,), 4) if bias else None
+        bk, bv = (r((1, 1, E), 5), r((1, 1, E), 6)) if bias_kv else (None, None)
+        out_w, out_b = r((E, E), 7), (r((E,), 8) if bias else None)
+        padding = None
+        if kpm == "bool":
+            padding = torch.zeros(*lead, S, dtype=torch.bool, device=device)
+            padding[..., -1] = N is None  # unbatched: the last key; batched: the first sequence's last key
+            if N is not None:
+                padding[0, -1] = True
+        elif kpm == "float":
+            padding = r((*lead, S), 9)
+        attn = None
+        if mask == "bool":
+            attn = torch.ones(L, S, dtype=torch.bool, device=device).triu(1)  # True: not allowed
+        elif mask == "float":
+            attn = r((L, S), 10)
+        args = [
+            q,
+            k,
+            v,
+            E,
+            heads,
+            in_w,
+            in_b,
+            bk,
+            bv,
+            zero_attn,
+            p,
+            out_w,
+            out_b,
+            True,
+            padding,
+            need_weights,
+        ]
+        args += [attn]
+        if separate:
+            args += [True, r((E, E), 11), r((E, kdim), 12), r((E, vdim), 13)]
+        return tuple(args)
+
+    return inputs
+
+
+def _mha_grad_inputs(separate: bool = False, bias: bool = True, bias_kv: bool = False) -> tuple[int, ...]:
+    """Positions of the differentiable arguments of :func:`_mha_inputs`' tuple."""
+    positions = [0, 1, 2, 11]
+    positions += [] if separate else [5]
+    positions += [6, 12] if bias else []
+    positions += [7, 8] if bias_kv else []
+    positions += [18, 19, 20] if separate else []
+    return tuple(sorted(positions))
+
+
+def _attention_weights(fn: Callable[..., Any]) -> Callable[..., torch.Tensor]:
+    """``fn`` returning ``(output, weights)``, keeping the attention weights."""
+
+    @functools.wraps(fn)
+    def call(*args: Any) -> torch.Tensor:
+        return fn(*args)[1]
+
+    return call
+
+
+def _mha_sample(label: str, *, wrap: Callable[..., Any] = _first_output, **kw: Any) -> Sample:
+    shape = {"L": 3, "S": 4, "N": 2, "E": 4, "heads": 2}
+    average = kw.pop("average_attn_weights", True)
+    for name in ("L", "S", "N", "E", "heads"):
+        shape[name] = kw.pop(name, shape[name])
+    grads = _mha_grad_inputs(
+        kw.get("kdim") is not None or kw.get("vdim") is not None,
+        kw.get("bias", True),
+        kw.get("bias_kv", False),
+    )
+    if wrap is _attention_weights:  # the output projection plays no part in the weights
+        grads = tuple(i for i in grads if i not in (2, 11, 12))  # nor the value
+    kwargs = {} if average else {"average_attn_weights": False}
+    return Sample(label, _mha_inputs(**shape, **kw), grads, kwargs, wrap=wrap)
+
+
+def _mha_forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Self-attention: ``module(x, x, x)``, the output."""
+    return module(x, x, x)[0]
+
+
+def _mha_forward_kv_dims(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Key of 3 features and value of 5, cut and padded from ``x`` (4 features)."""
+    return module(x, x[..., :3], torch.cat([x, x[..., :1]], -1))[0]
+
+
+MULTI_HEAD_ATTENTION_FORWARD = OpSpec(
+    OPS["multi_head_attention_forward"],
+    samples=(
+        _mha_sample("packed"),
+        _mha_sample("unbatched", N=None),
+        _mha_sample("separate-kdim-vdim", kdim=3, vdim=5),
+        _mha_sample("no-bias", bias=False),
+        _mha_sample("bias-kv-zero-attn", bias_kv=True, zero_attn=True),
+        _mha_sample("key-padding-bool", kpm="bool"),
+        _mha_sample("float-masks", kpm="float", mask="float"),
+        _mha_sample("causal-mask", mask="bool", need_weights=False),
+        _mha_sample("weights-averaged", wrap=_attention_weights, kpm="bool"),
+        _mha_sample("weights-per-head", wrap=_attention_weights, average_attn_weights=False),
+        _mha_sample("dropout", p=0.3),
+    ),
+    modules=module_cases(
+        mnn.MultiheadAttention,
+        nn.MultiheadAttention,
+        ((4, 2), (3, 2, 4), {}, _mha_forward),
+        ((4, 2), (2, 3, 4), {"batch_first": True}, _mha_forward),
+        ((4, 2), (3, 2, 4), {"kdim": 3, "vdim": 5}, _mha_forward_kv_dims),
+        ((4, 2), (3, 2, 4), {"bias": False}, _mha_forward),
+        ((4, 2), (3, 2, 4), {"add_bias_kv": True, "add_zero_attn": True}, _mha_forward),
+        ((4, 2), (3, 2, 4), {"dropout": 0.5}, _mha_forward),
+    ),
+    errors=(
+        ErrorInput(
+            "embed_dim_to_check",
+            lambda f: f(
+                *_mha_inputs(3, 4, 2, 4, 2)(torch.float32, torch.device("cpu"))[:3],
+                6,
+                2,
+                None,
+                None,
+                None,
+                None,
+                False,
+                0.0,
+                arbitrary(4, 4),
+                None,
+            ),
+            AssertionError,
+            r"was expecting embedding dimension of 6, but got 4",
+        ),
+        ErrorInput(
+            "heads",
+            lambda f: f(
+                arbitrary(3, 2, 4),
+                arbitrary(4, 2, 4),
+                arbitrary(4, 2, 4),
+                4,
+                3,
+                arbitrary(12, 4),
+                None,
+                None,
+                None,
+                False,
+                0.0,
+                arbitrary(4, 4),
+                None,
+            ),
+            AssertionError,
+            r"embed_dim 4 not divisible by num_heads 3",
+        ),
+        ErrorInput(
+            "key and value shapes",
+            lambda f: f(
+                arbitrary(3, 2, 4),
+                arbitrary(4, 2, 4),
+                arbitrary(5, 2, 4),
+                4,
+                2,
+                arbitrary(12, 4),
+                None,
+                None,
+                None,
+                False,
+                0.0,
+                arbitrary(4, 4),
+                None,
+            ),
+            AssertionError,
+            r"key shape .* does not match value shape",
+        ),
+        ErrorInput(
+            "4-D query",
+            lambda f: f(
+                arbitrary(1, 3, 2, 4),
+                arbitrary(1, 4, 2, 4),
+                arbitrary(1, 4, 2, 4),
+                4,
+                2,
+                arbitrary(12, 4),
+                None,
+                None,
+                None,
+                False,
+                0.0,
+                arbitrary(4, 4),
+                None,
+            ),
+            AssertionError,
+            r"query should be unbatched 2D or batched 3D tensor but received 4-D query tensor",
+        ),
+    ),
+    opinfo="nn.functional.multi_head_attention_forward",
+)
+
+
 SPECS: dict[str, OpSpec] = {
     spec.name: spec
     for spec in (
@@ -1496,6 +1840,8 @@ SPECS: dict[str, OpSpec] = {
         SOFTPLUS,
         MISH,
         NORMALIZE,
+        SCALED_DOT_PRODUCT_ATTENTION,
+        MULTI_HEAD_ATTENTION_FORWARD,
     )
 }
 """Every manual operator's spec, by name, in the order of :data:`custom_ops.registry.OPS`."""

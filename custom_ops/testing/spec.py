@@ -55,13 +55,20 @@ class ErrorInput:
 
 @dataclass(frozen=True)
 class ModuleCase:
-    """A manual module class, its built-in twin, constructor arguments and an input shape."""
+    """A manual module class, its built-in twin, constructor arguments and an input shape; ``forward``, when
+    given, is how the tests call a module on that one input (``forward(module, x)``, a tensor: e.g.
+    attention's ``module(x, x, x)[0]``), else ``module(x)``."""
 
     manual: type[nn.Module]
     builtin: type[nn.Module]
     args: tuple[Any, ...]
     input_shape: tuple[int, ...]
     kwargs: dict[str, Any] = field(default_factory=dict)
+    forward: Callable[[nn.Module, torch.Tensor], torch.Tensor] | None = None
+
+    def call(self, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """The module's output on ``x``, as :attr:`forward` says."""
+        return module(x) if self.forward is None else self.forward(module, x)
 
     @property
     def id(self) -> str:
@@ -71,8 +78,8 @@ class ModuleCase:
 def module_cases(
     manual: type[nn.Module], builtin: type[nn.Module], *examples: tuple[Any, ...]
 ) -> tuple[ModuleCase, ...]:
-    """The :class:`ModuleCase` of each example ``(args, input_shape)`` or ``(args, input_shape, kwargs)``
-    of one module twin."""
+    """The :class:`ModuleCase` of each example ``(args, input_shape)``, ``(args, input_shape, kwargs)`` or
+    ``(args, input_shape, kwargs, forward)`` of one module twin."""
     return tuple(ModuleCase(manual, builtin, *example) for example in examples)
 
 
@@ -94,6 +101,8 @@ class OpSpec:
         errors: inputs the manual op must refuse, with the exception type and message.
         opinfo: the name of the built-in's ``OpInfo`` in torch's ``op_db``, whose sample and error inputs
             ``tests/test_conformance.py`` runs through the manual op; None when there is none.
+        images: a 4-D first input is an image batch ``(N, C, H, W)``, so its ``channels_last`` layout
+            makes sense (False for attention, whose 4-D inputs are ``(N, heads, L, E)``).
     """
 
     facts: OpFacts
@@ -102,6 +111,7 @@ class OpSpec:
     modules: tuple[ModuleCase, ...] = ()
     errors: tuple[ErrorInput, ...] = ()
     opinfo: str | None = None
+    images: bool = True
 
     @property
     def name(self) -> str:
@@ -198,7 +208,7 @@ class OpCase:
     @property
     def spatial(self) -> bool:
         """The first input is ``(N, C, H, W)``, so a ``channels_last`` variant makes sense."""
-        return self.sample.make_inputs(torch.float64, torch.device("cpu"))[0].dim() == 4
+        return self.spec.images and self.sample.make_inputs(torch.float64, torch.device("cpu"))[0].dim() == 4
 
     def inputs(
         self,

@@ -118,15 +118,9 @@ def _why_kept(module: nn.Module, table: dict[type[nn.Module], type[nn.Module]]) 
     return "no twin"
 
 
-# Attention blocks, by qualified class name: what their forward computes, and whether their child layers
-# are only parameter holders (nn.MultiheadAttention's out_proj is never called: its weight is used in
-# F.multi_head_attention_forward), so that the report lists the block and not those children.
+# Attention blocks without a twin, by qualified class name: what their forward computes, and whether their
+# child layers are only parameter holders, so that the report lists the block and not those children.
 _ATTENTION: dict[str, tuple[str, bool]] = {
-    "torch.nn.modules.activation.MultiheadAttention": (
-        "attention, no twin: input projections (linear), scaled dot-product attention and output "
-        "projection (linear), all in F.multi_head_attention_forward",
-        True,
-    ),
     "torchvision.models.swin_transformer.ShiftedWindowAttention": (
         "attention: F.linear on the qkv and proj weights (those layers are never called), q·kᵀ and "
         "attention·v matmuls, relative position bias, F.softmax and F.dropout in its forward",
@@ -188,7 +182,11 @@ def _swap(
             elif new_cls is mnn.Dropout:
                 module.generator = None
             report.swapped.append((label, cls.__name__, _qualname(new_cls)))
+            if issubclass(cls, nn.MultiheadAttention):
+                holders.append(f"{name}." if name else "")  # out_proj: its weight is used, it is never called
         elif cls in already or name.startswith(tuple(holders)):
+            if issubclass(cls, nn.MultiheadAttention):
+                holders.append(f"{name}." if name else "")
             continue
         elif (attention := _attention(module)) is not None:
             computes, children_hold_parameters = attention

@@ -270,6 +270,40 @@ def _sandwiches(n: int, d: int, o: int, conv: Sequence[tuple[int, int, int, int]
     return cases
 
 
+def _attention(n: int, heads: int, length: int, head_dim: int) -> OpCase:
+    """Self-attention on ``(n, heads, length, head_dim)`` queries, keys and values (ViT-tiny: 8, 3, 197,
+    64): the manual attention saves the ``(n, heads, length, length)`` probabilities, the built-in's fused
+    CPU kernel one log-sum-exp per query row."""
+    shape = (n, heads, length, head_dim)
+    return _case("scaled_dot_product_attention", _shape(shape), normal(shape, shape, shape), (0, 1, 2))
+
+
+def _multi_head_attention(length: int, n: int, embed_dim: int, heads: int) -> OpCase:
+    """``nn.MultiheadAttention``'s functional form on ``(length, n, embed_dim)`` self-attention inputs,
+    packed projections with biases, no weights returned (what torchvision's ViT asks for)."""
+
+    def inputs(dt: torch.dtype, dev: torch.device) -> tuple[Any, ...]:
+        x = (length, n, embed_dim)
+        w, b = randn((3 * embed_dim, embed_dim), dt, dev, 3), randn((3 * embed_dim,), dt, dev, 4)
+        out_w, out_b = randn((embed_dim, embed_dim), dt, dev, 5), randn((embed_dim,), dt, dev, 6)
+        q, k, v = (randn(x, dt, dev, i).mul_(0.1) for i in range(3))
+        return (q, k, v, embed_dim, heads, w.mul_(0.1), b, None, None, False, 0.0, out_w.mul_(0.1), out_b)
+
+    return _case(
+        "multi_head_attention_forward",
+        f"{heads}heads-{_shape((length, n, embed_dim))}",
+        inputs,
+        (0, 1, 2, 5, 6, 11, 12),
+        kwargs={"need_weights": False},
+        wrap=_first,
+    )
+
+
+def _first(fn: Callable[..., Any]) -> Callable[..., torch.Tensor]:
+    """``fn`` returning ``(output, weights)``, keeping the output."""
+    return lambda *args: fn(*args)[0]
+
+
 def _sized(size: str, explicit: list[OpCase], feature_map: tuple[int, ...]) -> tuple[OpCase, ...]:
     """The ``explicit`` cases and, for every other op whose spec has a sample of one ``(N, C, H, W)`` input
     (activations, pooling), that sample on a ``feature_map``; labels prefixed with ``size``."""
@@ -303,6 +337,8 @@ BENCH_CASES: dict[str, tuple[OpCase, ...]] = {
             *_losses(128, 10),
             *_sandwiches(128, 3072, 100, [(64, 3, 32, 32), (64, 32, 16, 64)]),
             *_attention_products(64, 4, 16, 32),
+            _attention(64, 2, 16, 32),
+            _multi_head_attention(16, 64, 64, 2),
         ],
         (64, 32, 16, 16),
     ),
@@ -322,6 +358,8 @@ BENCH_CASES: dict[str, tuple[OpCase, ...]] = {
             _group_norm((8, 64, 56, 56), 32),
             *_losses(8, 1000),
             *_attention_products(512, 3, 49, 32),  # Swin-T's first stage: 8 images of 64 windows
+            _attention(8, 3, 197, 64),
+            _multi_head_attention(197, 8, 192, 3),
         ],
         (8, 64, 56, 56),
     ),
