@@ -253,13 +253,14 @@ plt.show()
 # %%
 # Read the table against the lecture. Sigmoid's outputs are all positive (mean near 1/2) and its first
 # layer's gradient is orders of magnitude smaller than its last layer's: the vanishing gradient. Tanh is
-# zero-centred; with four times the weights most of its units sit on the flat parts (the slope column),
-# and its gradients are no longer of one size across layers. At this initialisation ReLU's outputs
-# shrink layer after layer (it zeroes about half of each layer's pre-activations, the slope column; He's
-# initialisation, twice the variance, is ReLU's). ELU's negative side moves the means
-# towards zero. SELU's constants make mean 0 and variance 1 a fixed point of a layer at this
-# initialisation, so its outputs keep both through all the layers (self-normalisation). SELU layer by
-# layer:
+# zero-centred; with four times the weights about half of its units sit on the flat parts (the slope
+# column), and the gradient no longer keeps its size across layers: the large weights multiply it on its
+# way back faster than the flat slopes shrink it, so the first layer's is the largest. At this
+# initialisation ReLU's outputs shrink layer after layer (it zeroes about half of each layer's
+# pre-activations, the slope column; He's initialisation, twice the variance, is ReLU's). ELU's negative
+# side moves the means towards zero. SELU's constants make mean 0 and variance 1 a fixed point of a layer
+# at this initialisation, so its outputs keep both through all the layers (self-normalisation). SELU layer
+# by layer:
 means, stds, _, _ = stats["SELU"]
 print("SELU mean:", " ".join(f"{m:+.2f}" for m in means))
 print("SELU std: ", " ".join(f"{s:.2f}" for s in stds))
@@ -284,7 +285,7 @@ batch_size, heads, length, head_dim = 1, 2, 8, 16
 shape = (batch_size, heads, length, head_dim)
 q, k, v = (torch.randn(shape, dtype=dtype, requires_grad=True) for _ in range(3))
 out, probs = attention_file.attention_and_weights(q, k, v, is_causal=True, need_weights=True)
-fig, axes = plt.subplots(1, heads, figsize=(7, 3.4))
+fig, axes = plt.subplots(1, heads, figsize=(6.5, 3), layout="constrained")
 for head, ax in enumerate(axes):
     image = ax.imshow(probs[0, head].detach(), cmap="viridis", vmin=0, vmax=1)
     ax.set_title(f"head {head}: P")
