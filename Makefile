@@ -18,10 +18,12 @@ install: $(STAMP)
 train: $(STAMP)
 	$(BIN)/cs231n fit --config configs/two_layer_default.yaml
 
-## The test suite (CPU; CUDA tests are skipped without a GPU), on one thread unless OMP_NUM_THREADS says
-## otherwise: its tensors are small, and a second thread only adds overhead.
+## The test suite (CPU; CUDA tests are skipped without a GPU) in PYTEST_WORKERS processes (pytest-xdist;
+## default 2, one per core here), each on one thread unless OMP_NUM_THREADS says otherwise: the tensors are
+## small, so a second thread only adds overhead where a second process halves the time.
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest
+	OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} $(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -515,12 +515,13 @@ def test_opinfo_batched_grad(info: OpInfo, index: int) -> None:
 MODULEINFOS: list[ModuleInfo] = [info for info in module_db if info.module_cls in MODULE_TWINS]
 LR = 0.1
 FLOAT32_MODULE_TOLERANCE: dict[type[nn.Module], dict[str, float]] = {
-    nn.MultiheadAttention: {"rtol": 1e-4, "atol": 1e-3},
+    nn.MultiheadAttention: {"rtol": 1e-3, "atol": 1e-3},
 }
 """float32 tolerances of the module steps where the default is below torch's own float32 error: after an SGD
-step on the ModuleInfo's 3-feature inputs, multi-head attention's in-projection gradients reach ~50 and
-torch's float32 result is up to ~1.5e-4 from its float64 one (the manual one as close or closer), so the two
-float32 results can differ by a few 1e-4 (float64 is checked at the default tolerance)."""
+step on the ModuleInfo's 3-feature inputs, multi-head attention's in-projection gradients reach ~50-130 and
+torch's float32 result is up to ~1.5e-4 (relative) from its float64 one (the manual one as close or closer),
+so the two float32 results can differ by a few 1e-4 relative (float64 is checked at the default
+tolerance)."""
 
 
 def build(cls: type[nn.Module], args: Any, kwargs: Any, device: str, dtype: torch.dtype) -> nn.Module:
@@ -539,7 +540,8 @@ def step_twice(
     """Identical built-in and manual modules, two steps of forward / backward / SGD, compared at each."""
     manual_cls = MODULE_TWINS[builtin_cls]
     tol = FLOAT32_MODULE_TOLERANCE.get(builtin_cls) if dtype == torch.float32 else None
-    builtin = build(builtin_cls, constructor.args, constructor.kwargs, device, dtype)
+    with seeded(0, device):  # the same initial weights whatever ran before (and under pytest-xdist)
+        builtin = build(builtin_cls, constructor.args, constructor.kwargs, device, dtype)
     manual = build(manual_cls, constructor.args, constructor.kwargs, device, dtype)
     manual.load_state_dict(builtin.state_dict())
     builtin.train(training)

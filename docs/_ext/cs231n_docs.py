@@ -30,6 +30,7 @@ ROOT = DOCS.parent
 GENERATED = DOCS / "_generated"
 OP_PAGES = DOCS / "ops" / "generated"
 BENCH_JSON = DOCS / "bench" / "cpu-float32.json"
+BENCH_MORE_JSON = DOCS / "bench" / "cpu-float32-activations-attention.json"
 COVERAGE_JSON = DOCS / "coverage" / "torchvision.json"
 COVERAGE_TIMM_JSON = DOCS / "coverage" / "timm.json"
 FIGURES = DOCS / "figures"
@@ -445,6 +446,7 @@ def figure_tables() -> dict[str, str]:
 
 def write_measured_tables() -> None:
     _write(GENERATED / "bench.md", bench_markdown())
+    _write(GENERATED / "bench_activations_attention.md", bench_markdown(BENCH_MORE_JSON))
     _write(GENERATED / "coverage.md", coverage_markdown())
     _write(GENERATED / "coverage_timm.md", coverage_markdown(COVERAGE_TIMM_JSON))
     for name, text in figure_tables().items():
