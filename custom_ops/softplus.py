@@ -30,6 +30,17 @@ mish gives NaN.
 Saved: the input only (the built-ins save it too). The backwards are ordinary differentiable tensor
 expressions of ``x``, so double backward and forward-over-reverse work.
 
+The tuned formulations (``tuned_*``, the default path) compute the same values in place on a few fresh
+temporaries, with float-only kernels: softplus's threshold switch is a float step ``[beta x > threshold]``
+made from ``sign`` and ``clamp`` (a bool mask and ``where`` cost many float passes each on CPU), and Mish
+takes ``tanh(softplus(x))`` from one sigmoid, ``s = sigmoid(x)``, ``p = s (2 - s)``: ``tanh(softplus(x))
+= ((1 + e^x)^2 - 1) / ((1 + e^x)^2 + 1) = p / (2 - p)`` (``1 + e^x = 1 / (1 - s)``), which neither
+cancels nor overflows (the sigmoid is cheaper than ``exp``, ``log1p`` and ``tanh`` together). They are
+fused kernels (:func:`custom_ops.fused.kernel`): with fusion on, each runs as one compiled pass. As for the
+other activations they run on the plain first-order path only
+(:func:`custom_ops._transforms.pointwise_reference`): the derivatives of a double backward are the
+reference formulas', torch's at the threshold.
+
 In place (Mish's ``inplace=True``, as torch's ``mish_``): as the activations of
 :mod:`custom_ops.activations` (its ``_pointwise`` wrapper runs it): the result is written into ``x``, which
 is marked dirty, and the slope is computed from a copy of ``x`` taken before it is overwritten. torch's
@@ -41,13 +52,15 @@ MPS) autocast softplus runs in float32, as torch's autocast lists it; Mish runs 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
-from . import _autocast
+from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating
 from ._function import fast_apply, without_jvp
+from ._transforms import pointwise_reference
 from .activations import _input_grads, _output_tangent, _pointwise, _save_input, _vmap_elementwise
 
 
@@ -124,6 +137,91 @@ def mish_jvp(x_dot: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return out_dot
 
 
+# ---------------------------------------------------------------------------- the tuned formulations
+# The threshold switch as a float step: [bx > threshold] = max(sign(bx - threshold), 0) (a difference of
+# two distinct floats is never 0, so the step is exact at the seam; sign(NaN) is 0 and the NaN stays in
+# the other terms). Three cheap passes where the reference's two comparisons and two selects cost many.
+# The products with dout (or x_dot) are out of place: under vmap of the backward the incoming gradient is
+# batched and the slope is not.
+def _smooth_argument(bx: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(m, step)`` from the fresh ``bx = beta x`` (overwritten): ``step = [bx > threshold]`` and
+    ``m = min(bx, threshold)`` below the threshold, ``-max`` (a very negative finite number: ``exp`` of it
+    is 0) above it, so that the smooth branch is exactly 0 where the identity takes over, without an inf
+    (``threshold`` above ``exp``'s overflow) or a product with 0 to remove it."""
+    step = torch.sub(bx, threshold).sign_().clamp_min_(0)
+    m = bx.clamp_max_(threshold).sub_(step, alpha=torch.finfo(bx.dtype).max)
+    return m, step
+
+
+@fused.kernel
+def tuned_softplus_forward(x: torch.Tensor, beta: float, threshold: float) -> torch.Tensor:
+    """``log1p(exp(beta x)) / beta``, or ``x`` where ``beta x > threshold``: the smooth branch (0 above the
+    threshold) plus ``x`` times the step."""
+    if threshold == math.inf:  # no identity branch: the smooth one everywhere, as the reference
+        return torch.mul(x, beta).exp_().log1p_().div_(beta)
+    m, step = _smooth_argument(x * beta, threshold)
+    out = m.exp_().log1p_()
+    if beta != 1:
+        out.div_(beta)
+    # x where the step is 0 must be finite (inf * 0 is NaN): -inf x (beta < 0: +inf x) sits below the
+    # threshold, and the largest float stands in for it. Where the step is 1, x is kept as it is.
+    big = torch.finfo(x.dtype).max
+    identity = x.clamp_min(-big) if beta > 0 else x.clamp_max(big)
+    return out.addcmul_(identity, step)
+
+
+@fused.kernel
+def tuned_softplus_backward(
+    dout: torch.Tensor, x: torch.Tensor, beta: float, threshold: float
+) -> torch.Tensor:
+    """``dout * f'(x)``, ``f'(x) = sigmoid(beta x)`` (1 where ``beta x > threshold``); also the tuned jvp,
+    with the tangent ``x_dot`` for ``dout``."""
+    bx = x * beta
+    if threshold > math.log(torch.finfo(x.dtype).max) - 1:
+        # exp(bx) can overflow below the threshold: z / (z + 1) as the reference, NaN there as torch's.
+        m, step = _smooth_argument(bx, threshold)
+        z = m.exp_()
+        slope = z.div_(z + 1).add_(step)  # 0 + 1 above the threshold (z is 0 there)
+    else:
+        # sigmoid(bx) = z / (z + 1) in one kernel, no overflow. The slope is 1 above the threshold, and
+        # 1 >= sigmoid: the larger of the two. bx's clamp to [-max, threshold] leaves bx - m = 0 up to
+        # the threshold, > 0 above, -inf (a step of -1, below any sigmoid) at bx = -inf.
+        m = bx.clamp(-torch.finfo(x.dtype).max, threshold)
+        step = bx.sub_(m).sign_()
+        slope = torch.maximum(m.sigmoid_(), step)
+    return dout * slope
+
+
+# Mish from one sigmoid s = sigmoid(x): p = s (2 - s) = 1 - (1 - s)^2 and tanh(softplus(x)) = p / (2 - p)
+# (no cancellation: 2 - p is in [1, 2]; no overflow), where the reference takes exp, log1p and tanh (the
+# priciest of the three) in five passes with two selects.
+def _mish_gate(s: torch.Tensor) -> torch.Tensor:
+    """``t = tanh(softplus(x)) = p / (2 - p)``, ``p = s (2 - s)``, from ``s = sigmoid(x)`` (kept)."""
+    p = torch.rsub(s, 2).mul_(s)
+    return p.div_(torch.rsub(p, 2))
+
+
+@fused.kernel
+def tuned_mish_forward(x: torch.Tensor) -> torch.Tensor:
+    """``x tanh(softplus(x))``, with ``tanh(softplus(x)) = p / (2 - p)``, ``p = s (2 - s)``."""
+    return _mish_gate(torch.sigmoid(x)).mul_(x)
+
+
+@fused.kernel
+def tuned_mish_backward(dout: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``dout * (t + x s (1 - t^2))``; also the tuned jvp, with the tangent ``x_dot`` for ``dout``."""
+    s = torch.sigmoid(x)
+    u = torch.rsub(s, 1)  # 1 - s
+    p = torch.rsub(s, 2).mul_(s)
+    d = torch.rsub(p, 2)
+    t = p.div_(d)
+    # 1 - t^2 = 4 (1 - p) / (2 - p)^2 = 4 (u / d)^2: accurate where t is close to 1 (1 - t * t is not:
+    # near 1 the rounding of t is most of it).
+    scaled = u.div_(d).square_().mul_(s)  # s (1 - t^2) / 4
+    slope = t.addcmul_(scaled, x, value=4)
+    return dout * slope
+
+
 # ------------------------------------------------------------------------------------- the Functions
 @fast_apply
 class SoftplusFunction(torch.autograd.Function):
@@ -137,7 +235,9 @@ class SoftplusFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(x: torch.Tensor, beta: float, threshold: float) -> torch.Tensor:
-        return softplus_forward(x, beta, threshold)
+        if pointwise_reference():
+            return softplus_forward(x, beta, threshold)
+        return tuned_softplus_forward(x, beta, threshold)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[torch.Tensor, float, float], output: torch.Tensor) -> None:
@@ -148,12 +248,16 @@ class SoftplusFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         (x,) = ctx.saved_tensors
-        return softplus_backward(dout, x, ctx.beta, ctx.threshold), None, None
+        if pointwise_reference():
+            return softplus_backward(dout, x, ctx.beta, ctx.threshold), None, None
+        return tuned_softplus_backward(dout, x, ctx.beta, ctx.threshold), None, None
 
     @staticmethod
     def jvp(ctx: Any, x_dot: torch.Tensor, *_: None) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        return softplus_jvp(x_dot, x, ctx.beta, ctx.threshold)
+        if pointwise_reference():
+            return softplus_jvp(x_dot, x, ctx.beta, ctx.threshold)
+        return tuned_softplus_backward(x_dot, x, ctx.beta, ctx.threshold)
 
 
 @fast_apply
@@ -168,8 +272,10 @@ class MishFunction(torch.autograd.Function):
     @staticmethod
     def forward(x: torch.Tensor, original: torch.Tensor | None) -> torch.Tensor:
         if original is None:
-            return mish_forward(x)
-        return x.copy_(mish_forward(original))
+            return mish_forward(x) if pointwise_reference() else tuned_mish_forward(x)
+        if pointwise_reference():
+            return x.copy_(mish_forward(original))
+        return x.copy_(tuned_mish_forward(original))
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[torch.Tensor, Any], output: torch.Tensor) -> None:
@@ -178,12 +284,14 @@ class MishFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         (x,) = ctx.saved_tensors
-        return _input_grads(ctx, mish_backward(dout, x))
+        dx = mish_backward(dout, x) if pointwise_reference() else tuned_mish_backward(dout, x)
+        return _input_grads(ctx, dx)
 
     @staticmethod
     def jvp(ctx: Any, x_dot: torch.Tensor | None, original_dot: torch.Tensor | None) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        out_dot = mish_jvp(original_dot if ctx.inplace else x_dot, x)
+        tangent = original_dot if ctx.inplace else x_dot
+        out_dot = mish_jvp(tangent, x) if pointwise_reference() else tuned_mish_backward(tangent, x)
         return _output_tangent(x_dot, out_dot) if ctx.inplace else out_dot
 
     @staticmethod
