@@ -1,7 +1,9 @@
 """Softplus, Mish and F.normalize beyond what the registry-driven tests check: torch's conventions where the
 formulas have a seam (softplus at its threshold, normalize at its floor ``eps`` and at ties of the max norm),
-overflow at large inputs, the written-out p = 2 backward, and routing of ``F.softplus``, ``F.mish`` and
-``F.normalize`` calls inside a model (Swin V2 normalises its queries and keys with ``F.normalize``).
+overflow at large inputs, the tuned kernels against the reference formulas (on the registry's samples, the
+threshold's among them, and on infinities, NaN and overflowing inputs), the written-out p = 2 backward, and
+routing of ``F.softplus``, ``F.mish`` and ``F.normalize`` calls inside a model (Swin V2 normalises its queries
+and keys with ``F.normalize``).
 
 (Mish's in-place variant is checked with the other activations in tests/test_activations.py.)
 """
@@ -19,7 +21,9 @@ import torchvision
 from torch import nn
 
 import custom_ops.functional as MF
+from custom_ops import softplus as sp
 from custom_ops.normalize import normalize_backward, normalize_forward, normalize_jvp
+from custom_ops.testing import KINK_CASES, OP_CASES, OpCase
 from torch_cs231n.interop.function_mode import ManualFunctions, attach_manual_functions
 from torch_cs231n.interop.swap import manual_share, to_manual
 
@@ -79,6 +83,72 @@ def test_softplus_and_mish_stay_finite_where_exp_overflows() -> None:
     (grad,) = torch.autograd.grad(out.sum(), big)
     assert out[0].isinf() and grad[0].isnan(), f"softplus(100, threshold=1000): {out}, slope {grad}"
     assert out[1].item() == pytest.approx(20.0) and grad[1].item() == pytest.approx(1.0)
+
+
+def _tuned_and_reference(
+    op: str, x: torch.Tensor, dout: torch.Tensor, **kwargs: float
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """``(forward, backward, jvp)`` of ``op``'s tuned kernels and of its reference formulas at ``x``, with the
+    cotangent (and tangent) ``dout``."""
+    params = (kwargs.get("beta", 1.0), kwargs.get("threshold", 20.0)) if op == "softplus" else ()
+    tuned_forward, tuned_backward = (getattr(sp, f"tuned_{op}_{kind}") for kind in ("forward", "backward"))
+    tuned = (tuned_forward(x, *params), tuned_backward(dout, x, *params), tuned_backward(dout, x, *params))
+    formulas = (getattr(sp, f"{op}_{kind}") for kind in ("forward", "backward", "jvp"))
+    reference = tuple(f(x, *params) if i == 0 else f(dout, x, *params) for i, f in enumerate(formulas))
+    return tuned, reference
+
+
+SMOOTH_CASES = [c for c in (*OP_CASES, *KINK_CASES) if c.op in ("softplus", "mish")]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("case", SMOOTH_CASES, ids=[c.id for c in SMOOTH_CASES])
+def test_tuned_kernels_equal_the_reference(case: OpCase, dtype: torch.dtype) -> None:
+    """The tuned forward, backward and jvp (the backward kernel with the tangent) give the reference's values
+    on the registry's samples, those on both sides of softplus's threshold and on it included."""
+    (x,) = case.inputs(dtype, requires_grad=False)
+    dout = torch.randn(x.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1)).to(dtype)
+    tuned, reference = _tuned_and_reference(case.op, x, dout, **case.sample.kwargs)
+    for what, got, expected in zip(("forward", "backward", "jvp"), tuned, reference):
+        torch.testing.assert_close(
+            got, expected, msg=lambda m, what=what: f"{case.id} {dtype}: tuned {what} vs reference: {m}"
+        )
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_tuned_kernels_at_extreme_inputs_equal_the_reference(dtype: torch.dtype) -> None:
+    """At infinities, NaN, the largest floats, where ``exp`` overflows, exactly on and one float either side
+    of the threshold, for negative and fractional ``beta`` and thresholds above ``exp``'s overflow or
+    infinite: no inf or NaN of a discarded branch leaks into the tuned results, which are the reference's
+    (up to the last bits of the smooth values; subnormal slopes may flush to 0)."""
+    big = torch.finfo(dtype).max
+    values = [-math.inf, math.inf, math.nan, -big, big, -1e30, -1000.0, -100.0, -5.0, -0.0, 0.5, 19.99]
+    values += [20.0, 20.01, 30.0, 89.0, 100.0, 710.0, 1000.0, 1e30]
+    settings = [(1.0, 20.0), (2.0, 3.0), (3.0, 0.2), (0.5, -1.0), (-2.0, 3.0), (1.0, 1000.0), (1.0, math.inf)]
+    settings += [(2.0, -math.inf)]
+    tolerance = {"rtol": 1e-6 if dtype == torch.float32 else 1e-13, "atol": torch.finfo(dtype).tiny}
+    for beta, threshold in settings:
+        at = torch.tensor(threshold, dtype=dtype) / beta  # beta x == threshold exactly (where finite)
+        seam = [at, at.nextafter(torch.tensor(math.inf, dtype=dtype)), at.nextafter(-at.abs() - 1)]
+        x = torch.cat([torch.tensor(values, dtype=dtype), torch.stack(seam)])
+        dout = torch.linspace(0.5, 1.5, x.numel(), dtype=dtype)
+        tuned, reference = _tuned_and_reference("softplus", x, dout, beta=beta, threshold=threshold)
+        for what, got, expected in zip(("forward", "backward", "jvp"), tuned, reference):
+            torch.testing.assert_close(
+                got,
+                expected,
+                equal_nan=True,
+                **tolerance,
+                msg=lambda m, what=f"softplus(beta={beta}, threshold={threshold}) {dtype} {what}": (
+                    f"{what}: {m}"
+                ),
+            )
+    x = torch.cat([torch.tensor(values, dtype=dtype), torch.linspace(-30, 30, 601, dtype=dtype)])
+    tuned, reference = _tuned_and_reference("mish", x, torch.ones_like(x))
+    for what, got, expected in zip(("forward", "backward", "jvp"), tuned, reference):
+        torch.testing.assert_close(
+            got, expected, equal_nan=True, msg=lambda m, what=what: f"mish {dtype} {what}: {m}"
+        )
 
 
 def test_softplus_refuses_beta_zero() -> None:
