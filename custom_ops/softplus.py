@@ -142,53 +142,80 @@ def mish_jvp(x_dot: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 # two distinct floats is never 0, so the step is exact at the seam; sign(NaN) is 0 and the NaN stays in
 # the other terms). Three cheap passes where the reference's two comparisons and two selects cost many.
 # The products with dout (or x_dot) are out of place: under vmap of the backward the incoming gradient is
-# batched and the slope is not.
-def _smooth_argument(bx: torch.Tensor, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(m, step)`` from the fresh ``bx = beta x`` (overwritten): ``step = [bx > threshold]`` and
+# batched and the slope is not. With fusion on, the reference formulas themselves are compiled
+# (``one_loop``): one compiled loop vectorises their selects and log1p, where the float-only steps would be
+# extra work.
+def _exp_may_overflow(threshold: float, dtype: torch.dtype) -> bool:
+    """Whether ``exp`` of the smooth branch's argument, up to ``threshold``, can reach inf in ``dtype``
+    (with a margin of 1): there the tuned kernels keep the reference's ``log1p`` and ``z / (z + 1)``, whose
+    inf and NaN are torch's."""
+    return threshold > math.log(torch.finfo(dtype).max) - 1
+
+
+def _smooth_argument(bx: torch.Tensor, threshold: float, fresh: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(m, step)`` from ``bx = beta x`` (overwritten where ``fresh``): ``step = [bx > threshold]`` and
     ``m = min(bx, threshold)`` below the threshold, ``-max`` (a very negative finite number: ``exp`` of it
     is 0) above it, so that the smooth branch is exactly 0 where the identity takes over, without an inf
     (``threshold`` above ``exp``'s overflow) or a product with 0 to remove it."""
     step = torch.sub(bx, threshold).sign_().clamp_min_(0)
-    m = bx.clamp_max_(threshold).sub_(step, alpha=torch.finfo(bx.dtype).max)
-    return m, step
+    m = bx.clamp_max_(threshold) if fresh else bx.clamp_max(threshold)
+    return m.sub_(step, alpha=torch.finfo(bx.dtype).max), step
 
 
-@fused.kernel
+def _log1p(y: torch.Tensor) -> torch.Tensor:
+    """``log(1 + y)`` for ``y >= 0`` (a NaN stays NaN), overwriting the fresh ``y``: ``log(u)`` with
+    ``u = 1 + y``, corrected for the rounding of the sum, ``+ (y - (u - 1)) / u`` (exact where ``y <= 1``;
+    above, below the last bit of ``log(u)``), so tiny ``y`` gives ``y``. (torch's CPU ``log1p`` is a scalar
+    loop, several times the cost of ``log`` and these cheap passes.)"""
+    u = torch.add(y, 1)
+    y.sub_(u.sub_(1))  # u - 1 is exact; adding 1 back restores u (to the last bit above y = 1)
+    u.add_(1)
+    correction = y.div_(u)
+    return correction.add_(u.log_())
+
+
+@fused.kernel(one_loop=softplus_forward)
 def tuned_softplus_forward(x: torch.Tensor, beta: float, threshold: float) -> torch.Tensor:
     """``log1p(exp(beta x)) / beta``, or ``x`` where ``beta x > threshold``: the smooth branch (0 above the
     threshold) plus ``x`` times the step."""
+    bx = x if beta == 1 else x * beta
     if threshold == math.inf:  # no identity branch: the smooth one everywhere, as the reference
-        return torch.mul(x, beta).exp_().log1p_().div_(beta)
-    m, step = _smooth_argument(x * beta, threshold)
-    out = m.exp_().log1p_()
+        return torch.exp(bx).log1p_().div_(beta)
+    m, step = _smooth_argument(bx, threshold, fresh=beta != 1)
+    # x times the step, in the step's buffer: 0 * inf is NaN (x = -inf sits below the threshold, +inf for
+    # beta < 0), made 0 again; x's own NaN stays in the smooth branch, and infinite x above the threshold
+    # stays infinite.
+    identity = step.mul_(x).nan_to_num_(nan=0.0, posinf=math.inf, neginf=-math.inf)
+    z = m.exp_()
+    out = z.log1p_() if _exp_may_overflow(threshold, x.dtype) else _log1p(z)
     if beta != 1:
         out.div_(beta)
-    # x where the step is 0 must be finite (inf * 0 is NaN): -inf x (beta < 0: +inf x) sits below the
-    # threshold, and the largest float stands in for it. Where the step is 1, x is kept as it is.
-    big = torch.finfo(x.dtype).max
-    identity = x.clamp_min(-big) if beta > 0 else x.clamp_max(big)
-    return out.addcmul_(identity, step)
+    return out.add_(identity)
 
 
-@fused.kernel
+@fused.kernel(one_loop=softplus_backward)
 def tuned_softplus_backward(
     dout: torch.Tensor, x: torch.Tensor, beta: float, threshold: float
 ) -> torch.Tensor:
     """``dout * f'(x)``, ``f'(x) = sigmoid(beta x)`` (1 where ``beta x > threshold``); also the tuned jvp,
     with the tangent ``x_dot`` for ``dout``."""
-    bx = x * beta
-    if threshold > math.log(torch.finfo(x.dtype).max) - 1:
+    bx = x if beta == 1 else x * beta
+    if _exp_may_overflow(threshold, x.dtype):
         # exp(bx) can overflow below the threshold: z / (z + 1) as the reference, NaN there as torch's.
-        m, step = _smooth_argument(bx, threshold)
+        m, step = _smooth_argument(bx, threshold, fresh=beta != 1)
         z = m.exp_()
         slope = z.div_(z + 1).add_(step)  # 0 + 1 above the threshold (z is 0 there)
+    elif threshold >= math.log(2 / torch.finfo(x.dtype).eps) + 1:
+        # sigmoid(bx) = z / (z + 1) in one kernel. From a little below this threshold (float32's default
+        # 20) it rounds to exactly 1, the identity's slope: no step is needed.
+        slope = torch.sigmoid(bx)
     else:
-        # sigmoid(bx) = z / (z + 1) in one kernel, no overflow. The slope is 1 above the threshold, and
-        # 1 >= sigmoid: the larger of the two. bx's clamp to [-max, threshold] leaves bx - m = 0 up to
-        # the threshold, > 0 above, -inf (a step of -1, below any sigmoid) at bx = -inf.
+        # The slope is 1 above the threshold, and 1 >= sigmoid: the larger of the two. bx's clamp to
+        # [-max, threshold] leaves bx - m = 0 up to the threshold, > 0 above, -inf (a step of -1, below
+        # any sigmoid) at bx = -inf.
         m = bx.clamp(-torch.finfo(x.dtype).max, threshold)
-        step = bx.sub_(m).sign_()
-        slope = torch.maximum(m.sigmoid_(), step)
+        step = (bx.sub_(m) if beta != 1 else torch.sub(bx, m)).sign_()
+        slope = m.sigmoid_().clamp_min_(step)
     return dout * slope
 
 
