@@ -30,14 +30,19 @@ mish gives NaN.
 Saved: the input only (the built-ins save it too). The backwards are ordinary differentiable tensor
 expressions of ``x``, so double backward and forward-over-reverse work.
 
-The tuned formulations (``tuned_*``, the default path) compute the same values in place on a few fresh
-temporaries, with float-only kernels: softplus's threshold switch is a float step ``[beta x > threshold]``
-made from ``sign`` and ``clamp`` (a bool mask and ``where`` cost many float passes each on CPU), and Mish
-takes ``tanh(softplus(x))`` from one sigmoid, ``s = sigmoid(x)``, ``p = s (2 - s)``: ``tanh(softplus(x))
-= ((1 + e^x)^2 - 1) / ((1 + e^x)^2 + 1) = p / (2 - p)`` (``1 + e^x = 1 / (1 - s)``), which neither
-cancels nor overflows (the sigmoid is cheaper than ``exp``, ``log1p`` and ``tanh`` together). They are
-fused kernels (:func:`custom_ops.fused.kernel`): with fusion on, each runs as one compiled pass. As for the
-other activations they run on the plain first-order path only
+The tuned formulations (``tuned_*``, the default path) compute the same values (to the last bits) with
+float-only kernels, in place on a few fresh temporaries. Softplus's threshold switch is a float step
+``[beta x > threshold]`` made from ``sign`` and ``clamp`` (a bool mask and ``where`` cost many float passes
+each on CPU), and above the threshold the smooth branch's argument is pushed to ``-max``, so that it adds
+exactly 0 to ``x`` there; its ``log1p`` is ``log`` with a rounding correction (torch's CPU ``log1p`` is a
+scalar loop), and its slope is ``torch.sigmoid`` alone where that rounds to 1 before the threshold (float32
+with the default threshold). Where ``exp`` can overflow below the threshold they keep the reference's
+``log1p`` and ``z / (z + 1)``, whose inf and NaN are torch's. Mish takes ``tanh(softplus(x))`` from one
+sigmoid, ``s = sigmoid(x)``, ``p = s (2 - s)``: ``tanh(softplus(x)) = ((1 + e^x)^2 - 1) / ((1 + e^x)^2 + 1)
+= p / (2 - p)`` (``1 + e^x = 1 / (1 - s)``), which neither cancels nor overflows, and a sigmoid costs less
+than ``exp``, ``log1p`` and ``tanh``. They are fused kernels (:func:`custom_ops.fused.kernel`): with fusion
+on, each runs as one compiled pass (softplus's compiled from the reference formulas, whose selects a
+compiled loop vectorises). As for the other activations they run on the plain first-order path only
 (:func:`custom_ops._transforms.pointwise_reference`): the derivatives of a double backward are the
 reference formulas', torch's at the threshold.
 
@@ -168,7 +173,7 @@ def _log1p(y: torch.Tensor) -> torch.Tensor:
     above, below the last bit of ``log(u)``), so tiny ``y`` gives ``y``. (torch's CPU ``log1p`` is a scalar
     loop, several times the cost of ``log`` and these cheap passes.)"""
     u = torch.add(y, 1)
-    y.sub_(u.sub_(1))  # u - 1 is exact; adding 1 back restores u (to the last bit above y = 1)
+    y.sub_(u.sub_(1))  # u - 1 and 1 added back are exact below 2^(mantissa bits) (a last bit above)
     u.add_(1)
     correction = y.div_(u)
     return correction.add_(u.log_())
