@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import torch
 
+from . import fused
 from ._checks import OpArgumentError
 from ._function import without_jvp
 from .activations import _pointwise, _reference_function
@@ -128,6 +129,72 @@ def selu_jvp(x_dot: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return out_dot
 
 
+# ---------------------------------------------------------------------------- the tuned formulations
+# The reference's masks (x > 0 and where) are bool kernels, which on CPU cost many float passes each; the
+# tuned kernels are float-only. Forward: max(x, 0) + a expm1(min(x, 0)) (CELU: expm1(min(x, 0) / a)), one
+# of the two terms 0 everywhere, so exact: four or five passes where the reference also computes expm1 of
+# the positive inputs and selects. Backward from the saved output y: min(y, 0) is y on the negative side and
+# 0 on the positive side, so CELU's slope min(y, 0) / a + 1 is 1 there without any mask; ELU's and SELU's
+# need the positive side's own value selected with [y > 0] = max(sign(y), 0) (0 at y = 0, where torch's
+# slope is the negative side's). Each selection multiplies by 0 or 1 and adds a 0, so the tuned values
+# equal the reference's exactly. Each backward kernel is also its op's tuned jvp (x_dot for dout); the
+# products with dout are out of place (under vmap of the backward dout is batched, the slope not).
+def _one_where_positive(saved: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+    """1 where ``saved > 0``, ``negative`` elsewhere: ``p + negative (1 - p)``, ``p = [saved > 0]``, three
+    passes."""
+    positive = saved.sign().clamp_min_(0)
+    return torch.addcmul(positive, negative, torch.rsub(positive, 1))
+
+
+@fused.kernel
+def tuned_elu_forward(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """``max(x, 0) + a expm1(min(x, 0))``."""
+    return torch.add(x.clamp_min(0), x.clamp_max(0).expm1_(), alpha=alpha)
+
+
+@fused.kernel
+def tuned_elu_backward(dout: torch.Tensor, saved: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """``dout * f'(x)``, ``saved`` the output where ``a >= 0``, else the input."""
+    if alpha < 0:  # from the input: a exp(min(x, 0)), which is a on the positive side
+        slope = _one_where_positive(saved, saved.clamp_max(0).exp_().mul_(alpha))
+    elif alpha <= 1:
+        # y + a lies in [0, a] for y <= 0, above sign(y) (-1 or 0), and min(y, 0) + a = a <= 1 = sign(y) for
+        # y > 0: the larger of the two is the slope, y = 0 included (a). Three passes, no selection.
+        slope = torch.maximum(saved.sign(), saved.clamp_max(0).add_(alpha))
+    else:
+        slope = _one_where_positive(saved, saved.clamp_max(0).add_(alpha))
+    return dout * slope
+
+
+@fused.kernel
+def tuned_celu_forward(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """``max(x, 0) + a expm1(min(x, 0) / a)``."""
+    return torch.add(x.clamp_min(0), x.clamp_max(0).div_(alpha).expm1_(), alpha=alpha)
+
+
+@fused.kernel
+def tuned_celu_backward(dout: torch.Tensor, out: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """``dout * (min(y, 0) / a + 1)``: ``y / a + 1`` for ``y <= 0``, ``0 / a + 1 = 1`` for ``y > 0``."""
+    slope = out.clamp_max(0).div_(alpha).add_(1)
+    return dout * slope
+
+
+@fused.kernel
+def tuned_selu_forward(x: torch.Tensor) -> torch.Tensor:
+    """``s max(x, 0) + s a expm1(min(x, 0))``."""
+    return torch.add(x.clamp_max(0).expm1_().mul_(SELU_SCALE * SELU_ALPHA), x.clamp_min(0), alpha=SELU_SCALE)
+
+
+@fused.kernel
+def tuned_selu_backward(dout: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``dout * f'(x)``, ``f'`` = ``s`` where ``y > 0``, else ``y + s a``."""
+    # n = min(y, 0) + s a, then n + [y > 0] (s - n): on the positive side n = s a, and s - s a is exact
+    # (s a / 2 <= s <= s a, Sterbenz), so the sum is s exactly. One pass fewer than p s + n (1 - p).
+    negative = out.clamp_max(0).add_(SELU_SCALE * SELU_ALPHA)
+    slope = torch.addcmul(negative, out.sign().clamp_min_(0), torch.rsub(negative, SELU_SCALE))
+    return dout * slope
+
+
 # ------------------------------------------------------------------------------------- the Functions
 
 
@@ -143,6 +210,7 @@ ELUFunction = _reference_function(
     (elu_forward, elu_backward, elu_jvp),
     ("alpha",),
     saves_output=lambda alpha: alpha >= 0,  # else y > 0 also where x < 0
+    tuned=(tuned_elu_forward, tuned_elu_backward),
 )
 
 CELUFunction = _reference_function(
@@ -156,6 +224,7 @@ CELUFunction = _reference_function(
     """,
     (celu_forward, celu_backward, celu_jvp),
     ("alpha",),
+    tuned=(tuned_celu_forward, tuned_celu_backward),
 )
 
 SELUFunction = _reference_function(
@@ -168,6 +237,7 @@ SELUFunction = _reference_function(
     from the saved output.
     """,
     (selu_forward, selu_backward, selu_jvp),
+    tuned=(tuned_selu_forward, tuned_selu_backward),
 )
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from . import fused
 from ._checks import OpArgumentError
 from ._function import without_jvp
 from .activations import _pointwise, _reference_function
@@ -57,6 +58,23 @@ def hardtanh_jvp(
     return out_dot
 
 
+# ----------------------------------------------------------------------------- the tuned formulation
+# The forward is a clamp, one float pass: the reference serves both paths. The reference's mask takes two
+# comparisons, an "and" and a cast, bool kernels that on CPU cost many float passes each; the tuned kernel
+# reads it from float passes. It is also Hardtanh's tuned jvp (x_dot for dout); the product with dout is out
+# of place (under vmap of the backward dout is batched, the slope not).
+@fused.kernel
+def tuned_hardtanh_backward(
+    dout: torch.Tensor, out: torch.Tensor, min_val: float = -1.0, max_val: float = 1.0
+) -> torch.Tensor:
+    """``dout * [lo < out < hi]``."""
+    # For out in [lo, hi], both distances out - lo and hi - out are >= 0, and their minimum is 0 exactly on
+    # a kink (a float difference is 0 only between equal numbers), so [lo < out < hi] = sign(min of the two):
+    # four float passes. (Their product, relu6's trick, could underflow to 0 between close bounds.)
+    inside = torch.minimum(out - min_val, torch.rsub(out, max_val)).sign_()
+    return dout * inside
+
+
 # ---------------------------------------------------------------------------------------- the Function
 HardtanhFunction = _reference_function(
     __name__,
@@ -69,6 +87,7 @@ HardtanhFunction = _reference_function(
     """,
     (hardtanh_forward, hardtanh_backward, hardtanh_jvp),
     ("min_val", "max_val"),
+    tuned=(None, tuned_hardtanh_backward),
 )
 
 _HARDTANH_FOR_COMPILE = without_jvp(HardtanhFunction)
