@@ -303,6 +303,16 @@ def _vmap_elementwise(
     return function.apply(x, extra, *params), x_dim
 
 
+_TUNED: dict[str, tuple[Callable[..., torch.Tensor], ...]] = {}
+"""The tuned ``(forward, backward, jvp)`` of each Function :func:`_reference_function` made, by
+``module.name``: looked up, not held in the Functions' closures, which Dynamo cannot wrap a kernel in."""
+
+
+def _reference_formulas() -> bool:
+    """:func:`pointwise_reference`, or Dynamo tracing (it traces either path's eager formulas alike)."""
+    return pointwise_reference() or torch.compiler.is_compiling()
+
+
 def _reference_function(
     module: str,
     name: str,
@@ -324,11 +334,15 @@ def _reference_function(
     The class is named ``name``, with docstring ``doc``, as if written in ``module``."""
     forward_formula, backward_formula, jvp_formula = formulas
     tuned_forward, tuned_backward = tuned or (None, None)
-    if tuned_forward is None:
-        tuned_forward = forward_formula
+    key = f"{module}.{name}"
+    _TUNED[key] = (
+        forward_formula if tuned_forward is None else tuned_forward,
+        backward_formula if tuned_backward is None else tuned_backward,
+        jvp_formula if tuned_backward is None else tuned_backward,
+    )
 
     def forward(x: torch.Tensor, original: torch.Tensor | None, *values: Any) -> torch.Tensor:
-        formula = forward_formula if pointwise_reference() else tuned_forward
+        formula = forward_formula if _reference_formulas() else _TUNED[key][0]
         if original is None:
             return formula(x, *values)
         return x.copy_(formula(original, *values))
@@ -340,13 +354,13 @@ def _reference_function(
 
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (saved,) = ctx.saved_tensors
-        formula = backward_formula if tuned_backward is None or pointwise_reference() else tuned_backward
+        formula = backward_formula if _reference_formulas() else _TUNED[key][1]
         dx = formula(dout, saved, *ctx.values)
         return (*_input_grads(ctx, dx), *(None for _ in ctx.values))
 
     def jvp(ctx: Any, x_dot: torch.Tensor | None, original_dot: torch.Tensor | None, *_: Any) -> torch.Tensor:
         (saved,) = ctx.saved_tensors
-        formula = jvp_formula if tuned_backward is None or pointwise_reference() else tuned_backward
+        formula = jvp_formula if _reference_formulas() else _TUNED[key][2]
         out_dot = formula(original_dot if ctx.inplace else x_dot, saved, *ctx.values)
         return _output_tangent(x_dot, out_dot) if ctx.inplace else out_dot
 
