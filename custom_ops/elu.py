@@ -22,6 +22,15 @@ CELU's 1, SELU's ``s a``. Saved: the output where it determines the slope (``y <
 (ELU with ``a < 0``) the input. The backwards are ordinary differentiable tensor expressions, so double
 backward and forward-over-reverse work.
 
+The tuned formulations (``tuned_*``, below the reference; the default path) compute the same values, bit for
+bit, with float-only kernels (``max(x, 0)``, ``expm1(min(x, 0))``, ``sign``, clamps) instead of comparisons
+producing bool masks and ``torch.where``, which on CPU cost many float passes each. They are fused kernels
+(:func:`custom_ops.fused.kernel`): with fusion on, each runs as one compiled pass. They run on the plain
+first-order path only: under :func:`custom_ops.reference_path`, under a ``torch.func`` transform, under
+``torch.compile`` and when autograd records the derivative (a double backward), the reference formulas run
+(:func:`custom_ops._transforms.pointwise_reference`); their own derivatives are torch's at the kinks, where a
+clamp's are not.
+
 In place (``inplace=True``, as in torch): the result is written into ``x``, which is returned and marked
 dirty, as for the activations of :mod:`custom_ops.activations`. Where the output is saved, the copy of the
 input taken for autograd's history lives only during the call; with a negative ``alpha`` the copy is saved

@@ -13,6 +13,15 @@ At the kinks ``lo`` and ``hi`` the slope is PyTorch's, 0. Saved: the output, whi
 (``lo < out < hi`` exactly where ``lo < x < hi``), as torch's in-place ``hardtanh_`` saves it. The backward
 is a masked product, itself differentiable, so double backward and forward-over-reverse work.
 
+The tuned formulations (``tuned_*``, below the reference; the default path) compute the same values, bit for
+bit, with float-only kernels (the slope is ``sign(min(out - lo, hi - out))``; the forward is the reference's
+clamp) instead of comparisons producing bool masks and ``torch.where``, which on CPU cost many float passes
+each. They are fused kernels (:func:`custom_ops.fused.kernel`): with fusion on, each runs as one compiled
+pass. They run on the plain first-order path only: under :func:`custom_ops.reference_path`, under a
+``torch.func`` transform, under ``torch.compile`` and when autograd records the derivative (a double
+backward), the reference formulas run (:func:`custom_ops._transforms.pointwise_reference`); their own
+derivatives are torch's at the kinks, where a clamp's are not.
+
 In place (``inplace=True``, as in torch): the result is written into ``x``, which is returned and marked
 dirty, as for the activations of :mod:`custom_ops.activations`; the output is saved, so the copy of the
 input taken for autograd's history lives only during the call.

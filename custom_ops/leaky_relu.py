@@ -21,6 +21,16 @@ does. Saved: Leaky ReLU's output where it determines the slope (``a >= 0``: ``ou
 ``x > 0``), else the input; PReLU's input and weight. The backwards are ordinary differentiable tensor
 expressions, so double backward and forward-over-reverse work.
 
+The tuned formulations (``tuned_*``, below the reference; the default path) compute the same values, bit for
+bit (but PReLU's weight gradient, a sum taken in another order), with float-only kernels (``max(x, 0)``,
+``min(x, 0)``, ``sign``, clamps) instead of comparisons producing bool masks and ``torch.where``, which on CPU
+cost many float passes each. They are fused kernels (:func:`custom_ops.fused.kernel`): with fusion on, each
+runs as one compiled pass. They run on the plain first-order path only: under
+:func:`custom_ops.reference_path`, under a ``torch.func`` transform, under ``torch.compile`` and when autograd
+records the derivative (a double backward), the reference formulas run
+(:func:`custom_ops._transforms.pointwise_reference`); their own derivatives are torch's at the kinks, where a
+clamp's are not. PReLU's forward mode runs the reference formula on either path.
+
 PReLU's weight ``w`` has ``C`` entries, one per channel (dim 1 of the input), or one for all channels
 (``num_parameters=1``, or a 0-D weight); a 0-D or 1-D input has one channel.
 
@@ -40,8 +50,7 @@ import torch
 from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating, check_same_dtype
 from ._function import fast_apply, needed, without_jvp
-from ._transforms import pointwise_reference
-from .activations import _pointwise, _reference_function
+from .activations import _pointwise, _reference_formulas, _reference_function
 
 
 # ------------------------------------------------------------------------------------------ the reference
@@ -210,7 +219,7 @@ class PReLUFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return prelu_forward(x, weight) if pointwise_reference() else tuned_prelu_forward(x, weight)
+        return prelu_forward(x, weight) if _reference_formulas() else tuned_prelu_forward(x, weight)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[torch.Tensor, torch.Tensor], output: torch.Tensor) -> None:
@@ -221,7 +230,7 @@ class PReLUFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
-        if pointwise_reference():
+        if _reference_formulas():
             return needed(prelu_backward(dout, x, weight), ctx.needs_input_grad)
         return tuned_prelu_backward(dout, x, weight, *ctx.needs_input_grad)
 
