@@ -183,7 +183,7 @@ def tuned_prelu_backward(
         slope = torch.addcmul(positive, torch.rsub(positive, 1), _per_channel(weight, x))
         dx = dout * slope
     if need_dweight:
-        dw_all = x.clamp_max(0).mul_(dout)
+        dw_all = dout * x.clamp_max(0)
         dw = dw_all.sum() if weight.numel() == 1 else dw_all.sum([d for d in range(x.dim()) if d != 1])
         dweight = dw.reshape(weight.shape)
     return dx, dweight
