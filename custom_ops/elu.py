@@ -140,25 +140,26 @@ def selu_jvp(x_dot: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------- the tuned formulations
 # The reference's masks (x > 0 and where) are bool kernels, which on CPU cost many float passes each; the
-# tuned kernels are float-only. Forward: max(x, 0) + a expm1(min(x, 0)) (CELU: expm1(min(x, 0) / a)), one
-# of the two terms 0 everywhere, so exact: four or five passes where the reference also computes expm1 of
-# the positive inputs and selects. Backward from the saved output y: min(y, 0) is y on the negative side and
-# 0 on the positive side, so CELU's slope min(y, 0) / a + 1 is 1 there without any mask; ELU's and SELU's
-# need the positive side's own value selected with [y > 0] = max(sign(y), 0) (0 at y = 0, where torch's
-# slope is the negative side's). Each selection multiplies by 0 or 1 and adds a 0, so the tuned values
-# equal the reference's exactly. Each backward kernel is also its op's tuned jvp (x_dot for dout); the
-# products with dout are out of place (under vmap of the backward dout is batched, the slope not).
+# tuned kernels are float-only. Forward: max(x, 0) + a expm1(min(x, 0)) (CELU: expm1(min(x, 0) / a)), one of
+# the two terms 0 everywhere, so exact: four or five passes on two temporaries (the last step in place on the
+# first: each fresh large temporary costs an allocation, which can mean page faults), where the reference
+# selects through bool masks. Backward from the saved output y: min(y, 0) is y on the negative side and 0 on
+# the positive side, so CELU's slope min(y, 0) / a + 1 is 1 there without any mask; ELU's and SELU's need the
+# positive side's own value selected with [y > 0] = max(sign(y), 0) (0 at y = 0, where torch's slope is the
+# negative side's). Each selection multiplies by 0 or 1 and adds a 0, so the tuned values equal the
+# reference's exactly. Each backward kernel is also its op's tuned jvp (x_dot for dout); the products with
+# dout are out of place (under vmap of the backward dout is batched, the slope not).
 def _one_where_positive(saved: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
-    """1 where ``saved > 0``, ``negative`` elsewhere: ``p + negative (1 - p)``, ``p = [saved > 0]``, three
-    passes."""
+    """1 where ``saved > 0``, ``negative`` elsewhere: ``negative (1 - p) + p``, ``p = [saved > 0]``, four
+    passes on two temporaries."""
     positive = saved.sign().clamp_min_(0)
-    return torch.addcmul(positive, negative, torch.rsub(positive, 1))
+    return torch.rsub(positive, 1).mul_(negative).add_(positive)
 
 
 @fused.kernel
 def tuned_elu_forward(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """``max(x, 0) + a expm1(min(x, 0))``."""
-    return torch.add(x.clamp_min(0), x.clamp_max(0).expm1_(), alpha=alpha)
+    return x.clamp_min(0).add_(x.clamp_max(0).expm1_(), alpha=alpha)
 
 
 @fused.kernel
@@ -168,8 +169,8 @@ def tuned_elu_backward(dout: torch.Tensor, saved: torch.Tensor, alpha: float = 1
         slope = _one_where_positive(saved, saved.clamp_max(0).exp_().mul_(alpha))
     elif alpha <= 1:
         # y + a lies in [0, a] for y <= 0, above sign(y) (-1 or 0), and min(y, 0) + a = a <= 1 = sign(y) for
-        # y > 0: the larger of the two is the slope, y = 0 included (a). Three passes, no selection.
-        slope = torch.maximum(saved.sign(), saved.clamp_max(0).add_(alpha))
+        # y > 0: the larger of the two is the slope, y = 0 included (a). Four passes, no selection.
+        slope = saved.clamp_max(0).add_(alpha).clamp_min_(saved.sign())
     else:
         slope = _one_where_positive(saved, saved.clamp_max(0).add_(alpha))
     return dout * slope
@@ -178,7 +179,7 @@ def tuned_elu_backward(dout: torch.Tensor, saved: torch.Tensor, alpha: float = 1
 @fused.kernel
 def tuned_celu_forward(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """``max(x, 0) + a expm1(min(x, 0) / a)``."""
-    return torch.add(x.clamp_min(0), x.clamp_max(0).div_(alpha).expm1_(), alpha=alpha)
+    return x.clamp_min(0).add_(x.clamp_max(0).div_(alpha).expm1_(), alpha=alpha)
 
 
 @fused.kernel
@@ -191,7 +192,7 @@ def tuned_celu_backward(dout: torch.Tensor, out: torch.Tensor, alpha: float = 1.
 @fused.kernel
 def tuned_selu_forward(x: torch.Tensor) -> torch.Tensor:
     """``s max(x, 0) + s a expm1(min(x, 0))``."""
-    return torch.add(x.clamp_max(0).expm1_().mul_(SELU_SCALE * SELU_ALPHA), x.clamp_min(0), alpha=SELU_SCALE)
+    return x.clamp_max(0).expm1_().mul_(SELU_SCALE * SELU_ALPHA).add_(x.clamp_min(0), alpha=SELU_SCALE)
 
 
 @fused.kernel
@@ -200,7 +201,7 @@ def tuned_selu_backward(dout: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     # n = min(y, 0) + s a, then n + [y > 0] (s - n): on the positive side n = s a, and s - s a is exact
     # (s a / 2 <= s <= s a, Sterbenz), so the sum is s exactly. One pass fewer than p s + n (1 - p).
     negative = out.clamp_max(0).add_(SELU_SCALE * SELU_ALPHA)
-    slope = torch.addcmul(negative, out.sign().clamp_min_(0), torch.rsub(negative, SELU_SCALE))
+    slope = torch.rsub(negative, SELU_SCALE).mul_(out.sign().clamp_min_(0)).add_(negative)
     return dout * slope
 
 

@@ -79,8 +79,9 @@ def tuned_hardtanh_backward(
     """``dout * [lo < out < hi]``."""
     # For out in [lo, hi], both distances out - lo and hi - out are >= 0, and their minimum is 0 exactly on
     # a kink (a float difference is 0 only between equal numbers), so [lo < out < hi] = sign(min of the two):
-    # four float passes. (Their product, relu6's trick, could underflow to 0 between close bounds.)
-    inside = torch.minimum(out - min_val, torch.rsub(out, max_val)).sign_()
+    # four float passes on two temporaries. (Their product, relu6's trick, could underflow to 0 between
+    # close bounds.)
+    inside = torch.sub(out, min_val).clamp_max_(torch.rsub(out, max_val)).sign_()
     return dout * inside
 
 

@@ -145,8 +145,8 @@ def prelu_jvp(
 # products with dout are out of place (under vmap of the backward dout is batched, the slope not).
 @fused.kernel
 def tuned_leaky_relu_forward(x: torch.Tensor, negative_slope: float = 0.01) -> torch.Tensor:
-    """``max(x, 0) + a min(x, 0)``: three float passes, no mask."""
-    return torch.add(x.clamp_min(0), x.clamp_max(0), alpha=negative_slope)
+    """``max(x, 0) + a min(x, 0)``: three float passes on two temporaries, no mask."""
+    return x.clamp_min(0).add_(x.clamp_max(0), alpha=negative_slope)
 
 
 @fused.kernel
@@ -166,8 +166,8 @@ def tuned_leaky_relu_backward(
 
 @fused.kernel
 def tuned_prelu_forward(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """``max(x, 0) + w_c min(x, 0)``: three float passes, no mask."""
-    return torch.addcmul(x.clamp_min(0), _per_channel(weight, x), x.clamp_max(0))
+    """``max(x, 0) + w_c min(x, 0)``: three float passes on two temporaries, no mask."""
+    return x.clamp_min(0).addcmul_(_per_channel(weight, x), x.clamp_max(0))
 
 
 @fused.kernel
@@ -178,9 +178,9 @@ def tuned_prelu_backward(
     where asked for (None otherwise)."""
     dx = dweight = None
     if need_dx:
-        # [x > 0] + w_c (1 - [x > 0]), the weight broadcast by addcmul: four passes and the product.
+        # w_c (1 - [x > 0]) + [x > 0]: four passes on two temporaries, and the product.
         positive = x.sign().clamp_min_(0)
-        slope = torch.addcmul(positive, torch.rsub(positive, 1), _per_channel(weight, x))
+        slope = torch.rsub(positive, 1).mul_(_per_channel(weight, x)).add_(positive)
         dx = dout * slope
     if need_dweight:
         dw_all = dout * x.clamp_max(0)
