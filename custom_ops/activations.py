@@ -303,6 +303,16 @@ def _vmap_elementwise(
     return function.apply(x, extra, *params), x_dim
 
 
+_TUNED: dict[str, tuple[Callable[..., torch.Tensor], ...]] = {}
+"""The tuned ``(forward, backward, jvp)`` of each Function :func:`_reference_function` made, by
+``module.name``: looked up, not held in the Functions' closures, which Dynamo cannot wrap a kernel in."""
+
+
+def _reference_formulas() -> bool:
+    """:func:`pointwise_reference`, or Dynamo tracing (it traces either path's eager formulas alike)."""
+    return pointwise_reference() or torch.compiler.is_compiling()
+
+
 def _reference_function(
     module: str,
     name: str,
@@ -310,20 +320,32 @@ def _reference_function(
     formulas: tuple[Callable[..., torch.Tensor], Callable[..., torch.Tensor], Callable[..., torch.Tensor]],
     params: tuple[str, ...] = (),
     saves_output: Callable[..., bool] | None = None,
+    tuned: tuple[Callable[..., torch.Tensor] | None, Callable[..., torch.Tensor]] | None = None,
 ) -> type[torch.autograd.Function]:
     """The Function ``name(x, original, *params)`` of an element-wise op computed by its reference
     ``formulas``, ``(forward(x, *params), backward(dout, saved, *params), jvp(x_dot, saved, *params))``,
     in the form of the Functions below: ``original`` is None out of place, else a copy of ``x`` whose
     result is written into ``x`` (returned, marked dirty); ``saved`` is the output where
     ``saves_output(*params)`` (where it determines the slope; None: always), else the input
-    (``original`` in place). ``params`` names the numbers after ``original`` (a slope, an alpha). The
-    class is named ``name``, with docstring ``doc``, as if written in ``module``."""
+    (``original`` in place). ``params`` names the numbers after ``original`` (a slope, an alpha).
+    ``tuned``, ``(forward(x, *params) or None, backward(dout, saved, *params))``, are the tuned kernels
+    run where :func:`~custom_ops._transforms.pointwise_reference` is false (a None forward: the reference
+    forward serves both paths); the tuned backward is also the tuned jvp, with the tangent for ``dout``.
+    The class is named ``name``, with docstring ``doc``, as if written in ``module``."""
     forward_formula, backward_formula, jvp_formula = formulas
+    tuned_forward, tuned_backward = tuned or (None, None)
+    key = f"{module}.{name}"
+    _TUNED[key] = (
+        forward_formula if tuned_forward is None else tuned_forward,
+        backward_formula if tuned_backward is None else tuned_backward,
+        jvp_formula if tuned_backward is None else tuned_backward,
+    )
 
     def forward(x: torch.Tensor, original: torch.Tensor | None, *values: Any) -> torch.Tensor:
+        formula = forward_formula if _reference_formulas() else _TUNED[key][0]
         if original is None:
-            return forward_formula(x, *values)
-        return x.copy_(forward_formula(original, *values))
+            return formula(x, *values)
+        return x.copy_(formula(original, *values))
 
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
         x, original, *ctx.values = inputs
@@ -332,12 +354,14 @@ def _reference_function(
 
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (saved,) = ctx.saved_tensors
-        dx = backward_formula(dout, saved, *ctx.values)
+        formula = backward_formula if _reference_formulas() else _TUNED[key][1]
+        dx = formula(dout, saved, *ctx.values)
         return (*_input_grads(ctx, dx), *(None for _ in ctx.values))
 
     def jvp(ctx: Any, x_dot: torch.Tensor | None, original_dot: torch.Tensor | None, *_: Any) -> torch.Tensor:
         (saved,) = ctx.saved_tensors
-        out_dot = jvp_formula(original_dot if ctx.inplace else x_dot, saved, *ctx.values)
+        formula = jvp_formula if _reference_formulas() else _TUNED[key][2]
+        out_dot = formula(original_dot if ctx.inplace else x_dot, saved, *ctx.values)
         return _output_tangent(x_dot, out_dot) if ctx.inplace else out_dot
 
     def vmap(info: Any, in_dims: tuple[Any, ...], x: torch.Tensor, *args: Any) -> tuple[torch.Tensor, int]:

@@ -22,6 +22,15 @@ CELU's 1, SELU's ``s a``. Saved: the output where it determines the slope (``y <
 (ELU with ``a < 0``) the input. The backwards are ordinary differentiable tensor expressions, so double
 backward and forward-over-reverse work.
 
+The tuned formulations (``tuned_*``, below the reference; the default path) compute the same values, bit for
+bit, with float-only kernels (``max(x, 0)``, ``expm1(min(x, 0))``, ``sign``, clamps) instead of comparisons
+producing bool masks and ``torch.where``, which on CPU cost many float passes each. They are fused kernels
+(:func:`custom_ops.fused.kernel`): with fusion on, each runs as one compiled pass. They run on the plain
+first-order path only: under :func:`custom_ops.reference_path`, under a ``torch.func`` transform, under
+``torch.compile`` and when autograd records the derivative (a double backward), the reference formulas run
+(:func:`custom_ops._transforms.pointwise_reference`); their own derivatives are torch's at the kinks, where a
+clamp's are not.
+
 In place (``inplace=True``, as in torch): the result is written into ``x``, which is returned and marked
 dirty, as for the activations of :mod:`custom_ops.activations`. Where the output is saved, the copy of the
 input taken for autograd's history lives only during the call; with a negative ``alpha`` the copy is saved
@@ -33,6 +42,7 @@ from __future__ import annotations
 
 import torch
 
+from . import fused
 from ._checks import OpArgumentError
 from ._function import without_jvp
 from .activations import _pointwise, _reference_function
@@ -128,6 +138,73 @@ def selu_jvp(x_dot: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return out_dot
 
 
+# ---------------------------------------------------------------------------- the tuned formulations
+# The reference's masks (x > 0 and where) are bool kernels, which on CPU cost many float passes each; the
+# tuned kernels are float-only. Forward: max(x, 0) + a expm1(min(x, 0)) (CELU: expm1(min(x, 0) / a)), one of
+# the two terms 0 everywhere, so exact: four or five passes on two temporaries (the last step in place on the
+# first: each fresh large temporary costs an allocation, which can mean page faults), where the reference
+# selects through bool masks. Backward from the saved output y: min(y, 0) is y on the negative side and 0 on
+# the positive side, so CELU's slope min(y, 0) / a + 1 is 1 there without any mask; ELU's and SELU's need the
+# positive side's own value selected with [y > 0] = max(sign(y), 0) (0 at y = 0, where torch's slope is the
+# negative side's). Each selection multiplies by 0 or 1 and adds a 0, so the tuned values equal the
+# reference's exactly. Each backward kernel is also its op's tuned jvp (x_dot for dout); the products with
+# dout are out of place (under vmap of the backward dout is batched, the slope not).
+def _one_where_positive(saved: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
+    """1 where ``saved > 0``, ``negative`` elsewhere: ``negative (1 - p) + p``, ``p = [saved > 0]``, four
+    passes on two temporaries."""
+    positive = saved.sign().clamp_min_(0)
+    return torch.rsub(positive, 1).mul_(negative).add_(positive)
+
+
+@fused.kernel
+def tuned_elu_forward(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """``max(x, 0) + a expm1(min(x, 0))``."""
+    return x.clamp_min(0).add_(x.clamp_max(0).expm1_(), alpha=alpha)
+
+
+@fused.kernel
+def tuned_elu_backward(dout: torch.Tensor, saved: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """``dout * f'(x)``, ``saved`` the output where ``a >= 0``, else the input."""
+    if alpha < 0:  # from the input: a exp(min(x, 0)), which is a on the positive side
+        slope = _one_where_positive(saved, saved.clamp_max(0).exp_().mul_(alpha))
+    elif alpha <= 1:
+        # y + a lies in [0, a] for y <= 0, above sign(y) (-1 or 0), and min(y, 0) + a = a <= 1 = sign(y) for
+        # y > 0: the larger of the two is the slope, y = 0 included (a). Four passes, no selection.
+        slope = saved.clamp_max(0).add_(alpha).clamp_min_(saved.sign())
+    else:
+        slope = _one_where_positive(saved, saved.clamp_max(0).add_(alpha))
+    return dout * slope
+
+
+@fused.kernel
+def tuned_celu_forward(x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """``max(x, 0) + a expm1(min(x, 0) / a)``."""
+    return x.clamp_min(0).add_(x.clamp_max(0).div_(alpha).expm1_(), alpha=alpha)
+
+
+@fused.kernel
+def tuned_celu_backward(dout: torch.Tensor, out: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """``dout * (min(y, 0) / a + 1)``: ``y / a + 1`` for ``y <= 0``, ``0 / a + 1 = 1`` for ``y > 0``."""
+    slope = out.clamp_max(0).div_(alpha).add_(1)
+    return dout * slope
+
+
+@fused.kernel
+def tuned_selu_forward(x: torch.Tensor) -> torch.Tensor:
+    """``s max(x, 0) + s a expm1(min(x, 0))``."""
+    return x.clamp_max(0).expm1_().mul_(SELU_SCALE * SELU_ALPHA).add_(x.clamp_min(0), alpha=SELU_SCALE)
+
+
+@fused.kernel
+def tuned_selu_backward(dout: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """``dout * f'(x)``, ``f'`` = ``s`` where ``y > 0``, else ``y + s a``."""
+    # n = min(y, 0) + s a, then n + [y > 0] (s - n): on the positive side n = s a, and s - s a is exact
+    # (s a / 2 <= s <= s a, Sterbenz), so the sum is s exactly. One pass fewer than p s + n (1 - p).
+    negative = out.clamp_max(0).add_(SELU_SCALE * SELU_ALPHA)
+    slope = torch.rsub(negative, SELU_SCALE).mul_(out.sign().clamp_min_(0)).add_(negative)
+    return dout * slope
+
+
 # ------------------------------------------------------------------------------------- the Functions
 
 
@@ -143,6 +220,7 @@ ELUFunction = _reference_function(
     (elu_forward, elu_backward, elu_jvp),
     ("alpha",),
     saves_output=lambda alpha: alpha >= 0,  # else y > 0 also where x < 0
+    tuned=(tuned_elu_forward, tuned_elu_backward),
 )
 
 CELUFunction = _reference_function(
@@ -156,6 +234,7 @@ CELUFunction = _reference_function(
     """,
     (celu_forward, celu_backward, celu_jvp),
     ("alpha",),
+    tuned=(tuned_celu_forward, tuned_celu_backward),
 )
 
 SELUFunction = _reference_function(
@@ -168,6 +247,7 @@ SELUFunction = _reference_function(
     from the saved output.
     """,
     (selu_forward, selu_backward, selu_jvp),
+    tuned=(tuned_selu_forward, tuned_selu_backward),
 )
 
 

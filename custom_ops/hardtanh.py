@@ -13,6 +13,15 @@ At the kinks ``lo`` and ``hi`` the slope is PyTorch's, 0. Saved: the output, whi
 (``lo < out < hi`` exactly where ``lo < x < hi``), as torch's in-place ``hardtanh_`` saves it. The backward
 is a masked product, itself differentiable, so double backward and forward-over-reverse work.
 
+The tuned formulations (``tuned_*``, below the reference; the default path) compute the same values, bit for
+bit, with float-only kernels (the slope is ``sign(min(out - lo, hi - out))``; the forward is the reference's
+clamp) instead of comparisons producing bool masks and ``torch.where``, which on CPU cost many float passes
+each. They are fused kernels (:func:`custom_ops.fused.kernel`): with fusion on, each runs as one compiled
+pass. They run on the plain first-order path only: under :func:`custom_ops.reference_path`, under a
+``torch.func`` transform, under ``torch.compile`` and when autograd records the derivative (a double
+backward), the reference formulas run (:func:`custom_ops._transforms.pointwise_reference`); their own
+derivatives are torch's at the kinks, where a clamp's are not.
+
 In place (``inplace=True``, as in torch): the result is written into ``x``, which is returned and marked
 dirty, as for the activations of :mod:`custom_ops.activations`; the output is saved, so the copy of the
 input taken for autograd's history lives only during the call.
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import torch
 
+from . import fused
 from ._checks import OpArgumentError
 from ._function import without_jvp
 from .activations import _pointwise, _reference_function
@@ -57,6 +67,24 @@ def hardtanh_jvp(
     return out_dot
 
 
+# ----------------------------------------------------------------------------- the tuned formulation
+# The forward is a clamp, one float pass: the reference serves both paths. The reference's mask takes two
+# comparisons, an "and" and a cast, bool kernels that on CPU cost many float passes each; the tuned kernel
+# reads it from float passes. It is also Hardtanh's tuned jvp (x_dot for dout); the product with dout is out
+# of place (under vmap of the backward dout is batched, the slope not).
+@fused.kernel
+def tuned_hardtanh_backward(
+    dout: torch.Tensor, out: torch.Tensor, min_val: float = -1.0, max_val: float = 1.0
+) -> torch.Tensor:
+    """``dout * [lo < out < hi]``."""
+    # For out in [lo, hi], both distances out - lo and hi - out are >= 0, and their minimum is 0 exactly on
+    # a kink (a float difference is 0 only between equal numbers), so [lo < out < hi] = sign(min of the two):
+    # four float passes on two temporaries. (Their product, relu6's trick, could underflow to 0 between
+    # close bounds.)
+    inside = torch.sub(out, min_val).clamp_max_(torch.rsub(out, max_val)).sign_()
+    return dout * inside
+
+
 # ---------------------------------------------------------------------------------------- the Function
 HardtanhFunction = _reference_function(
     __name__,
@@ -69,6 +97,7 @@ HardtanhFunction = _reference_function(
     """,
     (hardtanh_forward, hardtanh_backward, hardtanh_jvp),
     ("min_val", "max_val"),
+    tuned=(None, tuned_hardtanh_backward),
 )
 
 _HARDTANH_FOR_COMPILE = without_jvp(HardtanhFunction)

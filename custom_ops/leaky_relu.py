@@ -21,6 +21,16 @@ does. Saved: Leaky ReLU's output where it determines the slope (``a >= 0``: ``ou
 ``x > 0``), else the input; PReLU's input and weight. The backwards are ordinary differentiable tensor
 expressions, so double backward and forward-over-reverse work.
 
+The tuned formulations (``tuned_*``, below the reference; the default path) compute the same values, bit for
+bit (but PReLU's weight gradient, a sum taken in another order), with float-only kernels (``max(x, 0)``,
+``min(x, 0)``, ``sign``, clamps) instead of comparisons producing bool masks and ``torch.where``, which on CPU
+cost many float passes each. They are fused kernels (:func:`custom_ops.fused.kernel`): with fusion on, each
+runs as one compiled pass. They run on the plain first-order path only: under
+:func:`custom_ops.reference_path`, under a ``torch.func`` transform, under ``torch.compile`` and when autograd
+records the derivative (a double backward), the reference formulas run
+(:func:`custom_ops._transforms.pointwise_reference`); their own derivatives are torch's at the kinks, where a
+clamp's are not. PReLU's forward mode runs the reference formula on either path.
+
 PReLU's weight ``w`` has ``C`` entries, one per channel (dim 1 of the input), or one for all channels
 (``num_parameters=1``, or a 0-D weight); a 0-D or 1-D input has one channel.
 
@@ -37,10 +47,10 @@ from typing import Any
 
 import torch
 
-from . import _autocast
+from . import _autocast, fused
 from ._checks import OpArgumentError, check_floating, check_same_dtype
 from ._function import fast_apply, needed, without_jvp
-from .activations import _pointwise, _reference_function
+from .activations import _pointwise, _reference_formulas, _reference_function
 
 
 # ------------------------------------------------------------------------------------------ the reference
@@ -126,6 +136,59 @@ def prelu_jvp(
     return out_dot
 
 
+# ---------------------------------------------------------------------------- the tuned formulations
+# The reference's masks (x > 0 and where) are bool kernels, which on CPU cost many float passes each. The
+# tuned kernels take them from float-only ones: the two sides of the kink are max(x, 0) and min(x, 0) (one
+# of them is 0, so their weighted sum is exact), and [x > 0] = max(sign(x), 0), 0 at x = 0 where torch's
+# slope is the negative side's. Each selection below multiplies by 0 or 1 and adds a 0, so the tuned values
+# equal the reference's exactly. The backward kernel is also Leaky ReLU's tuned jvp (x_dot for dout); the
+# products with dout are out of place (under vmap of the backward dout is batched, the slope not).
+@fused.kernel
+def tuned_leaky_relu_forward(x: torch.Tensor, negative_slope: float = 0.01) -> torch.Tensor:
+    """``max(x, 0) + a min(x, 0)``: three float passes on two temporaries, no mask."""
+    return x.clamp_min(0).add_(x.clamp_max(0), alpha=negative_slope)
+
+
+@fused.kernel
+def tuned_leaky_relu_backward(
+    dout: torch.Tensor, saved: torch.Tensor, negative_slope: float = 0.01
+) -> torch.Tensor:
+    """``dout * f'(x)``, ``f'`` = 1 where ``saved > 0``, else ``a`` (``saved``: the output or the input)."""
+    if 0 <= negative_slope <= 1:
+        # sign is 1, 0 or -1; clamped to [a, 1] it is 1 for x > 0 and a for x <= 0: two passes.
+        slope = saved.sign().clamp_(negative_slope, 1)
+    else:
+        # [x > 0] + a (1 - [x > 0]): the clamp above would cut a > 1, or a < 0 at x = 0; two passes more.
+        positive = saved.sign().clamp_min_(0)
+        slope = torch.rsub(positive, 1).mul_(negative_slope).add_(positive)
+    return dout * slope
+
+
+@fused.kernel
+def tuned_prelu_forward(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``max(x, 0) + w_c min(x, 0)``: three float passes on two temporaries, no mask."""
+    return x.clamp_min(0).addcmul_(_per_channel(weight, x), x.clamp_max(0))
+
+
+@fused.kernel
+def tuned_prelu_backward(
+    dout: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, need_dx: bool = True, need_dweight: bool = True
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """``dx = dout * f'(x)`` and ``dw_c = Σ dout * min(x, 0)`` (``x [x <= 0] = min(x, 0)``), each only
+    where asked for (None otherwise)."""
+    dx = dweight = None
+    if need_dx:
+        # w_c (1 - [x > 0]) + [x > 0]: four passes on two temporaries, and the product.
+        positive = x.sign().clamp_min_(0)
+        slope = torch.rsub(positive, 1).mul_(_per_channel(weight, x)).add_(positive)
+        dx = dout * slope
+    if need_dweight:
+        dw_all = dout * x.clamp_max(0)
+        dw = dw_all.sum() if weight.numel() == 1 else dw_all.sum([d for d in range(x.dim()) if d != 1])
+        dweight = dw.reshape(weight.shape)
+    return dx, dweight
+
+
 # ------------------------------------------------------------------------------------- the Functions
 LeakyReLUFunction = _reference_function(
     __name__,
@@ -139,6 +202,7 @@ LeakyReLUFunction = _reference_function(
     (leaky_relu_forward, leaky_relu_backward, leaky_relu_jvp),
     ("negative_slope",),
     saves_output=lambda negative_slope: negative_slope >= 0,  # else out > 0 also where x < 0
+    tuned=(tuned_leaky_relu_forward, tuned_leaky_relu_backward),
 )
 
 
@@ -155,7 +219,7 @@ class PReLUFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        return prelu_forward(x, weight)
+        return prelu_forward(x, weight) if _reference_formulas() else tuned_prelu_forward(x, weight)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[torch.Tensor, torch.Tensor], output: torch.Tensor) -> None:
@@ -166,7 +230,9 @@ class PReLUFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, dout: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
-        return needed(prelu_backward(dout, x, weight), ctx.needs_input_grad)
+        if _reference_formulas():
+            return needed(prelu_backward(dout, x, weight), ctx.needs_input_grad)
+        return tuned_prelu_backward(dout, x, weight, *ctx.needs_input_grad)
 
     @staticmethod
     def jvp(ctx: Any, x_dot: torch.Tensor | None, weight_dot: torch.Tensor | None) -> torch.Tensor:

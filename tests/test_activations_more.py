@@ -21,10 +21,20 @@ import torch.nn.functional as F
 from torch import nn
 
 import custom_ops.functional as MF
+from custom_ops import elu as elu_ops
+from custom_ops import hardtanh as hardtanh_ops
+from custom_ops import leaky_relu as leaky_relu_ops
 from custom_ops import nn as mnn
 from custom_ops.elu import CELUFunction, ELUFunction, SELUFunction
 from custom_ops.hardtanh import HardtanhFunction
-from custom_ops.leaky_relu import LeakyReLUFunction, PReLUFunction
+from custom_ops.leaky_relu import (
+    LeakyReLUFunction,
+    PReLUFunction,
+    prelu_backward,
+    prelu_forward,
+    tuned_prelu_backward,
+    tuned_prelu_forward,
+)
 from torch_cs231n.interop.function_mode import ManualFunctions
 from torch_cs231n.interop.swap import to_manual
 
@@ -60,6 +70,7 @@ def _points(kinks: tuple[float, ...]) -> torch.Tensor:
     return torch.tensor(points, dtype=torch.float64)
 
 
+@pytest.mark.parametrize("path_name", test_activations.PATHS)
 @pytest.mark.parametrize("inplace", [False, True], ids=["out-of-place", "inplace"])
 @pytest.mark.parametrize(("label", "manual", "builtin", "kinks"), CONFIGS, ids=IDS)
 def test_derivatives_at_the_kinks_are_torchs(
@@ -68,16 +79,88 @@ def test_derivatives_at_the_kinks_are_torchs(
     builtin: Callable[..., torch.Tensor],
     kinks: tuple,
     inplace: bool,
+    path_name: str,
 ) -> None:
+    """On the default path (the tuned kernels, but for torch.func.jvp) and on the reference path."""
     x = _points(kinks)
     expected = test_activations._derivatives(builtin, inplace, x)
-    got = test_activations._derivatives(manual, inplace, x)
+    with test_activations._path(path_name):
+        got = test_activations._derivatives(manual, inplace, x)
     for what, value in got.items():
         torch.testing.assert_close(
             value,
             expected[what],
-            msg=lambda m, what=what: f"{label} (inplace={inplace}) {what} at {x.tolist()}: {m}",
+            msg=lambda m, what=what: (
+                f"{label} (inplace={inplace}, {path_name} path) {what} at {x.tolist()}: {m}"
+            ),
         )
+
+
+# (kernel, reference formula, hyper-parameters): every branch of the tuned kernels, slopes outside [0, 1]
+# and negative alphas included; the backwards get what the Function saves (the output, or the input).
+_SAVES_INPUT = {"leaky_relu": lambda a: a < 0, "elu": lambda a: a < 0}  # else the output
+_TUNED = [
+    ("leaky_relu", (0.01,), (0.0,)),
+    ("leaky_relu", (0.0,), (0.0,)),
+    ("leaky_relu", (1.5,), (0.0,)),
+    ("leaky_relu", (-0.3,), (0.0,)),
+    ("hardtanh", (-1.0, 1.0), (-1.0, 1.0)),
+    ("hardtanh", (0.0, 0.0), (0.0,)),
+    ("hardtanh", (0.0, 1e-30), (0.0, 1e-30)),
+    ("elu", (1.0,), (0.0,)),
+    ("elu", (0.5,), (0.0,)),
+    ("elu", (0.0,), (0.0,)),
+    ("elu", (1.7,), (0.0,)),
+    ("elu", (-0.5,), (0.0,)),
+    ("celu", (0.5,), (0.0,)),
+    ("celu", (-2.0,), (0.0,)),
+    ("selu", (), (0.0,)),
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize(("op", "params", "kinks"), _TUNED, ids=[f"{o}{p}" for o, p, _ in _TUNED])
+def test_tuned_kernels_equal_the_reference_exactly(
+    op: str, params: tuple[float, ...], kinks: tuple[float, ...], dtype: torch.dtype
+) -> None:
+    """Bit for bit (but the sign of a zero, and NaN where both give it), the kinks, their neighbours and
+    +-inf included: each tuned selection multiplies by 0 or 1 and adds a 0."""
+    module = {"leaky_relu": leaky_relu_ops, "hardtanh": hardtanh_ops}.get(op, elu_ops)
+    reference = [getattr(module, f"{op}_{part}") for part in ("forward", "backward")]
+    tuned = [getattr(module, f"tuned_{op}_{part}", None) for part in ("forward", "backward")]
+    x = torch.cat([_points(kinks), torch.tensor([0.3, -1e-30, 1e-30, float("inf"), -float("inf")])])
+    x = x.to(dtype)
+    dout = torch.linspace(-2, 3, x.numel(), dtype=dtype)
+    out = reference[0](x, *params)
+    saved = x if op in _SAVES_INPUT and _SAVES_INPUT[op](*params) else out
+    pairs = [("backward", tuned[1](dout, saved, *params), reference[1](dout, saved, *params))]
+    if tuned[0] is not None:
+        pairs.append(("forward", tuned[0](x, *params), out))
+    for what, mine, theirs in pairs:
+        torch.testing.assert_close(
+            mine,
+            theirs,
+            rtol=0,
+            atol=0,
+            equal_nan=True,  # 0 * -inf, as in the reference and torch
+            msg=lambda m, what=what: f"tuned {op}{params} {what} at {x.tolist()}: {m}",
+        )
+
+
+def test_tuned_prelu_equals_the_reference_exactly() -> None:
+    """The tuned forward and input gradient bit for bit, the weight gradient (a sum in another order)
+    closely; per channel, shared and 0-D weights, every third input on the kink."""
+    for x_shape, weight in (((2, 3, 4), torch.tensor([0.25, -0.5, 1.5])), ((5,), torch.tensor(0.3))):
+        x = torch.randn(x_shape, generator=torch.Generator().manual_seed(0))
+        x.view(-1)[::3] = 0
+        dout = torch.randn(x_shape, generator=torch.Generator().manual_seed(1))
+        dx, dweight = prelu_backward(dout, x, weight)
+        tuned_dx, tuned_dweight = tuned_prelu_backward(dout, x, weight)
+        exact = (("output", tuned_prelu_forward(x, weight), prelu_forward(x, weight)), ("dx", tuned_dx, dx))
+        for what, mine, theirs in exact:
+            torch.testing.assert_close(mine, theirs, rtol=0, atol=0, msg=f"tuned prelu {what} on {x_shape}")
+        torch.testing.assert_close(tuned_dweight, dweight, msg=f"tuned prelu weight gradient on {x_shape}")
+        assert tuned_prelu_backward(dout, x, weight, True, False)[1] is None, "dweight computed unasked"
 
 
 @pytest.mark.parametrize("inplace", [False, True], ids=["out-of-place", "inplace"])
