@@ -270,6 +270,12 @@ def _sandwiches(n: int, d: int, o: int, conv: Sequence[tuple[int, int, int, int]
     return cases
 
 
+def _prelu(shape: tuple[int, ...]) -> OpCase:
+    """PReLU on an ``(N, C, H, W)`` feature map with one learned slope per channel (inputs and slopes
+    differentiated)."""
+    return _case("prelu", f"per-channel-{_shape(shape)}", normal(shape, (shape[1],)), (0, 1))
+
+
 def _attention(n: int, heads: int, length: int, head_dim: int) -> OpCase:
     """Self-attention on ``(n, heads, length, head_dim)`` queries, keys and values (ViT-tiny: 8, 3, 197,
     64): the manual attention saves the ``(n, heads, length, length)`` probabilities, the built-in's fused
@@ -337,6 +343,7 @@ BENCH_CASES: dict[str, tuple[OpCase, ...]] = {
             *_losses(128, 10),
             *_sandwiches(128, 3072, 100, [(64, 3, 32, 32), (64, 32, 16, 64)]),
             *_attention_products(64, 4, 16, 32),
+            _prelu((64, 32, 16, 16)),
             _attention(64, 2, 16, 32),
             _multi_head_attention(16, 64, 64, 2),
         ],
@@ -358,6 +365,7 @@ BENCH_CASES: dict[str, tuple[OpCase, ...]] = {
             _group_norm((8, 64, 56, 56), 32),
             *_losses(8, 1000),
             *_attention_products(512, 3, 49, 32),  # Swin-T's first stage: 8 images of 64 windows
+            _prelu((8, 64, 56, 56)),
             _attention(8, 3, 197, 64),
             _multi_head_attention(197, 8, 192, 3),
         ],
